@@ -1,0 +1,164 @@
+/** Helpers for benchmark scripts that start servers and load tools. */
+
+/** A free TCP port on 127.0.0.1 (closed again before returning). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A started server process and how to stop it. */
+export interface Started {
+  url: string;
+  child: Deno.ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts `deno run -A <script>` with env, waits until `healthPath` answers 2xx. */
+export async function startDeno(
+  script: string,
+  env: Record<string, string>,
+  options: { healthPath?: string; timeoutMs?: number; port?: number } = {},
+): Promise<Started> {
+  const port = options.port ?? freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script],
+    env: { HOST: "127.0.0.1", PORT: String(port), ACCESS_LOG: "false", ...env },
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = performance.now() + (options.timeoutMs ?? 30_000);
+  const health = options.healthPath ?? "/healthz";
+  let exited = false;
+  child.status.then(() => (exited = true));
+  while (true) {
+    if (exited) throw new Error(`${script} exited before it was healthy`);
+    if (performance.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`${script} did not become healthy`);
+    }
+    try {
+      const res = await fetch(url + health);
+      await res.body?.cancel();
+      if (res.ok) break;
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    url,
+    child,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        return;
+      }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // gone
+        }
+      }, 10_000);
+      await child.status;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** True when `cmd` is on the PATH. */
+export async function have(cmd: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
+      .output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+/** What one wrk run measured. */
+export interface WrkResult {
+  requestsPerSec: number;
+  latencyMs: { p50: number; p75: number; p90: number; p99: number };
+  requests: number;
+  errors: number;
+  non2xx: number;
+}
+
+function toMs(value: string, unit: string): number {
+  const n = Number(value);
+  switch (unit) {
+    case "us":
+      return n / 1000;
+    case "ms":
+      return n;
+    case "s":
+      return n * 1000;
+    case "m":
+      return n * 60_000;
+  }
+  throw new Error(`unknown wrk unit ${unit}`);
+}
+
+/** Parses wrk's `--latency` text output. */
+export function parseWrk(text: string): WrkResult {
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  if (rps === null) throw new Error(`wrk output without Requests/sec:\n${text}`);
+  const pct = (p: string) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s|m)`).exec(text);
+    return m === null ? NaN : toMs(m[1]!, m[2]!);
+  };
+  const total = /(\d+) requests in/.exec(text);
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
+  return {
+    requestsPerSec: Number(rps[1]),
+    latencyMs: { p50: pct("50"), p75: pct("75"), p90: pct("90"), p99: pct("99") },
+    requests: total === null ? 0 : Number(total[1]),
+    errors: errors === null ? 0 : errors.slice(1).reduce((s, v) => s + Number(v), 0),
+    non2xx: non2xx === null ? 0 : Number(non2xx[1]),
+  };
+}
+
+/** Runs wrk against `url` and parses the result. */
+export async function runWrk(
+  url: string,
+  options: {
+    connections: number;
+    threads: number;
+    durationS: number;
+    script?: string;
+    env?: Record<string, string>;
+  },
+): Promise<WrkResult> {
+  const args = [
+    `-t${options.threads}`,
+    `-c${options.connections}`,
+    `-d${options.durationS}s`,
+    "--latency",
+  ];
+  if (options.script !== undefined) args.push("-s", options.script);
+  args.push(url);
+  const out = await new Deno.Command("wrk", {
+    args,
+    env: options.env,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) throw new Error(`wrk failed: ${new TextDecoder().decode(out.stderr)}`);
+  return parseWrk(text);
+}
+
+/** The median of some numbers. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}

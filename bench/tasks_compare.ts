@@ -1,0 +1,278 @@
+/**
+ * Side-by-side HTTP comparison for the tasks service, with wrk, on loopback:
+ *
+ * 1. `get`: GET /tasks/:id on `memory` against a bare `Deno.serve` that
+ *    returns the same JSON body (the ceiling), 50 connections.
+ * 2. `mix`: the stress mix (80% reads, 20% writes) against each storage type.
+ *
+ * Runs are interleaved (A, B, A, B, ...) and the median of `--rounds` is
+ * reported, so the ratio is fair on a noisy machine. Writes a JSON result and,
+ * with `--doc`, regenerates docs/tasks-performance.md from it.
+ *
+ *     deno run -A bench/tasks_compare.ts --rounds 3 --duration 5 --doc
+ *
+ * @module
+ */
+import { have, median, runWrk, startDeno, type Started, type WrkResult } from "./lib/process.ts";
+
+interface Args {
+  rounds: number;
+  durationS: number;
+  connections: number;
+  threads: number;
+  storages: string[];
+  out: string;
+  doc: boolean;
+  poolWorkers: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = {
+    rounds: 3,
+    durationS: 5,
+    connections: 50,
+    threads: 1,
+    storages: ["memory", "shard", "pool", "kv"],
+    out: "bench/results/tasks-compare.json",
+    doc: false,
+    poolWorkers: 2,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    if (flag === "--rounds") args.rounds = Number(value());
+    else if (flag === "--duration") args.durationS = Number(value());
+    else if (flag === "--connections") args.connections = Number(value());
+    else if (flag === "--threads") args.threads = Number(value());
+    else if (flag === "--storages") args.storages = value().split(",");
+    else if (flag === "--out") args.out = value();
+    else if (flag === "--pool-workers") args.poolWorkers = Number(value());
+    else if (flag === "--doc") args.doc = true;
+    else throw new Error(`unknown flag ${flag}`);
+  }
+  return args;
+}
+
+const TASKS = "services/tasks/main.ts";
+
+async function seed(url: string, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let done = 0; done < n; done += 10_000) {
+    const batch = Math.min(10_000, n - done);
+    const res = await fetch(`${url}/tasks/bulk`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        tasks: Array.from({ length: batch }, (_, i) => ({
+          title: `seeded task ${done + i}`,
+          description: "seeded for the benchmark",
+          priority: (done + i) % 6,
+        })),
+      }),
+    });
+    if (res.status !== 201) throw new Error(`seed failed: ${res.status} ${await res.text()}`);
+    ids.push(...(await res.json()).ids);
+  }
+  return ids;
+}
+
+interface Row {
+  name: string;
+  runs: WrkResult[];
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function summarize(name: string, runs: WrkResult[]): Row {
+  return {
+    name,
+    runs,
+    rps: median(runs.map((r) => r.requestsPerSec)),
+    p50: median(runs.map((r) => r.latencyMs.p50)),
+    p99: median(runs.map((r) => r.latencyMs.p99)),
+    errors: runs.reduce((s, r) => s + r.errors + r.non2xx, 0),
+  };
+}
+
+async function withServers<T>(
+  starts: Array<() => Promise<Started>>,
+  fn: (s: Started[]) => Promise<T>,
+) {
+  const started: Started[] = [];
+  try {
+    for (const start of starts) started.push(await start());
+    return await fn(started);
+  } finally {
+    for (const s of started) await s.stop();
+  }
+}
+
+async function compareGet(args: Args) {
+  const idsFile = await Deno.makeTempFile({ suffix: ".ids" });
+  return await withServers([
+    () => startDeno("bench/bare_server.ts", {}, { healthPath: "/" }),
+    () => startDeno(TASKS, { STORAGE_TYPE: "memory" }),
+  ], async ([bare, ours]) => {
+    const ids = await seed(ours!.url, 10_000);
+    await Deno.writeTextFile(idsFile, ids.join("\n"));
+    const id = ids[0]!;
+    const wrk = (url: string) =>
+      runWrk(url, {
+        connections: args.connections,
+        threads: args.threads,
+        durationS: args.durationS,
+      });
+    await wrk(`${bare!.url}/tasks/${id}`); // warm-up both
+    await wrk(`${ours!.url}/tasks/${id}`);
+    const bareRuns: WrkResult[] = [];
+    const oursRuns: WrkResult[] = [];
+    for (let round = 0; round < args.rounds; round++) {
+      bareRuns.push(await wrk(`${bare!.url}/tasks/${id}`));
+      oursRuns.push(await wrk(`${ours!.url}/tasks/${id}`));
+      console.error(
+        `get round ${round + 1}: bare ${bareRuns.at(-1)!.requestsPerSec.toFixed(0)} req/s, ` +
+          `tasks ${oursRuns.at(-1)!.requestsPerSec.toFixed(0)} req/s`,
+      );
+    }
+    const randomRuns: WrkResult[] = [];
+    for (let round = 0; round < args.rounds; round++) {
+      randomRuns.push(
+        await runWrk(`${ours!.url}/`, {
+          connections: args.connections,
+          threads: args.threads,
+          durationS: args.durationS,
+          script: "bench/wrk/get_random.lua",
+          env: { TASK_IDS: idsFile },
+        }),
+      );
+    }
+    return {
+      bare: summarize("bare Deno.serve", bareRuns),
+      ours: summarize("tasks memory GET /tasks/:id", oursRuns),
+      oursRandom: summarize("tasks memory GET random id of 10k", randomRuns),
+    };
+  }).finally(() => Deno.remove(idsFile));
+}
+
+async function compareMix(args: Args) {
+  const rows: Row[] = [];
+  const servers: Record<string, Started> = {};
+  const idsFiles: Record<string, string> = {};
+  const dataDir = await Deno.makeTempDir({ prefix: "tasks-bench-" });
+  try {
+    for (const storage of args.storages) {
+      servers[storage] = await startDeno(TASKS, {
+        STORAGE_TYPE: storage,
+        POOL_WORKERS: String(args.poolWorkers),
+        KV_PATH: `${dataDir}/${storage}.kv`,
+      });
+      const ids = await seed(servers[storage]!.url, 10_000);
+      idsFiles[storage] = `${dataDir}/${storage}.ids`;
+      await Deno.writeTextFile(idsFiles[storage]!, ids.join("\n"));
+    }
+    const runs: Record<string, WrkResult[]> = {};
+    for (let round = 0; round < args.rounds; round++) {
+      for (const storage of args.storages) {
+        const result = await runWrk(`${servers[storage]!.url}/`, {
+          connections: args.connections,
+          threads: args.threads,
+          durationS: args.durationS,
+          script: "bench/wrk/tasks_mix.lua",
+          env: { TASK_IDS: idsFiles[storage]! },
+        });
+        (runs[storage] ??= []).push(result);
+        console.error(
+          `mix round ${round + 1} ${storage}: ${result.requestsPerSec.toFixed(0)} req/s`,
+        );
+      }
+    }
+    for (const storage of args.storages) rows.push(summarize(storage, runs[storage]!));
+  } finally {
+    for (const s of Object.values(servers)) await s.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+  return rows;
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString("en-US", {
+    maximumFractionDigits: digits,
+    minimumFractionDigits: digits,
+  });
+}
+
+function markdown(result: Awaited<ReturnType<typeof run>>): string {
+  const g = result.get;
+  const lines = [
+    "# Tasks service performance",
+    "",
+    "Generated by `deno run -A bench/tasks_compare.ts --doc` " +
+    `(${result.args.rounds} interleaved rounds of ${result.args.durationS} s, ` +
+    `${result.args.connections} connections, wrk ${result.args.threads} thread; median shown) ` +
+    `on ${result.machine}, ${result.date}. Server, wrk and everything else share the same cores, ` +
+    "so absolute numbers are for this machine only; the ratios are the point.",
+    "",
+    "## GET /tasks/:id against the ceiling",
+    "",
+    "| server | req/s | p50 ms | p99 ms | errors |",
+    "| --- | ---: | ---: | ---: | ---: |",
+    ...[g.bare, g.ours, g.oursRandom].map((r) =>
+      `| ${r.name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${r.errors} |`
+    ),
+    "",
+    `Ratio tasks/bare: **${fmt(g.ours.rps / g.bare.rps, 3)}** (target >= 0.80); ` +
+    `p99 ${fmt(g.ours.p99, 2)} ms (target < 5 ms).`,
+    "",
+    "## Stress mix (80% GET by id, 20% POST/PATCH/PUT) per storage",
+    "",
+    "10,000 tasks seeded in each store first. `pool` runs " +
+    `${result.args.poolWorkers} worker isolates on one port (reusePort).`,
+    "",
+    "| storage | req/s | p50 ms | p99 ms | errors | vs memory |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ...result.mix.map((r) => {
+      const memory = result.mix.find((m) => m.name === "memory");
+      const ratio = memory === undefined ? "" : fmt(r.rps / memory.rps, 2);
+      return `| ${r.name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${
+        fmt(r.p99, 2)
+      } | ${r.errors} | ${ratio} |`;
+    }),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+async function run(args: Args) {
+  const get = await compareGet(args);
+  const mix = await compareMix(args);
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).match(
+    /model name\s*:\s*(.*)/,
+  )?.[1] ?? "unknown CPU";
+  return {
+    args,
+    machine: `${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}`,
+    date: new Date().toISOString().slice(0, 10),
+    get,
+    mix,
+  };
+}
+
+if (import.meta.main) {
+  if (!(await have("wrk"))) {
+    console.error("tasks_compare: wrk is not installed (apt-get install wrk); skipped");
+    Deno.exit(0);
+  }
+  const args = parseArgs(Deno.args);
+  const result = await run(args);
+  await Deno.mkdir(args.out.slice(0, args.out.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(args.out, JSON.stringify(result, null, 2));
+  const md = markdown(result);
+  console.log(md);
+  if (args.doc) await Deno.writeTextFile("docs/tasks-performance.md", md);
+}
