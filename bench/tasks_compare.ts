@@ -24,6 +24,8 @@ interface Args {
   out: string;
   doc: boolean;
   poolWorkers: number;
+  stressConnections: number;
+  stressStorages: string[];
 }
 
 function parseArgs(argv: string[]): Args {
@@ -36,6 +38,8 @@ function parseArgs(argv: string[]): Args {
     out: "bench/results/tasks-compare.json",
     doc: false,
     poolWorkers: 2,
+    stressConnections: 1000,
+    stressStorages: ["memory", "pool"],
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -51,6 +55,8 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--storages") args.storages = value().split(",");
     else if (flag === "--out") args.out = value();
     else if (flag === "--pool-workers") args.poolWorkers = Number(value());
+    else if (flag === "--stress-connections") args.stressConnections = Number(value());
+    else if (flag === "--stress-storages") args.stressStorages = value().split(",");
     else if (flag === "--doc") args.doc = true;
     else throw new Error(`unknown flag ${flag}`);
   }
@@ -59,7 +65,11 @@ function parseArgs(argv: string[]): Args {
 
 const TASKS = "services/tasks/main.ts";
 
-async function seed(url: string, n: number): Promise<string[]> {
+/** Bulk-create timings measured while seeding, per storage, in ms. */
+const seedMs: Record<string, number> = {};
+
+async function seed(url: string, n: number, label?: string): Promise<string[]> {
+  const started = performance.now();
   const ids: string[] = [];
   for (let done = 0; done < n; done += 10_000) {
     const batch = Math.min(10_000, n - done);
@@ -77,6 +87,7 @@ async function seed(url: string, n: number): Promise<string[]> {
     if (res.status !== 201) throw new Error(`seed failed: ${res.status} ${await res.text()}`);
     ids.push(...(await res.json()).ids);
   }
+  if (label !== undefined) seedMs[label] = performance.now() - started;
   return ids;
 }
 
@@ -162,6 +173,7 @@ async function compareGet(args: Args) {
 
 async function compareMix(args: Args) {
   const rows: Row[] = [];
+  const stress: Row[] = [];
   const servers: Record<string, Started> = {};
   const idsFiles: Record<string, string> = {};
   const dataDir = await Deno.makeTempDir({ prefix: "tasks-bench-" });
@@ -172,7 +184,7 @@ async function compareMix(args: Args) {
         POOL_WORKERS: String(args.poolWorkers),
         KV_PATH: `${dataDir}/${storage}.kv`,
       });
-      const ids = await seed(servers[storage]!.url, 10_000);
+      const ids = await seed(servers[storage]!.url, 10_000, storage);
       idsFiles[storage] = `${dataDir}/${storage}.ids`;
       await Deno.writeTextFile(idsFiles[storage]!, ids.join("\n"));
     }
@@ -193,11 +205,22 @@ async function compareMix(args: Args) {
       }
     }
     for (const storage of args.storages) rows.push(summarize(storage, runs[storage]!));
+    for (const storage of args.stressStorages.filter((s) => servers[s] !== undefined)) {
+      const result = await runWrk(`${servers[storage]!.url}/`, {
+        connections: args.stressConnections,
+        threads: 2,
+        durationS: args.durationS * 2,
+        script: "bench/wrk/tasks_mix.lua",
+        env: { TASK_IDS: idsFiles[storage]! },
+      });
+      stress.push(summarize(`${storage} @ ${args.stressConnections} connections`, [result]));
+      console.error(`stress ${storage}: ${result.requestsPerSec.toFixed(0)} req/s`);
+    }
   } finally {
     for (const s of Object.values(servers)) await s.stop();
     await Deno.remove(dataDir, { recursive: true });
   }
-  return rows;
+  return { rows, stress };
 }
 
 function fmt(n: number, digits = 0): string {
@@ -236,8 +259,8 @@ function markdown(result: Awaited<ReturnType<typeof run>>): string {
     "",
     "| storage | req/s | p50 ms | p99 ms | errors | vs memory |",
     "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ...result.mix.map((r) => {
-      const memory = result.mix.find((m) => m.name === "memory");
+    ...result.mix.rows.map((r) => {
+      const memory = result.mix.rows.find((m) => m.name === "memory");
       const ratio = memory === undefined ? "" : fmt(r.rps / memory.rps, 2);
       return `| ${r.name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${
         fmt(r.p99, 2)
@@ -260,6 +283,7 @@ async function run(args: Args) {
     date: new Date().toISOString().slice(0, 10),
     get,
     mix,
+    seedMs,
   };
 }
 

@@ -16,7 +16,9 @@ import { ConfigError } from "@deno-stores/shared/config";
 import { createTasksApp } from "./app.ts";
 import { loadTasksConfig, type TasksConfig } from "./config.ts";
 import { openStore } from "./store/factory.ts";
+import { type PoolTableHandle, PoolTaskStore } from "./store/pool_store.ts";
 
+const WORKER_PREFIX = "tasks-pool-";
 const encoder = new TextEncoder();
 
 function writeAll(text: string): void {
@@ -80,6 +82,131 @@ async function runSingle(config: TasksConfig): Promise<void> {
   });
 }
 
+/** Picks a free port when PORT=0, since every worker must bind the same one. */
+function resolvePort(config: TasksConfig): number {
+  if (config.PORT !== 0) return config.PORT;
+  const probe = Deno.listen({ hostname: config.HOST, port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return port;
+}
+
+type WorkerMessage =
+  | { type: "listening"; port: number }
+  | { type: "stopped" }
+  | { type: "failed"; message: string };
+
+async function runPool(config: TasksConfig): Promise<void> {
+  const { logger, sink } = makeLogger(config, "tasks");
+  const port = resolvePort(config);
+  const handle = PoolTaskStore.createTable(config);
+  const workers: Worker[] = [];
+  const listening: Promise<void>[] = [];
+  const stopped: Promise<void>[] = [];
+  for (let i = 0; i < config.POOL_WORKERS; i++) {
+    const worker = new Worker(import.meta.url, { type: "module", name: `${WORKER_PREFIX}${i}` });
+    let onListening!: () => void;
+    let onStopped!: () => void;
+    let onFailed!: (error: Error) => void;
+    listening.push(
+      new Promise((resolve, reject) => {
+        onListening = resolve;
+        onFailed = reject;
+      }),
+    );
+    stopped.push(new Promise((resolve) => (onStopped = resolve)));
+    worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
+      if (event.data.type === "listening") onListening();
+      else if (event.data.type === "stopped") onStopped();
+      else onFailed(new Error(`pool worker ${i}: ${event.data.message}`));
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      onFailed(new Error(`pool worker ${i}: ${event.message}`));
+      onStopped();
+    };
+    worker.postMessage({ config: { ...config, PORT: port }, handle, index: i });
+    workers.push(worker);
+  }
+  try {
+    await Promise.all(listening);
+  } catch (error) {
+    logger.error("pool failed to start", { error });
+    sink.flush();
+    Deno.exit(1);
+  }
+  logger.info("listening", {
+    url: `http://${config.HOST}:${port}`,
+    port,
+    storage: "pool",
+    workers: config.POOL_WORKERS,
+  });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) Deno.exit(130);
+    stopping = true;
+    logger.info("shutting down", { workers: workers.length });
+    for (const worker of workers) worker.postMessage({ type: "shutdown" });
+    const timeout = new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_TIMEOUT_MS));
+    await Promise.race([Promise.all(stopped), timeout]);
+    for (const worker of workers) worker.terminate();
+    logger.info("stopped");
+    sink.flush();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+}
+
+function runPoolWorker(): void {
+  const scope = self as unknown as {
+    onmessage: ((event: MessageEvent) => void) | null;
+    postMessage(message: WorkerMessage): void;
+  };
+  let stop: (() => Promise<void>) | undefined;
+  scope.onmessage = async (event: MessageEvent) => {
+    const data = event.data as {
+      type?: string;
+      config: TasksConfig;
+      handle: PoolTableHandle;
+      index: number;
+    };
+    if (data.type === "shutdown") {
+      await stop?.();
+      scope.postMessage({ type: "stopped" });
+      return;
+    }
+    try {
+      const config = data.config;
+      const { logger, sink } = makeLogger(config, "tasks");
+      const store = PoolTaskStore.attach(data.handle);
+      const service = createTasksApp({
+        store,
+        logger,
+        now: Date.now,
+        accessLog: config.ACCESS_LOG,
+        bodyLimitBytes: config.BODY_LIMIT_BYTES,
+        bulkBodyLimitBytes: config.BULK_BODY_LIMIT_BYTES,
+        maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
+        requestIdPrefix: `w${data.index}`,
+      });
+      const server = Deno.serve(
+        { hostname: config.HOST, port: config.PORT, reusePort: true, onListen: () => {} },
+        service.fetch,
+      );
+      service.lifecycle.markStarted();
+      stop = async () => {
+        service.lifecycle.markDraining();
+        await server.shutdown();
+        sink.flush();
+      };
+      scope.postMessage({ type: "listening", port: config.PORT });
+    } catch (error) {
+      scope.postMessage({ type: "failed", message: (error as Error).message });
+    }
+  };
+}
+
 async function main(): Promise<void> {
   let config: TasksConfig;
   try {
@@ -91,7 +218,12 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  await runSingle(config);
+  if (config.STORAGE_TYPE === "pool") await runPool(config);
+  else await runSingle(config);
 }
 
-if (import.meta.main) await main();
+const inWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
+    "undefined" && (self as unknown as { name?: string }).name?.startsWith(WORKER_PREFIX);
+
+if (inWorker) runPoolWorker();
+else if (import.meta.main) await main();

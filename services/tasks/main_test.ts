@@ -95,3 +95,58 @@ Deno.test("tasks main on kv keeps tasks across a restart", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tasks main in pool mode shares writes between worker isolates", async () => {
+  const running = await start({
+    STORAGE_TYPE: "pool",
+    POOL_WORKERS: "2",
+    POOL_ARENA_BYTES: "16777216",
+  });
+  const fresh = async (path: string, init?: RequestInit) => {
+    // A new client per request means a new connection, which the kernel may
+    // hand to either worker listening on the port.
+    using client = Deno.createHttpClient({});
+    const res = await fetch(`${running.url}${path}`, { ...init, client });
+    const body = res.status === 204 ? null : await res.json();
+    return { res, body };
+  };
+  try {
+    const servedBy = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const { res } = await fresh("/no-such-route");
+      servedBy.add((res.headers.get("x-request-id") ?? "").split("-")[0]!);
+    }
+    assert.deepEqual([...servedBy].sort(), ["w0", "w1"]);
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const { res, body } = await fresh("/tasks", {
+        method: "POST",
+        body: JSON.stringify({ title: `pooled ${i}` }),
+      });
+      assert.equal(res.status, 201);
+      ids.push(body.id);
+    }
+    assert.equal(new Set(ids).size, ids.length);
+    for (const [i, id] of ids.entries()) {
+      const { res, body } = await fresh(`/tasks/${id}`);
+      assert.equal(res.status, 200);
+      assert.equal(body.title, `pooled ${i}`);
+    }
+    const { body: bulk } = await fresh("/tasks/bulk", {
+      method: "POST",
+      body: JSON.stringify({ tasks: Array.from({ length: 500 }, (_, i) => ({ title: `b${i}` })) }),
+    });
+    let listed = 0;
+    let cursor: string | null = null;
+    do {
+      const q: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`;
+      const { body } = await fresh(`/tasks?limit=100${q}`);
+      listed += body.items.length;
+      cursor = body.nextCursor;
+    } while (cursor !== null);
+    assert.equal(listed, 60 + bulk.count);
+  } finally {
+    const { code } = await stop(running);
+    assert.equal(code, 0);
+  }
+});

@@ -30,7 +30,7 @@ interface Metric {
 export const SERIES_PER_METRIC_MAX = 2_000;
 
 abstract class Family<S> implements Metric {
-  protected readonly series = new Map<string, { values: string[]; state: S }>();
+  protected readonly seriesByKey = new Map<string, { values: string[]; state: S }>();
 
   constructor(
     readonly name: string,
@@ -49,25 +49,27 @@ abstract class Family<S> implements Metric {
       values.push(value);
       key += value + "\u0000";
     }
-    let entry = this.series.get(key);
+    let entry = this.seriesByKey.get(key);
     if (entry === undefined) {
-      if (this.series.size >= SERIES_PER_METRIC_MAX) {
+      if (this.seriesByKey.size >= SERIES_PER_METRIC_MAX) {
         const otherKey = this.labelNames.map(() => "other\u0000").join("");
-        const other = this.series.get(otherKey);
+        const other = this.seriesByKey.get(otherKey);
         if (other !== undefined) return other.state;
         const state = this.create();
-        this.series.set(otherKey, { values: this.labelNames.map(() => "other"), state });
+        this.seriesByKey.set(otherKey, { values: this.labelNames.map(() => "other"), state });
         return state;
       }
       entry = { values, state: this.create() };
-      this.series.set(key, entry);
+      this.seriesByKey.set(key, entry);
     }
     return entry.state;
   }
 
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
-    for (const { values, state } of this.series.values()) this.renderSeries(out, values, state);
+    for (const { values, state } of this.seriesByKey.values()) {
+      this.renderSeries(out, values, state);
+    }
   }
 
   protected abstract renderSeries(out: string[], values: string[], state: S): void;
@@ -80,6 +82,10 @@ export class Counter extends Family<{ value: number }> {
   }
   protected create() {
     return { value: 0 };
+  }
+  /** The mutable state of the series for `labels` (for hot paths that cache it). */
+  stateFor(labels?: Labels): { value: number } {
+    return this.get(labels);
   }
   /** Adds `n` (default 1) to the series for `labels`. */
   inc(labels?: Labels, n = 1): void {
@@ -130,10 +136,19 @@ export class Gauge extends Family<{ value: number }> {
   }
 }
 
-interface HistogramState {
+/** The state of one histogram series. */
+export interface HistogramState {
   counts: Float64Array;
   sum: number;
   count: number;
+}
+
+function observeInto(buckets: readonly number[], state: HistogramState, value: number): void {
+  let i = 0;
+  while (i < buckets.length && value > buckets[i]!) i++;
+  if (i < buckets.length) state.counts[i]!++;
+  state.sum += value;
+  state.count++;
 }
 
 /** Default latency buckets in seconds: 50 µs to 10 s. */
@@ -174,15 +189,13 @@ export class Histogram extends Family<HistogramState> {
   protected create(): HistogramState {
     return { counts: new Float64Array(this.buckets.length), sum: 0, count: 0 };
   }
+  /** The mutable state of the series for `labels` (for hot paths that cache it). */
+  stateFor(labels?: Labels): HistogramState {
+    return this.get(labels);
+  }
   /** Records one observation. */
   observe(value: number, labels?: Labels): void {
-    const state = this.get(labels);
-    const buckets = this.buckets;
-    let i = 0;
-    while (i < buckets.length && value > buckets[i]!) i++;
-    if (i < buckets.length) state.counts[i]!++;
-    state.sum += value;
-    state.count++;
+    observeInto(this.buckets, this.get(labels), value);
   }
   /** The number of observations for `labels`. */
   count(labels?: Labels): number {
@@ -249,5 +262,42 @@ export class Registry {
     const out: string[] = [];
     for (const metric of this.#metrics.values()) metric.render(out);
     return out.join("\n") + "\n";
+  }
+}
+
+/**
+ * The request counter and latency histogram of a service, with one cached
+ * pair of series per (method, route, status) so that recording a request is
+ * one map lookup.
+ */
+export class HttpMetrics {
+  readonly requests: Counter;
+  readonly latency: Histogram;
+  readonly #series = new Map<string, { count: { value: number }; hist: HistogramState }>();
+
+  constructor(registry: Registry) {
+    this.requests = registry.counter(
+      "http_requests_total",
+      "HTTP requests handled, by method, route and status.",
+      ["method", "route", "status"],
+    );
+    this.latency = registry.histogram(
+      "http_request_duration_seconds",
+      "HTTP request latency in seconds, by method, route and status.",
+      ["method", "route", "status"],
+    );
+  }
+
+  /** Records one request. */
+  observe(method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${status} ${route}`;
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      const labels = { method, route, status: String(status) };
+      series = { count: this.requests.stateFor(labels), hist: this.latency.stateFor(labels) };
+      if (this.#series.size < SERIES_PER_METRIC_MAX) this.#series.set(key, series);
+    }
+    series.count.value++;
+    observeInto(this.latency.buckets, series.hist, seconds);
   }
 }

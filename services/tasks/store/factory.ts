@@ -2,6 +2,7 @@ import type { TasksConfig } from "../config.ts";
 import { createIdGenerator } from "./ids.ts";
 import { KvTaskStore } from "./kv_store.ts";
 import { MemoryTaskStore } from "./memory_store.ts";
+import { ShardTaskStore } from "./shard_store.ts";
 import type { TaskStore } from "./types.ts";
 
 /** Opens the store `config.STORAGE_TYPE` names (not `pool`: see main.ts). */
@@ -10,6 +11,8 @@ export async function openStore(config: TasksConfig, random30: () => number): Pr
   switch (config.STORAGE_TYPE) {
     case "memory":
       return new MemoryTaskStore(ids);
+    case "shard":
+      return new ShardTaskStore(ids, config.SHARD_COUNT);
     case "kv": {
       const path = config.KV_PATH ?? `${config.DATA_DIR}/tasks.kv`;
       if (path !== ":memory:") {

@@ -8,6 +8,7 @@
 const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 /** Length of every task id. */
 export const ID_CHARS = 16;
+const SEQUENCE_MAX = 2 ** 30;
 const ID_PATTERN = /^[0-9a-hjkmnp-tv-z]{16}$/;
 
 function encode(value: number, chars: number): string {
@@ -19,6 +20,14 @@ function encode(value: number, chars: number): string {
   return out;
 }
 
+/**
+ * The id for creation time `ms` and a 30-bit sequence number (used by stores
+ * whose sequence comes from elsewhere, such as the pool's shared counter).
+ */
+export function encodeId(ms: number, sequence30: number): string {
+  return encode(Math.floor(ms), 10) + encode(sequence30 % SEQUENCE_MAX, 6);
+}
+
 /** True when `id` has the shape of a task id (used to 404 early on junk ids). */
 export function isTaskId(id: string): boolean {
   return ID_PATTERN.test(id);
@@ -28,8 +37,6 @@ export function isTaskId(id: string): boolean {
 export interface IdGenerator {
   next(nowMs: number): string;
 }
-
-const SEQUENCE_MAX = 2 ** 30;
 
 /**
  * Creates an id generator. `random` returns a 30-bit start offset per

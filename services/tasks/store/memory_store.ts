@@ -23,6 +23,8 @@ import {
 export class MemoryTaskStore implements TaskStore {
   readonly kind = "memory" as const;
   readonly #tasks = new Map<string, Task>();
+  /** JSON of tasks read since their last write; a write drops the entry. */
+  readonly #json = new Map<string, string>();
   #order: string[] = [];
   #deleted = 0;
   readonly #ids: IdGenerator;
@@ -53,11 +55,22 @@ export class MemoryTaskStore implements TaskStore {
     return this.#tasks.get(id);
   }
 
+  getJson(id: string): string | undefined {
+    const cached = this.#json.get(id);
+    if (cached !== undefined) return cached;
+    const task = this.#tasks.get(id);
+    if (task === undefined) return undefined;
+    const json = JSON.stringify(task);
+    this.#json.set(id, json);
+    return json;
+  }
+
   replace(id: string, input: TaskInput, nowMs: number): Task | undefined {
     const old = this.#tasks.get(id);
     if (old === undefined) return undefined;
     const task = replaced(old, input, nowMs);
     this.#tasks.set(id, task);
+    this.#json.delete(id);
     return task;
   }
 
@@ -66,11 +79,13 @@ export class MemoryTaskStore implements TaskStore {
     if (old === undefined) return undefined;
     const task = patched(old, patch, nowMs);
     this.#tasks.set(id, task);
+    this.#json.delete(id);
     return task;
   }
 
   delete(id: string): boolean {
     if (!this.#tasks.delete(id)) return false;
+    this.#json.delete(id);
     this.#deleted++;
     if (this.#deleted > 1024 && this.#deleted * 2 > this.#order.length) this.#compact();
     return true;

@@ -41,6 +41,11 @@ export interface TaskStore {
   create(input: TaskInput, nowMs: number): MaybePromise<Task>;
   createMany(inputs: readonly TaskInput[], nowMs: number): MaybePromise<Task[]>;
   get(id: string): MaybePromise<Task | undefined>;
+  /**
+   * The task already encoded as JSON, for stores that keep (or cache) it that
+   * way, so that a read costs no serialization. Optional.
+   */
+  getJson?(id: string): MaybePromise<string | Uint8Array | undefined>;
   replace(id: string, input: TaskInput, nowMs: number): MaybePromise<Task | undefined>;
   patch(id: string, patch: TaskPatchInput, nowMs: number): MaybePromise<Task | undefined>;
   delete(id: string): MaybePromise<boolean>;
