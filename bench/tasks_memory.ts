@@ -25,9 +25,7 @@ if (gc === undefined) throw new Error("run with --v8-flags=--expose-gc");
 let seed = 1;
 const random30 = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) & 0x3fff_ffff;
 const ids = createIdGenerator(random30);
-const store: TaskStore = kind === "memory"
-  ? new MemoryTaskStore(ids)
-  : new ShardTaskStore(ids, 32);
+const store: TaskStore = kind === "memory" ? new MemoryTaskStore(ids) : new ShardTaskStore(ids, 32);
 
 gc();
 const before = Deno.memoryUsage().heapUsed;
