@@ -98,6 +98,19 @@ export function createTasksApp(deps: TasksAppDeps): ServiceApp {
   });
 
   const JSON_HEADERS = { "content-type": "application/json" };
+  // The hottest route also gets the kit's fast path (no Hono context or
+  // router); misses fall through to the Hono route below, which answers 404.
+  const fastResponse = (found: string | Uint8Array | undefined) =>
+    found === undefined
+      ? undefined
+      : new Response(found as string | Uint8Array<ArrayBuffer>, { headers: JSON_HEADERS });
+  const getJson = store.getJson?.bind(store);
+  if (getJson !== undefined) {
+    service.fastGet("/tasks/", "/tasks/:id", (id) => {
+      const found = getJson(id);
+      return found instanceof Promise ? found.then(fastResponse) : fastResponse(found);
+    });
+  }
   // The hottest route: synchronous when the store is, and no serialization
   // when the store keeps tasks encoded.
   app.get("/tasks/:id", (c): Response | Promise<Response> => {

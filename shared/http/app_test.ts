@@ -163,3 +163,30 @@ Deno.test("createServiceApp counts requests per route pattern and status in /met
     /http_request_duration_seconds_count\{method="GET",route="\/items\/:id",status="200"\} 2/,
   );
 });
+
+Deno.test("fastGet answers before Hono and falls through when it declines or fails", async () => {
+  const service = setup();
+  const seen: string[] = [];
+  service.fastGet("/items/", "/items/:id", (id) => {
+    seen.push(id);
+    if (id === "boom") throw new Error("fast path failed");
+    if (id === "later") return Promise.resolve(new Response("async"));
+    return id === "fast" ? new Response("from fast path") : undefined;
+  });
+  assert.equal(await (await service.request("/items/fast")).text(), "from fast path");
+  assert.equal(await (await service.request("/items/later")).text(), "async");
+  assert.deepEqual(await (await service.request("/items/slow")).json(), { id: "slow" });
+  assert.deepEqual(await (await service.request("/items/boom")).json(), { id: "boom" });
+  // Segments with a query, a slash or an escape always go to Hono.
+  assert.deepEqual(await (await service.request("/items/fast?x=1")).json(), { id: "fast" });
+  assert.deepEqual(await (await service.request("/items/fa%73t")).json(), { id: "fast" });
+  assert.deepEqual(seen, ["fast", "later", "slow", "boom"]);
+  const text = await (await service.request("/metrics")).text();
+  assert.match(text, /http_requests_total\{method="GET",route="\/items\/:id",status="200"\} 6/);
+});
+
+Deno.test("fastGet refuses a prefix that is not a path segment", () => {
+  const service = setup();
+  assert.throws(() => service.fastGet("items/", "x", () => undefined), RangeError);
+  assert.throws(() => service.fastGet("/items", "x", () => undefined), RangeError);
+});

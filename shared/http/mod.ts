@@ -7,6 +7,7 @@
  */
 export {
   createServiceApp,
+  type FastGetHandler,
   Lifecycle,
   type ServiceApp,
   type ServiceAppOptions,
