@@ -251,8 +251,8 @@ function markdown(result: Awaited<ReturnType<typeof run>>): string {
     `on ${result.machine}, ${result.date}. Server, wrk and everything else share the same cores, ` +
     "so absolute numbers are for this machine only; the ratios are the point. Services run " +
     "with `ACCESS_LOG=false` and every other setting at its default. Raw results: " +
-    "`bench/results/tasks-compare.json` (regenerate this page from it with " +
-    "`deno task bench:tasks --from bench/results/tasks-compare.json --doc`).",
+    "[results/tasks-compare.json](results/tasks-compare.json) (regenerate this page from it " +
+    "with `deno task bench:tasks --from docs/results/tasks-compare.json --doc`).",
     "",
     "## GET /tasks/:id against the ceiling",
     "",
@@ -385,5 +385,10 @@ if (import.meta.main) {
   if (args.from === undefined) await Deno.writeTextFile(args.out, JSON.stringify(result, null, 2));
   const md = markdown(result);
   console.log(md);
-  if (args.doc) await Deno.writeTextFile("docs/tasks-performance.md", md);
+  if (args.doc) {
+    // The page and the measurements it was made from are committed together.
+    await Deno.mkdir("docs/results", { recursive: true });
+    await Deno.writeTextFile("docs/results/tasks-compare.json", JSON.stringify(result, null, 2));
+    await Deno.writeTextFile("docs/tasks-performance.md", md);
+  }
 }
