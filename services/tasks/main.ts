@@ -57,10 +57,8 @@ function randomBits30(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0]! & 0x3fff_ffff;
 }
 
-async function runSingle(config: TasksConfig): Promise<void> {
-  const { logger, sink } = makeLogger(config, "tasks");
-  const store = await openStore(config, randomBits30);
-  const service = createTasksApp({
+function appFor(config: TasksConfig, store: TaskStore, logger: Logger, requestIdPrefix?: string) {
+  return createTasksApp({
     store,
     logger,
     now: Date.now,
@@ -68,7 +66,14 @@ async function runSingle(config: TasksConfig): Promise<void> {
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     bulkBodyLimitBytes: config.BULK_BODY_LIMIT_BYTES,
     maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
+    requestIdPrefix,
   });
+}
+
+async function runSingle(config: TasksConfig): Promise<void> {
+  const { logger, sink } = makeLogger(config, "tasks");
+  const store = await openStore(config, randomBits30);
+  const service = appFor(config, store, logger);
   const server = Deno.serve(serveOptions(config, logger, false), service.fetch);
   service.lifecycle.markStarted();
   installGracefulShutdown({
@@ -180,16 +185,7 @@ function runPoolWorker(): void {
       const config = data.config;
       const { logger, sink } = makeLogger(config, "tasks");
       const store = PoolTaskStore.attach(data.handle);
-      const service = createTasksApp({
-        store,
-        logger,
-        now: Date.now,
-        accessLog: config.ACCESS_LOG,
-        bodyLimitBytes: config.BODY_LIMIT_BYTES,
-        bulkBodyLimitBytes: config.BULK_BODY_LIMIT_BYTES,
-        maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
-        requestIdPrefix: `w${data.index}`,
-      });
+      const service = appFor(config, store, logger, `w${data.index}`);
       const server = Deno.serve(
         { hostname: config.HOST, port: config.PORT, reusePort: true, onListen: () => {} },
         service.fetch,
