@@ -17,6 +17,7 @@ import { createTasksApp } from "./app.ts";
 import { loadTasksConfig, type TasksConfig } from "./config.ts";
 import { openStore } from "./store/factory.ts";
 import { type PoolTableHandle, PoolTaskStore } from "./store/pool_store.ts";
+import type { TaskStore } from "./store/types.ts";
 
 const WORKER_PREFIX = "tasks-pool-";
 const encoder = new TextEncoder();
