@@ -159,10 +159,10 @@ function errorResponse(c: Context, error: HttpError): Response {
  * ```ts
  * import { createLogger, createServiceApp } from "@deno-stores/shared/http";
  * const logger = createLogger({ service: "demo", sink: () => {}, now: () => 0 });
- * const { app, lifecycle } = createServiceApp({ service: "demo", logger });
+ * const { app, lifecycle, request } = createServiceApp({ service: "demo", logger });
  * app.get("/hello", (c) => c.json({ hello: "world" }));
  * lifecycle.markStarted();
- * const res = await app.request("/hello");
+ * const res = await request("/hello"); // Deno.serve(service.fetch) in main.ts
  * console.log(res.status); // 200
  * ```
  */
