@@ -1,0 +1,30 @@
+/**
+ * Raft consensus as a pure, deterministic state machine, written from the Raft paper and
+ * Diego Ongaro's dissertation. See README.md for the model and the driver loop.
+ *
+ * @module
+ */
+
+export * from "./types.ts";
+export * from "./codec.ts";
+export {
+  EntryUnavailableError,
+  type InitialState,
+  limitSize,
+  LogCompactedError,
+  MemoryStorage,
+  SnapshotNotReadyError,
+  StaleSnapshotError,
+  type Storage,
+} from "./storage.ts";
+export { ConfigError, RaftCore, type RaftStatus, resolveConfig, TRANSFER_CONTEXT } from "./raft.ts";
+export {
+  applyConfChange,
+  bootstrap,
+  checkConfChange,
+  ConfChangeError,
+  type Membership,
+  membershipFromConfState,
+  membershipToConfState,
+} from "./membership.ts";
+export { type PeerStatus, type ReplicationMode } from "./progress.ts";
