@@ -28,3 +28,32 @@ export {
   membershipToConfState,
 } from "./membership.ts";
 export { type PeerStatus, type ReplicationMode } from "./progress.ts";
+export { bootstrapPersistence, MemoryPersistence, type RaftPersistence } from "./persistence.ts";
+export {
+  DurableStorage,
+  DurableStorageCorruptError,
+  type DurableStorageOptions,
+} from "./durable_storage.ts";
+export {
+  decodeProposal,
+  encodeProposal,
+  intervalTicker,
+  ManualTicker,
+  NodeBusyError,
+  type NodeClock,
+  type NodeStatus,
+  NodeStoppedError,
+  RaftNode,
+  type RaftNodeOptions,
+  RaftTimeoutError,
+  type RequestOptions,
+  type StateMachine,
+  type Ticker,
+} from "./node.ts";
+export {
+  isSnapshotMessage,
+  LocalNetwork,
+  type LocalNetworkOptions,
+  type RaftTransport,
+  type TransportHandler,
+} from "./transport.ts";
