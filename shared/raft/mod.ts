@@ -57,3 +57,12 @@ export {
   type RaftTransport,
   type TransportHandler,
 } from "./transport.ts";
+export {
+  decodeBatch,
+  encodeBatch,
+  HttpTransport,
+  type HttpTransportOptions,
+  type HttpTransportStats,
+  RAFT_MESSAGES_PATH,
+  RAFT_SNAPSHOT_PATH,
+} from "./http_transport.ts";
