@@ -434,7 +434,7 @@ export class MvccStore {
    * (throws when `from` is compacted). Each carries the previous version when still in history.
    */
   eventsSince(key: string, rangeEnd: string | undefined, from: number): WatchEvent[] {
-    if (from <= this.compactRevision) throw Errors.compacted();
+    if (from < this.compactRevision) throw Errors.compacted();
     const out: { e: WatchEvent; mod: number; sub: number }[] = [];
     this.#scan(key, rangeEnd, (k, h) => {
       for (let i = 0; i < h.length; i++) {

@@ -1,0 +1,552 @@
+/**
+ * The metastore's HTTP app: etcd's v3 JSON gateway (`/v3/...`, alias `/v3beta/...`) and a UTF-8
+ * convenience API (`/api/kv/...`), over a {@link MetaCluster}.
+ *
+ * @module
+ */
+
+import type { Context } from "hono";
+import {
+  createServiceApp,
+  type Logger,
+  type ServiceApp,
+  type ServiceEnv,
+} from "@deno-stores/shared/http";
+import type { MetaCluster } from "./server/cluster.ts";
+import {
+  asObject,
+  bad,
+  decodeDeleteRange,
+  decodePut,
+  decodeRange,
+  decodeTxn,
+  encodeDeleteBody,
+  encodeEvent,
+  encodeHeader,
+  encodeKv,
+  encodeRangeBody,
+  encodeTxnBody,
+  idField,
+  intField,
+} from "./api/codec.ts";
+import { JsonObjectSplitter } from "./api/json_stream.ts";
+import { EtcdError, GrpcCode } from "./mvcc/types.ts";
+import type { CommandResult, MemberInfo } from "./server/state_machine.ts";
+import type { WatchMessage, WatchSpec } from "./server/watch.ts";
+
+/** The version reported by /v3/maintenance/status (etcd clients parse it for features). */
+export const ETCD_API_VERSION = "3.4.0";
+/** Largest lease TTL etcd accepts (seconds). */
+export const MAX_LEASE_TTL_S = 9_000_000_000;
+
+export interface MetastoreAppOptions {
+  cluster: MetaCluster;
+  logger: Logger;
+  accessLog?: boolean;
+  /** Largest request body (etcd's default 1.5 MiB). */
+  maxRequestBytes?: number;
+  maxInflightRequests?: number;
+  /** Minimum lease TTL in seconds (etcd: 1.5 election timeouts, rounded up). */
+  minLeaseTtlS?: number;
+  /** Lease ids for grants without one (injected for determinism in tests). */
+  newLeaseId?: () => bigint;
+}
+
+type Obj = Record<string, unknown>;
+
+/** HTTP status for a gRPC code, as grpc-gateway maps them. */
+export function httpStatusFor(code: number): number {
+  switch (code) {
+    case GrpcCode.InvalidArgument:
+    case GrpcCode.FailedPrecondition:
+    case GrpcCode.OutOfRange:
+      return 400;
+    case GrpcCode.NotFound:
+      return 404;
+    case GrpcCode.ResourceExhausted:
+      return 429;
+    case GrpcCode.Unavailable:
+      return 503;
+    case GrpcCode.DeadlineExceeded:
+      return 504;
+    case GrpcCode.Unimplemented:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+function errorResponse(e: EtcdError): Response {
+  return new Response(JSON.stringify({ error: e.message, message: e.message, code: e.code }), {
+    status: httpStatusFor(e.code),
+    headers: { "content-type": "application/json" },
+  });
+}
+
+function json(o: unknown): Response {
+  return new Response(JSON.stringify(o), { headers: { "content-type": "application/json" } });
+}
+
+function randomLeaseId(): bigint {
+  const b = new BigUint64Array(1);
+  crypto.getRandomValues(b);
+  return (b[0] & 0x7fffffffffffffffn) || 1n;
+}
+
+/** Builds the app. */
+export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
+  const cluster = options.cluster;
+  const maxRequestBytes = options.maxRequestBytes ?? 1_572_864;
+  const minTtl = options.minLeaseTtlS ?? 2;
+  const newLeaseId = options.newLeaseId ?? randomLeaseId;
+  const service = createServiceApp({
+    service: "metastore",
+    logger: options.logger,
+    accessLog: options.accessLog,
+    // The hard cap; etcd's own limit is checked per request with etcd's error.
+    bodyLimitBytes: maxRequestBytes * 2 + 4096,
+    maxInflightRequests: options.maxInflightRequests,
+  });
+  const { app } = service;
+  const sm = cluster.sm;
+  const store = sm.store;
+  const memberId = String(cluster.memberId);
+
+  const header = (revision = store.revision): Obj =>
+    encodeHeader({ clusterId: cluster.clusterId, memberId, revision, raftTerm: cluster.term });
+
+  async function body(c: Context<ServiceEnv>): Promise<Obj> {
+    const text = await c.req.text();
+    if (text.length > maxRequestBytes) {
+      throw new EtcdError(GrpcCode.InvalidArgument, "etcdserver: request is too large");
+    }
+    if (text.trim() === "") return {};
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch (e) {
+      throw bad((e as Error).message);
+    }
+    return asObject(v, "request");
+  }
+
+  /** Wraps a handler: etcd errors become etcd error responses. */
+  const handle =
+    (fn: (c: Context<ServiceEnv>) => Promise<Response>) => async (c: Context<ServiceEnv>) => {
+      try {
+        return await fn(c);
+      } catch (e) {
+        if (e instanceof EtcdError) return errorResponse(e);
+        throw e;
+      }
+    };
+
+  const routes: [string, (c: Context<ServiceEnv>) => Promise<Response>][] = [
+    ["/kv/range", async (c) => {
+      const req = decodeRange(await body(c));
+      if (!req.serializable) await cluster.readBarrier();
+      const r = store.range(req);
+      return json(encodeRangeBody(r, header()));
+    }],
+    ["/kv/put", async (c) => {
+      const req = decodePut(await body(c));
+      const res = (await cluster.propose({ op: "put", req })) as Extract<
+        CommandResult,
+        { put: unknown }
+      >;
+      const o: Obj = { header: header(res.put.revision) };
+      if (res.put.prevKv) o.prev_kv = encodeKv(res.put.prevKv);
+      return json(o);
+    }],
+    ["/kv/deleterange", async (c) => {
+      const req = decodeDeleteRange(await body(c));
+      const res = (await cluster.propose({ op: "deleteRange", req })) as Extract<
+        CommandResult,
+        { deleteRange: unknown }
+      >;
+      return json(encodeDeleteBody(res.deleteRange, header(res.deleteRange.revision)));
+    }],
+    ["/kv/txn", async (c) => {
+      const req = decodeTxn(await body(c));
+      const res = (await cluster.propose({ op: "txn", req })) as Extract<
+        CommandResult,
+        { txn: unknown }
+      >;
+      return json(encodeTxnBody(res.txn, header(res.txn.revision)));
+    }],
+    ["/kv/compaction", async (c) => {
+      const o = await body(c);
+      const revision = intField(o, "revision");
+      const res = (await cluster.propose({ op: "compact", revision })) as Extract<
+        CommandResult,
+        { compact: unknown }
+      >;
+      return json({ header: header(res.compact.revision) });
+    }],
+    ["/lease/grant", async (c) => {
+      const o = await body(c);
+      let ttl = intField(o, "TTL");
+      if (ttl > MAX_LEASE_TTL_S) {
+        throw new EtcdError(GrpcCode.OutOfRange, "etcdserver: too large lease TTL");
+      }
+      if (ttl < minTtl) ttl = minTtl;
+      let id = idField(o, "ID");
+      if (id === "0") id = newLeaseId().toString();
+      if (id.startsWith("-")) throw bad("ID: lease ids are positive");
+      const res = (await cluster.propose({ op: "leaseGrant", id, ttl })) as Extract<
+        CommandResult,
+        { lease: unknown }
+      >;
+      return json({
+        header: header(res.lease.revision),
+        ID: res.lease.id,
+        TTL: String(res.lease.ttl),
+      });
+    }],
+    ["/lease/revoke", async (c) => {
+      const id = idField(await body(c), "ID");
+      const res = (await cluster.propose({ op: "leaseRevoke", id })) as Extract<
+        CommandResult,
+        { lease: unknown }
+      >;
+      return json({ header: header(res.lease.revision) });
+    }],
+    ["/lease/keepalive", (c) =>
+      streamRequests(c, async (o) => {
+        const id = idField(o, "ID");
+        const res = (await cluster.propose({ op: "leaseKeepAlive", id })) as Extract<
+          CommandResult,
+          { lease: unknown }
+        >;
+        const r: Obj = { header: header(res.lease.revision), ID: id };
+        if (res.lease.ttl) r.TTL = String(res.lease.ttl);
+        return r;
+      })],
+    ["/lease/timetolive", async (c) => {
+      const o = await body(c);
+      const id = idField(o, "ID");
+      const withKeys = o.keys === true;
+      await cluster.readBarrier();
+      const lease = store.leases.get(id);
+      if (!lease) return json({ header: header(), ID: id, TTL: "-1" });
+      const r: Obj = {
+        header: header(),
+        ID: id,
+        TTL: String(sm.lessor.remaining(id)),
+        grantedTTL: String(lease.ttl),
+      };
+      if (withKeys && lease.keys.size > 0) r.keys = [...lease.keys].sort().map((k) => btoa(k));
+      return json(r);
+    }],
+    ["/lease/leases", async (c) => {
+      await body(c);
+      await cluster.readBarrier();
+      const leases = [...store.leases.keys()].map((ID) => ({ ID }));
+      const r: Obj = { header: header() };
+      if (leases.length > 0) r.leases = leases;
+      return json(r);
+    }],
+    ["/maintenance/status", async (c) => {
+      await body(c);
+      const st = cluster.node.status();
+      const r: Obj = {
+        header: header(),
+        version: ETCD_API_VERSION,
+        dbSize: String(store.sizeBytes),
+        leader: String(st.lead),
+        raftIndex: String(st.commit),
+        raftTerm: String(st.term),
+        raftAppliedIndex: String(st.appliedToStateMachine),
+        dbSizeInUse: String(store.sizeBytes),
+      };
+      if (st.lead === 0) r.errors = ["etcdserver: no leader"];
+      return json(r);
+    }],
+    ["/cluster/member/list", async (c) => {
+      await body(c);
+      return json({ header: memberHeader(), members: cluster.members().map(encodeMember) });
+    }],
+    ["/cluster/member/add", async (c) => {
+      const o = await body(c);
+      const urls = o.peerURLs ?? o.peer_urls;
+      if (!Array.isArray(urls) || urls.length === 0 || !urls.every((u) => typeof u === "string")) {
+        throw bad("peerURLs: at least one peer URL is required");
+      }
+      const isLearner = o.isLearner === true || o.is_learner === true;
+      const id = Number(BigInt.asUintN(52, randomLeaseId())) || 1;
+      const members = await cluster.memberAdd(id, urls as string[], isLearner);
+      const added = members.find((m) => m.id === id)!;
+      return json({
+        header: memberHeader(),
+        member: encodeMember(added),
+        members: members.map(encodeMember),
+      });
+    }],
+    ["/cluster/member/remove", async (c) => {
+      const id = Number(idField(await body(c), "ID"));
+      const members = await cluster.memberRemove(id);
+      return json({ header: memberHeader(), members: members.map(encodeMember) });
+    }],
+    ["/cluster/member/promote", async (c) => {
+      const id = Number(idField(await body(c), "ID"));
+      const members = await cluster.memberPromote(id);
+      return json({ header: memberHeader(), members: members.map(encodeMember) });
+    }],
+    ["/watch", (c) => watchStream(c)],
+  ];
+
+  function memberHeader(): Obj {
+    const h = header();
+    delete h.revision;
+    return h;
+  }
+
+  for (const prefix of ["/v3", "/v3beta"]) {
+    for (const [path, fn] of routes) {
+      app.post(prefix + path, handle(fn));
+      app.on(
+        ["GET", "PUT", "DELETE", "PATCH"],
+        prefix + path,
+        () =>
+          new Response("Method Not Allowed\n", {
+            status: 405,
+            headers: { "content-type": "text/plain; charset=utf-8" },
+          }),
+      );
+    }
+  }
+
+  /** Streaming endpoint: each JSON object in the request body gets one `{"result": ...}` line. */
+  function streamRequests(
+    c: Context<ServiceEnv>,
+    each: (o: Obj) => Promise<Obj>,
+  ): Promise<Response> {
+    const reqBody = c.req.raw.body;
+    const te = new TextEncoder();
+    const stream = new ReadableStream<Uint8Array>({
+      async start(ctrl) {
+        const splitter = new JsonObjectSplitter(maxRequestBytes);
+        try {
+          if (reqBody) {
+            for await (const chunk of reqBody.pipeThrough(new TextDecoderStream())) {
+              for (const text of splitter.push(chunk)) {
+                const r = await each(asObject(JSON.parse(text), "request"));
+                ctrl.enqueue(te.encode(JSON.stringify({ result: r }) + "\n"));
+              }
+            }
+          }
+        } catch (e) {
+          const err = e instanceof EtcdError ? e : bad((e as Error).message);
+          ctrl.enqueue(
+            te.encode(
+              JSON.stringify({
+                error: {
+                  grpc_code: err.code,
+                  http_code: httpStatusFor(err.code),
+                  message: err.message,
+                },
+              }) + "\n",
+            ),
+          );
+        }
+        ctrl.close();
+      },
+    });
+    return Promise.resolve(
+      new Response(stream, { headers: { "content-type": "application/json" } }),
+    );
+  }
+
+  function watchStream(c: Context<ServiceEnv>): Promise<Response> {
+    const reqBody = c.req.raw.body;
+    const te = new TextEncoder();
+    let ctrlRef: ReadableStreamDefaultController<Uint8Array> | null = null;
+    let closed = false;
+    const send = (m: WatchMessage) => {
+      if (closed || !ctrlRef) return;
+      const r: Obj = { header: header(m.revision) };
+      if (m.kind === "canceled" || m.kind === "created") {
+        delete r.header;
+        r.header = m.revision ? header(m.revision) : memberHeader();
+      }
+      if (m.watchId !== 0) r.watch_id = String(m.watchId);
+      if (m.kind === "created") r.created = true;
+      if (m.kind === "canceled") {
+        r.canceled = true;
+        if (m.compactRevision) r.compact_revision = String(m.compactRevision);
+        if (m.reason) r.cancel_reason = m.reason;
+      }
+      if (m.kind === "events") r.events = m.events.map((e) => encodeEvent(e, m.prevKv));
+      ctrlRef.enqueue(te.encode(JSON.stringify({ result: r }) + "\n"));
+    };
+    const ws = cluster.watches.open(send);
+    const stream = new ReadableStream<Uint8Array>({
+      async start(ctrl) {
+        ctrlRef = ctrl;
+        const splitter = new JsonObjectSplitter(maxRequestBytes);
+        try {
+          if (reqBody) {
+            for await (const chunk of reqBody.pipeThrough(new TextDecoderStream())) {
+              for (const text of splitter.push(chunk)) {
+                handleWatchRequest(ws, asObject(JSON.parse(text), "watch request"));
+              }
+            }
+          }
+        } catch (e) {
+          const err = e instanceof EtcdError ? e : bad((e as Error).message);
+          ctrl.enqueue(
+            te.encode(
+              JSON.stringify({
+                error: { grpc_code: err.code, http_code: 400, message: err.message },
+              }) + "\n",
+            ),
+          );
+          closed = true;
+          ws.close();
+          ctrl.close();
+        }
+        // The request body ended: keep streaming events until the client goes away.
+      },
+      cancel() {
+        closed = true;
+        ws.close();
+      },
+    });
+    return Promise.resolve(
+      new Response(stream, { headers: { "content-type": "application/json" } }),
+    );
+  }
+
+  function handleWatchRequest(ws: ReturnType<MetaCluster["watches"]["open"]>, o: Obj): void {
+    const create = o.create_request ?? o.createRequest;
+    if (create !== undefined) {
+      const r = asObject(create, "create_request");
+      const range = decodeRange({ key: r.key, range_end: r.range_end ?? r.rangeEnd });
+      const filters = Array.isArray(r.filters) ? r.filters : [];
+      const spec: WatchSpec = {
+        key: range.key,
+        rangeEnd: range.rangeEnd,
+        startRevision: intField(r, "start_revision"),
+        prevKv: r.prev_kv === true || r.prevKv === true,
+        noPut: filters.includes("NOPUT") || filters.includes(0),
+        noDelete: filters.includes("NODELETE") || filters.includes(1),
+        progressNotify: r.progress_notify === true || r.progressNotify === true,
+        watchId: intField(r, "watch_id"),
+      };
+      ws.create(spec);
+      return;
+    }
+    const cancel = o.cancel_request ?? o.cancelRequest;
+    if (cancel !== undefined) {
+      ws.cancel(intField(asObject(cancel, "cancel_request"), "watch_id"));
+      return;
+    }
+    if ((o.progress_request ?? o.progressRequest) !== undefined) {
+      ws.progress();
+      return;
+    }
+    throw bad("watch request: one of create_request, cancel_request, progress_request");
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // UTF-8 convenience API: /api/kv/<key> (GET, PUT body = value, DELETE); GET /api/kv?prefix=
+
+  const utf8 = new TextEncoder();
+  const toBin = (s: string) => String.fromCharCode(...utf8.encode(s));
+  const fromBin = (s: string) =>
+    new TextDecoder().decode(Uint8Array.from(s, (ch) => ch.charCodeAt(0)));
+  const plainKv = (
+    kv: {
+      key: string;
+      value: string;
+      createRevision: number;
+      modRevision: number;
+      version: number;
+      lease: string;
+    },
+  ) => ({
+    key: fromBin(kv.key),
+    value: fromBin(kv.value),
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
+    lease: kv.lease,
+  });
+
+  app.get(
+    "/api/kv",
+    handle(async (c) => {
+      const prefix = toBin(c.req.query("prefix") ?? "");
+      const limit = Number(c.req.query("limit") ?? "0");
+      if (!Number.isSafeInteger(limit) || limit < 0) {
+        throw bad("limit: expected a non-negative integer");
+      }
+      await cluster.readBarrier();
+      const end = prefix === "" ? "\0" : prefixEnd(prefix);
+      const r = store.range({ key: prefix === "" ? "\0" : prefix, rangeEnd: end, limit });
+      return json({ revision: r.revision, count: r.count, more: r.more, kvs: r.kvs.map(plainKv) });
+    }),
+  );
+  app.get(
+    "/api/kv/:key{.+}",
+    handle(async (c) => {
+      const key = toBin(c.req.param("key") ?? "");
+      await cluster.readBarrier();
+      const r = store.range({ key });
+      if (r.kvs.length === 0) throw new EtcdError(GrpcCode.NotFound, "key not found");
+      return json({ revision: r.revision, ...plainKv(r.kvs[0]) });
+    }),
+  );
+  app.put(
+    "/api/kv/:key{.+}",
+    handle(async (c) => {
+      const key = toBin(c.req.param("key") ?? "");
+      const value = await c.req.text();
+      if (value.length > maxRequestBytes) {
+        throw new EtcdError(GrpcCode.InvalidArgument, "etcdserver: request is too large");
+      }
+      const res = (await cluster.propose({
+        op: "put",
+        req: { key, value: toBin(value), prevKv: true },
+      })) as Extract<
+        CommandResult,
+        { put: unknown }
+      >;
+      return json({
+        revision: res.put.revision,
+        prev: res.put.prevKv ? plainKv(res.put.prevKv) : null,
+      });
+    }),
+  );
+  app.delete(
+    "/api/kv/:key{.+}",
+    handle(async (c) => {
+      const key = toBin(c.req.param("key") ?? "");
+      const res = (await cluster.propose({ op: "deleteRange", req: { key } })) as Extract<
+        CommandResult,
+        { deleteRange: unknown }
+      >;
+      return json({ revision: res.deleteRange.revision, deleted: res.deleteRange.deleted });
+    }),
+  );
+
+  return service;
+}
+
+function encodeMember(m: MemberInfo): Obj {
+  const o: Obj = { ID: String(m.id) };
+  if (m.name) o.name = m.name;
+  if (m.peerURLs.length > 0) o.peerURLs = m.peerURLs;
+  if (m.clientURLs.length > 0) o.clientURLs = m.clientURLs;
+  if (m.isLearner) o.isLearner = true;
+  return o;
+}
+
+/** The smallest key greater than every key with `prefix` (etcd's prefix range end). */
+export function prefixEnd(prefix: string): string {
+  for (let i = prefix.length - 1; i >= 0; i--) {
+    const c = prefix.charCodeAt(i);
+    if (c < 0xff) return prefix.slice(0, i) + String.fromCharCode(c + 1);
+  }
+  return "\0";
+}

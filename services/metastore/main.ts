@@ -1,0 +1,142 @@
+/**
+ * Entry point of the metastore: reads the environment, opens the Raft storage in DATA_DIR,
+ * serves the etcd JSON API on PORT and the Raft transport on PEER_PORT.
+ *
+ * @module
+ */
+
+import { BufferedSink, createLogger, installGracefulShutdown } from "@deno-stores/shared/http";
+import { ConfigError } from "@deno-stores/shared/config";
+import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-stores/shared/raft";
+import { DenoFileSystem } from "@deno-stores/shared/wal";
+import { Prng } from "@deno-stores/shared/sim";
+import { createMetastoreApp } from "./app.ts";
+import { loadMetastoreConfig, memberIdFor, type MetastoreConfig } from "./config.ts";
+import { MetaCluster } from "./server/cluster.ts";
+import type { MemberInfo } from "./server/state_machine.ts";
+
+const encoder = new TextEncoder();
+
+function writeAll(text: string): void {
+  const bytes = encoder.encode(text);
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+}
+
+async function run(config: MetastoreConfig): Promise<void> {
+  const sink = new BufferedSink(writeAll, (fn) => setTimeout(fn, 20));
+  const logger = createLogger({
+    service: "metastore",
+    level: config.LOG_LEVEL,
+    sink: sink.sink,
+    now: Date.now,
+  });
+  const token = config.INITIAL_CLUSTER_TOKEN;
+  const selfPeerUrl = config.ADVERTISE_PEER_URL ?? `http://${config.PEER_HOST}:${config.PEER_PORT}`;
+  const selfClientUrl = config.ADVERTISE_CLIENT_URL ?? `http://${config.HOST}:${config.PORT}`;
+  const initial = config.INITIAL_CLUSTER ?? [{ name: config.NAME, peerUrl: selfPeerUrl }];
+  if (!initial.some((m) => m.name === config.NAME)) {
+    throw new ConfigError([{
+      variable: "NAME",
+      message: `"${config.NAME}" is not in INITIAL_CLUSTER`,
+    }]);
+  }
+  const memberId = memberIdFor(token, config.NAME);
+  const clusterId = String(memberIdFor(token, "\0cluster"));
+  const members: MemberInfo[] = initial.map((m) => ({
+    id: memberIdFor(token, m.name),
+    name: m.name,
+    peerURLs: [m.peerUrl],
+    clientURLs: m.name === config.NAME ? [selfClientUrl] : [],
+    isLearner: false,
+  }));
+
+  const fs = new DenoFileSystem();
+  const persistence = await DurableStorage.open(fs, `${config.DATA_DIR}/raft`, {
+    logger: { warn: (msg, f) => logger.warn(msg, f), info: (msg, f) => logger.info(msg, f) },
+  });
+  const fresh = persistence.storage.lastIndex() === 0 && persistence.storage.hardState().term === 0;
+  if (fresh && config.INITIAL_CLUSTER_STATE === "new") {
+    await bootstrapPersistence(persistence, members.map((m) => m.id));
+    logger.info("bootstrapped a new cluster", { members: members.map((m) => m.name) });
+  }
+  const transport = new HttpTransport({
+    id: memberId,
+    clusterId,
+    logger: {
+      debug: () => {},
+      info: (m) => logger.info(m),
+      warn: (m) => logger.warn(m),
+      error: (m) => logger.error(m),
+    },
+  });
+  const tickMs = config.HEARTBEAT_INTERVAL_MS;
+  const seed = crypto.getRandomValues(new Uint32Array(1))[0];
+  const cluster = new MetaCluster({
+    memberId,
+    clusterId,
+    persistence,
+    transport,
+    rand: new Prng(seed),
+    members,
+    tickMs,
+    electionTick: Math.round(config.ELECTION_TIMEOUT_MS / tickMs),
+    snapshotEntries: config.SNAPSHOT_COUNT,
+    requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+    quotaBytes: config.QUOTA_BACKEND_BYTES,
+    onFatal: (e) => {
+      logger.error("raft stopped on a fatal error; exiting", { error: String(e) });
+      sink.flush();
+      Deno.exit(1);
+    },
+  });
+  const service = createMetastoreApp({
+    cluster,
+    logger,
+    accessLog: config.ACCESS_LOG,
+    maxRequestBytes: config.MAX_REQUEST_BYTES,
+    maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
+    minLeaseTtlS: Math.ceil((1.5 * config.ELECTION_TIMEOUT_MS) / 1000),
+  });
+  const peerServer = Deno.serve({
+    hostname: config.PEER_HOST,
+    port: config.PEER_PORT,
+    onListen: (a) => logger.info("peer listening", { url: `http://${a.hostname}:${a.port}` }),
+  }, transport.handle);
+  cluster.start();
+  const server = Deno.serve({
+    hostname: config.HOST,
+    port: config.PORT,
+    onListen: (a) =>
+      logger.info("listening", {
+        url: `http://${a.hostname}:${a.port}`,
+        port: a.port,
+        member: config.NAME,
+        memberId: String(memberId),
+      }),
+  }, service.fetch);
+  service.lifecycle.markStarted();
+  installGracefulShutdown({
+    servers: [server, peerServer],
+    lifecycle: service.lifecycle,
+    logger,
+    timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    onShutdown: [() => cluster.close()],
+    flush: () => sink.flush(),
+    exit: Deno.exit,
+  });
+}
+
+if (import.meta.main) {
+  let config: MetastoreConfig;
+  try {
+    config = loadMetastoreConfig(Deno.env.toObject());
+    await run(config);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`metastore: ${error.message}`);
+      Deno.exit(2);
+    }
+    throw error;
+  }
+}
