@@ -452,7 +452,14 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
   // UTF-8 convenience API: /api/kv/<key> (GET, PUT body = value, DELETE); GET /api/kv?prefix=
 
   const utf8 = new TextEncoder();
-  const toBin = (s: string) => String.fromCharCode(...utf8.encode(s));
+  const toBin = (s: string) => {
+    const b = utf8.encode(s);
+    let out = "";
+    for (let i = 0; i < b.length; i += 8192) {
+      out += String.fromCharCode(...b.subarray(i, i + 8192));
+    }
+    return out;
+  };
   const fromBin = (s: string) =>
     new TextDecoder().decode(Uint8Array.from(s, (ch) => ch.charCodeAt(0)));
   const plainKv = (
