@@ -73,7 +73,7 @@ export function metastoreConfigSchema() {
     INITIAL_CLUSTER_TOKEN: z.string().min(1).max(128).default("metastore-cluster"),
     DATA_DIR: z.string().min(1).default(".data/metastore"),
     /** Applied entries between snapshots (etcd --snapshot-count). */
-    SNAPSHOT_COUNT: int(10_000, 100, 10_000_000),
+    SNAPSHOT_COUNT: int(100_000, 100, 10_000_000),
     /** Raft tick (etcd --heartbeat-interval, ms). */
     HEARTBEAT_INTERVAL_MS: int(100, 5, 10_000),
     /** Election timeout in ms (etcd --election-timeout); a multiple of the heartbeat. */

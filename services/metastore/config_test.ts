@@ -7,7 +7,7 @@ Deno.test("loadMetastoreConfig applies etcd-like defaults", () => {
   assert.equal(c.PORT, 2379);
   assert.equal(c.PEER_PORT, 2380);
   assert.equal(c.INITIAL_CLUSTER_STATE, "new");
-  assert.equal(c.SNAPSHOT_COUNT, 10_000);
+  assert.equal(c.SNAPSHOT_COUNT, 100_000);
   assert.equal(c.MAX_REQUEST_BYTES, 1_572_864);
   assert.equal(c.INITIAL_CLUSTER, undefined);
 });

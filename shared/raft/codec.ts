@@ -124,6 +124,11 @@ export class Writer {
 
   bytes(b: Uint8Array, field: string): void {
     this.uvarint(b.length, field);
+    this.raw(b);
+  }
+
+  /** Bytes without a length. */
+  raw(b: Uint8Array): void {
     this.ensure(b.length);
     this.buf.set(b, this.pos);
     this.pos += b.length;
@@ -310,10 +315,16 @@ export function decodeConfState(buf: Uint8Array): ConfState {
 }
 
 export function writeSnapshot(w: Writer, s: Snapshot): void {
+  writeSnapshotHead(w, s);
+  w.raw(s.data);
+}
+
+/** Everything of an encoded snapshot before the bytes of its data (data length included). */
+function writeSnapshotHead(w: Writer, s: Snapshot): void {
   w.uvarint(s.metadata.index, "snapshot.index");
   w.uvarint(s.metadata.term, "snapshot.term");
   writeConfState(w, s.metadata.confState);
-  w.bytes(s.data, "snapshot.data");
+  w.uvarint(s.data.length, "snapshot.data");
 }
 
 export function readSnapshot(r: Reader): Snapshot {
@@ -328,6 +339,16 @@ export function encodeSnapshot(s: Snapshot): Uint8Array {
   const w = new Writer(32 + s.data.length);
   writeSnapshot(w, s);
   return w.finish();
+}
+
+/**
+ * `encodeSnapshot` as two parts, the head and `s.data` itself (not copied): for writing a large
+ * snapshot without building one more copy of it.
+ */
+export function encodeSnapshotParts(s: Snapshot): [Uint8Array, Uint8Array] {
+  const w = new Writer(32);
+  writeSnapshotHead(w, s);
+  return [w.finish(), s.data];
 }
 
 export function decodeSnapshot(buf: Uint8Array): Snapshot {

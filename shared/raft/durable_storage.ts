@@ -24,7 +24,7 @@ import {
   decodeHardState,
   decodeSnapshot,
   encodeHardState,
-  encodeSnapshot,
+  encodeSnapshotParts,
   entriesSize,
   readEntry,
   Reader,
@@ -373,37 +373,40 @@ export class DurableStorage implements RaftPersistence {
   }
 
   compact(snapshot: Snapshot): Promise<void> {
+    const index = snapshot.metadata.index;
+    if (index <= this.#durableSnapIndex) {
+      return this.#inflightAdd(this.#ordered(() => compactStorage(this.storage, snapshot)));
+    }
+    let term = snapshot.metadata.term;
+    if (index >= this.storage.firstIndex() - 1 && index <= this.storage.lastIndex()) {
+      term = this.storage.term(index);
+    }
+    const full: Snapshot = {
+      data: snapshot.data,
+      metadata: { index, term, confState: snapshot.metadata.confState },
+    };
+    // The snapshot file is written (and fsynced) outside the ordered chain, so that entry saves
+    // are not held up behind a large file; only the WAL marker is ordered with them.
+    const written = this.#snaps.write(index, encodeSnapshotFile(KIND_COMPACT, full));
     return this.#inflightAdd(
-      this.#ordered(async () => {
-        const index = snapshot.metadata.index;
-        if (index <= this.#durableSnapIndex) {
-          if (index >= this.storage.snapshot().metadata.index) {
-            compactStorage(this.storage, snapshot);
-          }
-          return undefined;
-        }
-        let term = snapshot.metadata.term;
-        if (index >= this.storage.firstIndex() - 1 && index <= this.storage.lastIndex()) {
-          term = this.storage.term(index);
-        }
-        const full: Snapshot = {
-          data: snapshot.data,
-          metadata: { index, term, confState: snapshot.metadata.confState },
-        };
-        await this.#snaps.write(index, encodeSnapshotFile(KIND_COMPACT, full));
-        this.#durableSnapIndex = index;
-        const markerSeq = this.#wal.append(REC_SNAPSHOT, encodeMarker(KIND_COMPACT, index, term));
-        this.#wal.append(REC_HARD_STATE, encodeHardState(this.storage.hardState()));
-        // Keep every entry record holding an index after the snapshot (and all that follow it).
-        let upTo = markerSeq - 1;
-        const keep = this.#entryRecs.find((r) => r.maxIndex > index);
-        if (keep !== undefined && keep.seq - 1 < upTo) upTo = keep.seq - 1;
-        return { full, upTo };
-      }).then(async (r) => {
-        if (r === undefined) return;
+      written.then(() =>
+        this.#ordered(() => {
+          // An installed snapshot may have overtaken this one while the file was written.
+          if (index <= this.#durableSnapIndex) return undefined;
+          this.#durableSnapIndex = index;
+          const markerSeq = this.#wal.append(REC_SNAPSHOT, encodeMarker(KIND_COMPACT, index, term));
+          this.#wal.append(REC_HARD_STATE, encodeHardState(this.storage.hardState()));
+          // Keep every entry record holding an index after the snapshot (and all that follow it).
+          let upTo = markerSeq - 1;
+          const keep = this.#entryRecs.find((r) => r.maxIndex > index);
+          if (keep !== undefined && keep.seq - 1 < upTo) upTo = keep.seq - 1;
+          return upTo;
+        })
+      ).then(async (upTo) => {
+        if (upTo === undefined) return;
         await this.#sync();
-        compactStorage(this.storage, r.full);
-        await this.#release(r.upTo, r.full.metadata.index);
+        compactStorage(this.storage, full);
+        await this.#release(upTo, index);
       }),
     );
   }
@@ -480,10 +483,11 @@ function decodeMarker(buf: Uint8Array): { kind: number; index: number; term: num
   return { kind, index, term };
 }
 
-function encodeSnapshotFile(kind: number, snap: Snapshot): Uint8Array {
-  const body = encodeSnapshot(snap);
-  const out = new Uint8Array(1 + body.length);
-  out[0] = kind;
-  out.set(body, 1);
-  return out;
+/** The snapshot file payload as parts (kind and head, then the data itself, not copied). */
+function encodeSnapshotFile(kind: number, snap: Snapshot): Uint8Array[] {
+  const [head, data] = encodeSnapshotParts(snap);
+  const first = new Uint8Array(1 + head.length);
+  first[0] = kind;
+  first.set(head, 1);
+  return [first, data];
 }

@@ -88,7 +88,11 @@ export interface StateMachine<R = unknown> {
   apply(data: Uint8Array, index: number): R;
   /** Replaces the whole state with `snapshot.data` (state as of `snapshot.metadata.index`). */
   restore(snapshot: Snapshot): void;
-  /** Serialises the state as of the last applied index (for log compaction). */
+  /**
+   * Serialises the state as of the last applied index (for log compaction). The state must be
+   * captured when the call is made: a returned promise may finish serialising later, while
+   * further entries are applied (the node takes snapshots in the background).
+   */
   snapshot(): Uint8Array | Promise<Uint8Array>;
   /** A membership change was applied at `index`; `conf` is the membership after it. */
   onConfChange?(cc: ConfChange, conf: ConfState, index: number): void;
@@ -262,6 +266,8 @@ export class RaftNode<R = unknown> implements TransportHandler {
   #stopTicker: (() => void) | null = null;
   #running = false;
   #loopDone: Promise<void> = Promise.resolve();
+  /** The automatic snapshot being taken, off the Ready loop (one at a time). */
+  #snapshotting: Promise<void> | null = null;
   #stopped = false;
   #fatal: unknown = undefined;
   #lead = None;
@@ -325,6 +331,7 @@ export class RaftNode<R = unknown> implements TransportHandler {
     this.#stopTicker?.();
     this.#stopTicker = null;
     await this.#loopDone;
+    await this.#snapshotting;
     this.#rejectAll(new NodeStoppedError());
   }
 
@@ -574,9 +581,14 @@ export class RaftNode<R = unknown> implements TransportHandler {
     this.#releaseReads();
     this.core.advance();
     if (
-      this.#snapshotEntries > 0 && this.#applied - this.#snapshotIndex >= this.#snapshotEntries
+      this.#snapshotEntries > 0 && this.#snapshotting === null &&
+      this.#applied - this.#snapshotIndex >= this.#snapshotEntries
     ) {
-      await this.#takeSnapshot();
+      // In the background: saves, sends and applies go on while the snapshot is serialised and
+      // written (the state machine captures its state synchronously, at this index).
+      this.#snapshotting = this.#takeSnapshot().catch((e) => this.#fail(e)).finally(() => {
+        this.#snapshotting = null;
+      });
     }
   }
 
@@ -635,12 +647,14 @@ export class RaftNode<R = unknown> implements TransportHandler {
 
   async #takeSnapshot(): Promise<void> {
     const index = this.#applied;
+    const conf = cloneConf(this.#conf);
     const data = await this.#sm.snapshot();
+    if (this.#stopped) return;
     const storage = this.#persistence.storage;
     if (index <= storage.snapshot().metadata.index) return;
-    const snap = storage.createSnapshot(index, this.#conf, data);
+    const snap = storage.createSnapshot(index, conf, data);
     await this.#persistence.compact(snap);
-    this.#snapshotIndex = index;
+    this.#snapshotIndex = Math.max(this.#snapshotIndex, index);
   }
 
   // -------------------------------------------------------------------------------------------

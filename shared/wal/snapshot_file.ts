@@ -55,19 +55,40 @@ export function snapshotName(index: number): string {
 
 /** Encodes a snapshot file (header + payload). */
 export function encodeSnapshot(index: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + data.length);
+  out.set(snapshotHeader(index, data.length, crc32c(data)), 0);
+  out.set(data, SNAPSHOT_HEADER_BYTES);
+  return out;
+}
+
+function snapshotHeader(index: number, length: number, payloadCrc: number): Uint8Array {
   if (!Number.isSafeInteger(index) || index < 0) {
     throw new RangeError(`bad snapshot index ${index}`);
   }
-  const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + data.length);
+  const out = new Uint8Array(SNAPSHOT_HEADER_BYTES);
   const dv = new DataView(out.buffer);
   out.set(MAGIC, 0);
   dv.setUint32(4, VERSION, true);
   dv.setBigUint64(8, BigInt(index), true);
-  dv.setBigUint64(16, BigInt(data.length), true);
-  dv.setUint32(24, crc32c(data), true);
+  dv.setBigUint64(16, BigInt(length), true);
+  dv.setUint32(24, payloadCrc, true);
   dv.setUint32(28, crc32cUpdate(0, out, 0, 28), true);
-  out.set(data, SNAPSHOT_HEADER_BYTES);
   return out;
+}
+
+/** Bytes checksummed between two yields to the event loop while a large snapshot is written. */
+const CRC_SLICE_BYTES = 1 << 20;
+
+/** crc32c of the concatenated parts, a slice at a time with the event loop free in between. */
+async function crc32cOfParts(parts: readonly Uint8Array[]): Promise<number> {
+  let crc = 0;
+  for (const part of parts) {
+    for (let at = 0; at < part.length; at += CRC_SLICE_BYTES) {
+      crc = crc32cUpdate(crc, part, at, Math.min(part.length, at + CRC_SLICE_BYTES));
+      if (part.length > CRC_SLICE_BYTES) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  }
+  return crc;
 }
 
 /** Decodes and verifies a snapshot file; throws an Error naming the problem. */
@@ -123,14 +144,23 @@ export class SnapshotFiles {
    * When it resolves the snapshot survives a crash; if it is interrupted, the previous
    * snapshots are intact and at most a `.tmp` file is left (removed by `loadNewest`).
    */
-  async write(index: number, data: Uint8Array): Promise<SnapshotInfo> {
-    const bytes = encodeSnapshot(index, data);
+  async write(index: number, data: Uint8Array | readonly Uint8Array[]): Promise<SnapshotInfo> {
+    // Parts are written one after another, never concatenated: a snapshot can be large, and the
+    // checksum is computed in slices so that the event loop is not held for long.
+    const parts = data instanceof Uint8Array ? [data] : data;
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    const header = snapshotHeader(index, length, await crc32cOfParts(parts));
     await this.#ensureDir();
     const name = snapshotName(index);
     const tmp = joinPath(this.#dir, `${name}.tmp`);
     const file = await this.#fs.open(tmp, { create: true, truncate: true });
     try {
-      await file.writeAt(0, bytes);
+      await file.writeAt(0, header);
+      let at = SNAPSHOT_HEADER_BYTES;
+      for (const part of parts) {
+        await file.writeAt(at, part);
+        at += part.length;
+      }
       await file.sync();
     } finally {
       await file.close();

@@ -71,6 +71,8 @@ const REC_OVERHEAD_BYTES = 64;
 export type EventSink = (revision: number, events: WatchEvent[]) => void;
 
 const EMPTY = "";
+/** Characters of JSON encoded between two yields of an asynchronous snapshot. */
+const SNAPSHOT_SLICE_CHARS = 256 * 1024;
 /** The range_end that means "every key >= key". */
 const ALL_FROM = "\0";
 
@@ -228,8 +230,9 @@ export class MvccStore {
       const drop = h[keep].tomb ? keep + 1 : keep;
       if (drop === 0) continue;
       for (let i = 0; i < drop; i++) this.#bytes -= recBytes(key, h[i]);
-      h.splice(0, drop);
-      if (h.length === 0) emptied.push(key);
+      // A new array, not a splice: snapshots being serialised hold the old one.
+      if (drop === h.length) emptied.push(key);
+      else this.#hist.set(key, h.slice(drop));
     }
     if (emptied.length > 0) {
       for (const k of emptied) this.#hist.delete(k);
@@ -456,18 +459,62 @@ export class MvccStore {
 
   /** The whole replicated state as bytes. */
   snapshot(): Uint8Array {
-    const keys: unknown[] = [];
-    for (const k of this.#keys) {
-      const h = this.#hist.get(k)!;
-      keys.push([
-        k,
-        h.map((r) => [r.mod, r.sub, r.create, r.version, r.value, r.lease, r.tomb ? 1 : 0]),
-      ]);
+    return concatBytes([...this.#capture()]);
+  }
+
+  /**
+   * The state as of this call, serialised in slices with the event loop free between them
+   * (a large history takes tens of milliseconds to encode). Writes may go on meanwhile: the
+   * capture holds the key list and each history's length, and histories only grow in place
+   * (compaction replaces them).
+   */
+  async snapshotAsync(): Promise<Uint8Array> {
+    return concatBytes(await this.snapshotParts());
+  }
+
+  /** `snapshotAsync` as the encoded slices, for callers that add their own framing. */
+  async snapshotParts(): Promise<Uint8Array[]> {
+    const parts: Uint8Array[] = [];
+    for (const part of this.#capture()) {
+      parts.push(part);
+      await new Promise((resolve) => setTimeout(resolve, 0));
     }
-    const leases = [...this.leases.values()].map((l) => [l.id, l.ttl]);
-    return new TextEncoder().encode(
-      JSON.stringify({ v: 1, rev: this.revision, compact: this.compactRevision, keys, leases }),
-    );
+    return parts;
+  }
+
+  /** Captures the state now (O(keys)); the iterator encodes it a slice at a time. */
+  #capture(): Iterable<Uint8Array> {
+    const keys = this.#keys.slice();
+    const hists = keys.map((k) => this.#hist.get(k)!);
+    const lens = hists.map((h) => h.length);
+    const leases = JSON.stringify([...this.leases.values()].map((l) => [l.id, l.ttl]));
+    const head = `{"v":1,"rev":${this.revision},"compact":${this.compactRevision},` +
+      `"leases":${leases},"keys":[`;
+    return (function* () {
+      const enc = new TextEncoder();
+      let slice: string[] = [];
+      let size = 0;
+      let sep = "";
+      yield enc.encode(head);
+      for (let i = 0; i < keys.length; i++) {
+        const h = hists[i];
+        const recs = [];
+        for (let j = 0; j < lens[i]; j++) {
+          const r = h[j];
+          recs.push([r.mod, r.sub, r.create, r.version, r.value, r.lease, r.tomb ? 1 : 0]);
+        }
+        const s = JSON.stringify([keys[i], recs]);
+        slice.push(s);
+        size += s.length;
+        if (size >= SNAPSHOT_SLICE_CHARS) {
+          yield enc.encode(sep + slice.join(","));
+          sep = ",";
+          slice = [];
+          size = 0;
+        }
+      }
+      yield enc.encode((slice.length > 0 ? sep + slice.join(",") : "") + "]}");
+    })();
   }
 
   /** Replaces the state with a snapshot (throws on malformed input, leaving the store as is). */
@@ -549,6 +596,19 @@ export class MvccStore {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+/** The parts one after another in one array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
 
 function visible(h: Rec[], rev: number): Rec | null {
   for (let i = h.length - 1; i >= 0; i--) {

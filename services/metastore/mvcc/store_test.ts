@@ -238,3 +238,23 @@ Deno.test("MvccStore: snapshot round-trips and restore rejects garbage", () => {
   }
   assert.equal(t.revision, s.revision, "a failed restore leaves the store unchanged");
 });
+
+Deno.test("MvccStore: snapshotAsync holds the state of the call while writes and compaction go on", async () => {
+  const s = new MvccStore();
+  // Enough history for several slices, so that the writes below land between them.
+  const big = "x".repeat(1000);
+  for (let i = 0; i < 2000; i++) s.put({ key: `k${i % 500}`, value: `${i}:${big}` });
+  const expected = s.snapshot();
+  const pending = s.snapshotAsync();
+  for (let i = 0; i < 100; i++) s.put({ key: `k${i}`, value: "later" });
+  s.put({ key: "a-new-key", value: "1" });
+  s.deleteRange({ key: "k1", rangeEnd: "k3" });
+  s.compact(s.revision - 5);
+  const got = await pending;
+  assert.deepEqual(got, expected);
+  const t = new MvccStore();
+  t.restore(got);
+  assert.equal(t.revision, 2001);
+  assert.equal(t.range({ key: "k7" }).kvs[0].value, `1507:${big}`);
+  assert.equal(t.range({ key: "a-new-key" }).count, 0);
+});

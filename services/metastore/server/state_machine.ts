@@ -8,7 +8,7 @@
 
 import type { ConfChange, ConfState, Snapshot, StateMachine } from "@deno-stores/shared/raft";
 import { ConfChangeType } from "@deno-stores/shared/raft";
-import { MvccStore, type MvccStoreOptions } from "../mvcc/store.ts";
+import { concatBytes, MvccStore, type MvccStoreOptions } from "../mvcc/store.ts";
 import {
   type DeleteRangeRequest,
   type DeleteRangeResult,
@@ -194,14 +194,12 @@ export class MetaStateMachine implements StateMachine<CommandResult> {
     this.appliedIndex = snapshot.metadata.index;
   }
 
-  snapshot(): Uint8Array {
+  /** Members and store as of this call; the store's history is encoded in slices. */
+  async snapshot(): Promise<Uint8Array> {
     const members = enc.encode(JSON.stringify([...this.members.values()]));
-    const store = this.store.snapshot();
-    const out = new Uint8Array(4 + members.length + store.length);
-    new DataView(out.buffer).setUint32(0, members.length);
-    out.set(members, 4);
-    out.set(store, 4 + members.length);
-    return out;
+    const length = new Uint8Array(4);
+    new DataView(length.buffer).setUint32(0, members.length);
+    return concatBytes([length, members, ...await this.store.snapshotParts()]);
   }
 
   onConfChange(cc: ConfChange, conf: ConfState): void {
