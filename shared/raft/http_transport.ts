@@ -1,18 +1,25 @@
 /**
- * Raft messages over HTTP/1.1 keep-alive connections.
+ * Raft messages over HTTP/1.1.
  *
- * Sending: one queue per peer (bounded: `maxQueueMessages`), drained by one request at a time
- * into `POST {peer}/raft/messages` batches of up to `maxBatchBytes`; order per peer is kept. A
- * failed request reports the peer unreachable, drops what was queued (Raft retransmits) and backs
- * off (`backoffMsMin` doubling up to `backoffMsMax`); while backing off, messages to that peer
- * are dropped and reported. Snapshots (`MsgSnap`) go separately, one at a time per peer, as a
- * streamed body to `POST {peer}/raft/snapshot`, and end with `snapshotStatus`.
+ * Sending: one queue per peer (bounded: `maxQueueMessages`). By default (`stream: true`) each
+ * node keeps one WebSocket per peer (`GET {peer}/raft/stream`, upgraded) and writes every batch
+ * of up to `maxBatchBytes` to it as one binary message: no request per batch, and order per peer
+ * is the socket's. While the socket connects, messages wait in the queue; if the socket's unsent
+ * bytes pass `maxStreamBufferedBytes`, new messages are dropped and reported (Raft probes and
+ * retransmits). With `stream: false` the queue is drained by one keep-alive request at a time
+ * into `POST {peer}/raft/messages`. A failed request or a closed socket reports the peer
+ * unreachable, drops what was queued (Raft retransmits) and backs off (`backoffMsMin` doubling up
+ * to `backoffMsMax`); while backing off, messages to that peer are dropped and reported.
+ * Snapshots (`MsgSnap`) go separately, one at a time per peer, as a streamed body to
+ * `POST {peer}/raft/snapshot`, and end with `snapshotStatus`.
  *
- * Receiving: {@link HttpTransport.handle} serves both paths (mount it on the peer listener).
+ * Receiving: {@link HttpTransport.handle} serves all three paths (mount it on the peer listener).
  * Body: frames of `uvarint length + encoded message` (see codec.ts). Every request is checked
  * before anything reaches Raft: method (405), cluster id header (412), size (413), framing and
  * message decoding (400), the addressee (400), snapshots only on the snapshot path (400); the
- * body is read incrementally and abandoned as soon as it exceeds its limit.
+ * body is read incrementally and abandoned as soon as it exceeds its limit. The stream path checks
+ * the same (cluster id and addressee as query parameters) before upgrading, then every binary
+ * message as a batch; a bad one closes the socket (code 1008) before anything of it reaches Raft.
  *
  * @module
  */
@@ -23,6 +30,7 @@ import { isSnapshotMessage, type RaftTransport, type TransportHandler } from "./
 
 export const RAFT_MESSAGES_PATH = "/raft/messages";
 export const RAFT_SNAPSHOT_PATH = "/raft/snapshot";
+export const RAFT_STREAM_PATH = "/raft/stream";
 const CLUSTER_HEADER = "x-raft-cluster-id";
 const TO_HEADER = "x-raft-to";
 const FROM_HEADER = "x-raft-from";
@@ -36,6 +44,10 @@ export interface HttpTransportOptions {
   clusterId?: string;
   /** Peer id → base URL (e.g. `http://10.0.0.2:2380`). */
   peers?: Iterable<[number, string]>;
+  /** Send over one WebSocket per peer (default true) instead of a POST per batch. */
+  stream?: boolean;
+  /** Unsent bytes on a peer's socket above which new messages are dropped (default 16 MiB). */
+  maxStreamBufferedBytes?: number;
   /** Messages queued per peer before new ones are dropped (default 4096). */
   maxQueueMessages?: number;
   /** Bytes per outgoing batch (default 4 MiB; a larger single message goes alone). */
@@ -69,6 +81,8 @@ export interface HttpTransportStats {
   snapshotsSent: number;
   snapshotsFailed: number;
   snapshotsReceived: number;
+  streamsOpened: number;
+  streamsAccepted: number;
 }
 
 class RequestError extends Error {
@@ -89,6 +103,8 @@ interface Peer {
   retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** Aborts the requests in flight (close, removePeer). */
   abort: AbortController;
+  /** The outgoing stream (stream mode), connecting or open. */
+  ws: WebSocket | null;
 }
 
 /** Encodes messages as a batch body: `uvarint length + message` frames. */
@@ -124,8 +140,14 @@ export class HttpTransport implements RaftTransport {
     snapshotsSent: 0,
     snapshotsFailed: 0,
     snapshotsReceived: 0,
+    streamsOpened: 0,
+    streamsAccepted: 0,
   };
   readonly #peers = new Map<number, Peer>();
+  readonly #stream: boolean;
+  readonly #maxStreamBuffered: number;
+  /** Incoming streams, closed with the transport. */
+  readonly #accepted = new Set<WebSocket>();
   readonly #maxQueue: number;
   readonly #maxBatchBytes: number;
   readonly #maxRequestBytes: number;
@@ -143,6 +165,8 @@ export class HttpTransport implements RaftTransport {
   constructor(options: HttpTransportOptions) {
     this.id = options.id;
     this.clusterId = options.clusterId ?? "default";
+    this.#stream = options.stream ?? true;
+    this.#maxStreamBuffered = options.maxStreamBufferedBytes ?? 16 << 20;
     this.#maxQueue = options.maxQueueMessages ?? 4096;
     this.#maxBatchBytes = options.maxBatchBytes ?? 4 << 20;
     this.#maxRequestBytes = options.maxRequestBytes ?? 64 << 20;
@@ -178,6 +202,7 @@ export class HttpTransport implements RaftTransport {
       backoffMs: this.#backoffMin,
       retryTimer: undefined,
       abort: new AbortController(),
+      ws: null,
     });
   }
 
@@ -188,6 +213,8 @@ export class HttpTransport implements RaftTransport {
     clearTimeout(p.retryTimer);
     p.abort.abort(new Error("peer removed"));
     p.queue = [];
+    closeSocket(p.ws);
+    p.ws = null;
   }
 
   /** The peers and their base URLs. */
@@ -208,7 +235,10 @@ export class HttpTransport implements RaftTransport {
         this.#sendSnapshot(p, m);
         continue;
       }
-      if (p.downUntil > performance.now() || p.queue.length >= this.#maxQueue) {
+      if (
+        p.downUntil > performance.now() || p.queue.length >= this.#maxQueue ||
+        (p.ws !== null && p.ws.bufferedAmount > this.#maxStreamBuffered)
+      ) {
         this.#dropped(m);
         continue;
       }
@@ -225,7 +255,11 @@ export class HttpTransport implements RaftTransport {
       clearTimeout(p.retryTimer);
       p.abort.abort(new Error("transport closed"));
       p.queue = [];
+      closeSocket(p.ws);
+      p.ws = null;
     }
+    for (const ws of this.#accepted) closeSocket(ws);
+    this.#accepted.clear();
     await Promise.allSettled([...this.#inflight]);
     this.#handler = null;
   }
@@ -246,8 +280,8 @@ export class HttpTransport implements RaftTransport {
     p.finally(() => this.#inflight.delete(p));
   }
 
-  #pump(p: Peer): void {
-    if (p.busy || p.queue.length === 0 || this.#closed) return;
+  /** Takes the next batch (up to `maxBatchBytes`, at least one message) off the queue. */
+  #nextBatch(p: Peer): { batch: Message[]; body: Uint8Array } {
     const frames: Uint8Array[] = [];
     let bytes = 0;
     let n = 0;
@@ -257,8 +291,17 @@ export class HttpTransport implements RaftTransport {
       frames.push(f);
       bytes += f.length;
     }
-    const batch = p.queue.splice(0, n);
-    const body = encodeBatch(frames);
+    return { batch: p.queue.splice(0, n), body: encodeBatch(frames) };
+  }
+
+  #pump(p: Peer): void {
+    if (p.queue.length === 0 || this.#closed) return;
+    if (this.#stream) {
+      this.#pumpStream(p);
+      return;
+    }
+    if (p.busy) return;
+    const { batch, body } = this.#nextBatch(p);
     p.busy = true;
     this.#track(
       this.#post(p, RAFT_MESSAGES_PATH, body, this.#requestTimeoutMs).then(
@@ -281,8 +324,60 @@ export class HttpTransport implements RaftTransport {
     );
   }
 
+  #pumpStream(p: Peer): void {
+    const ws = p.ws;
+    if (ws === null) {
+      if (p.downUntil <= performance.now()) this.#connect(p);
+      return;
+    }
+    if (ws.readyState !== WebSocket.OPEN) return; // drained by onopen
+    while (p.queue.length > 0) {
+      const { batch, body } = this.#nextBatch(p);
+      ws.send(body);
+      this.stats.sentMessages += batch.length;
+      this.stats.sentBatches++;
+      this.stats.sentBytes += body.length;
+    }
+  }
+
+  #connect(p: Peer): void {
+    const url = new URL(p.url + RAFT_STREAM_PATH);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("cluster", this.clusterId);
+    url.searchParams.set("from", String(this.id));
+    url.searchParams.set("to", String(p.id));
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      this.stats.failedRequests++;
+      this.#log.warn(`raft transport: cannot open a stream to ${p.id}: ${(e as Error)?.message}`);
+      this.#down(p, p.queue.splice(0));
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    p.ws = ws;
+    ws.onopen = () => {
+      if (p.ws !== ws) return;
+      this.stats.streamsOpened++;
+      p.backoffMs = this.#backoffMin;
+      this.#pump(p);
+    };
+    ws.onmessage = () => {
+      // Streams carry messages one way; the peer answers on its own stream to us.
+    };
+    ws.onclose = (ev) => {
+      if (p.ws !== ws) return;
+      p.ws = null;
+      if (this.#closed || !this.#peers.has(p.id)) return;
+      this.stats.failedRequests++;
+      this.#log.debug(`raft transport: stream to ${p.id} closed (${ev.code} ${ev.reason})`);
+      this.#down(p, p.queue.splice(0), true);
+    };
+  }
+
   /** Marks `p` down for its backoff and reports the lost messages (once per peer). */
-  #down(p: Peer, lost: Message[]): void {
+  #down(p: Peer, lost: Message[], always = false): void {
     p.downUntil = performance.now() + p.backoffMs;
     clearTimeout(p.retryTimer);
     p.retryTimer = setTimeout(() => {
@@ -291,7 +386,8 @@ export class HttpTransport implements RaftTransport {
     }, p.backoffMs);
     p.backoffMs = Math.min(p.backoffMs * 2, this.#backoffMax);
     this.stats.droppedMessages += lost.length;
-    if (lost.length > 0) this.#handler?.unreachable(p.id);
+    // A closed stream may have taken messages sent into it along: report even with none queued.
+    if (lost.length > 0 || always) this.#handler?.unreachable(p.id);
   }
 
   #sendSnapshot(p: Peer, m: Message): void {
@@ -358,7 +454,9 @@ export class HttpTransport implements RaftTransport {
    * on the peer listener (`Deno.serve(transport.handle)`) or route to it from an app.
    */
   handle = async (req: Request): Promise<Response> => {
-    const path = new URL(req.url).pathname;
+    const url = new URL(req.url);
+    const path = url.pathname;
+    if (path === RAFT_STREAM_PATH) return this.#accept(req, url);
     const snapshot = path === RAFT_SNAPSHOT_PATH;
     if (!snapshot && path !== RAFT_MESSAGES_PATH) {
       return jsonError(404, "not_found", `no raft endpoint at ${path}`);
@@ -414,6 +512,77 @@ export class HttpTransport implements RaftTransport {
       return jsonError(500, "internal", "internal error");
     }
   };
+
+  /** Checks and upgrades `GET /raft/stream`; each binary message is then a batch. */
+  #accept(req: Request, url: URL): Response {
+    try {
+      if (req.method !== "GET") throw new RequestError(405, `${req.method} not allowed`);
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        throw new RequestError(400, "the stream path needs a WebSocket upgrade");
+      }
+      const cluster = url.searchParams.get("cluster");
+      if (cluster !== this.clusterId) {
+        throw new RequestError(
+          412,
+          `cluster id mismatch: got ${JSON.stringify(cluster)}, this node is in ${
+            JSON.stringify(this.clusterId)
+          }`,
+        );
+      }
+      const to = url.searchParams.get("to");
+      if (to !== String(this.id)) {
+        throw new RequestError(400, `stream for node ${to} reached node ${this.id}`);
+      }
+      if (!this.#handler || this.#closed) throw new RequestError(503, "raft node not running");
+    } catch (e) {
+      this.stats.rejectedRequests++;
+      const err = e as RequestError;
+      return jsonError(err.status, httpErrorName(err.status), err.message);
+    }
+    const { socket, response } = Deno.upgradeWebSocket(req, {
+      idleTimeout: 0,
+    });
+    socket.binaryType = "arraybuffer";
+    this.#accepted.add(socket);
+    this.stats.streamsAccepted++;
+    socket.onmessage = (ev) => {
+      const handler = this.#handler;
+      if (!handler || this.#closed) return;
+      const reject = (reason: string) => {
+        this.stats.rejectedRequests++;
+        this.#log.warn(
+          `raft transport: closing a stream from ${url.searchParams.get("from")}: ${reason}`,
+        );
+        socket.close(1008, reason.slice(0, 120));
+      };
+      if (!(ev.data instanceof ArrayBuffer)) return reject("text message on a raft stream");
+      if (ev.data.byteLength > this.#maxRequestBytes) return reject("batch too large");
+      let msgs: Message[];
+      try {
+        msgs = decodeBatch(new Uint8Array(ev.data));
+      } catch (e) {
+        return reject((e as Error).message);
+      }
+      for (const m of msgs) {
+        if (m.to !== this.id) return reject(`message for node ${m.to} reached node ${this.id}`);
+        if (isSnapshotMessage(m)) return reject("snapshot on the stream");
+      }
+      this.stats.receivedBatches++;
+      this.stats.receivedMessages += msgs.length;
+      for (const m of msgs) handler.receive(m);
+    };
+    socket.onclose = () => this.#accepted.delete(socket);
+    return response;
+  }
+}
+
+function closeSocket(ws: WebSocket | null): void {
+  if (ws === null) return;
+  try {
+    ws.close(1001, "closing");
+  } catch {
+    // already closed
+  }
 }
 
 function httpErrorName(status: number): string {

@@ -138,30 +138,107 @@ Deno.test("HttpTransport.handle accepts a valid batch and refuses hostile reques
   await t.close();
 });
 
-Deno.test("HttpTransport delivers batches and snapshots between two listeners", async () => {
-  const recs = [new Recorder(), new Recorder()];
-  const ts = [1, 2].map((id) => new HttpTransport({ id, clusterId: "c1", maxBatchBytes: 200 }));
-  const servers = ts.map((t) =>
-    Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, t.handle)
-  );
-  ts[0].addPeer(2, `http://127.0.0.1:${servers[1].addr.port}/`);
-  ts[1].addPeer(1, `http://127.0.0.1:${servers[0].addr.port}`);
-  ts.forEach((t, i) => t.start(recs[i]));
-  const msgs = Array.from({ length: 30 }, (_, i) => app(2, i + 1));
-  ts[0].send(msgs);
-  ts[0].send([snap(2, 1 << 20)]);
-  await until(() => recs[1].received.length === 31, "delivery");
-  // Order per peer is preserved across batches.
-  const apps = recs[1].received.filter((m) => m.type === MessageType.MsgApp);
-  assert.deepEqual(apps.map((m) => m.index), msgs.map((m) => m.index));
-  await until(() => recs[0].snapshots.length === 1, "snapshot status");
-  assert.deepEqual(recs[0].snapshots, [[2, true]]);
-  const got = recs[1].received.find((m) => m.type === MessageType.MsgSnap)!;
-  assert.equal(got.snapshot!.data.length, 1 << 20);
-  assert.ok(ts[0].stats.sentBatches > 1, "split into several batches");
-  assert.deepEqual(recs[0].unreachables, []);
-  for (const t of ts) await t.close();
-  for (const s of servers) await s.shutdown();
+for (const stream of [true, false]) {
+  Deno.test(`HttpTransport delivers batches and snapshots between two listeners (${stream ? "stream" : "POST"})`, async () => {
+    const recs = [new Recorder(), new Recorder()];
+    const ts = [1, 2].map((id) =>
+      new HttpTransport({ id, clusterId: "c1", maxBatchBytes: 200, stream })
+    );
+    const servers = ts.map((t) =>
+      Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, t.handle)
+    );
+    ts[0].addPeer(2, `http://127.0.0.1:${servers[1].addr.port}/`);
+    ts[1].addPeer(1, `http://127.0.0.1:${servers[0].addr.port}`);
+    ts.forEach((t, i) => t.start(recs[i]));
+    const msgs = Array.from({ length: 30 }, (_, i) => app(2, i + 1));
+    ts[0].send(msgs);
+    ts[0].send([snap(2, 1 << 20)]);
+    await until(() => recs[1].received.length === 31, "delivery");
+    // Order per peer is preserved across batches.
+    const apps = recs[1].received.filter((m) => m.type === MessageType.MsgApp);
+    assert.deepEqual(apps.map((m) => m.index), msgs.map((m) => m.index));
+    await until(() => recs[0].snapshots.length === 1, "snapshot status");
+    assert.deepEqual(recs[0].snapshots, [[2, true]]);
+    const got = recs[1].received.find((m) => m.type === MessageType.MsgSnap)!;
+    assert.equal(got.snapshot!.data.length, 1 << 20);
+    assert.ok(ts[0].stats.sentBatches > 1, "split into several batches");
+    assert.equal(ts[0].stats.streamsOpened, stream ? 1 : 0);
+    assert.equal(ts[1].stats.streamsAccepted, stream ? 1 : 0);
+    assert.deepEqual(recs[0].unreachables, []);
+    for (const t of ts) await t.close();
+    for (const s of servers) await s.shutdown();
+  });
+}
+
+/** Opens a raw WebSocket to a stream path; resolves with how it ended. */
+function rawStream(
+  url: string,
+  send: (ws: WebSocket) => void,
+): Promise<{ opened: boolean; code: number }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      send(ws);
+    };
+    ws.onerror = () => {};
+    ws.onclose = (ev) => resolve({ opened, code: ev.code });
+  });
+}
+
+Deno.test("HttpTransport stream path refuses hostile upgrades and closes on bad batches", async () => {
+  const t = new HttpTransport({ id: 2, clusterId: "c1" });
+  const rec = new Recorder();
+  t.start(rec);
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, t.handle);
+  const base = `127.0.0.1:${server.addr.port}/raft/stream`;
+  const good = `ws://${base}?cluster=c1&from=1&to=2`;
+  // Plain requests to the stream path.
+  for (
+    const [init, query, status] of [
+      [{ method: "GET" }, "?cluster=c1&to=2", 400], // no upgrade
+      [{ method: "POST", body: "x" }, "?cluster=c1&to=2", 405],
+    ] as const
+  ) {
+    const res = await fetch(`http://${base}${query}`, init);
+    assert.equal(res.status, status);
+    assert.ok((await res.json()).message);
+  }
+  // Upgrades for another cluster or node never open.
+  for (const q of ["?cluster=c2&from=1&to=2", "?cluster=c1&from=1&to=3", "?from=1&to=2"]) {
+    const r = await rawStream(`ws://${base}${q}`, () => {});
+    assert.equal(r.opened, false, q);
+  }
+  // Bad batches close the socket with 1008 and nothing reaches Raft.
+  const bad: [string, (ws: WebSocket) => void][] = [
+    ["text", (ws) => ws.send("hello")],
+    ["garbage", (ws) => ws.send(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))],
+    ["truncated", (ws) => ws.send(encodeBatch([encodeMessage(app(2))]).subarray(0, 10))],
+    ["other addressee", (ws) => ws.send(encodeBatch([encodeMessage(app(3))]))],
+    ["snapshot", (ws) => ws.send(encodeBatch([encodeMessage(snap(2, 10))]))],
+  ];
+  const rnd = new Prng(7);
+  for (let i = 0; i < 50; i++) {
+    const junk = new Uint8Array(1 + rnd.nextInt(64));
+    for (let j = 0; j < junk.length; j++) junk[j] = rnd.nextInt(256);
+    junk[0] = 0x80 | junk[0]; // a frame length that runs past the end
+    bad.push([`random ${i}`, (ws) => ws.send(junk)]);
+  }
+  for (const [what, send] of bad) {
+    const r = await rawStream(good, send);
+    assert.equal(r.opened, true, what);
+    assert.equal(r.code, 1008, what);
+  }
+  assert.equal(rec.received.length, 0);
+  // A good batch still goes through.
+  const done = rawStream(good, (ws) => ws.send(encodeBatch([encodeMessage(app(2, 9))])));
+  await until(() => rec.received.length === 1, "good batch");
+  assert.equal(rec.received[0].index, 9);
+  await t.close();
+  await done;
+  await server.shutdown();
 });
 
 Deno.test("HttpTransport reports unreachable peers and failed snapshots", async () => {

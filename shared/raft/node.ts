@@ -565,6 +565,13 @@ export class RaftNode<R = unknown> implements TransportHandler {
   }
 
   async #handleReady(rd: Ready): Promise<void> {
+    // A leader's messages (appends, heartbeats) go out before its own save, so that followers
+    // write to disk while the leader does (Raft thesis 10.2.1). This is safe because the loop
+    // handles one Ready at a time: a commit index counting the leader's unsaved entries can only
+    // leave in a later Ready, after this save, and entries are applied (acknowledged) after it.
+    // Other roles answer only after saving (votes and append responses promise durable state).
+    const early = this.core.state === StateType.Leader;
+    if (early && rd.messages.length > 0) this.#transport.send(rd.messages);
     if (rd.hardState || rd.entries.length > 0 || rd.snapshot) {
       await this.#persistence.save({
         hardState: rd.hardState,
@@ -573,7 +580,7 @@ export class RaftNode<R = unknown> implements TransportHandler {
       });
       if (this.#stopped) return;
     }
-    if (rd.messages.length > 0) this.#transport.send(rd.messages);
+    if (!early && rd.messages.length > 0) this.#transport.send(rd.messages);
     if (rd.softState) this.#onSoftState(rd.softState.lead, rd.softState.raftState);
     if (rd.snapshot) this.#restore(rd.snapshot);
     for (const e of rd.committedEntries) this.#apply(e);

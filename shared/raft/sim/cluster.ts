@@ -15,9 +15,11 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   ProposalDroppedError,
   type Ready,
   type Snapshot,
+  StateType,
 } from "../types.ts";
 import { DurableStorage } from "../durable_storage.ts";
 import { bootstrapPersistence } from "../persistence.ts";
@@ -280,21 +282,17 @@ class Simulation {
   async handleReady(node: SimNode): Promise<void> {
     const inc = node.incarnation;
     const rd: Ready = node.core.ready();
+    // As RaftNode does: a leader sends before its own save (so a crash in the save can follow
+    // messages that already left), other roles only after it.
+    const early = node.core.state === StateType.Leader;
+    if (early) this.sendAll(node, rd.messages);
     await node.persistence.save({
       hardState: rd.hardState,
       entries: rd.entries,
       snapshot: rd.snapshot,
     });
-    if (node.incarnation !== inc) return; // crashed while saving: nothing leaves the node
-    for (const m of rd.messages) {
-      if (m.type === 7 /* MsgSnap */) {
-        this.stats.snapshotsSent++;
-        const outcome = this.net.send(node.id, m.to, m);
-        node.core.reportSnapshot(m.to, outcome === "sent");
-      } else {
-        this.net.send(node.id, m.to, m);
-      }
-    }
+    if (node.incarnation !== inc) return; // crashed while saving: nothing else leaves the node
+    if (!early) this.sendAll(node, rd.messages);
     if (rd.snapshot) this.restore(node, rd.snapshot);
     for (const e of rd.committedEntries) this.apply(node, e);
     for (const rs of rd.readStates) {
@@ -311,6 +309,18 @@ class Simulation {
       node.lastCompaction = node.applied;
       this.stats.compactions++;
       await node.persistence.compact(snap);
+    }
+  }
+
+  sendAll(node: SimNode, messages: readonly Message[]): void {
+    for (const m of messages) {
+      if (m.type === MessageType.MsgSnap) {
+        this.stats.snapshotsSent++;
+        const outcome = this.net.send(node.id, m.to, m);
+        node.core.reportSnapshot(m.to, outcome === "sent");
+      } else {
+        this.net.send(node.id, m.to, m);
+      }
     }
   }
 
