@@ -54,23 +54,33 @@ export interface MetastoreAppOptions {
 
 type Obj = Record<string, unknown>;
 
-/** HTTP status for a gRPC code, as grpc-gateway maps them. */
+/** HTTP status for a gRPC code, as etcd 3.4's gateway (grpc-gateway v1) maps them. */
 export function httpStatusFor(code: number): number {
   switch (code) {
     case GrpcCode.InvalidArgument:
-    case GrpcCode.FailedPrecondition:
     case GrpcCode.OutOfRange:
       return 400;
+    case GrpcCode.Unauthenticated:
+      return 401;
+    case GrpcCode.PermissionDenied:
+      return 403;
     case GrpcCode.NotFound:
       return 404;
+    case GrpcCode.Canceled:
+      return 408;
+    case GrpcCode.AlreadyExists:
+    case GrpcCode.Aborted:
+      return 409;
+    case GrpcCode.FailedPrecondition:
+      return 412;
     case GrpcCode.ResourceExhausted:
       return 429;
+    case GrpcCode.Unimplemented:
+      return 501;
     case GrpcCode.Unavailable:
       return 503;
     case GrpcCode.DeadlineExceeded:
       return 504;
-    case GrpcCode.Unimplemented:
-      return 501;
     default:
       return 500;
   }

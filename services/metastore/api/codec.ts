@@ -61,7 +61,9 @@ export function bytesField(o: Obj, name: string): string {
   try {
     return atob(v);
   } catch {
-    throw bad(`${name}: illegal base64 data`);
+    // etcd's gateway (Go's encoding/json) names the offset of the first bad character.
+    const at = v.search(/[^A-Za-z0-9+/=\s]/);
+    throw bad(`illegal base64 data at input byte ${at < 0 ? v.length : at}`);
   }
 }
 
@@ -263,7 +265,8 @@ function encodeOpResponse(r: ResponseOp): Obj {
   if ("deleteRange" in r) {
     return { response_delete_range: encodeDeleteBody(r.deleteRange, h(r.deleteRange.revision)) };
   }
-  return { response_txn: encodeTxnBody(r.txn, h(r.txn.revision)) };
+  // etcd leaves the header of a nested txn's response empty (its own ops carry the revision).
+  return { response_txn: encodeTxnBody(r.txn, {}) };
 }
 
 export function encodeDeleteBody(

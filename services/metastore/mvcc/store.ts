@@ -120,6 +120,7 @@ export class MvccStore {
   // Reads
 
   range(req: RangeRequest): RangeResult {
+    if (req.key === EMPTY) throw Errors.emptyKey();
     const rev = this.#readRevision(req.revision ?? 0);
     return this.#range(req, rev);
   }
@@ -421,6 +422,7 @@ export class MvccStore {
       else if ("deleteRange" in op) {
         if (op.deleteRange.key === EMPTY) throw Errors.emptyKey();
       } else if ("range" in op) {
+        if (op.range.key === EMPTY) throw Errors.emptyKey();
         if ((op.range.revision ?? 0) > 0) this.#readRevision(op.range.revision!);
       } else {
         const t = op.txn;

@@ -116,7 +116,12 @@ export interface WatchEvent {
 
 /** gRPC status codes used by etcd errors. */
 export const GrpcCode = {
+  Canceled: 1,
   InvalidArgument: 3,
+  AlreadyExists: 6,
+  PermissionDenied: 7,
+  Aborted: 10,
+  Unauthenticated: 16,
   NotFound: 5,
   FailedPrecondition: 9,
   ResourceExhausted: 8,
