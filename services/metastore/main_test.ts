@@ -1,77 +1,13 @@
 import assert from "node:assert/strict";
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-interface Member {
-  name: string;
-  port: number;
-  peerPort: number;
-  dir: string;
-  child?: Deno.ChildProcess;
-}
-
-function start(m: Member, initialCluster: string): void {
-  m.child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname],
-    env: {
-      NAME: m.name,
-      PORT: String(m.port),
-      PEER_PORT: String(m.peerPort),
-      DATA_DIR: m.dir,
-      INITIAL_CLUSTER: initialCluster,
-      HEARTBEAT_INTERVAL_MS: "20",
-      ELECTION_TIMEOUT_MS: "300",
-      ACCESS_LOG: "false",
-      LOG_LEVEL: "warn",
-      REQUEST_TIMEOUT_MS: "2000",
-    },
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
-
-async function post(
-  m: Member,
-  path: string,
-  body: unknown,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`http://127.0.0.1:${m.port}${path}`, {
-    method: "POST",
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(3000),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-async function until<T>(fn: () => Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const end = performance.now() + ms;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch { /* not up yet */ }
-    if (performance.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function leaderOf(members: Member[]): Promise<Member> {
-  return await until(async () => {
-    for (const m of members) {
-      if (!m.child) continue;
-      const s = await post(m, "/v3/maintenance/status", {});
-      if (s.body.leader && s.body.leader === (s.body.header as Record<string, string>).member_id) {
-        return m;
-      }
-    }
-    return undefined;
-  }, "a leader");
-}
+import {
+  killAll,
+  leaderOf,
+  type Member,
+  post,
+  start,
+  threeMembers,
+  until,
+} from "./_testing/members.ts";
 
 Deno.test({
   name:
@@ -80,13 +16,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "metastore-3-" });
-    const members: Member[] = ["m1", "m2", "m3"].map((name) => ({
-      name,
-      port: freePort(),
-      peerPort: freePort(),
-      dir: `${root}/${name}`,
-    }));
-    const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+    const { members, initial } = threeMembers(root);
     try {
       for (const m of members) start(m, initial);
       const leader = await leaderOf(members);
@@ -118,12 +48,7 @@ Deno.test({
       const list = await post(rest[0], "/v3/cluster/member/list", {});
       assert.equal((list.body.members as unknown[]).length, 3);
     } finally {
-      for (const m of members) {
-        if (m.child) {
-          m.child.kill("SIGKILL");
-          await m.child.status;
-        }
-      }
+      await killAll(members);
       await Deno.remove(root, { recursive: true });
     }
   },
