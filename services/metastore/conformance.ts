@@ -13,6 +13,8 @@
  * @module
  */
 
+import { openEtcdStream } from "../../bench/lib/etcd_stream.ts";
+
 /** One request of the sequence. */
 export interface Step {
   name: string;
@@ -332,79 +334,35 @@ export async function runWatchConformance(url: string): Promise<Answer[]> {
 }
 
 /**
- * POSTs newline-delimited JSON `requests` as a chunked HTTP/1.1 body over a raw connection (as
- * curl does, with `Expect: 100-continue`) and returns the first `count` non-empty lines of the chunked response, or what came
- * before `timeoutMs`. Raw because fetch's streamed request bodies do not interoperate with
- * every server's full-duplex streaming.
+ * Sends `requests` on a stream (300 ms apart) and returns the first `count` answer lines, or
+ * those that came before `timeoutMs`.
  */
-export async function streamLines(
+async function streamLines(
   url: string,
   path: string,
   requests: unknown[],
   count: number,
   timeoutMs: number,
 ): Promise<string[]> {
-  const u = new URL(url);
-  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port || 80) });
-  const enc = new TextEncoder();
-  const timer = setTimeout(() => conn.close(), timeoutMs);
   const lines: string[] = [];
+  let enough = () => {};
+  const got = new Promise<void>((resolve) => (enough = resolve));
+  const stream = await openEtcdStream(url, path, (line) => {
+    lines.push(line);
+    if (lines.length >= count) enough();
+  });
+  const timer = setTimeout(enough, timeoutMs);
   try {
-    await conn.write(enc.encode(
-      `POST ${path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n` +
-        // etcd's gateway only streams its answers to a client that asked to continue.
-        "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
-    ));
     for (const r of requests) {
-      const data = enc.encode(JSON.stringify(r) + "\n");
-      await conn.write(enc.encode(`${data.length.toString(16)}\r\n`));
-      await conn.write(data);
-      await conn.write(enc.encode("\r\n"));
+      await stream.send(r);
       // etcd replays history to new watchers from a loop that runs every 100 ms: give it time
       // before the next request (a cancel), so the answers do not depend on that timing.
       await new Promise((res) => setTimeout(res, 300));
     }
-    // Response: headers, then chunks; the body's lines are what is returned.
-    const dec = new TextDecoder();
-    let raw = "";
-    let headersDone = false;
-    let body = "";
-    const buf = new Uint8Array(64 * 1024);
-    while (lines.length < count) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) break;
-      raw += dec.decode(buf.subarray(0, n), { stream: true });
-      while (!headersDone) {
-        const end = raw.indexOf("\r\n\r\n");
-        if (end < 0) break;
-        // A 100 Continue comes first; the real answer follows.
-        headersDone = !/^HTTP\/1\.1 1\d\d /.test(raw);
-        raw = raw.slice(end + 4);
-      }
-      if (!headersDone) continue;
-      // Dechunk what is complete.
-      for (;;) {
-        const eol = raw.indexOf("\r\n");
-        if (eol < 0) break;
-        const size = parseInt(raw.slice(0, eol), 16);
-        if (Number.isNaN(size) || raw.length < eol + 2 + size + 2) break;
-        body += raw.slice(eol + 2, eol + 2 + size);
-        raw = raw.slice(eol + 2 + size + 2);
-      }
-      let nl: number;
-      while ((nl = body.indexOf("\n")) >= 0) {
-        const line = body.slice(0, nl).trim();
-        body = body.slice(nl + 1);
-        if (line !== "") lines.push(line);
-      }
-    }
+    await Promise.race([got, stream.done]);
   } finally {
     clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // closed by the timer
-    }
+    stream.close();
   }
   return lines.slice(0, count);
 }
