@@ -9,12 +9,13 @@
  *
  * Needs `etcd` and `wrk` on the PATH (`apt-get install etcd-server wrk`). Writes the raw
  * results to `bench/results/metastore-compare.json`; `--doc` also copies them to
- * `docs/results/` for docs/metastore-performance.md.
+ * `docs/results/` and regenerates docs/metastore-performance.md.
  *
  * @module
  */
 import { have, median, runWrk, type WrkResult } from "./lib/process.ts";
 import { type EtcdKind, startEtcdCluster } from "./lib/etcd_cluster.ts";
+import { renderMetastoreReport } from "./metastore_report.ts";
 
 interface Args {
   nodes: number[];
@@ -199,6 +200,7 @@ if (import.meta.main) {
       "docs/results/metastore-compare.json",
       JSON.stringify(result, null, 2),
     );
+    await Deno.writeTextFile("docs/metastore-performance.md", await renderMetastoreReport());
   }
   console.log(table(result));
 }
