@@ -48,6 +48,13 @@ export interface MetastoreAppOptions {
   maxInflightRequests?: number;
   /** Minimum lease TTL in seconds (etcd: 1.5 election timeouts, rounded up). */
   minLeaseTtlS?: number;
+  /** Watch and lease keepalive streams open at once; more are refused with 503 (default 10,000). */
+  maxStreams?: number;
+  /**
+   * Bytes of watch responses buffered for a client that does not read them; past it the stream's
+   * watchers are canceled (with a reason) and the stream ends (default 16 MiB).
+   */
+  watchBufferBytes?: number;
   /** Lease ids for grants without one (injected for determinism in tests). */
   newLeaseId?: () => bigint;
 }
@@ -109,6 +116,16 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
   const maxRequestBytes = options.maxRequestBytes ?? 1_572_864;
   const minTtl = options.minLeaseTtlS ?? 2;
   const newLeaseId = options.newLeaseId ?? randomLeaseId;
+  const maxStreams = options.maxStreams ?? 10_000;
+  const watchBufferBytes = options.watchBufferBytes ?? 16 << 20;
+  let openStreams = 0;
+  const tooManyStreams = () =>
+    errorResponse(
+      new EtcdError(
+        GrpcCode.Unavailable,
+        `etcdserver: too many open streams (limit ${maxStreams})`,
+      ),
+    );
   const service = createServiceApp({
     service: "metastore",
     logger: options.logger,
@@ -331,9 +348,17 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
     c: Context<ServiceEnv>,
     each: (o: Obj) => Promise<Obj>,
   ): Promise<Response> {
+    if (openStreams >= maxStreams) return Promise.resolve(tooManyStreams());
+    openStreams++;
+    let counted = true;
+    const release = () => {
+      if (counted) openStreams--;
+      counted = false;
+    };
     const reqBody = c.req.raw.body;
     const te = new TextEncoder();
     const stream = new ReadableStream<Uint8Array>({
+      cancel: release,
       async start(ctrl) {
         const splitter = new JsonObjectSplitter(maxRequestBytes);
         try {
@@ -359,6 +384,7 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
             ),
           );
         }
+        release();
         ctrl.close();
       },
     });
@@ -368,10 +394,20 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
   }
 
   function watchStream(c: Context<ServiceEnv>): Promise<Response> {
+    if (openStreams >= maxStreams) return Promise.resolve(tooManyStreams());
+    openStreams++;
     const reqBody = c.req.raw.body;
     const te = new TextEncoder();
     let ctrlRef: ReadableStreamDefaultController<Uint8Array> | null = null;
     let closed = false;
+    let overflowed = false;
+    const finish = () => {
+      if (closed) return;
+      closed = true;
+      openStreams--;
+      ws.close();
+    };
+    const emit = (r: Obj) => ctrlRef!.enqueue(te.encode(JSON.stringify({ result: r }) + "\n"));
     const send = (m: WatchMessage) => {
       if (closed || !ctrlRef) return;
       const r: Obj = { header: header(m.revision) };
@@ -386,8 +422,39 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
         if (m.compactRevision) r.compact_revision = String(m.compactRevision);
         if (m.reason) r.cancel_reason = m.reason;
       }
-      if (m.kind === "events") r.events = m.events.map((e) => encodeEvent(e, m.prevKv));
-      ctrlRef.enqueue(te.encode(JSON.stringify({ result: r }) + "\n"));
+      if (m.kind !== "events") emit(r);
+      else {
+        const events = m.events.map((e) => encodeEvent(e, m.prevKv));
+        if (!m.fragment) emit({ ...r, events });
+        else {
+          // Fragments under the request size limit (at least one event each); every fragment
+          // but the last says `fragment: true`, so the client joins them.
+          let part: Obj[] = [];
+          let size = 0;
+          for (const e of events) {
+            const n = JSON.stringify(e).length + 1;
+            if (part.length > 0 && size + n > maxRequestBytes) {
+              emit({ ...r, events: part, fragment: true });
+              part = [];
+              size = 0;
+            }
+            part.push(e);
+            size += n;
+          }
+          emit({ ...r, events: part });
+        }
+      }
+      // A client that does not read: bound what is buffered for it. Its watchers are canceled
+      // with a reason (those messages still go out) and the stream ends.
+      if (!overflowed && (ctrlRef.desiredSize ?? 0) < 0) {
+        overflowed = true;
+        ws.cancelAll(
+          `etcdserver: watch stream too slow: more than ${watchBufferBytes} bytes unread; ` +
+            "watch again from the next revision",
+        );
+        finish();
+        ctrlRef.close();
+      }
     };
     const ws = cluster.watches.open(send);
     const stream = new ReadableStream<Uint8Array>({
@@ -403,6 +470,7 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
             }
           }
         } catch (e) {
+          if (closed) return;
           const err = e instanceof EtcdError ? e : bad((e as Error).message);
           ctrl.enqueue(
             te.encode(
@@ -411,17 +479,13 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
               }) + "\n",
             ),
           );
-          closed = true;
-          ws.close();
+          finish();
           ctrl.close();
         }
         // The request body ended: keep streaming events until the client goes away.
       },
-      cancel() {
-        closed = true;
-        ws.close();
-      },
-    });
+      cancel: finish,
+    }, { highWaterMark: watchBufferBytes, size: (chunk) => chunk.byteLength });
     return Promise.resolve(
       new Response(stream, { headers: { "content-type": "application/json" } }),
     );
@@ -441,6 +505,7 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
         noPut: filters.includes("NOPUT") || filters.includes(0),
         noDelete: filters.includes("NODELETE") || filters.includes(1),
         progressNotify: r.progress_notify === true || r.progressNotify === true,
+        fragment: r.fragment === true,
         watchId: intField(r, "watch_id"),
       };
       ws.create(spec);

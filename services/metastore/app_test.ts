@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createLogger } from "@deno-stores/shared/http";
 import { bootstrapPersistence, LocalNetwork, MemoryPersistence } from "@deno-stores/shared/raft";
 import { Prng } from "@deno-stores/shared/sim";
-import { createMetastoreApp, prefixEnd } from "./app.ts";
+import { createMetastoreApp, type MetastoreAppOptions, prefixEnd } from "./app.ts";
 import { MetaCluster } from "./server/cluster.ts";
 
 const b64 = (s: string) => btoa(s);
@@ -13,7 +13,13 @@ const quietLogger = createLogger({
   now: () => 0,
 });
 
-async function startOne(now?: () => number) {
+async function startOne(
+  now?: () => number,
+  extra: {
+    app?: Partial<MetastoreAppOptions>;
+    cluster?: Partial<ConstructorParameters<typeof MetaCluster>[0]>;
+  } = {},
+) {
   const persistence = new MemoryPersistence();
   await bootstrapPersistence(persistence, [1]);
   const cluster = new MetaCluster({
@@ -32,6 +38,7 @@ async function startOne(now?: () => number) {
     }],
     leaseCheckMs: 20,
     now,
+    ...extra.cluster,
   });
   cluster.start();
   while (!cluster.node.isLeader) await new Promise((r) => setTimeout(r, 5));
@@ -41,8 +48,46 @@ async function startOne(now?: () => number) {
     logger: quietLogger,
     accessLog: false,
     newLeaseId: () => nextLease++,
+    ...extra.app,
   });
   return { cluster, service };
+}
+
+type Service = Awaited<ReturnType<typeof startOne>>["service"];
+
+/** A watch stream on the in-process app: send requests, read `result`s one by one. */
+async function openWatch(service: Service) {
+  const body = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = body.writable.getWriter();
+  const res = await service.request(
+    "/v3/watch",
+    { method: "POST", body: body.readable, duplex: "half" } as RequestInit,
+  );
+  const reader = res.ok && res.body
+    ? res.body.pipeThrough(new TextDecoderStream()).getReader()
+    : null;
+  let buf = "";
+  const te = new TextEncoder();
+  return {
+    res,
+    send: (o: unknown) => writer.write(te.encode(JSON.stringify(o))),
+    /** The next result, or null when the stream ended. */
+    async next() {
+      while (!buf.includes("\n")) {
+        const { value, done } = await reader!.read();
+        if (done) return null;
+        buf += value;
+      }
+      const i = buf.indexOf("\n");
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      return JSON.parse(line).result;
+    },
+    async close() {
+      await writer.close().catch(() => {});
+      await reader?.cancel();
+    },
+  };
 }
 
 async function call(
@@ -296,6 +341,106 @@ Deno.test("metastore app: the UTF-8 API reads and writes plain strings", async (
     await res.body?.cancel();
     res = await service.request("/api/kv/config/wörld", { method: "DELETE" });
     assert.equal((await res.json()).deleted, 1);
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("metastore app: progress notifications, fragments, a stream cap and a bound on slow readers", async () => {
+  const { cluster, service } = await startOne(undefined, {
+    app: { maxRequestBytes: 4096, maxStreams: 2, watchBufferBytes: 64 << 10 },
+  });
+  try {
+    // progress_notify: a watcher that got nothing since the last round hears the revision.
+    const a = await openWatch(service);
+    await a.send({ create_request: { key: b64("p"), progress_notify: true } });
+    await a.send({ create_request: { key: b64("q"), watch_id: 5 } }); // no progress_notify
+    assert.equal((await a.next()).created, true);
+    assert.equal((await a.next()).watch_id, "5");
+    cluster.watches.progressTick(); // the creation counts as activity
+    cluster.watches.progressTick();
+    const progress = await a.next();
+    assert.equal(progress.watch_id, undefined, "watch 0: the id is omitted like any zero");
+    assert.equal(progress.events, undefined);
+    assert.equal(progress.header.revision, "1");
+    await call(service, "/v3/kv/put", { key: b64("p"), value: b64("x") });
+    assert.equal((await a.next()).events.length, 1);
+    cluster.watches.progressTick(); // had an event: nothing due
+    await call(service, "/v3/kv/put", { key: b64("q"), value: b64("y") });
+    const onlyQ = await a.next();
+    assert.equal(onlyQ.watch_id, "5", "no progress for watch 0 after its event");
+
+    // A third stream is over the cap of two (watch and keepalive streams count).
+    const b = await openWatch(service);
+    const c = await openWatch(service);
+    assert.equal(c.res.status, 503);
+    assert.match((await c.res.json()).error, /too many open streams/);
+
+    // fragment: one revision's events above the request limit arrive in pieces (a small
+    // deleterange whose DELETE events carry their prev_kv).
+    const big = b64("v".repeat(1500));
+    for (let i = 0; i < 5; i++) {
+      assert.equal(
+        (await call(service, "/v3/kv/put", { key: b64(`f/${i}`), value: big })).status,
+        200,
+      );
+    }
+    await b.send({
+      create_request: {
+        key: b64("f/"),
+        range_end: b64(prefixEnd("f/")),
+        fragment: true,
+        prev_kv: true,
+      },
+    });
+    assert.equal((await b.next()).created, true);
+    await call(service, "/v3/kv/deleterange", { key: b64("f/"), range_end: b64(prefixEnd("f/")) });
+    const parts = [];
+    for (;;) {
+      const r = await b.next();
+      parts.push(r);
+      if (!r.fragment) break;
+    }
+    assert.ok(parts.length > 1, "split");
+    assert.deepEqual(
+      parts.flatMap((r) => r.events.map((e: { kv: { key: string } }) => atob(e.kv.key))),
+      ["f/0", "f/1", "f/2", "f/3", "f/4"],
+    );
+    for (const r of parts) assert.ok(JSON.stringify(r.events).length <= 4096 + 2200);
+    await b.close();
+
+    // A client that stops reading: past 64 KiB unread its watchers are canceled with a reason
+    // and the stream ends; nothing else is affected.
+    for (let i = 0; i < 60; i++) {
+      await call(service, "/v3/kv/put", { key: b64("p"), value: b64("z".repeat(1500)) });
+    }
+    let last = null;
+    for (let r = await a.next(); r !== null; r = await a.next()) last = r;
+    assert.equal(last.canceled, true);
+    assert.match(last.cancel_reason, /too slow/);
+    assert.equal(cluster.watches.watcherCount, 0);
+    const again = await openWatch(service);
+    assert.equal(again.res.status, 200, "the slow stream no longer counts");
+    await again.close();
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("metastore: automatic compaction keeps the configured number of revisions", async () => {
+  const { cluster, service } = await startOne(undefined, {
+    cluster: { autoCompactionRetention: 5, autoCompactionIntervalMs: 10 },
+  });
+  try {
+    for (let i = 0; i < 20; i++) {
+      await call(service, "/v3/kv/put", { key: b64("k"), value: b64(`${i}`) });
+    }
+    const store = cluster.sm.store;
+    while (store.compactRevision < store.revision - 5) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(store.compactRevision, 16);
+    const old = await call(service, "/v3/kv/range", { key: b64("k"), revision: 10 });
+    assert.equal(old.status, 400);
+    assert.equal(old.body.code, 11);
   } finally {
     await cluster.close();
   }

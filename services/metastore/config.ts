@@ -84,8 +84,20 @@ export function metastoreConfigSchema() {
     QUOTA_BACKEND_BYTES: int(2 * 1024 ** 3, 1 << 20, 2 ** 40),
     /** Deadline of a write or linearizable read (ms). */
     REQUEST_TIMEOUT_MS: int(5000, 100, 120_000),
-    /** Open client connections accepted at once (later ones are refused). */
-    MAX_CONNECTIONS: int(10_000, 1, 1_000_000),
+    /**
+     * Long-lived client streams (watch, lease keepalive) open at once; more are refused (503).
+     * Short requests are bounded by MAX_INFLIGHT_REQUESTS.
+     */
+    MAX_STREAMS: int(10_000, 1, 1_000_000),
+    /** Unread watch response bytes per stream before its watchers are canceled as too slow. */
+    WATCH_BUFFER_BYTES: int(16 << 20, 64 << 10, 1 << 30),
+    /** Interval of watch progress notifications (etcd: 10 minutes). */
+    WATCH_PROGRESS_NOTIFY_INTERVAL_MS: int(600_000, 100, 86_400_000),
+    /**
+     * Automatic compaction (etcd --auto-compaction-retention in revision mode): keep this many
+     * revisions of history, compacting every 5 minutes on the leader. 0 = off, as etcd.
+     */
+    AUTO_COMPACTION_RETENTION: int(0, 0, 1_000_000_000),
   }).refine((c) => c.ELECTION_TIMEOUT_MS >= 5 * c.HEARTBEAT_INTERVAL_MS, {
     message: "ELECTION_TIMEOUT_MS must be at least 5x HEARTBEAT_INTERVAL_MS",
     path: ["ELECTION_TIMEOUT_MS"],

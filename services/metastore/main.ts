@@ -84,6 +84,8 @@ async function run(config: MetastoreConfig): Promise<void> {
     snapshotEntries: config.SNAPSHOT_COUNT,
     requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
     quotaBytes: config.QUOTA_BACKEND_BYTES,
+    progressNotifyMs: config.WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
+    autoCompactionRetention: config.AUTO_COMPACTION_RETENTION,
     onFatal: (e) => {
       logger.error("raft stopped on a fatal error; exiting", { error: String(e) });
       sink.flush();
@@ -97,6 +99,8 @@ async function run(config: MetastoreConfig): Promise<void> {
     maxRequestBytes: config.MAX_REQUEST_BYTES,
     maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
     minLeaseTtlS: Math.ceil((1.5 * config.ELECTION_TIMEOUT_MS) / 1000),
+    maxStreams: config.MAX_STREAMS,
+    watchBufferBytes: config.WATCH_BUFFER_BYTES,
   });
   const peerServer = Deno.serve({
     hostname: config.PEER_HOST,

@@ -72,7 +72,9 @@ export type EventSink = (revision: number, events: WatchEvent[]) => void;
 
 const EMPTY = "";
 /** Characters of JSON encoded between two yields of an asynchronous snapshot. */
-const SNAPSHOT_SLICE_CHARS = 256 * 1024;
+const SNAPSHOT_SLICE_CHARS = 32 * 1024;
+/** Bytes copied between two yields when an asynchronous snapshot's slices are joined. */
+const SNAPSHOT_JOIN_BYTES = 4 << 20;
 /** The range_end that means "every key >= key". */
 const ALL_FROM = "\0";
 
@@ -465,23 +467,34 @@ export class MvccStore {
   }
 
   /**
-   * The state as of this call, serialised in slices with the event loop free between them
-   * (a large history takes tens of milliseconds to encode). Writes may go on meanwhile: the
+   * The state as of this call (after the bytes of `prefix`, a caller's own framing), serialised
+   * in slices with the event loop free between them (a large history takes hundreds of
+   * milliseconds to encode). Writes may go on meanwhile: the
    * capture holds the key list and each history's length, and histories only grow in place
    * (compaction replaces them).
    */
-  async snapshotAsync(): Promise<Uint8Array> {
-    return concatBytes(await this.snapshotParts());
-  }
-
-  /** `snapshotAsync` as the encoded slices, for callers that add their own framing. */
-  async snapshotParts(): Promise<Uint8Array[]> {
-    const parts: Uint8Array[] = [];
+  async snapshotAsync(prefix: readonly Uint8Array[] = []): Promise<Uint8Array> {
+    const parts = [...prefix];
     for (const part of this.#capture()) {
       parts.push(part);
-      await new Promise((resolve) => setTimeout(resolve, 0));
+      await yieldToEventLoop();
     }
-    return parts;
+    // Joined a few MiB at a time too: one copy of a large history is tens of milliseconds.
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const out = new Uint8Array(n);
+    let at = 0;
+    let since = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+      since += p.length;
+      if (since >= SNAPSHOT_JOIN_BYTES) {
+        since = 0;
+        await yieldToEventLoop();
+      }
+    }
+    return out;
   }
 
   /** Captures the state now (O(keys)); the iterator encodes it a slice at a time. */
@@ -599,8 +612,12 @@ export class MvccStore {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** The parts one after another in one array. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);

@@ -51,6 +51,12 @@ export interface MetaClusterOptions {
   /** How often the leader looks for expired leases (default 500 ms). */
   leaseCheckMs?: number;
   quotaBytes?: number;
+  /** Interval of watch progress notifications (default 10 minutes, as etcd). */
+  progressNotifyMs?: number;
+  /** Revisions of history kept by automatic compaction (0 = off, the default, as etcd). */
+  autoCompactionRetention?: number;
+  /** How often the leader compacts automatically (default 5 minutes, as etcd). */
+  autoCompactionIntervalMs?: number;
   ticker?: Ticker;
   now?: () => number;
   onFatal?: (e: unknown) => void;
@@ -98,6 +104,10 @@ export class MetaCluster {
   readonly #revoking = new Set<string>();
   #leaseTimer: ReturnType<typeof setInterval> | undefined;
   readonly #leaseCheckMs: number;
+  readonly #progressNotifyMs: number;
+  readonly #retention: number;
+  readonly #compactionMs: number;
+  #compactionTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(o: MetaClusterOptions) {
     this.memberId = o.memberId;
@@ -121,6 +131,9 @@ export class MetaCluster {
     };
     this.sm = new MetaStateMachine(smOptions);
     this.watches = new WatchHub(this.sm.store);
+    this.#progressNotifyMs = o.progressNotifyMs ?? 600_000;
+    this.#retention = o.autoCompactionRetention ?? 0;
+    this.#compactionMs = o.autoCompactionIntervalMs ?? 300_000;
     for (const m of o.members ?? []) {
       if (m.id !== o.memberId && m.peerURLs[0]) o.transport.addPeer(m.id, m.peerURLs[0]);
     }
@@ -148,10 +161,16 @@ export class MetaCluster {
   start(): void {
     this.node.start();
     this.#leaseTimer = setInterval(() => this.#expireLeases(), this.#leaseCheckMs);
+    this.watches.startProgressNotify(this.#progressNotifyMs);
+    if (this.#retention > 0) {
+      this.#compactionTimer = setInterval(() => this.#autoCompact(), this.#compactionMs);
+    }
   }
 
   async close(): Promise<void> {
     clearInterval(this.#leaseTimer);
+    clearInterval(this.#compactionTimer);
+    this.watches.close();
     await this.node.stop();
     await this.transport.close();
     await this.#persistence.close();
@@ -245,6 +264,15 @@ export class MetaCluster {
       throw raftErrorToEtcd(e);
     }
     return this.members();
+  }
+
+  /** The leader compacts to `revision - retention` (bounds the history kept in memory). */
+  #autoCompact(): void {
+    if (!this.node.isLeader) return;
+    const store = this.sm.store;
+    const target = store.revision - this.#retention;
+    if (target <= store.compactRevision) return;
+    this.propose({ op: "compact", revision: target }).catch(() => {});
   }
 
   #expireLeases(): void {

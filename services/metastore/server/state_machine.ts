@@ -8,7 +8,7 @@
 
 import type { ConfChange, ConfState, Snapshot, StateMachine } from "@deno-stores/shared/raft";
 import { ConfChangeType } from "@deno-stores/shared/raft";
-import { concatBytes, MvccStore, type MvccStoreOptions } from "../mvcc/store.ts";
+import { MvccStore, type MvccStoreOptions } from "../mvcc/store.ts";
 import {
   type DeleteRangeRequest,
   type DeleteRangeResult,
@@ -199,7 +199,7 @@ export class MetaStateMachine implements StateMachine<CommandResult> {
     const members = enc.encode(JSON.stringify([...this.members.values()]));
     const length = new Uint8Array(4);
     new DataView(length.buffer).setUint32(0, members.length);
-    return concatBytes([length, members, ...await this.store.snapshotParts()]);
+    return await this.store.snapshotAsync([length, members]);
   }
 
   onConfChange(cc: ConfChange, conf: ConfState): void {

@@ -18,6 +18,8 @@ export interface WatchSpec {
   noPut: boolean;
   noDelete: boolean;
   progressNotify: boolean;
+  /** Split responses larger than the request size limit into fragments. */
+  fragment: boolean;
   /** Requested id (0: assign one). */
   watchId: number;
 }
@@ -32,20 +34,54 @@ export type WatchMessage =
     compactRevision?: number;
     reason?: string;
   }
-  | { kind: "events"; watchId: number; revision: number; events: WatchEvent[]; prevKv: boolean }
+  | {
+    kind: "events";
+    watchId: number;
+    revision: number;
+    events: WatchEvent[];
+    prevKv: boolean;
+    fragment: boolean;
+  }
   | { kind: "progress"; watchId: number; revision: number };
 
 interface Watcher {
   id: number;
   stream: WatchStream;
   spec: WatchSpec;
+  /** Sent something since the last progress tick (then no progress notification is due). */
+  busy: boolean;
 }
 
 /** Dispatches store events to watchers. */
 export class WatchHub {
   readonly #watchers = new Set<Watcher>();
+  #progressTimer: ReturnType<typeof setInterval> | undefined;
   constructor(readonly store: MvccStore) {
     store.onEvents((rev, events) => this.#dispatch(rev, events));
+  }
+
+  /**
+   * Every `intervalMs`, watchers created with `progress_notify` that were sent nothing since the
+   * previous tick get an empty response with the current revision (etcd: every 10 minutes).
+   */
+  startProgressNotify(intervalMs: number): void {
+    clearInterval(this.#progressTimer);
+    this.#progressTimer = setInterval(() => this.progressTick(), intervalMs);
+  }
+
+  /** One progress round (the timer's body; tests call it directly). */
+  progressTick(): void {
+    for (const w of this.#watchers) {
+      if (w.spec.progressNotify && !w.busy) {
+        w.stream.send({ kind: "progress", watchId: w.id, revision: this.store.revision });
+      }
+      w.busy = false;
+    }
+  }
+
+  /** Stops the progress timer. */
+  close(): void {
+    clearInterval(this.#progressTimer);
   }
 
   get watcherCount(): number {
@@ -71,12 +107,14 @@ export class WatchHub {
     for (const w of this.#watchers) {
       const mine = filterEvents(w.spec, events);
       if (mine.length > 0) {
+        w.busy = true;
         w.stream.send({
           kind: "events",
           watchId: w.id,
           revision: rev,
           events: mine,
           prevKv: w.spec.prevKv,
+          fragment: w.spec.fragment,
         });
       }
     }
@@ -126,7 +164,7 @@ export class WatchStream {
       while (this.#watchers.has(this.#nextId)) this.#nextId++;
       id = this.#nextId++;
     }
-    const w: Watcher = { id, stream: this, spec };
+    const w: Watcher = { id, stream: this, spec, busy: true };
     this.send({ kind: "created", watchId: id, revision: store.revision });
     if (spec.startRevision > 0 && spec.startRevision <= store.revision) {
       let history: WatchEvent[];
@@ -150,6 +188,7 @@ export class WatchStream {
           revision: store.revision,
           events: mine,
           prevKv: spec.prevKv,
+          fragment: spec.fragment,
         });
       }
     }
@@ -168,6 +207,15 @@ export class WatchStream {
 
   progress(): void {
     this.send({ kind: "progress", watchId: -1, revision: this.hub.store.revision });
+  }
+
+  /** Cancels every watcher of the stream with `reason` (a client too slow to read, ...). */
+  cancelAll(reason: string): void {
+    for (const w of [...this.#watchers.values()]) {
+      this.#watchers.delete(w.id);
+      this.hub.remove(w);
+      this.send({ kind: "canceled", watchId: w.id, revision: this.hub.store.revision, reason });
+    }
   }
 
   close(): void {
