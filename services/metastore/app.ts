@@ -130,8 +130,8 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
     service: "metastore",
     logger: options.logger,
     accessLog: options.accessLog,
-    // The hard cap; etcd's own limit is checked per request with etcd's error.
-    bodyLimitBytes: maxRequestBytes * 2 + 4096,
+    // The hard cap (413 above it); etcd's own limits are checked per request with its errors.
+    bodyLimitBytes: maxRequestBytes * 3 + 4096,
     maxInflightRequests: options.maxInflightRequests,
   });
   const { app } = service;
@@ -144,9 +144,7 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
 
   async function body(c: Context<ServiceEnv>): Promise<Obj> {
     const text = await c.req.text();
-    if (text.length > maxRequestBytes) {
-      throw new EtcdError(GrpcCode.InvalidArgument, "etcdserver: request is too large");
-    }
+    checkRequestSize(text.length);
     if (text.trim() === "") return {};
     let v: unknown;
     try {
@@ -155,6 +153,25 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
       throw bad((e as Error).message);
     }
     return asObject(v, "request");
+  }
+
+  /**
+   * etcd measures requests as protobuf messages, where keys and values are raw bytes; here they
+   * are base64 in JSON, so the message is about 3/4 of the text. Above the limit: etcd's
+   * "request is too large"; above the limit plus gRPC's 512 KiB allowance: gRPC's own error.
+   */
+  function checkRequestSize(textLength: number): void {
+    const size = Math.ceil(textLength * 0.75);
+    const grpcMax = maxRequestBytes + 512 * 1024;
+    if (size > grpcMax) {
+      throw new EtcdError(
+        GrpcCode.ResourceExhausted,
+        `grpc: received message larger than max (${size} vs. ${grpcMax})`,
+      );
+    }
+    if (size > maxRequestBytes) {
+      throw new EtcdError(GrpcCode.InvalidArgument, "etcdserver: request is too large");
+    }
   }
 
   /** Wraps a handler: etcd errors become etcd error responses. */

@@ -176,7 +176,8 @@ Deno.test("metastore app: hostile and malformed requests get etcd errors, never 
       ["/v3/kv/txn", { compare: "x" }, 400, 3],
       ["/v3/lease/revoke", { ID: 7 }, 404, 5],
       ["/v3/lease/grant", { TTL: 9e9 + 1 }, 400, 11],
-      ["/v3/kv/put", { key: b64("k"), value: "A".repeat(2_000_000) }, 400, 3],
+      ["/v3/kv/put", { key: b64("k"), value: "A".repeat(2_200_000) }, 400, 3],
+      ["/v3/kv/put", { key: b64("k"), value: "A".repeat(3_000_000) }, 429, 8],
     ];
     for (const [path, body, status, code] of cases) {
       const r = await call(service, path, body);

@@ -229,6 +229,18 @@ export function conformanceSteps(): Step[] {
     { name: "key not base64", path: "/v3/kv/put", body: { key: "***", value: b("v") } },
     { name: "unknown path", path: "/v3/kv/nothing", body: {}, loose: true },
     {
+      name: "value over max-request-bytes",
+      path: "/v3/kv/put",
+      body: { key: b("conf/big"), value: b("x".repeat(1600 * 1024)) },
+    },
+    {
+      // etcd names the exact protobuf size; compared loosely.
+      name: "value over the gRPC message limit",
+      path: "/v3/kv/put",
+      body: { key: b("conf/big"), value: b("x".repeat(3 << 20)) },
+      loose: true,
+    },
+    {
       name: "delete all under conf",
       path: "/v3/kv/deleterange",
       body: { key: b("conf/"), range_end: b("conf0") },
