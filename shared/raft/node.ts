@@ -119,7 +119,10 @@ export interface RaftNodeOptions<R> {
   readTimeoutMs?: number;
   /** Proposals awaiting their apply before new ones are refused (default 100,000). */
   maxPendingProposals?: number;
-  /** Applied entries between automatic snapshots + log compaction (default 10,000; 0 = never). */
+  /**
+   * Applied entries between automatic snapshots + log compaction (default 10,000; 0 = never), plus
+   * up to a quarter more at random so that members do not all snapshot at once.
+   */
   snapshotEntries?: number;
   ticker?: Ticker;
   clock?: NodeClock;
@@ -247,6 +250,9 @@ export class RaftNode<R = unknown> implements TransportHandler {
   readonly #readTimeoutMs: number;
   readonly #maxPending: number;
   readonly #snapshotEntries: number;
+  /** Entries after the last snapshot that trigger the next one (snapshotEntries plus jitter). */
+  #snapshotGap: number;
+  readonly #rand: Rand;
   readonly #onFatal?: (error: unknown) => void;
   /** Random per incarnation: entries proposed by an earlier run never match this run's waiters. */
   readonly #incarnation: number;
@@ -286,6 +292,8 @@ export class RaftNode<R = unknown> implements TransportHandler {
     this.#readTimeoutMs = options.readTimeoutMs ?? 5000;
     this.#maxPending = options.maxPendingProposals ?? 100_000;
     this.#snapshotEntries = options.snapshotEntries ?? 10_000;
+    this.#rand = options.rand;
+    this.#snapshotGap = this.#nextSnapshotGap();
     this.#onFatal = options.onFatal;
     this.#incarnation = options.rand.nextInt(0x7fffffff) + 1;
     const storage = this.#persistence.storage;
@@ -589,7 +597,7 @@ export class RaftNode<R = unknown> implements TransportHandler {
     this.core.advance();
     if (
       this.#snapshotEntries > 0 && this.#snapshotting === null &&
-      this.#applied - this.#snapshotIndex >= this.#snapshotEntries
+      this.#applied - this.#snapshotIndex >= this.#snapshotGap
     ) {
       // In the background: saves, sends and applies go on while the snapshot is serialised and
       // written (the state machine captures its state synchronously, at this index).
@@ -652,7 +660,16 @@ export class RaftNode<R = unknown> implements TransportHandler {
     w.resolve(result);
   }
 
+  /**
+   * `snapshotEntries` plus up to a quarter more, drawn per snapshot: members apply the same
+   * entries at about the same time, and without jitter they would all encode a snapshot at once.
+   */
+  #nextSnapshotGap(): number {
+    return this.#snapshotEntries + this.#rand.nextInt(Math.floor(this.#snapshotEntries / 4) + 1);
+  }
+
   async #takeSnapshot(): Promise<void> {
+    this.#snapshotGap = this.#nextSnapshotGap();
     const index = this.#applied;
     const conf = cloneConf(this.#conf);
     const data = await this.#sm.snapshot();

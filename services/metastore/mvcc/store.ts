@@ -37,17 +37,16 @@ import {
   type TxnResult,
   type WatchEvent,
 } from "./types.ts";
+import {
+  type DecodedSnapshot,
+  decodeSnapshot,
+  encodeSnapshot,
+  isBinarySnapshot,
+  type SnapshotRec,
+} from "./snapshot_codec.ts";
 
 /** One version of a key. A tombstone has `tomb` set and no value. */
-interface Rec {
-  mod: number;
-  sub: number;
-  create: number;
-  version: number;
-  value: string;
-  lease: string;
-  tomb: boolean;
-}
+type Rec = SnapshotRec;
 
 /** A lease as replicated: TTL in seconds and the keys attached to it. */
 export interface Lease {
@@ -71,8 +70,6 @@ const REC_OVERHEAD_BYTES = 64;
 export type EventSink = (revision: number, events: WatchEvent[]) => void;
 
 const EMPTY = "";
-/** Characters of JSON encoded between two yields of an asynchronous snapshot. */
-const SNAPSHOT_SLICE_CHARS = 32 * 1024;
 /** Bytes copied between two yields when an asynchronous snapshot's slices are joined. */
 const SNAPSHOT_JOIN_BYTES = 4 << 20;
 /** The range_end that means "every key >= key". */
@@ -497,97 +494,31 @@ export class MvccStore {
     return out;
   }
 
-  /** Captures the state now (O(keys)); the iterator encodes it a slice at a time. */
+  /** Captures the state now (O(keys)); the iterator encodes it a chunk at a time. */
   #capture(): Iterable<Uint8Array> {
     const keys = this.#keys.slice();
     const hists = keys.map((k) => this.#hist.get(k)!);
     const lens = hists.map((h) => h.length);
-    const leases = JSON.stringify([...this.leases.values()].map((l) => [l.id, l.ttl]));
-    const head = `{"v":1,"rev":${this.revision},"compact":${this.compactRevision},` +
-      `"leases":${leases},"keys":[`;
-    return (function* () {
-      const enc = new TextEncoder();
-      let slice: string[] = [];
-      let size = 0;
-      let sep = "";
-      yield enc.encode(head);
-      for (let i = 0; i < keys.length; i++) {
-        const h = hists[i];
-        const recs = [];
-        for (let j = 0; j < lens[i]; j++) {
-          const r = h[j];
-          recs.push([r.mod, r.sub, r.create, r.version, r.value, r.lease, r.tomb ? 1 : 0]);
-        }
-        const s = JSON.stringify([keys[i], recs]);
-        slice.push(s);
-        size += s.length;
-        if (size >= SNAPSHOT_SLICE_CHARS) {
-          yield enc.encode(sep + slice.join(","));
-          sep = ",";
-          slice = [];
-          size = 0;
-        }
-      }
-      yield enc.encode((slice.length > 0 ? sep + slice.join(",") : "") + "]}");
-    })();
+    const leases = [...this.leases.values()].map((l): [string, number] => [l.id, l.ttl]);
+    return encodeSnapshot(this.revision, this.compactRevision, leases, keys, hists, lens);
   }
 
-  /** Replaces the state with a snapshot (throws on malformed input, leaving the store as is). */
+  /**
+   * Replaces the state with a snapshot: the binary format, or the JSON one of earlier versions
+   * (throws on malformed input, leaving the store as is).
+   */
   restore(data: Uint8Array): void {
-    let o: {
-      v: number;
-      rev: number;
-      compact: number;
-      keys: [string, [number, number, number, number, string, string, number][]][];
-      leases: [string, number][];
-    };
-    try {
-      o = JSON.parse(new TextDecoder().decode(data));
-    } catch (e) {
-      throw new Error(`metastore snapshot: not JSON: ${(e as Error).message}`);
-    }
-    if (
-      !o || o.v !== 1 || !Number.isSafeInteger(o.rev) || !Number.isSafeInteger(o.compact) ||
-      !Array.isArray(o.keys) || !Array.isArray(o.leases)
-    ) {
-      throw new Error("metastore snapshot: bad header");
-    }
+    const o = isBinarySnapshot(data) ? decodeSnapshot(data) : decodeJsonSnapshot(data);
     const hist = new Map<string, Rec[]>();
     const keys: string[] = [];
     let bytes = 0;
     let live = 0;
     const leases = new Map<string, Lease>();
-    for (const [id, ttl] of o.leases) {
-      if (typeof id !== "string" || typeof ttl !== "number") {
-        throw new Error("metastore snapshot: bad lease");
-      }
-      leases.set(id, { id, ttl, keys: new Set() });
-    }
+    for (const [id, ttl] of o.leases) leases.set(id, { id, ttl, keys: new Set() });
     let prev: string | null = null;
-    for (const entry of o.keys) {
-      const [k, recs] = entry;
-      if (typeof k !== "string" || !Array.isArray(recs) || recs.length === 0) {
-        throw new Error("metastore snapshot: bad key entry");
-      }
+    for (const [k, h] of o.keys) {
       if (prev !== null && !(k > prev)) throw new Error("metastore snapshot: keys out of order");
       prev = k;
-      const h: Rec[] = recs.map((a) => {
-        if (
-          !Array.isArray(a) || a.length !== 7 || typeof a[4] !== "string" ||
-          typeof a[5] !== "string"
-        ) {
-          throw new Error("metastore snapshot: bad record");
-        }
-        return {
-          mod: a[0],
-          sub: a[1],
-          create: a[2],
-          version: a[3],
-          value: a[4],
-          lease: a[5],
-          tomb: a[6] === 1,
-        };
-      });
       for (const r of h) bytes += recBytes(k, r);
       const last = h[h.length - 1];
       if (!last.tomb) {
@@ -611,6 +542,60 @@ export class MvccStore {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+/** The JSON snapshot format of earlier versions (v1), checked field by field. */
+function decodeJsonSnapshot(data: Uint8Array): DecodedSnapshot {
+  let o: {
+    v: number;
+    rev: number;
+    compact: number;
+    keys: [string, unknown[]][];
+    leases: [string, number][];
+  };
+  try {
+    o = JSON.parse(new TextDecoder().decode(data));
+  } catch (e) {
+    throw new Error(`metastore snapshot: not JSON: ${(e as Error).message}`);
+  }
+  if (
+    !o || o.v !== 1 || !Number.isSafeInteger(o.rev) || !Number.isSafeInteger(o.compact) ||
+    !Array.isArray(o.keys) || !Array.isArray(o.leases)
+  ) {
+    throw new Error("metastore snapshot: bad header");
+  }
+  for (const l of o.leases) {
+    if (!Array.isArray(l) || typeof l[0] !== "string" || typeof l[1] !== "number") {
+      throw new Error("metastore snapshot: bad lease");
+    }
+  }
+  const keys: [string, SnapshotRec[]][] = o.keys.map((entry) => {
+    const [k, recs] = Array.isArray(entry) ? entry : [];
+    if (typeof k !== "string" || !Array.isArray(recs) || recs.length === 0) {
+      throw new Error("metastore snapshot: bad key entry");
+    }
+    return [
+      k,
+      recs.map((a) => {
+        if (
+          !Array.isArray(a) || a.length !== 7 || typeof a[4] !== "string" ||
+          typeof a[5] !== "string"
+        ) {
+          throw new Error("metastore snapshot: bad record");
+        }
+        return {
+          mod: a[0],
+          sub: a[1],
+          create: a[2],
+          version: a[3],
+          value: a[4],
+          lease: a[5],
+          tomb: a[6] === 1,
+        };
+      }),
+    ];
+  });
+  return { rev: o.rev, compact: o.compact, leases: o.leases, keys };
+}
 
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
