@@ -15,7 +15,7 @@
  */
 import { have, median, runWrk, type WrkResult } from "./lib/process.ts";
 import { type EtcdKind, startEtcdCluster } from "./lib/etcd_cluster.ts";
-import { renderMetastoreReport } from "./metastore_report.ts";
+import { writeMetastoreReport } from "./metastore_report.ts";
 
 interface Args {
   nodes: number[];
@@ -200,7 +200,7 @@ if (import.meta.main) {
       "docs/results/metastore-compare.json",
       JSON.stringify(result, null, 2),
     );
-    await Deno.writeTextFile("docs/metastore-performance.md", await renderMetastoreReport());
+    await writeMetastoreReport();
   }
   console.log(table(result));
 }

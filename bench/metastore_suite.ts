@@ -26,7 +26,8 @@
 import { have } from "./lib/process.ts";
 import { type EtcdCluster, type EtcdKind, startEtcdCluster } from "./lib/etcd_cluster.ts";
 import { openEtcdStream } from "./lib/etcd_stream.ts";
-import { renderMetastoreReport } from "./metastore_report.ts";
+import { Prng } from "../shared/sim/prng.ts";
+import { writeMetastoreReport } from "./metastore_report.ts";
 
 interface Args {
   nodes: number;
@@ -270,10 +271,10 @@ async function suite(kind: EtcdKind, args: Args) {
       (c, i) => (i % 2 === 0 ? put(c * 7919 + i) : get(c * 7919 + i)),
     );
     log("sustained");
-    let r = 0;
-    results["mixed"] = await measure(cluster, 30, { durationMs: n(20_000) }, async (c, i) => {
-      const k = (c * 104_729 + i * 31) % 10_000;
-      const roll = (r = (r * 1_103_515_245 + 12_345) % 2 ** 31) % 10;
+    const rnd = new Prng(42);
+    results["mixed"] = await measure(cluster, 30, { durationMs: n(20_000) }, async () => {
+      const k = rnd.nextInt(10_000);
+      const roll = rnd.nextInt(10);
       if (roll < 4) await put(k);
       else if (roll < 8) await get(k);
       else if (roll < 9) {
@@ -360,7 +361,7 @@ if (import.meta.main) {
   if (args.doc) {
     await Deno.mkdir("docs/results", { recursive: true });
     await Deno.writeTextFile("docs/results/metastore-suite.json", JSON.stringify(result, null, 2));
-    await Deno.writeTextFile("docs/metastore-performance.md", await renderMetastoreReport());
+    await writeMetastoreReport();
   }
   console.log(`wrote ${args.out}`);
 }

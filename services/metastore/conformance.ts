@@ -407,7 +407,7 @@ if (import.meta.main) {
   }
   const a = await runAll(first);
   if (record) {
-    await Deno.writeTextFile(GOLDEN, JSON.stringify(a, null, 1) + "\n");
+    await Deno.writeTextFile(GOLDEN, JSON.stringify(a, null, 2) + "\n");
     console.log(`recorded ${a.length} answers of ${first} in ${GOLDEN.pathname}`);
   } else if (second === undefined) {
     for (const x of a) console.log(JSON.stringify(x));

@@ -89,6 +89,8 @@ export class MvccStore {
   readonly maxTxnOps: number;
   /** Every key with history, sorted (byte order). */
   #keys: string[] = [];
+  /** Keys (sorted) whose latest record is a tombstone: live keys in a range = keys - these. */
+  #dead: string[] = [];
   readonly #hist = new Map<string, Rec[]>();
   readonly leases = new Map<string, Lease>();
   #bytes = 0;
@@ -132,6 +134,8 @@ export class MvccStore {
   }
 
   #range(req: RangeRequest, rev: number): RangeResult {
+    const fast = this.#rangeLatest(req, rev);
+    if (fast !== null) return fast;
     const kvs: KeyValue[] = [];
     let count = 0;
     const filtered = (req.minModRevision ?? 0) > 0 || (req.maxModRevision ?? 0) > 0 ||
@@ -163,6 +167,44 @@ export class MvccStore {
       more = true;
     }
     return { revision: this.revision, kvs, more, count };
+  }
+
+  /**
+   * A range over several keys at the current revision without filters or sorting (other than
+   * by key, ascending): the count comes from two binary searches (keys with history minus keys
+   * whose latest record is a tombstone), and only `limit` entries are visited. Null when the
+   * request needs the general scan.
+   */
+  #rangeLatest(req: RangeRequest, rev: number): RangeResult | null {
+    const end = req.rangeEnd;
+    if (rev !== this.revision || end === undefined || end === EMPTY) return null;
+    if (
+      (req.minModRevision ?? 0) > 0 || (req.maxModRevision ?? 0) > 0 ||
+      (req.minCreateRevision ?? 0) > 0 || (req.maxCreateRevision ?? 0) > 0
+    ) {
+      return null;
+    }
+    const order = req.sortOrder ?? SortOrder.NONE;
+    if ((req.sortTarget ?? SortTarget.KEY) !== SortTarget.KEY || order === SortOrder.DESCEND) {
+      return null;
+    }
+    const keys = this.#keys;
+    const dead = this.#dead;
+    const toEnd = end === ALL_FROM;
+    const lo = lowerBound(keys, req.key);
+    const hi = toEnd ? keys.length : Math.max(lo, lowerBound(keys, end));
+    const deadLo = lowerBound(dead, req.key);
+    const deadHi = toEnd ? dead.length : Math.max(deadLo, lowerBound(dead, end));
+    const count = hi - lo - (deadHi - deadLo);
+    if (req.countOnly) return { revision: this.revision, kvs: [], more: false, count };
+    const limit = req.limit ?? 0;
+    const kvs: KeyValue[] = [];
+    for (let i = lo; i < hi && (limit <= 0 || kvs.length < limit); i++) {
+      const h = this.#hist.get(keys[i])!;
+      const r = h[h.length - 1];
+      if (!r.tomb) kvs.push(toKv(keys[i], r, req.keysOnly === true));
+    }
+    return { revision: this.revision, kvs, more: count > kvs.length, count };
   }
 
   /** Calls `fn` for every key with history in [key, rangeEnd) (etcd conventions). */
@@ -238,6 +280,7 @@ export class MvccStore {
       for (const k of emptied) this.#hist.delete(k);
       const gone = new Set(emptied);
       this.#keys = this.#keys.filter((k) => !gone.has(k));
+      this.#dead = this.#dead.filter((k) => !gone.has(k));
     }
     return this.revision;
   }
@@ -307,6 +350,8 @@ export class MvccStore {
       h = [];
       this.#hist.set(key, h);
       this.#keys.splice(lowerBound(this.#keys, key), 0, key);
+    } else if (h[h.length - 1].tomb) {
+      this.#dead.splice(lowerBound(this.#dead, key), 1);
     }
     h.push(rec);
     this.#bytes += recBytes(key, rec);
@@ -340,6 +385,7 @@ export class MvccStore {
         tomb: true,
       };
       h.push(tomb);
+      this.#dead.splice(lowerBound(this.#dead, key), 0, key);
       this.#bytes += recBytes(key, tomb);
       this.#liveKeys--;
       if (cur.lease !== "0") this.leases.get(cur.lease)?.keys.delete(key);
@@ -531,6 +577,7 @@ export class MvccStore {
     this.revision = o.rev;
     this.compactRevision = o.compact;
     this.#keys = keys;
+    this.#dead = keys.filter((k) => hist.get(k)![hist.get(k)!.length - 1].tomb);
     this.#hist.clear();
     for (const [k, h] of hist) this.#hist.set(k, h);
     this.leases.clear();
