@@ -7,7 +7,7 @@
  */
 
 import { z } from "zod";
-import { host, httpEnvShape, int, parseEnv, port } from "@deno-stores/shared/config";
+import { bool, host, httpEnvShape, int, parseEnv, port } from "@deno-stores/shared/config";
 import type { Env } from "@deno-stores/shared/config";
 
 /** Default client (etcd JSON API) port. */
@@ -98,6 +98,11 @@ export function metastoreConfigSchema() {
      * revisions of history, compacting every 5 minutes on the leader. 0 = off, as etcd.
      */
     AUTO_COMPACTION_RETENTION: int(0, 0, 1_000_000_000),
+    /**
+     * Serve `POST /debug/fault` on the peer listener (cut this member's Raft transport off from
+     * some or all peers, or heal it). For fault tests only; off by default.
+     */
+    FAULT_INJECTION: bool(false),
   }).refine((c) => c.ELECTION_TIMEOUT_MS >= 5 * c.HEARTBEAT_INTERVAL_MS, {
     message: "ELECTION_TIMEOUT_MS must be at least 5x HEARTBEAT_INTERVAL_MS",
     path: ["ELECTION_TIMEOUT_MS"],

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { checkKvHistory, KvHistory, type KvValue, Prng } from "@deno-stores/shared/sim";
 import {
+  fault,
   killAll,
   leaderOf,
   type Member,
@@ -86,7 +87,7 @@ async function clientLoop(
 
 Deno.test({
   name:
-    "metastore faults: kill -9 and restart, a leader cut off (SIGSTOP) and resumed, under load; the history is linearizable",
+    "metastore faults: kill -9 and restart, a paused leader (SIGSTOP), a leader with its transport cut, under load; the history is linearizable",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -121,6 +122,15 @@ Deno.test({
       await leaderOf(members.filter((m) => m !== second && m.child !== undefined));
       await pause(1500);
       second.child!.kill("SIGCONT");
+      await pause(1500);
+
+      // 3. Cut the current leader's Raft transport (it keeps running and serving clients):
+      //    the others elect a leader; the cut one can neither commit nor confirm reads.
+      const third = await leaderOf(members);
+      await fault(third, { cut: "all" });
+      await leaderOf(members.filter((m) => m !== third));
+      await pause(1500);
+      await fault(third, { heal: true });
       await pause(1500);
 
       running = false;

@@ -106,7 +106,7 @@ async function run(config: MetastoreConfig): Promise<void> {
     hostname: config.PEER_HOST,
     port: config.PEER_PORT,
     onListen: (a) => logger.info("peer listening", { url: `http://${a.hostname}:${a.port}` }),
-  }, transport.handle);
+  }, config.FAULT_INJECTION ? withFaultInjection(transport, logger) : transport.handle);
   cluster.start();
   const server = Deno.serve({
     hostname: config.HOST,
@@ -143,4 +143,37 @@ if (import.meta.main) {
     }
     throw error;
   }
+}
+
+/**
+ * The peer handler plus `POST /debug/fault` (FAULT_INJECTION=true only): `{"cut": "all"}` or
+ * `{"cut": [memberIds]}` drops this member's Raft traffic with those peers; `{"heal": true}`
+ * restores it.
+ */
+function withFaultInjection(
+  transport: HttpTransport,
+  logger: { warn(msg: string, fields?: Record<string, unknown>): void },
+): (req: Request) => Promise<Response> {
+  logger.warn("fault injection is on: POST /debug/fault on the peer listener can cut raft traffic");
+  return async (req) => {
+    if (new URL(req.url).pathname !== "/debug/fault") return transport.handle(req);
+    if (req.method !== "POST") return Response.json({ error: "use POST" }, { status: 405 });
+    let body: { cut?: unknown; heal?: unknown };
+    try {
+      body = await req.json();
+    } catch {
+      return Response.json({ error: "body is not JSON" }, { status: 400 });
+    }
+    if (body.heal === true) transport.heal();
+    else if (body.cut === "all") transport.cut("all");
+    else if (Array.isArray(body.cut) && body.cut.every((id) => Number.isSafeInteger(id))) {
+      transport.cut(body.cut as number[]);
+    } else {
+      return Response.json({ error: 'expected {"cut": "all" | [ids]} or {"heal": true}' }, {
+        status: 400,
+      });
+    }
+    logger.warn("fault injection", { ...body });
+    return Response.json({ ok: true });
+  };
 }

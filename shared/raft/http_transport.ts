@@ -161,6 +161,8 @@ export class HttpTransport implements RaftTransport {
   #handler: TransportHandler | null = null;
   #closed = false;
   readonly #inflight = new Set<Promise<void>>();
+  /** Fault injection: peers cut off (messages to and from them are dropped); "all" = isolated. */
+  #cut: Set<number> | "all" = new Set();
 
   constructor(options: HttpTransportOptions) {
     this.id = options.id;
@@ -222,12 +224,30 @@ export class HttpTransport implements RaftTransport {
     return new Map([...this.#peers].map(([id, p]) => [id, p.url]));
   }
 
+  /**
+   * Fault injection for tests: cut this node off from `peers` (or from every peer) until
+   * {@link heal}. Outgoing messages to them are dropped and reported unreachable; incoming ones
+   * from them are dropped on arrival. Connections stay up, as when a network drops packets.
+   */
+  cut(peers: readonly number[] | "all"): void {
+    this.#cut = peers === "all" ? "all" : new Set(peers);
+  }
+
+  /** Ends {@link cut}. */
+  heal(): void {
+    this.#cut = new Set();
+  }
+
+  #isCut(peer: number): boolean {
+    return this.#cut === "all" || this.#cut.has(peer);
+  }
+
   send(messages: readonly Message[]): void {
     if (this.#closed) return;
     const touched = new Set<Peer>();
     for (const m of messages) {
       const p = this.#peers.get(m.to);
-      if (!p) {
+      if (!p || this.#isCut(m.to)) {
         this.#dropped(m);
         continue;
       }
@@ -501,7 +521,7 @@ export class HttpTransport implements RaftTransport {
       if (snapshot) this.stats.snapshotsReceived++;
       else this.stats.receivedBatches++;
       this.stats.receivedMessages += msgs.length;
-      for (const m of msgs) handler.receive(m);
+      for (const m of msgs) if (!this.#isCut(m.from)) handler.receive(m);
       return new Response(null, { status: 204 });
     } catch (e) {
       this.stats.rejectedRequests++;
@@ -569,7 +589,7 @@ export class HttpTransport implements RaftTransport {
       }
       this.stats.receivedBatches++;
       this.stats.receivedMessages += msgs.length;
-      for (const m of msgs) handler.receive(m);
+      for (const m of msgs) if (!this.#isCut(m.from)) handler.receive(m);
     };
     socket.onclose = () => this.#accepted.delete(socket);
     return response;

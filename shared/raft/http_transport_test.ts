@@ -362,3 +362,32 @@ Deno.test("RaftNode over HttpTransport: 3 nodes replicate, and a joiner catches 
     for (const s of servers.values()) await s.shutdown();
   }
 });
+
+Deno.test("HttpTransport.cut drops traffic both ways until heal", async () => {
+  const recs = [new Recorder(), new Recorder()];
+  const ts = [1, 2].map((id) => new HttpTransport({ id, clusterId: "c1" }));
+  const servers = ts.map((t) =>
+    Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, t.handle)
+  );
+  ts[0].addPeer(2, `http://127.0.0.1:${servers[1].addr.port}`);
+  ts[1].addPeer(1, `http://127.0.0.1:${servers[0].addr.port}`);
+  ts.forEach((t, i) => t.start(recs[i]));
+  ts[0].cut("all");
+  ts[0].send([app(2, 1)]);
+  assert.deepEqual(recs[0].unreachables, [2], "outgoing: dropped and reported");
+  const toOne = newMessage({ type: MessageType.MsgHeartbeat, to: 1, from: 2, term: 3 });
+  ts[1].send([toOne]);
+  ts[1].send([{ ...toOne, commit: 1 }]);
+  // The second transport's messages reach node 1's listener but are dropped there.
+  await until(() => ts[1].stats.sentMessages === 2, "sent");
+  await until(() => ts[0].stats.receivedMessages === 2, "received");
+  assert.equal(recs[0].received.length, 0, "incoming: dropped");
+  ts[0].heal();
+  ts[0].send([app(2, 2)]);
+  ts[1].send([{ ...toOne, commit: 2 }]);
+  await until(() => recs[1].received.length === 1 && recs[0].received.length === 1, "after heal");
+  assert.equal(recs[1].received[0].index, 2);
+  assert.equal(recs[0].received[0].commit, 2);
+  for (const t of ts) await t.close();
+  for (const s of servers) await s.shutdown();
+});

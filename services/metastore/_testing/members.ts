@@ -36,6 +36,7 @@ export function start(m: Member, initialCluster: string): void {
       ACCESS_LOG: "false",
       LOG_LEVEL: "warn",
       REQUEST_TIMEOUT_MS: "2000",
+      FAULT_INJECTION: "true",
     },
     stdout: "null",
     stderr: "null",
@@ -82,6 +83,15 @@ export async function leaderOf(members: Member[]): Promise<Member> {
     }
     return undefined;
   }, "a leader");
+}
+
+/** Cuts a member's Raft transport off from every peer (`"all"`) or heals it (FAULT_INJECTION). */
+export async function fault(m: Member, body: { cut: "all" } | { heal: true }): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${m.peerPort}/debug/fault`, {
+    method: "POST",
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 200, await res.text());
 }
 
 /** Three members (m1..m3) on free ports under `root`, and their INITIAL_CLUSTER. */
