@@ -43,11 +43,12 @@ async function run(config: MetastoreConfig): Promise<void> {
   }
   const memberId = memberIdFor(token, config.NAME);
   const clusterId = String(memberIdFor(token, "\0cluster"));
+  // The same on every member (as etcd's bootstrap); each publishes its client URLs once running.
   const members: MemberInfo[] = initial.map((m) => ({
     id: memberIdFor(token, m.name),
     name: m.name,
     peerURLs: [m.peerUrl],
-    clientURLs: m.name === config.NAME ? [selfClientUrl] : [],
+    clientURLs: [],
     isLearner: false,
   }));
 
@@ -86,6 +87,7 @@ async function run(config: MetastoreConfig): Promise<void> {
     quotaBytes: config.QUOTA_BACKEND_BYTES,
     progressNotifyMs: config.WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
     autoCompactionRetention: config.AUTO_COMPACTION_RETENTION,
+    publish: { name: config.NAME, clientURLs: [selfClientUrl] },
     onFatal: (e) => {
       logger.error("raft stopped on a fatal error; exiting", { error: String(e) });
       sink.flush();

@@ -45,8 +45,16 @@ Deno.test({
         return acked.every((k) => got.includes(k)) ? got : undefined;
       }, "the restarted member to catch up");
       assert.ok(kvs.length >= acked.length);
-      const list = await post(rest[0], "/v3/cluster/member/list", {});
-      assert.equal((list.body.members as unknown[]).length, 3);
+      // Every member published its client URL through the log, so every member lists them all.
+      const expected = members.map((m) => `${m.name} http://127.0.0.1:${m.port}`).sort();
+      for (const m of members) {
+        await until(async () => {
+          const list = await post(m, "/v3/cluster/member/list", {});
+          const got = (list.body.members as { name: string; clientURLs?: string[] }[])
+            .map((x) => `${x.name} ${(x.clientURLs ?? []).join(",")}`).sort();
+          return JSON.stringify(got) === JSON.stringify(expected) ? got : undefined;
+        }, `${m.name} to list every member's client URL`);
+      }
     } finally {
       await killAll(members);
       await Deno.remove(root, { recursive: true });

@@ -53,6 +53,11 @@ export interface MetaClusterOptions {
   quotaBytes?: number;
   /** Interval of watch progress notifications (default 10 minutes, as etcd). */
   progressNotifyMs?: number;
+  /**
+   * This member's name and client URLs, published through the log once it runs (so that every
+   * member lists them), unless the member list already has them.
+   */
+  publish?: { name: string; clientURLs: string[] };
   /** Revisions of history kept by automatic compaction (0 = off, the default, as etcd). */
   autoCompactionRetention?: number;
   /** How often the leader compacts automatically (default 5 minutes, as etcd). */
@@ -108,6 +113,8 @@ export class MetaCluster {
   readonly #retention: number;
   readonly #compactionMs: number;
   #compactionTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #publish: { name: string; clientURLs: string[] } | undefined;
+  #closed = false;
 
   constructor(o: MetaClusterOptions) {
     this.memberId = o.memberId;
@@ -133,6 +140,7 @@ export class MetaCluster {
     this.watches = new WatchHub(this.sm.store);
     this.#progressNotifyMs = o.progressNotifyMs ?? 600_000;
     this.#retention = o.autoCompactionRetention ?? 0;
+    this.#publish = o.publish;
     this.#compactionMs = o.autoCompactionIntervalMs ?? 300_000;
     for (const m of o.members ?? []) {
       if (m.id !== o.memberId && m.peerURLs[0]) o.transport.addPeer(m.id, m.peerURLs[0]);
@@ -165,9 +173,30 @@ export class MetaCluster {
     if (this.#retention > 0) {
       this.#compactionTimer = setInterval(() => this.#autoCompact(), this.#compactionMs);
     }
+    if (this.#publish) this.#publishSelf(this.#publish);
+  }
+
+  /** Proposes this member's attributes until it succeeds (or the cluster closes). */
+  async #publishSelf(attrs: { name: string; clientURLs: string[] }): Promise<void> {
+    while (!this.#closed) {
+      const m = this.sm.members.get(this.memberId);
+      if (
+        m && m.name === attrs.name &&
+        JSON.stringify(m.clientURLs) === JSON.stringify(attrs.clientURLs)
+      ) {
+        return;
+      }
+      try {
+        await this.propose({ op: "publish", id: this.memberId, ...attrs });
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#leaseTimer);
     clearInterval(this.#compactionTimer);
     this.watches.close();

@@ -27,7 +27,9 @@ export type Command =
   | { op: "compact"; revision: number }
   | { op: "leaseGrant"; id: string; ttl: number }
   | { op: "leaseRevoke"; id: string }
-  | { op: "leaseKeepAlive"; id: string };
+  | { op: "leaseKeepAlive"; id: string }
+  /** A member publishes its name and client URLs (as etcd members do after starting). */
+  | { op: "publish"; id: number; name: string; clientURLs: string[] };
 
 /** What applying a command produced (errors are deterministic results, not exceptions). */
 export type CommandResult =
@@ -36,6 +38,7 @@ export type CommandResult =
   | { txn: TxnResult }
   | { compact: { revision: number } }
   | { lease: { id: string; ttl: number; revision: number } }
+  | { published: { id: number } }
   | { error: { code: number; message: string } };
 
 /** A cluster member as etcd lists it. */
@@ -171,6 +174,13 @@ export class MetaStateMachine implements StateMachine<CommandResult> {
           if (!l) return { lease: { id: cmd.id, ttl: 0, revision: s.revision } };
           this.lessor.refresh(l.id, l.ttl);
           return { lease: { id: l.id, ttl: l.ttl, revision: s.revision } };
+        }
+        case "publish": {
+          const m = this.members.get(cmd.id);
+          if (!m) return { error: { code: 5, message: "etcdserver: member not found" } };
+          m.name = cmd.name;
+          m.clientURLs = [...cmd.clientURLs];
+          return { published: { id: cmd.id } };
         }
         default:
           return { error: { code: 3, message: "etcdserver: unknown command" } };
