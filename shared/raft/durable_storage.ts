@@ -32,8 +32,13 @@ import {
   Writer,
 } from "./codec.ts";
 import { MemoryStorage } from "./storage.ts";
-import type { ConfState, Entry, HardState, Snapshot } from "./types.ts";
-import { applyToStorage, compactStorage, type RaftPersistence } from "./persistence.ts";
+import type { ConfState, Entry, Snapshot } from "./types.ts";
+import {
+  applyToStorage,
+  compactStorage,
+  type RaftPersistence,
+  type SaveUpdate,
+} from "./persistence.ts";
 import type { FileSystem } from "../wal/fs.ts";
 import { joinPath } from "../wal/fs.ts";
 import { type RecoveryInfo, type SegmentInfo, Wal, type WalLogger } from "../wal/wal.ts";
@@ -342,9 +347,7 @@ export class DurableStorage implements RaftPersistence {
     }
   }
 
-  save(
-    update: { hardState?: HardState; entries: readonly Entry[]; snapshot?: Snapshot },
-  ): Promise<void> {
+  save(update: SaveUpdate): Promise<void> {
     const snap = update.snapshot;
     const append = (installed?: { index: number; markerSeq: number }) => {
       if (update.entries.length > 0) this.#appendEntries(update.entries);
@@ -366,6 +369,10 @@ export class DurableStorage implements RaftPersistence {
       this.#entryRecs = [];
       return append({ index, markerSeq });
     });
+    if (update.mustSync === false && snap === undefined && update.entries.length === 0) {
+      // Only the commit index changed: written, and made durable by the next sync.
+      return this.#inflightAdd(ordered.then(() => {}));
+    }
     return this.#inflightAdd(ordered.then(async (installed) => {
       await this.#sync();
       if (installed) await this.#release(installed.markerSeq - 1, installed.index);

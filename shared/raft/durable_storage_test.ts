@@ -353,3 +353,25 @@ Deno.test("durable storage: random torn crashes never lose an acknowledged save"
     }
   }
 });
+
+Deno.test("durable storage: a commit-only save (mustSync false) is not synced; the next sync covers it", async () => {
+  const disk = new SimDisk();
+  const a = await DurableStorage.open(disk.mount(), "/r", { logger: quiet });
+  await a.save({ entries: [ent(1, 1), ent(2, 1)], hardState: hs(1, 1, 0) });
+  disk.resetStats();
+  await a.save({ entries: [], hardState: hs(1, 1, 2), mustSync: false });
+  assert.equal(disk.stats.syncs, 0, "no fsync for a commit index");
+  assert.deepEqual(a.storage.hardState(), hs(1, 1, 2), "the storage has it at once");
+  // A crash now may lose the commit index (Raft recovers it), never the entries.
+  disk.crash();
+  const b = await DurableStorage.open(disk.mount(), "/r", { logger: quiet });
+  assert.equal(b.storage.lastIndex(), 2);
+  assert.equal(b.storage.hardState().term, 1);
+  // A synced save after it makes both durable.
+  await b.save({ entries: [], hardState: hs(1, 1, 1), mustSync: false });
+  await b.save({ entries: [ent(3, 1)], hardState: hs(1, 1, 1) });
+  disk.crash();
+  const c = await DurableStorage.open(disk.mount(), "/r", { logger: quiet });
+  assert.equal(c.storage.lastIndex(), 3);
+  assert.deepEqual(c.storage.hardState(), hs(1, 1, 1));
+});

@@ -585,6 +585,7 @@ export class RaftNode<R = unknown> implements TransportHandler {
         hardState: rd.hardState,
         entries: rd.entries,
         snapshot: rd.snapshot,
+        mustSync: rd.mustSync,
       });
       if (this.#stopped) return;
     }

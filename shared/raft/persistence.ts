@@ -13,12 +13,23 @@ import { type ConfState, RaftError } from "./types.ts";
 import { bootstrap } from "./membership.ts";
 
 /** Where a node's Raft state lives: a MemoryStorage the core reads, made durable by save(). */
+/** What one Ready asks a persistence to save. */
+export interface SaveUpdate {
+  hardState?: HardState;
+  entries: readonly Entry[];
+  snapshot?: Snapshot;
+  /** Default true. */
+  mustSync?: boolean;
+}
+
 export interface RaftPersistence {
   readonly storage: MemoryStorage;
-  /** Makes one Ready's hard state, entries (may overwrite a tail) and snapshot durable (fsync); resolves when durable. */
-  save(
-    update: { hardState?: HardState; entries: readonly Entry[]; snapshot?: Snapshot },
-  ): Promise<void>;
+  /**
+   * Makes one Ready's hard state, entries (may overwrite a tail) and snapshot durable (fsync);
+   * resolves when durable. With `mustSync: false` (only the commit index changed, which Raft can
+   * recover) the record is written but not waited for: a later sync covers it.
+   */
+  save(update: SaveUpdate): Promise<void>;
   /** Records that the application compacted its state up to `index` (snapshot data), letting old WAL segments go. */
   compact(snapshot: Snapshot): Promise<void>;
   close(): Promise<void>;

@@ -290,6 +290,7 @@ class Simulation {
       hardState: rd.hardState,
       entries: rd.entries,
       snapshot: rd.snapshot,
+      mustSync: rd.mustSync,
     });
     if (node.incarnation !== inc) return; // crashed while saving: nothing else leaves the node
     if (!early) this.sendAll(node, rd.messages);
