@@ -106,7 +106,18 @@ async function measure(
     return out;
   } finally {
     await cluster.stop();
+    await settle();
   }
+}
+
+/**
+ * Lets the machine settle between clusters: flush what the last one left dirty (its data
+ * directory was just deleted) and pause, so that one system's writeback does not land in the
+ * other's measurement.
+ */
+async function settle(): Promise<void> {
+  await new Deno.Command("sync").output().catch(() => {});
+  await new Promise((r) => setTimeout(r, 2000));
 }
 
 /** Median result of a list of wrk runs (each figure on its own). */

@@ -55,6 +55,8 @@ export interface MetastoreAppOptions {
    * watchers are canceled (with a reason) and the stream ends (default 16 MiB).
    */
   watchBufferBytes?: number;
+  /** Raft id for a member added with `peerURLs` (default: random). */
+  newMemberId?: (peerURLs: string[]) => number;
   /** Lease ids for grants without one (injected for determinism in tests). */
   newLeaseId?: () => bigint;
 }
@@ -317,7 +319,12 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
         throw bad("peerURLs: at least one peer URL is required");
       }
       const isLearner = o.isLearner === true || o.is_learner === true;
-      const id = Number(BigInt.asUintN(52, randomLeaseId())) || 1;
+      const known = new Set(cluster.members().flatMap((m) => m.peerURLs));
+      if ((urls as string[]).some((u) => known.has(u.replace(/\/+$/, "")) || known.has(u))) {
+        throw new EtcdError(GrpcCode.FailedPrecondition, "etcdserver: Peer URLs already exists");
+      }
+      const id = options.newMemberId?.(urls as string[]) ??
+        (Number(BigInt.asUintN(52, randomLeaseId())) || 1);
       const members = await cluster.memberAdd(id, urls as string[], isLearner);
       const added = members.find((m) => m.id === id)!;
       return json({

@@ -132,3 +132,12 @@ export function memberIdFor(token: string, name: string): number {
   const id = Number(h & 0xfffffffffffffn);
   return id === 0 ? 1 : id;
 }
+
+/**
+ * Raft id of a member added at run time (`member/add`), from its first peer URL: the API computes
+ * it when adding, and the new member computes the same when it starts with
+ * INITIAL_CLUSTER_STATE=existing. Members of the initial cluster derive theirs from their names.
+ */
+export function joinedMemberId(token: string, peerUrl: string): number {
+  return memberIdFor(token, `\0peer\0${peerUrl.replace(/\/+$/, "")}`);
+}

@@ -11,7 +11,12 @@ import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-store
 import { DenoFileSystem } from "@deno-stores/shared/wal";
 import { Prng } from "@deno-stores/shared/sim";
 import { createMetastoreApp } from "./app.ts";
-import { loadMetastoreConfig, memberIdFor, type MetastoreConfig } from "./config.ts";
+import {
+  joinedMemberId,
+  loadMetastoreConfig,
+  memberIdFor,
+  type MetastoreConfig,
+} from "./config.ts";
 import { MetaCluster } from "./server/cluster.ts";
 import type { MemberInfo } from "./server/state_machine.ts";
 
@@ -41,7 +46,15 @@ async function run(config: MetastoreConfig): Promise<void> {
       message: `"${config.NAME}" is not in INITIAL_CLUSTER`,
     }]);
   }
-  const memberId = memberIdFor(token, config.NAME);
+  // The member id is kept in the data directory: chosen once (from the name for an initial
+  // member, from the peer URL for one added with member/add), the same on every restart.
+  const memberId = await loadMemberId(
+    `${config.DATA_DIR}/member.json`,
+    () =>
+      config.INITIAL_CLUSTER_STATE === "existing"
+        ? joinedMemberId(token, selfPeerUrl)
+        : memberIdFor(token, config.NAME),
+  );
   const clusterId = String(memberIdFor(token, "\0cluster"));
   // The same on every member (as etcd's bootstrap); each publishes its client URLs once running.
   const members: MemberInfo[] = initial.map((m) => ({
@@ -71,6 +84,8 @@ async function run(config: MetastoreConfig): Promise<void> {
       error: (m) => logger.error(m),
     },
   });
+  // Peers from INITIAL_CLUSTER (a joining member needs them before it has the member list).
+  for (const m of members) if (m.id !== memberId) transport.addPeer(m.id, m.peerURLs[0]);
   const tickMs = config.HEARTBEAT_INTERVAL_MS;
   const seed = crypto.getRandomValues(new Uint32Array(1))[0];
   const cluster = new MetaCluster({
@@ -79,7 +94,8 @@ async function run(config: MetastoreConfig): Promise<void> {
     persistence,
     transport,
     rand: new Prng(seed),
-    members,
+    // A member joining an existing cluster learns the member list from the log or a snapshot.
+    members: config.INITIAL_CLUSTER_STATE === "new" ? members : [],
     tickMs,
     electionTick: Math.round(config.ELECTION_TIMEOUT_MS / tickMs),
     snapshotEntries: config.SNAPSHOT_COUNT,
@@ -102,6 +118,7 @@ async function run(config: MetastoreConfig): Promise<void> {
     maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
     minLeaseTtlS: Math.ceil((1.5 * config.ELECTION_TIMEOUT_MS) / 1000),
     maxStreams: config.MAX_STREAMS,
+    newMemberId: (urls) => joinedMemberId(token, urls[0]),
     watchBufferBytes: config.WATCH_BUFFER_BYTES,
   });
   const peerServer = Deno.serve({
@@ -178,4 +195,28 @@ function withFaultInjection(
     logger.warn("fault injection", { ...body });
     return Response.json({ ok: true });
   };
+}
+
+/** Reads this member's id from `path`, or picks one with `choose` and writes it durably. */
+async function loadMemberId(path: string, choose: () => number): Promise<number> {
+  try {
+    const o = JSON.parse(await Deno.readTextFile(path));
+    if (Number.isSafeInteger(o.id) && o.id > 0) return o.id;
+    throw new Error(`${path}: no member id`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const id = choose();
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.tmp`;
+  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    await f.write(new TextEncoder().encode(JSON.stringify({ id }) + "\n"));
+    await f.syncData();
+  } finally {
+    f.close();
+  }
+  await Deno.rename(tmp, path);
+  return id;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  freePort,
   killAll,
   leaderOf,
   type Member,
@@ -57,6 +58,83 @@ Deno.test({
       }
     } finally {
       await killAll(members);
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "metastore: member/add and a fourth process joining with INITIAL_CLUSTER_STATE=existing, then member/remove",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "metastore-join-" });
+    const { members, initial } = threeMembers(root);
+    const fourth: Member = {
+      name: "m4",
+      port: freePort(),
+      peerPort: freePort(),
+      dir: `${root}/m4`,
+    };
+    const all = [...members, fourth];
+    try {
+      for (const m of members) start(m, initial);
+      const leader = await leaderOf(members);
+      for (let i = 0; i < 20; i++) {
+        const r = await post(members[i % 3], "/v3/kv/put", {
+          key: btoa(`k${i}`),
+          value: btoa("v"),
+        });
+        assert.equal(r.status, 200);
+      }
+      const peerUrl = `http://127.0.0.1:${fourth.peerPort}`;
+      const added = await post(leader, "/v3/cluster/member/add", { peerURLs: [peerUrl] });
+      assert.equal(added.status, 200, JSON.stringify(added.body));
+      const id = (added.body.member as { ID: string }).ID;
+      assert.equal((added.body.members as unknown[]).length, 4);
+      const again = await post(leader, "/v3/cluster/member/add", { peerURLs: [peerUrl] });
+      assert.deepEqual([again.status, again.body.code], [412, 9], "the same peer URL twice");
+
+      start(fourth, `${initial},m4=${peerUrl}`, { INITIAL_CLUSTER_STATE: "existing" });
+      // The new member catches up: a linearizable read through it sees every write.
+      await until(async () => {
+        const r = await post(fourth, "/v3/kv/range", {
+          key: btoa("k"),
+          range_end: btoa("l"),
+          count_only: true,
+        });
+        return r.status === 200 && r.body.count === "20" ? true : undefined;
+      }, "the fourth member to catch up");
+      const st = await post(fourth, "/v3/maintenance/status", {});
+      assert.equal(
+        (st.body.header as { member_id: string }).member_id,
+        id,
+        "the id member/add chose",
+      );
+      await until(async () => {
+        const list = await post(leader, "/v3/cluster/member/list", {});
+        const m4 = (list.body.members as { ID: string; name?: string; clientURLs?: string[] }[])
+          .find((m) => m.ID === id);
+        return m4?.name === "m4" && m4.clientURLs?.[0] === `http://127.0.0.1:${fourth.port}`
+          ? true
+          : undefined;
+      }, "m4 to publish its name and client URL");
+      // Writes through the new member work too.
+      assert.equal(
+        (await post(fourth, "/v3/kv/put", { key: btoa("k-m4"), value: btoa("1") })).status,
+        200,
+      );
+
+      const removed = await post(leader, "/v3/cluster/member/remove", { ID: id });
+      assert.equal(removed.status, 200, JSON.stringify(removed.body));
+      assert.equal((removed.body.members as unknown[]).length, 3);
+      const unknown = await post(leader, "/v3/cluster/member/remove", { ID: id });
+      assert.deepEqual([unknown.status, unknown.body.code], [404, 5]);
+      const after = await post(leader, "/v3/kv/put", { key: btoa("k-after"), value: btoa("1") });
+      assert.equal(after.status, 200, "three members still make a quorum");
+    } finally {
+      await killAll(all);
       await Deno.remove(root, { recursive: true });
     }
   },

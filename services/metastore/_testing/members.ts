@@ -22,7 +22,11 @@ export interface Member {
   child?: Deno.ChildProcess;
 }
 
-export function start(m: Member, initialCluster: string): void {
+export function start(
+  m: Member,
+  initialCluster: string,
+  extraEnv: Record<string, string> = {},
+): void {
   m.child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
     env: {
@@ -37,6 +41,7 @@ export function start(m: Member, initialCluster: string): void {
       LOG_LEVEL: "warn",
       REQUEST_TIMEOUT_MS: "2000",
       FAULT_INJECTION: "true",
+      ...extraEnv,
     },
     stdout: "null",
     stderr: "null",
