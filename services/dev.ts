@@ -6,16 +6,20 @@
  * @module
  */
 
+import { METASTORE_V8_FLAGS } from "./metastore/config.ts";
+
 interface ServiceSpec {
   name: string;
   port: number;
   env?: Record<string, string>;
+  /** Extra `deno run` flags (before the script). */
+  flags?: string[];
 }
 
 /** Every service the project plans, with its default HTTP port (see README). */
 export const SERVICES: readonly ServiceSpec[] = [
   { name: "tasks", port: 8001 },
-  { name: "metastore", port: 2379 },
+  { name: "metastore", port: 2379, flags: [METASTORE_V8_FLAGS] },
   { name: "kv-events", port: 8003 },
   { name: "log", port: 8004 },
   { name: "kv", port: 8005 },
@@ -85,7 +89,7 @@ async function main() {
       ...spec.env,
     };
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `services/${spec.name}/main.ts`],
+      args: ["run", "-A", ...spec.flags ?? [], `services/${spec.name}/main.ts`],
       cwd: root,
       env,
       stdout: "piped",

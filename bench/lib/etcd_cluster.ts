@@ -6,6 +6,7 @@
  * @module
  */
 import { freePort } from "./process.ts";
+import { METASTORE_V8_FLAGS } from "../../services/metastore/config.ts";
 
 /** Which implementation a cluster runs. */
 export type EtcdKind = "etcd" | "metastore";
@@ -83,7 +84,7 @@ export async function startEtcdCluster(
         stderr: "null",
       })
       : new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", metastoreMain],
+        args: ["run", "-A", METASTORE_V8_FLAGS, metastoreMain],
         env: {
           NAME: s.name,
           HOST: "127.0.0.1",

@@ -446,3 +446,38 @@ Deno.test("metastore: automatic compaction keeps the configured number of revisi
     await cluster.close();
   }
 });
+
+Deno.test("metastore app: many watchers on one stream each get their events, in revision order", async () => {
+  const { cluster, service } = await startOne();
+  try {
+    const w = await openWatch(service);
+    const n = 50;
+    for (let i = 0; i < n; i++) await w.send({ create_request: { key: b64(`m/${i}`) } });
+    await w.send({ create_request: { key: b64("m/"), range_end: b64(prefixEnd("m/")) } });
+    for (let i = 0; i <= n; i++) assert.equal((await w.next()).created, true);
+    // Three rounds of writes to every key, interleaved.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < n; i++) {
+        await call(service, "/v3/kv/put", { key: b64(`m/${i}`), value: b64(`${round}`) });
+      }
+    }
+    const perWatcher = new Map<string, number[]>();
+    for (let got = 0; got < 2 * 3 * n; got++) {
+      const r = await w.next();
+      const id = r.watch_id ?? "0";
+      for (const e of r.events) {
+        const revs = perWatcher.get(id) ?? [];
+        revs.push(Number(e.kv.mod_revision));
+        perWatcher.set(id, revs);
+      }
+    }
+    assert.equal(perWatcher.size, n + 1, "every watcher heard its key");
+    for (const [id, revs] of perWatcher) {
+      assert.equal(revs.length, id === String(n) ? 3 * n : 3, `watcher ${id}`);
+      assert.deepEqual(revs, [...revs].sort((a, b) => a - b), `watcher ${id} in order`);
+    }
+    await w.close();
+  } finally {
+    await cluster.close();
+  }
+});

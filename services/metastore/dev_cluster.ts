@@ -6,6 +6,8 @@
  * @module
  */
 
+import { METASTORE_V8_FLAGS } from "./config.ts";
+
 const members = [
   { name: "m1", port: 2379, peerPort: 2380 },
   { name: "m2", port: 12379, peerPort: 12380 },
@@ -27,7 +29,7 @@ async function prefixed(stream: ReadableStream<Uint8Array>, prefix: string): Pro
 
 const children = members.map((m) => {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", main],
+    args: ["run", "-A", METASTORE_V8_FLAGS, main],
     env: {
       NAME: m.name,
       PORT: String(m.port),
