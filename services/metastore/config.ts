@@ -98,6 +98,11 @@ export function metastoreConfigSchema() {
      * Short requests are bounded by MAX_INFLIGHT_REQUESTS.
      */
     MAX_STREAMS: int(10_000, 1, 1_000_000),
+    /**
+     * Client connections open at once (0 = no cap). With a cap the client port is served through
+     * an accept loop that refuses connections over it with 503 (costs some throughput).
+     */
+    MAX_CONNECTIONS: int(0, 0, 1_000_000),
     /** Unread watch response bytes per stream before its watchers are canceled as too slow. */
     WATCH_BUFFER_BYTES: int(16 << 20, 64 << 10, 1 << 30),
     /** Interval of watch progress notifications (etcd: 10 minutes). */

@@ -5,7 +5,12 @@
  * @module
  */
 
-import { BufferedSink, createLogger, installGracefulShutdown } from "@deno-stores/shared/http";
+import {
+  BufferedSink,
+  createLogger,
+  installGracefulShutdown,
+  serveWithConnectionLimit,
+} from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-stores/shared/raft";
 import { DenoFileSystem } from "@deno-stores/shared/wal";
@@ -127,17 +132,22 @@ async function run(config: MetastoreConfig): Promise<void> {
     onListen: (a) => logger.info("peer listening", { url: `http://${a.hostname}:${a.port}` }),
   }, config.FAULT_INJECTION ? withFaultInjection(transport, logger) : transport.handle);
   cluster.start();
-  const server = Deno.serve({
-    hostname: config.HOST,
-    port: config.PORT,
-    onListen: (a) =>
-      logger.info("listening", {
-        url: `http://${a.hostname}:${a.port}`,
-        port: a.port,
-        member: config.NAME,
-        memberId: String(memberId),
-      }),
-  }, service.fetch);
+  const onListen = (a: Deno.NetAddr) =>
+    logger.info("listening", {
+      url: `http://${a.hostname}:${a.port}`,
+      port: a.port,
+      member: config.NAME,
+      memberId: String(memberId),
+      maxConnections: config.MAX_CONNECTIONS || "no cap",
+    });
+  const server = config.MAX_CONNECTIONS > 0
+    ? serveWithConnectionLimit({
+      hostname: config.HOST,
+      port: config.PORT,
+      maxConnections: config.MAX_CONNECTIONS,
+      onListen,
+    }, (req) => service.fetch(req))
+    : Deno.serve({ hostname: config.HOST, port: config.PORT, onListen }, service.fetch);
   service.lifecycle.markStarted();
   installGracefulShutdown({
     servers: [server, peerServer],

@@ -31,3 +31,8 @@ export {
 } from "./log.ts";
 export { Counter, Gauge, Histogram, LATENCY_BUCKETS_SECONDS, Registry } from "./metrics.ts";
 export { installGracefulShutdown, type ShutdownOptions } from "./shutdown.ts";
+export {
+  type LimitedServeOptions,
+  type LimitedServer,
+  serveWithConnectionLimit,
+} from "./conn_limit.ts";
