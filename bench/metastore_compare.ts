@@ -14,7 +14,7 @@
  * @module
  */
 import { have, median, runWrk, type WrkResult } from "./lib/process.ts";
-import { type EtcdKind, startEtcdCluster } from "./lib/etcd_cluster.ts";
+import { type EtcdKind, settle, startEtcdCluster } from "./lib/etcd_cluster.ts";
 import { writeMetastoreReport } from "./metastore_report.ts";
 
 interface Args {
@@ -110,13 +110,7 @@ async function measure(
   }
 }
 
-/**
- * Lets the machine settle between clusters: flush what the last one left dirty (its data
- * directory was just deleted) and pause, so that one system's writeback does not land in the
- * other's measurement.
- */
-async function settle(): Promise<void> {
-  await new Deno.Command("sync").output().catch(() => {});
+;
   await new Promise((r) => setTimeout(r, 2000));
 }
 

@@ -24,7 +24,7 @@
  * @module
  */
 import { have } from "./lib/process.ts";
-import { type EtcdCluster, type EtcdKind, startEtcdCluster } from "./lib/etcd_cluster.ts";
+import { type EtcdCluster, type EtcdKind, settle, startEtcdCluster } from "./lib/etcd_cluster.ts";
 import { openEtcdStream } from "./lib/etcd_stream.ts";
 import { Prng } from "../shared/sim/prng.ts";
 import { writeMetastoreReport } from "./metastore_report.ts";
@@ -331,6 +331,7 @@ async function suite(kind: EtcdKind, args: Args) {
     return { results, memory };
   } finally {
     await cluster.stop();
+    await settle();
   }
 }
 

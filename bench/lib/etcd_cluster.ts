@@ -160,3 +160,13 @@ export async function startEtcdCluster(
     }
   }
 }
+
+/**
+ * Lets the machine settle between clusters in a benchmark: flush what the last one left dirty (its
+ * data directory was just deleted) and pause, so that one system's writeback does not land in the
+ * other's measurement.
+ */
+export async function settle(): Promise<void> {
+  await new Deno.Command("sync").output().catch(() => {});
+  await new Promise((r) => setTimeout(r, 2000));
+}
