@@ -110,10 +110,6 @@ async function measure(
   }
 }
 
-;
-  await new Promise((r) => setTimeout(r, 2000));
-}
-
 /** Median result of a list of wrk runs (each figure on its own). */
 function medianOf(runs: WrkResult[]) {
   return {
