@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { parseArgs as parseFlags } from "node:util";
 import { have, median, runWrk, type WrkResult } from "./lib/process.ts";
 import { type EtcdKind, settle, startEtcdCluster } from "./lib/etcd_cluster.ts";
 import { writeMetastoreReport } from "./metastore_report.ts";
@@ -30,36 +31,31 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = {
-    nodes: [1, 3],
-    rounds: 3,
-    durationS: 10,
-    connections: 50,
-    threads: 2,
-    keys: 10_000,
-    valueBytes: 100,
-    out: "bench/results/metastore-compare.json",
-    doc: false,
+  const { values: v } = parseFlags({
+    args: argv,
+    options: {
+      nodes: { type: "string", default: "1,3" },
+      rounds: { type: "string", default: "3" },
+      duration: { type: "string", default: "10" },
+      connections: { type: "string", default: "50" },
+      threads: { type: "string", default: "2" },
+      keys: { type: "string", default: "10000" },
+      "value-bytes": { type: "string", default: "100" },
+      out: { type: "string", default: "bench/results/metastore-compare.json" },
+      doc: { type: "boolean", default: false },
+    },
+  });
+  return {
+    nodes: v.nodes.split(",").map(Number),
+    rounds: Number(v.rounds),
+    durationS: Number(v.duration),
+    connections: Number(v.connections),
+    threads: Number(v.threads),
+    keys: Number(v.keys),
+    valueBytes: Number(v["value-bytes"]),
+    out: v.out,
+    doc: v.doc,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    if (flag === "--nodes") args.nodes = value().split(",").map(Number);
-    else if (flag === "--rounds") args.rounds = Number(value());
-    else if (flag === "--duration") args.durationS = Number(value());
-    else if (flag === "--connections") args.connections = Number(value());
-    else if (flag === "--threads") args.threads = Number(value());
-    else if (flag === "--keys") args.keys = Number(value());
-    else if (flag === "--value-bytes") args.valueBytes = Number(value());
-    else if (flag === "--out") args.out = value();
-    else if (flag === "--doc") args.doc = true;
-    else throw new Error(`unknown flag ${flag}`);
-  }
-  return args;
 }
 
 const OPS = ["put", "get"] as const;

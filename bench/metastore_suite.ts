@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { parseArgs as parseFlags } from "node:util";
 import { have } from "./lib/process.ts";
 import { type EtcdCluster, type EtcdKind, settle, startEtcdCluster } from "./lib/etcd_cluster.ts";
 import { openEtcdStream } from "./lib/etcd_stream.ts";
@@ -38,28 +39,23 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = {
-    nodes: 1,
-    scale: 1,
-    out: "bench/results/metastore-suite.json",
-    doc: false,
-    kinds: ["etcd", "metastore"],
+  const { values: v } = parseFlags({
+    args: argv,
+    options: {
+      nodes: { type: "string", default: "1" },
+      scale: { type: "string", default: "1" },
+      out: { type: "string", default: "bench/results/metastore-suite.json" },
+      doc: { type: "boolean", default: false },
+      kinds: { type: "string", default: "etcd,metastore" },
+    },
+  });
+  return {
+    nodes: Number(v.nodes),
+    scale: Number(v.scale),
+    out: v.out,
+    doc: v.doc,
+    kinds: v.kinds.split(",") as EtcdKind[],
   };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    if (flag === "--nodes") args.nodes = Number(value());
-    else if (flag === "--scale") args.scale = Number(value());
-    else if (flag === "--out") args.out = value();
-    else if (flag === "--doc") args.doc = true;
-    else if (flag === "--kinds") args.kinds = value().split(",") as EtcdKind[];
-    else throw new Error(`unknown flag ${flag}`);
-  }
-  return args;
 }
 
 /** What one scenario measured against one system. */

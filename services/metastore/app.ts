@@ -121,13 +121,23 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
   const maxStreams = options.maxStreams ?? 10_000;
   const watchBufferBytes = options.watchBufferBytes ?? 16 << 20;
   let openStreams = 0;
+  /** Takes a stream slot; returns its (idempotent) release, or null when none is free. */
+  const takeStreamSlot = (): (() => void) | null => {
+    if (openStreams >= maxStreams) return null;
+    openStreams++;
+    let held = true;
+    return () => {
+      if (held) openStreams--;
+      held = false;
+    };
+  };
   const tooManyStreams = () =>
-    errorResponse(
+    Promise.resolve(errorResponse(
       new EtcdError(
         GrpcCode.Unavailable,
         `etcdserver: too many open streams (limit ${maxStreams})`,
       ),
-    );
+    ));
   const service = createServiceApp({
     service: "metastore",
     logger: options.logger,
@@ -372,13 +382,8 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
     c: Context<ServiceEnv>,
     each: (o: Obj) => Promise<Obj>,
   ): Promise<Response> {
-    if (openStreams >= maxStreams) return Promise.resolve(tooManyStreams());
-    openStreams++;
-    let counted = true;
-    const release = () => {
-      if (counted) openStreams--;
-      counted = false;
-    };
+    const release = takeStreamSlot();
+    if (release === null) return tooManyStreams();
     const reqBody = c.req.raw.body;
     const te = new TextEncoder();
     const stream = new ReadableStream<Uint8Array>({
@@ -418,8 +423,8 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
   }
 
   function watchStream(c: Context<ServiceEnv>): Promise<Response> {
-    if (openStreams >= maxStreams) return Promise.resolve(tooManyStreams());
-    openStreams++;
+    const release = takeStreamSlot();
+    if (release === null) return tooManyStreams();
     const reqBody = c.req.raw.body;
     const te = new TextEncoder();
     let ctrlRef: ReadableStreamDefaultController<Uint8Array> | null = null;
@@ -428,7 +433,7 @@ export function createMetastoreApp(options: MetastoreAppOptions): ServiceApp {
     const finish = () => {
       if (closed) return;
       closed = true;
-      openStreams--;
+      release();
       ws.close();
     };
     const emit = (r: Obj) => ctrlRef!.enqueue(te.encode(JSON.stringify({ result: r }) + "\n"));

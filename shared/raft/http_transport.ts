@@ -483,19 +483,7 @@ export class HttpTransport implements RaftTransport {
     }
     try {
       if (req.method !== "POST") throw new RequestError(405, `${req.method} not allowed`);
-      const cluster = req.headers.get(CLUSTER_HEADER);
-      if (cluster !== this.clusterId) {
-        throw new RequestError(
-          412,
-          `cluster id mismatch: got ${JSON.stringify(cluster)}, this node is in ${
-            JSON.stringify(this.clusterId)
-          }`,
-        );
-      }
-      const to = req.headers.get(TO_HEADER);
-      if (to !== null && to !== String(this.id)) {
-        throw new RequestError(400, `request for node ${to} reached node ${this.id}`);
-      }
+      this.#checkAddress(req.headers.get(CLUSTER_HEADER), req.headers.get(TO_HEADER), true);
       const handler = this.#handler;
       if (!handler || this.#closed) throw new RequestError(503, "raft node not running");
       const limit = snapshot ? this.#maxSnapshotBytes : this.#maxRequestBytes;
@@ -533,6 +521,21 @@ export class HttpTransport implements RaftTransport {
     }
   };
 
+  /** Refuses a foreign cluster id (412) or another addressee (400; `to` may be optional). */
+  #checkAddress(cluster: string | null, to: string | null, toOptional: boolean): void {
+    if (cluster !== this.clusterId) {
+      throw new RequestError(
+        412,
+        `cluster id mismatch: got ${JSON.stringify(cluster)}, this node is in ${
+          JSON.stringify(this.clusterId)
+        }`,
+      );
+    }
+    if ((to !== null || !toOptional) && to !== String(this.id)) {
+      throw new RequestError(400, `request for node ${to} reached node ${this.id}`);
+    }
+  }
+
   /** Checks and upgrades `GET /raft/stream`; each binary message is then a batch. */
   #accept(req: Request, url: URL): Response {
     try {
@@ -540,19 +543,7 @@ export class HttpTransport implements RaftTransport {
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         throw new RequestError(400, "the stream path needs a WebSocket upgrade");
       }
-      const cluster = url.searchParams.get("cluster");
-      if (cluster !== this.clusterId) {
-        throw new RequestError(
-          412,
-          `cluster id mismatch: got ${JSON.stringify(cluster)}, this node is in ${
-            JSON.stringify(this.clusterId)
-          }`,
-        );
-      }
-      const to = url.searchParams.get("to");
-      if (to !== String(this.id)) {
-        throw new RequestError(400, `stream for node ${to} reached node ${this.id}`);
-      }
+      this.#checkAddress(url.searchParams.get("cluster"), url.searchParams.get("to"), false);
       if (!this.#handler || this.#closed) throw new RequestError(503, "raft node not running");
     } catch (e) {
       this.stats.rejectedRequests++;

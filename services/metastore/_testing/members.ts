@@ -5,13 +5,9 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { freePort } from "../../../bench/lib/process.ts";
 
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+export { freePort };
 
 /** One member: its ports, data directory and process (when running). */
 export interface Member {

@@ -138,8 +138,7 @@ export class MvccStore {
     if (fast !== null) return fast;
     const kvs: KeyValue[] = [];
     let count = 0;
-    const filtered = (req.minModRevision ?? 0) > 0 || (req.maxModRevision ?? 0) > 0 ||
-      (req.minCreateRevision ?? 0) > 0 || (req.maxCreateRevision ?? 0) > 0;
+    const filtered = hasRevisionFilters(req);
     const sortOrder = req.sortOrder ?? SortOrder.NONE;
     const sortTarget = req.sortTarget ?? SortTarget.KEY;
     const needSort = !(sortTarget === SortTarget.KEY && sortOrder !== SortOrder.DESCEND);
@@ -178,12 +177,7 @@ export class MvccStore {
   #rangeLatest(req: RangeRequest, rev: number): RangeResult | null {
     const end = req.rangeEnd;
     if (rev !== this.revision || end === undefined || end === EMPTY) return null;
-    if (
-      (req.minModRevision ?? 0) > 0 || (req.maxModRevision ?? 0) > 0 ||
-      (req.minCreateRevision ?? 0) > 0 || (req.maxCreateRevision ?? 0) > 0
-    ) {
-      return null;
-    }
+    if (hasRevisionFilters(req)) return null;
     const order = req.sortOrder ?? SortOrder.NONE;
     if ((req.sortTarget ?? SortTarget.KEY) !== SortTarget.KEY || order === SortOrder.DESCEND) {
       return null;
@@ -659,6 +653,11 @@ function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
+}
+
+function hasRevisionFilters(req: RangeRequest): boolean {
+  return (req.minModRevision ?? 0) > 0 || (req.maxModRevision ?? 0) > 0 ||
+    (req.minCreateRevision ?? 0) > 0 || (req.maxCreateRevision ?? 0) > 0;
 }
 
 function visible(h: Rec[], rev: number): Rec | null {
