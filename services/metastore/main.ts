@@ -89,8 +89,11 @@ async function run(config: MetastoreConfig): Promise<void> {
       error: (m) => logger.error(m),
     },
   });
-  // Peers from INITIAL_CLUSTER (a joining member needs them before it has the member list).
-  for (const m of members) if (m.id !== memberId) transport.addPeer(m.id, m.peerURLs[0]);
+  // A joining member needs its peers before it has the member list (a new cluster's members
+  // get them from MetaCluster, which also records them as members).
+  if (config.INITIAL_CLUSTER_STATE === "existing") {
+    for (const m of members) if (m.id !== memberId) transport.addPeer(m.id, m.peerURLs[0]);
+  }
   const tickMs = config.HEARTBEAT_INTERVAL_MS;
   const seed = crypto.getRandomValues(new Uint32Array(1))[0];
   const cluster = new MetaCluster({
