@@ -1,44 +1,89 @@
 import assert from "node:assert/strict";
-import { blockHashes, encodeBlockTriple, intBlockHash, noneHash } from "./block_hash.ts";
+import { createHash } from "node:crypto";
+import { BlockHasher, type HashAlgo, intBlockHash, noneHash } from "./block_hash.ts";
+import { sha256 } from "./sha256.ts";
 
 interface Vector {
+  algo: HashAlgo;
   seed: string;
   block_size: number;
   token_ids: number[];
-  extra_keys_first_block: (string | number)[] | null;
+  lora_name: string | null;
+  cache_salt: string | null;
   none_hash: string;
   block_hashes: string[];
 }
 const vectors: { cases: Vector[] } = JSON.parse(
-  await Deno.readTextFile(new URL("./testdata/sha256-cbor-blocks.json", import.meta.url)),
+  await Deno.readTextFile(new URL("./testdata/block-hashes.json", import.meta.url)),
 );
 const toHex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 
-Deno.test("block hashes: the same as vLLM's sha256_cbor chain (vectors from Python's cbor2)", () => {
-  assert.ok(vectors.cases.length >= 4);
+Deno.test("block hashes: vLLM's chains for sha256_cbor and sha256 (vectors from Python)", () => {
+  assert.ok(vectors.cases.filter((v) => v.algo === "sha256").length >= 5);
+  assert.ok(vectors.cases.filter((v) => v.algo === "sha256_cbor").length >= 5);
   for (const v of vectors.cases) {
-    const none = noneHash(v.seed);
-    assert.equal(toHex(none), v.none_hash, `NONE_HASH for seed ${v.seed}`);
-    const got = blockHashes(v.token_ids, {
-      blockSize: v.block_size,
-      noneHash: none,
-      firstBlockExtraKeys: v.extra_keys_first_block,
-    });
-    assert.deepEqual(got.map(toHex), v.block_hashes);
+    const what = `${v.algo} seed ${v.seed.slice(0, 8)} bs ${v.block_size}`;
+    assert.equal(toHex(noneHash(v.seed, v.algo)), v.none_hash, `NONE_HASH, ${what}`);
+    const h = new BlockHasher({ algo: v.algo, seed: v.seed, blockSize: v.block_size });
+    const keys = { loraName: v.lora_name, cacheSalt: v.cache_salt };
+    assert.deepEqual(h.all(v.token_ids, keys).map(toHex), v.block_hashes, what);
+    // The int form, block by block, and a second run over the same hasher.
+    const n = h.start(v.token_ids, keys);
+    assert.equal(n, v.block_hashes.length);
+    for (let i = 0; i < n; i++) {
+      h.next();
+      const int = (BigInt(h.hi) << 32n) | BigInt(h.lo);
+      assert.equal(int, BigInt("0x" + v.block_hashes[i].slice(48)), `${what} block ${i}`);
+    }
+    assert.throws(() => h.next(), RangeError);
   }
 });
 
-Deno.test("block hashes: canonical CBOR of the triple, partial blocks left out, int form", () => {
-  // (b"\x01\x01", (1, 300), None) as cbor2 encodes it canonically.
-  assert.equal(
-    toHex(encodeBlockTriple(Uint8Array.of(1, 1), [1, 300], 0, 2, null)),
-    "83420101820119012cf6",
-  );
-  const none = noneHash("0");
-  assert.equal(blockHashes(new Array(15).fill(1), { blockSize: 16, noneHash: none }).length, 0);
-  assert.equal(blockHashes(new Array(33).fill(1), { blockSize: 16, noneHash: none }).length, 2);
-  const h = Uint8Array.from({ length: 32 }, (_, i) => i);
-  assert.equal(intBlockHash(h), 0x18191a1b1c1d1e1fn);
-  assert.throws(() => blockHashes([1, -1], { blockSize: 2, noneHash: none }), RangeError);
-  assert.throws(() => blockHashes([1], { blockSize: 0, noneHash: none }), RangeError);
+Deno.test("block hashes: partial blocks left out, bad tokens and options refused", () => {
+  const h = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 });
+  assert.equal(h.start(new Array(15).fill(1)), 0);
+  assert.equal(h.start(new Array(33).fill(1)), 2);
+  for (const bad of [-1, 1.5, NaN, Infinity, 2 ** 53]) {
+    h.start([...new Array(15).fill(1), bad]);
+    assert.throws(() => h.next(), RangeError, String(bad));
+  }
+  assert.throws(() => new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 0 }));
+  assert.throws(() => new BlockHasher({ algo: "md5" as HashAlgo, seed: "0", blockSize: 16 }));
+  assert.equal(intBlockHash(Uint8Array.from({ length: 32 }, (_, i) => i)), 0x18191a1b1c1d1e1fn);
+});
+
+Deno.test("sha256: equal to node:crypto for every length from 0 to 300 bytes", () => {
+  for (let n = 0; n <= 300; n++) {
+    const b = Uint8Array.from({ length: n }, (_, i) => (i * 31 + n) & 0xff);
+    assert.equal(toHex(sha256(b)), createHash("sha256").update(b).digest("hex"), `length ${n}`);
+  }
+});
+
+Deno.test("block hashes: the digest cache gives the same chains, and hits on a repeat", () => {
+  for (const v of vectors.cases) {
+    const opts = { algo: v.algo, seed: v.seed, blockSize: v.block_size };
+    const cached = new BlockHasher({ ...opts, cacheBlocks: 4 });
+    const keys = { loraName: v.lora_name, cacheSalt: v.cache_salt };
+    for (let round = 0; round < 3; round++) {
+      assert.deepEqual(cached.all(v.token_ids, keys).map(toHex), v.block_hashes);
+    }
+    // Other keys over the same tokens must not hit the first prompt's entries.
+    const plain = new BlockHasher(opts).all(v.token_ids, { loraName: "other" }).map(toHex);
+    assert.deepEqual(cached.all(v.token_ids, { loraName: "other" }).map(toHex), plain);
+  }
+  const h = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16, cacheBlocks: 1024 });
+  const tokens = Array.from({ length: 320 }, (_, i) => i * 977);
+  h.all(tokens);
+  assert.deepEqual(h.cacheStats(), {
+    entries: 1024,
+    hits: 0,
+    misses: 20,
+    bytes: 1024 * (19 * 4 + 32),
+  });
+  h.all(tokens);
+  assert.equal(h.cacheStats()!.hits, 20);
+  // A changed token in block 5 misses from there on (the chain changes).
+  tokens[5 * 16 + 3]++;
+  h.all(tokens);
+  assert.equal(h.cacheStats()!.hits, 25);
 });

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { BlockIndex, type Tier, tierOf } from "./index.ts";
+
+/** A model of the index: key -> pod -> set of tiers. */
+type Model = Map<string, Map<number, Set<Tier>>>;
+
+function check(index: BlockIndex, model: Model, pods: number): void {
+  assert.equal(index.size, model.size);
+  const gpu = new Uint32Array(index.words), off = new Uint32Array(index.words);
+  for (const [key, holders] of model) {
+    const [hi, lo] = key.split(":").map(Number);
+    const s = index.find(hi, lo);
+    assert.ok(s >= 0, `block ${key} missing`);
+    index.masks(s, gpu, off);
+    for (let p = 0; p < pods; p++) {
+      const tiers = holders.get(p);
+      const bit = 1 << (p & 31);
+      assert.equal((gpu[p >>> 5] & bit) !== 0, tiers?.has(0) ?? false, `${key} pod ${p} gpu`);
+      assert.equal((off[p >>> 5] & bit) !== 0, tiers?.has(1) ?? false, `${key} pod ${p} off`);
+    }
+  }
+}
+
+for (const pods of [32, 70]) {
+  Deno.test(`block index: random adds, removes and pod drops agree with a Map (${pods} pods)`, () => {
+    let seed = 12345 + pods;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return Math.floor((seed / 2 ** 32) * n);
+    };
+    const index = new BlockIndex(pods);
+    const model: Model = new Map();
+    // Few distinct keys, many collisions on purpose: hi varies, lo repeats.
+    const key = () => [rnd(50), rnd(4000)] as const;
+    for (let step = 0; step < 60000; step++) {
+      const op = rnd(100);
+      const pod = rnd(pods);
+      if (op < 60) {
+        const [hi, lo] = key();
+        const tier = rnd(2) as Tier;
+        const k = `${hi}:${lo}`;
+        const holders = model.get(k) ?? new Map<number, Set<Tier>>();
+        const had = holders.has(pod);
+        const tiers = holders.get(pod) ?? new Set<Tier>();
+        tiers.add(tier);
+        holders.set(pod, tiers);
+        model.set(k, holders);
+        assert.equal(index.add(hi, lo, pod, tier), !had);
+      } else if (op < 97) {
+        const [hi, lo] = key();
+        const tier = [0, 1, null][rnd(3)] as Tier | null;
+        const k = `${hi}:${lo}`;
+        const holders = model.get(k);
+        const tiers = holders?.get(pod);
+        const before = tiers !== undefined;
+        if (tiers) {
+          if (tier !== 1) tiers.delete(0);
+          if (tier !== 0) tiers.delete(1);
+          if (tiers.size === 0) holders!.delete(pod);
+          if (holders!.size === 0) model.delete(k);
+        }
+        assert.equal(index.remove(hi, lo, pod, tier), before && !model.get(k)?.has(pod));
+      } else {
+        let held = 0;
+        for (const [k, holders] of model) {
+          if (holders.delete(pod)) held++;
+          if (holders.size === 0) model.delete(k);
+        }
+        assert.equal(index.dropPod(pod), held);
+      }
+      if (step % 5000 === 0) check(index, model, pods);
+    }
+    check(index, model, pods);
+    // Empty it: the table shrinks back.
+    for (let p = 0; p < pods; p++) index.dropPod(p);
+    assert.equal(index.size, 0);
+    assert.ok(index.bytes <= 1024 * (8 + 8 * index.words));
+  });
+}
+
+Deno.test("block index: full-range u32 halves, growth, and the tier of a medium", () => {
+  const index = new BlockIndex(32);
+  const n = 100_000;
+  for (let i = 0; i < n; i++) index.add(0xffffffff - i, (i * 2654435761) >>> 0, i % 32, 0);
+  assert.equal(index.size, n);
+  for (let i = 0; i < n; i++) assert.ok(index.find(0xffffffff - i, (i * 2654435761) >>> 0) >= 0);
+  assert.equal(index.find(0, 0), -1);
+  assert.ok(index.bytes / n <= 43, `${index.bytes / n} bytes per block`);
+  assert.equal(tierOf(null), 0);
+  assert.equal(tierOf("gpu"), 0);
+  assert.equal(tierOf("CPU"), 1);
+  assert.throws(() => new BlockIndex(0), RangeError);
+});

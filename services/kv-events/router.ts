@@ -1,0 +1,232 @@
+/**
+ * Prefix-aware routing: which candidate pod should serve a prompt.
+ *
+ * For each candidate, `matched` is the number of leading blocks of the prompt the pod holds (in
+ * any tier), `offloaded` how many of those it holds only outside GPU memory. The cost function:
+ *
+ *     cache(p) = (matched(p) - (1 - offloadWeight) * offloaded(p)) / totalBlocks   (0 if no block)
+ *     load(p)  = load(p) / max(load over candidates)                                (0 if all 0)
+ *     score(p) = cacheWeight * cache(p) - loadWeight * load(p)
+ *
+ * The highest score wins; ties go to the lower load, then round-robin. When the candidates' loads
+ * are out of balance (max - min > imbalanceAbs and max > imbalanceRel * min), the cache is ignored
+ * and the least loaded pod wins (ties: the better cache score): a hot prefix must not pile every
+ * request onto one pod.
+ *
+ * Matching walks the prompt's blocks in order and stops at the first block no remaining
+ * candidate holds, so a prompt is only hashed as far as some pod's cache reaches (plus one block).
+ *
+ * @module
+ */
+import type { BlockHasher, PromptKeys } from "./block_hash.ts";
+import type { CacheMap } from "./store.ts";
+
+/** Weights of the cost function. */
+export interface RouteWeights {
+  cacheWeight: number;
+  loadWeight: number;
+  /** Worth of an offloaded (CPU, disk) block relative to one in GPU memory, in [0, 1]. */
+  offloadWeight: number;
+  imbalanceAbs: number;
+  imbalanceRel: number;
+}
+
+export const DEFAULT_WEIGHTS: RouteWeights = {
+  cacheWeight: 1,
+  loadWeight: 0.5,
+  offloadWeight: 0.8,
+  imbalanceAbs: 32,
+  imbalanceRel: 1.5,
+};
+
+/** A candidate pod and its load (running + waiting requests). */
+export interface Candidate {
+  id: string;
+  load: number;
+}
+
+/** The blocks of a prompt: token ids to hash, or the hashes themselves (as two u32 each). */
+export type PromptBlocks =
+  | { tokens: ArrayLike<number>; keys?: PromptKeys }
+  | { hashes: Uint32Array };
+
+export interface PodScore {
+  id: string;
+  matched_blocks: number;
+  score: number;
+}
+
+export interface RouteResult {
+  pod: string;
+  /** "cache": by score; "load": out of balance, by load. */
+  mode: "cache" | "load";
+  total_blocks: number;
+  /** Blocks hashed or looked up before matching stopped. */
+  visited_blocks: number;
+  scores: PodScore[];
+}
+
+/** Routes prompts against a {@link CacheMap}; one per process (it reuses its buffers). */
+export class Router {
+  #map: CacheMap;
+  #hasher: BlockHasher;
+  #weights: RouteWeights;
+  #rr = 0;
+  #matched: Int32Array;
+  #offloaded: Int32Array;
+  #active: Uint32Array;
+  #candSlots: Int32Array;
+
+  constructor(map: CacheMap, hasher: BlockHasher, weights: RouteWeights = DEFAULT_WEIGHTS) {
+    this.#map = map;
+    this.#hasher = hasher;
+    this.#weights = weights;
+    this.#matched = new Int32Array(map.maxPods);
+    this.#offloaded = new Int32Array(map.maxPods);
+    this.#active = new Uint32Array(Math.ceil(map.maxPods / 32));
+    this.#candSlots = new Int32Array(0);
+  }
+
+  get weights(): RouteWeights {
+    return this.#weights;
+  }
+
+  get blockSize(): number {
+    return this.#hasher.blockSize;
+  }
+
+  /** Chooses a pod; `candidates` empty means every known pod of the model (load 0). */
+  route(model: string, blocks: PromptBlocks, candidates: readonly Candidate[]): RouteResult | null {
+    const map = this.#map;
+    const cands = candidates.length > 0 ? candidates : map.pods()
+      .filter((p) => p.model === model)
+      .map((p) => ({ id: p.id, load: 0 }));
+    const n = cands.length;
+    if (n === 0) return null;
+    if (this.#candSlots.length < n) this.#candSlots = new Int32Array(n * 2);
+    const slots = this.#candSlots;
+    const active = this.#active;
+    active.fill(0);
+    for (let c = 0; c < n; c++) {
+      const p = map.pod(cands[c].id);
+      const s = p !== undefined && p.model === model ? p.slot : -1;
+      slots[c] = s;
+      if (s >= 0) {
+        active[s >>> 5] |= 1 << (s & 31);
+        this.#matched[s] = 0;
+        this.#offloaded[s] = 0;
+      }
+    }
+
+    // Walk the prompt's blocks while some candidate still matches.
+    const hasher = this.#hasher;
+    const total = "tokens" in blocks
+      ? hasher.start(blocks.tokens, blocks.keys)
+      : blocks.hashes.length >> 1;
+    const ix = map.index(model);
+    let visited = 0;
+    if (ix !== undefined) {
+      const w = ix.words;
+      const gpu = ix.gpuMasks, off = ix.offMasks;
+      const matched = this.#matched, offloaded = this.#offloaded;
+      let live = anySet(active);
+      for (let i = 0; i < total && live; i++) {
+        let hi: number, lo: number;
+        if ("tokens" in blocks) {
+          hasher.next();
+          hi = hasher.hi;
+          lo = hasher.lo;
+        } else {
+          hi = blocks.hashes[i * 2];
+          lo = blocks.hashes[i * 2 + 1];
+        }
+        visited++;
+        const s = ix.find(hi, lo);
+        live = false;
+        for (let j = 0; j < w; j++) {
+          const a = active[j];
+          if (a === 0) continue;
+          const g = s < 0 ? 0 : gpu[s * w + j] & a;
+          const o = s < 0 ? 0 : off[s * w + j] & a & ~g;
+          // Pods that stop matching here keep `matched` = i.
+          let ended = a & ~(g | o);
+          while (ended !== 0) {
+            const b = 31 - Math.clz32(ended & -ended);
+            matched[j * 32 + b] = i;
+            ended &= ended - 1;
+          }
+          let offOnly = o;
+          while (offOnly !== 0) {
+            const b = 31 - Math.clz32(offOnly & -offOnly);
+            offloaded[j * 32 + b]++;
+            offOnly &= offOnly - 1;
+          }
+          active[j] = g | o;
+          if ((g | o) !== 0) live = true;
+        }
+      }
+      // Pods still matching hold every visited block.
+      for (let j = 0; j < w; j++) {
+        let a = active[j];
+        while (a !== 0) {
+          const b = 31 - Math.clz32(a & -a);
+          matched[j * 32 + b] = visited;
+          a &= a - 1;
+        }
+      }
+    } else {
+      for (let c = 0; c < n; c++) if (slots[c] >= 0) this.#matched[slots[c]] = 0;
+    }
+
+    // Score.
+    const wts = this.#weights;
+    let maxLoad = 0, minLoad = Infinity;
+    for (const c of cands) {
+      maxLoad = Math.max(maxLoad, c.load);
+      minLoad = Math.min(minLoad, c.load);
+    }
+    const imbalanced = maxLoad - minLoad > wts.imbalanceAbs && maxLoad > wts.imbalanceRel * minLoad;
+    const scores: PodScore[] = new Array(n);
+    const cacheScores = new Float64Array(n);
+    for (let c = 0; c < n; c++) {
+      const s = slots[c];
+      const m = s >= 0 ? this.#matched[s] : 0;
+      const o = s >= 0 ? this.#offloaded[s] : 0;
+      const cache = total > 0 ? (m - (1 - wts.offloadWeight) * o) / total : 0;
+      const load = maxLoad > 0 ? cands[c].load / maxLoad : 0;
+      cacheScores[c] = cache;
+      scores[c] = {
+        id: cands[c].id,
+        matched_blocks: m,
+        score: wts.cacheWeight * cache - wts.loadWeight * load,
+      };
+    }
+    const start = this.#rr++ % n;
+    let best = -1;
+    for (let k = 0; k < n; k++) {
+      const c = (start + k) % n;
+      if (best < 0) {
+        best = c;
+        continue;
+      }
+      const better = imbalanced
+        ? cands[c].load < cands[best].load ||
+          (cands[c].load === cands[best].load && cacheScores[c] > cacheScores[best])
+        : scores[c].score > scores[best].score ||
+          (scores[c].score === scores[best].score && cands[c].load < cands[best].load);
+      if (better) best = c;
+    }
+    return {
+      pod: cands[best].id,
+      mode: imbalanced ? "load" : "cache",
+      total_blocks: total,
+      visited_blocks: visited,
+      scores,
+    };
+  }
+}
+
+function anySet(a: Uint32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return true;
+  return false;
+}

@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { BlockHasher } from "./block_hash.ts";
+import type { KvEvent } from "./events.ts";
+import { DEFAULT_WEIGHTS, Router } from "./router.ts";
+import { CacheMap, hashKey, PodLimitError } from "./store.ts";
+
+const BS = 4;
+const hasher = () => new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
+const prompt = (n: number, salt = 0) => Array.from({ length: n * BS }, (_, i) => i * 7 + salt);
+
+/** The BlockStored event an engine sends after caching the first `blocks` blocks of `tokens`. */
+function stored(
+  tokens: number[],
+  blocks: number,
+  medium: string | null = null,
+): Extract<KvEvent, { type: "BlockStored" }> {
+  const digests = hasher().all(tokens.slice(0, blocks * BS));
+  return {
+    type: "BlockStored",
+    blockHashes: digests, // 32-byte form; the int form is tested below
+    parentBlockHash: null,
+    tokenIds: tokens.slice(0, blocks * BS),
+    blockSize: BS,
+    loraId: null,
+    medium,
+  };
+}
+
+Deno.test("router: matched prefix per pod, tiers, stop at the first unheld block", () => {
+  const map = new CacheMap({ maxPods: 32 });
+  const p = prompt(10);
+  map.apply("a", "m", [stored(p, 10)]);
+  map.apply("b", "m", [stored(p, 4)]);
+  map.apply("c", "m", [stored(p, 6, "CPU")]);
+  map.apply("d", "other-model", [stored(p, 10)]);
+  const router = new Router(map, hasher());
+  const r = router.route("m", { tokens: p }, [])!;
+  assert.equal(r.pod, "a");
+  assert.equal(r.total_blocks, 10);
+  assert.equal(r.visited_blocks, 10);
+  const byId = Object.fromEntries(r.scores.map((s) => [s.id, s]));
+  assert.deepEqual(Object.keys(byId).sort(), ["a", "b", "c"]);
+  assert.equal(byId.a.matched_blocks, 10);
+  assert.equal(byId.b.matched_blocks, 4);
+  assert.equal(byId.c.matched_blocks, 6);
+  assert.equal(byId.a.score, 1);
+  assert.equal(byId.b.score, 0.4);
+  assert.ok(Math.abs(byId.c.score - 0.6 * DEFAULT_WEIGHTS.offloadWeight) < 1e-12);
+
+  // Only b and c as candidates: c's longer prefix wins; matching stops after block 6.
+  const r2 = router.route("m", { tokens: p }, [{ id: "b", load: 0 }, { id: "c", load: 0 }])!;
+  assert.equal(r2.pod, "c");
+  assert.equal(r2.visited_blocks, 7);
+
+  // A different prompt: nobody matches; hashing stops at block 0; an unknown pod is a candidate.
+  const r3 = router.route("m", { tokens: prompt(10, 1) }, [{ id: "a", load: 3 }, {
+    id: "new",
+    load: 1,
+  }])!;
+  assert.equal(r3.visited_blocks, 1);
+  assert.equal(r3.pod, "new");
+
+  // Precomputed hashes give the same answer as tokens.
+  const hashes = new Uint32Array(20);
+  hasher().all(p).forEach((d, i) => {
+    const k: [number, number] = [0, 0];
+    hashKey(d, k);
+    hashes[i * 2] = k[0];
+    hashes[i * 2 + 1] = k[1];
+  });
+  assert.deepEqual(router.route("m", { hashes }, [{ id: "b", load: 0 }])!.scores, [
+    { id: "b", matched_blocks: 4, score: 0.4 },
+  ]);
+});
+
+Deno.test("router: load against cache, imbalance, round-robin ties", () => {
+  const map = new CacheMap({ maxPods: 32 });
+  const p = prompt(8);
+  map.apply("a", "m", [stored(p, 8)]);
+  const router = new Router(map, hasher());
+  // a: 1 - 0.5 * 10/10 = 0.5; b: 0 - 0.5 * 0 = 0 -> a.
+  assert.equal(
+    router.route("m", { tokens: p }, [{ id: "a", load: 10 }, { id: "b", load: 0 }])!
+      .pod,
+    "a",
+  );
+  // Out of balance (100 - 0 > 32, 100 > 1.5 * 0): least loaded, whatever the cache.
+  const r = router.route("m", { tokens: p }, [{ id: "a", load: 100 }, { id: "b", load: 0 }])!;
+  assert.equal(r.pod, "b");
+  assert.equal(r.mode, "load");
+  // Equal scores and loads: spread over the candidates.
+  const picks = new Set<string>();
+  for (let i = 0; i < 4; i++) {
+    picks.add(
+      router.route("m", { tokens: prompt(8, 5) }, [{ id: "x", load: 0 }, {
+        id: "y",
+        load: 0,
+      }])!.pod,
+    );
+  }
+  assert.deepEqual([...picks].sort(), ["x", "y"]);
+  assert.equal(router.route("none", { tokens: p }, []), null);
+});
+
+Deno.test("cache map: removal, clear, pod limit, int hashes, expiry", () => {
+  let now = 1000;
+  const map = new CacheMap({ maxPods: 2, now: () => now });
+  const p = prompt(4);
+  const ints = hasher().all(p).map((d) => new DataView(d.buffer).getBigUint64(24));
+  map.apply("a", "m", [{ ...stored(p, 4), blockHashes: ints }]);
+  assert.equal(map.pod("a")!.blocks, 4);
+  // The 32-byte and the int form are the same key.
+  map.apply("b", "m", [stored(p, 4)]);
+  assert.equal(map.index("m")!.size, 4);
+  map.apply("a", "m", [{ type: "BlockRemoved", blockHashes: ints.slice(2), medium: null }]);
+  assert.equal(map.pod("a")!.blocks, 2);
+  const router = new Router(map, hasher());
+  const a = router.route("m", { tokens: p }, [{ id: "a", load: 0 }])!;
+  assert.equal(a.scores[0].matched_blocks, 2);
+  assert.throws(() => map.touch("c", "m"), PodLimitError);
+  map.apply("b", "m", [{ type: "AllBlocksCleared" }]);
+  assert.equal(map.pod("b")!.blocks, 0);
+  assert.equal(map.pod("b")!.resets, 1);
+  assert.equal(map.index("m")!.size, 2);
+  now += 5000;
+  map.touch("b", "m");
+  assert.deepEqual(map.expire(1000), ["a"]);
+  assert.equal(map.index("m")!.size, 0);
+  map.touch("c", "m"); // a's slot is free again
+  assert.equal(map.pods().length, 2);
+  // A pod that changes model loses its blocks.
+  map.apply("c", "m", [stored(p, 3)]);
+  map.touch("c", "m2");
+  assert.equal(map.pod("c")!.blocks, 0);
+  assert.equal(map.index("m")!.size, 0);
+});

@@ -1,0 +1,197 @@
+/**
+ * The cache map: pods, the model each serves, and per model the {@link BlockIndex} of which pod
+ * holds which block. Events from any source (ZMQ, HTTP) are applied here, in order per pod.
+ *
+ * Data-parallel ranks of one pod are merged (a block is the pod's while any rank reports it; a
+ * rank's `BlockRemoved` or `AllBlocksCleared` takes it from the whole pod): a router places a
+ * request on a pod, and under-claiming a cache only costs a little prefill.
+ *
+ * @module
+ */
+import { BlockIndex, tierOf } from "./index.ts";
+import type { BlockHash, KvEvent } from "./events.ts";
+
+/** What the index knows of a pod. */
+export interface PodState {
+  readonly id: string;
+  model: string;
+  /** Bit of the pod in the index masks. */
+  readonly slot: number;
+  /** Blocks the pod holds (any tier). */
+  blocks: number;
+  /** Last event or heartbeat (ms since the epoch). */
+  lastSeen: number;
+  events: number;
+  /** Times its cache was reset (AllBlocksCleared, restart, model change). */
+  resets: number;
+}
+
+/** No room for another pod (MAX_PODS). */
+export class PodLimitError extends Error {
+  constructor(max: number) {
+    super(`pod limit reached (${max}): raise MAX_PODS`);
+    this.name = "PodLimitError";
+  }
+}
+
+/** A hash as the index keys it: the low 64 bits, as two u32. */
+export function hashKey(h: BlockHash, out: [number, number]): void {
+  if (typeof h === "bigint") {
+    out[0] = Number((h >> 32n) & 0xffffffffn);
+    out[1] = Number(h & 0xffffffffn);
+    return;
+  }
+  // Bytes: the last 8, big-endian (shorter ones as a big-endian integer).
+  let hi = 0, lo = 0;
+  const from = Math.max(0, h.length - 8);
+  for (let i = from; i < h.length; i++) {
+    hi = ((hi << 8) | (lo >>> 24)) >>> 0;
+    lo = ((lo << 8) | h[i]) >>> 0;
+  }
+  out[0] = hi;
+  out[1] = lo;
+}
+
+/** Options of a {@link CacheMap}. */
+export interface CacheMapOptions {
+  maxPods: number;
+  now?: () => number;
+}
+
+/** Counts of one applied batch. */
+export interface ApplyResult {
+  stored: number;
+  removed: number;
+  cleared: number;
+}
+
+/** Pods and per-model block indexes. */
+export class CacheMap {
+  readonly maxPods: number;
+  #now: () => number;
+  #pods = new Map<string, PodState>();
+  #bySlot: (PodState | undefined)[] = [];
+  #free: number[] = [];
+  #models = new Map<string, BlockIndex>();
+  #key: [number, number] = [0, 0];
+
+  constructor(options: CacheMapOptions) {
+    this.maxPods = options.maxPods;
+    this.#now = options.now ?? Date.now;
+    for (let s = options.maxPods - 1; s >= 0; s--) this.#free.push(s);
+  }
+
+  /** The index of a model (undefined before its first block). */
+  index(model: string): BlockIndex | undefined {
+    return this.#models.get(model);
+  }
+
+  models(): string[] {
+    return [...this.#models.keys()];
+  }
+
+  pod(id: string): PodState | undefined {
+    return this.#pods.get(id);
+  }
+
+  pods(): PodState[] {
+    return [...this.#pods.values()];
+  }
+
+  /** The pod in mask bit `slot`. */
+  podAt(slot: number): PodState | undefined {
+    return this.#bySlot[slot];
+  }
+
+  /** Blocks indexed over all models, and the bytes of their tables. */
+  totals(): { blocks: number; bytes: number } {
+    let blocks = 0, bytes = 0;
+    for (const ix of this.#models.values()) {
+      blocks += ix.size;
+      bytes += ix.bytes;
+    }
+    return { blocks, bytes };
+  }
+
+  /** Registers (or refreshes) a pod serving `model`; a model change resets its blocks. */
+  touch(id: string, model: string): PodState {
+    let p = this.#pods.get(id);
+    if (p === undefined) {
+      const slot = this.#free.pop();
+      if (slot === undefined) throw new PodLimitError(this.maxPods);
+      p = { id, model, slot, blocks: 0, lastSeen: this.#now(), events: 0, resets: 0 };
+      this.#pods.set(id, p);
+      this.#bySlot[slot] = p;
+    } else if (p.model !== model) {
+      this.reset(id);
+      p.model = model;
+    }
+    p.lastSeen = this.#now();
+    return p;
+  }
+
+  /** Drops every block of a pod (it stays known). */
+  reset(id: string): number {
+    const p = this.#pods.get(id);
+    if (p === undefined) return 0;
+    const ix = this.#models.get(p.model);
+    const dropped = ix ? ix.dropPod(p.slot) : 0;
+    p.blocks = 0;
+    p.resets++;
+    return dropped;
+  }
+
+  /** Forgets a pod (gone, or silent past the heartbeat timeout); its slot is reused. */
+  remove(id: string): boolean {
+    const p = this.#pods.get(id);
+    if (p === undefined) return false;
+    this.reset(id);
+    this.#pods.delete(id);
+    this.#bySlot[p.slot] = undefined;
+    this.#free.push(p.slot);
+    return true;
+  }
+
+  /** Removes pods not seen for `timeoutMs`; returns their ids. */
+  expire(timeoutMs: number, keep: (id: string) => boolean = () => false): string[] {
+    const cutoff = this.#now() - timeoutMs;
+    const gone: string[] = [];
+    for (const p of this.#pods.values()) {
+      if (p.lastSeen < cutoff && !keep(p.id)) gone.push(p.id);
+    }
+    for (const id of gone) this.remove(id);
+    return gone;
+  }
+
+  /** Applies a pod's events in order. */
+  apply(id: string, model: string, events: readonly KvEvent[]): ApplyResult {
+    const p = this.touch(id, model);
+    const r: ApplyResult = { stored: 0, removed: 0, cleared: 0 };
+    let ix = this.#models.get(model);
+    const k = this.#key;
+    for (const e of events) {
+      p.events++;
+      if (e.type === "BlockStored") {
+        if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
+        const tier = tierOf(e.medium);
+        for (const h of e.blockHashes) {
+          hashKey(h, k);
+          if (ix.add(k[0], k[1], p.slot, tier)) p.blocks++;
+          r.stored++;
+        }
+      } else if (e.type === "BlockRemoved") {
+        if (ix === undefined) continue;
+        const tier = e.medium === null ? 0 : tierOf(e.medium);
+        for (const h of e.blockHashes) {
+          hashKey(h, k);
+          if (ix.remove(k[0], k[1], p.slot, tier)) p.blocks--;
+          r.removed++;
+        }
+      } else {
+        this.reset(id);
+        r.cleared++;
+      }
+    }
+    return r;
+  }
+}
