@@ -212,6 +212,9 @@ export class PublisherStream {
     return this.#replaying;
   }
 
+  /** Pod and model of the last live message (for replies that carry no topic). */
+  #lastWho: { pod: string; model: string } | null = null;
+
   #who(topic: Uint8Array): { pod: string; model: string } | null {
     const t = parseTopic(topic);
     const pod = this.#opts.pod ?? t?.pod;
@@ -235,6 +238,7 @@ export class PublisherStream {
       return;
     }
     s.bytes += frames[2].length;
+    this.#lastWho = who;
     if (this.#replaying) {
       this.#hold(seq, who.pod, who.model, frames[2], now);
       return;
@@ -329,8 +333,7 @@ export class PublisherStream {
       this.#finishReplay(`replay starts at ${seq}, after ${this.last + 1}`);
       return;
     }
-    const topic = f.length >= 3 ? f[f.length - 3] : new Uint8Array(0);
-    const who = this.#who(topic) ?? this.#heldWho();
+    const who = f.length >= 3 ? this.#who(f[f.length - 3]) : this.#lastWho;
     if (who === null) {
       this.#ingest.stats.badFrames++;
       return;
@@ -339,12 +342,6 @@ export class PublisherStream {
     this.last = seq;
     this.#ingest.applyPayload(who.pod, who.model, f[f.length - 1], this.#clock());
     if (this.last >= this.#replayUntil) this.#finishReplay(null);
-  }
-
-  /** The pod of the held messages (replies without a topic, on a topic-named stream). */
-  #heldWho(): { pod: string; model: string } | null {
-    const h = this.#held[0];
-    return h === undefined ? null : { pod: h.pod, model: h.model };
   }
 
   /** Abandons a replay past its timeout (call now and then). */

@@ -1,0 +1,156 @@
+/**
+ * Entry point of kv-events: reads the environment, connects to the configured ZMQ publishers
+ * (and binds ZMQ_BIND), serves the HTTP API on PORT, and stops cleanly on SIGINT/SIGTERM.
+ *
+ * @module
+ */
+import { BufferedSink, createLogger, installGracefulShutdown } from "@deno-stores/shared/http";
+import { ConfigError } from "@deno-stores/shared/config";
+import { createKvEventsApp } from "./app.ts";
+import { BlockHasher, type HashAlgo } from "./block_hash.ts";
+import { type KvEventsConfig, loadKvEventsConfig } from "./config.ts";
+import { Ingest } from "./ingest.ts";
+import { Router } from "./router.ts";
+import { CacheMap } from "./store.ts";
+import { ZmqSources } from "./zmq_source.ts";
+
+const encoder = new TextEncoder();
+
+function writeAll(text: string): void {
+  const bytes = encoder.encode(text);
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+}
+
+function run(config: KvEventsConfig): void {
+  const sink = new BufferedSink(writeAll, (fn) => setTimeout(fn, 20));
+  const logger = createLogger({
+    service: "kv-events",
+    level: config.LOG_LEVEL,
+    sink: sink.sink,
+    now: Date.now,
+  });
+  const map = new CacheMap({ maxPods: config.MAX_PODS });
+  const hasher = new BlockHasher({
+    algo: config.HASH_ALGO as HashAlgo,
+    seed: config.HASH_SEED,
+    blockSize: config.BLOCK_SIZE,
+    cacheBlocks: config.HASH_CACHE_BLOCKS,
+  });
+  const router = new Router(map, hasher, {
+    cacheWeight: config.ROUTE_CACHE_WEIGHT,
+    loadWeight: config.ROUTE_LOAD_WEIGHT,
+    offloadWeight: config.ROUTE_OFFLOAD_WEIGHT,
+    imbalanceAbs: config.ROUTE_IMBALANCE_ABS,
+    imbalanceRel: config.ROUTE_IMBALANCE_REL,
+  });
+  // Warnings from the event path are rate-limited: a broken publisher must not flood the log.
+  let warned = 0, windowStart = 0, suppressed = 0;
+  const ingest = new Ingest(map, {
+    defaultModel: config.DEFAULT_MODEL,
+    hooks: {
+      warn: (message, fields) => {
+        const now = Date.now();
+        if (now - windowStart > 1000) {
+          if (suppressed > 0) logger.warn("warnings suppressed", { count: suppressed });
+          windowStart = now;
+          warned = 0;
+          suppressed = 0;
+        }
+        if (++warned <= 20) logger.warn(message, fields);
+        else suppressed++;
+      },
+    },
+  });
+  const zmq = new ZmqSources(ingest, {
+    publishers: config.PUBLISHERS,
+    bind: config.ZMQ_BIND,
+    topic: config.TOPIC,
+    maxFrameBytes: config.ZMQ_MAX_FRAME_BYTES,
+    replayTimeoutMs: config.REPLAY_TIMEOUT_MS,
+    maxHeld: config.REPLAY_MAX_HELD,
+  });
+
+  // Events per second over the last second, for /stats.
+  let rate = { batches: 0, blocks: 0 };
+  let last = { batches: 0, blocks: 0 };
+  const sample = () => {
+    const s = ingest.stats;
+    const now = { batches: s.batches, blocks: s.blocksStored + s.blocksRemoved };
+    rate = { batches: now.batches - last.batches, blocks: now.blocks - last.blocks };
+    last = now;
+  };
+
+  const service = createKvEventsApp({
+    map,
+    router,
+    ingest,
+    logger,
+    accessLog: config.ACCESS_LOG,
+    bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
+    maxRouteTokens: config.MAX_ROUTE_TOKENS,
+    publishers: () => zmq.statuses(),
+    extraStats: () => ({
+      per_second: { batches: rate.batches, blocks: rate.blocks },
+      hash: {
+        algo: hasher.algo,
+        block_size: hasher.blockSize,
+        digest_cache: hasher.cacheStats(),
+      },
+      zmq: zmq.transport(),
+    }),
+  });
+
+  const bound = zmq.start();
+  const timers = [
+    setInterval(() => zmq.tick(), 100),
+    setInterval(sample, 1000),
+  ];
+  if (config.POD_TIMEOUT_MS > 0) {
+    timers.push(setInterval(() => {
+      for (const id of map.expire(config.POD_TIMEOUT_MS, (pod) => zmq.isConnected(pod))) {
+        logger.info("pod dropped: no event or heartbeat", { pod: id });
+      }
+    }, Math.max(100, Math.floor(config.POD_TIMEOUT_MS / 4))));
+  }
+
+  const server = Deno.serve({
+    hostname: config.HOST,
+    port: config.PORT,
+    onListen: (addr) => {
+      logger.info("listening", {
+        url: `http://${addr.hostname}:${addr.port}`,
+        publishers: config.PUBLISHERS.length,
+        zmq_bind: bound ? `tcp://${bound.hostname}:${bound.port}` : null,
+        hash_algo: hasher.algo,
+        block_size: hasher.blockSize,
+      });
+    },
+  }, service.fetch);
+  service.lifecycle.markStarted();
+  installGracefulShutdown({
+    servers: [server],
+    lifecycle: service.lifecycle,
+    logger,
+    timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    onShutdown: [() => {
+      for (const t of timers) clearInterval(t);
+      return zmq.close();
+    }],
+    flush: () => sink.flush(),
+    exit: Deno.exit,
+  });
+}
+
+if (import.meta.main) {
+  try {
+    run(loadKvEventsConfig(Deno.env.toObject()));
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * End to end: the service process against a real libzmq publisher (pyzmq, as vLLM's publisher
+ * binds it), a forced sequence gap repaired through the replay socket, and an engine restart.
+ */
+import assert from "node:assert/strict";
+import { freePort, startDeno } from "../../bench/lib/process.ts";
+
+const PY = "/usr/bin/python3";
+const hasZmq = await new Deno.Command(PY, { args: ["-c", "import zmq, msgpack"] })
+  .output().then((o) => o.success).catch(() => false);
+
+/** The fake engine: a python process taking commands on stdin. */
+class FakeEngine {
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #lines: AsyncIterator<string>;
+
+  constructor(pubPort: number, replayPort: number) {
+    this.#child = new Deno.Command(PY, {
+      args: [
+        new URL("./testdata/fake_vllm.py", import.meta.url).pathname,
+        String(pubPort),
+        String(replayPort),
+        "kv@pod-1@llama",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#writer = this.#child.stdin.getWriter();
+    this.#lines = lines(this.#child.stdout);
+  }
+
+  async expect(line: string): Promise<void> {
+    const next = await this.#lines.next();
+    assert.equal(next.value, line);
+  }
+
+  async send(command: string): Promise<void> {
+    await this.#writer.write(new TextEncoder().encode(command + "\n"));
+  }
+
+  async stop(): Promise<void> {
+    try {
+      await this.send("quit");
+      await this.#writer.close();
+    } catch {
+      // already gone
+    }
+    while (!(await this.#lines.next()).done) { /* drain */ }
+    await this.#child.status;
+  }
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    rest += chunk;
+    let i;
+    while ((i = rest.indexOf("\n")) >= 0) {
+      yield rest.slice(0, i);
+      rest = rest.slice(i + 1);
+    }
+  }
+}
+
+async function stats(url: string) {
+  const r = await fetch(url + "/stats");
+  return await r.json();
+}
+
+/** Polls /stats until `ok` holds (bounded: a stuck service fails the test, not hangs it). */
+async function until(url: string, ok: (s: Record<string, any>) => boolean, what: string) {
+  const deadline = Date.now() + 20_000;
+  let s = await stats(url);
+  while (!ok(s)) {
+    if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 50));
+    s = await stats(url);
+  }
+  return s;
+}
+
+Deno.test({
+  name: "e2e: libzmq publisher, a forced gap repaired by replay, an engine restart",
+  ignore: !hasZmq,
+  async fn() {
+    const pubPort = freePort(), replayPort = freePort();
+    let engine = new FakeEngine(pubPort, replayPort);
+    await engine.expect("ready");
+    const svc = await startDeno(new URL("./main.ts", import.meta.url).pathname, {
+      PUBLISHERS: `pod-1=tcp://127.0.0.1:${pubPort}|tcp://127.0.0.1:${replayPort}`,
+      LOG_LEVEL: "error",
+    });
+    try {
+      await until(svc.url, (s) => s.publishers[0].connected === 1, "connected");
+      // Batches 0..199; 50..89 are never sent live, only kept for replay.
+      await engine.send("publish 0 200 50 89");
+      await engine.expect("published");
+      const s = await until(svc.url, (s) => s.blocks === 200, "every block indexed");
+      assert.equal(s.ingest.gapsUnrepaired, 0);
+      assert.ok(s.ingest.gaps + s.ingest.catchups >= 1, JSON.stringify(s.ingest));
+      assert.ok(s.ingest.replayedMessages >= 40, JSON.stringify(s.ingest));
+      assert.equal(s.publishers[0].lastSeq, 199);
+      assert.equal(s.models[0].model, "llama");
+
+      // Routing by the hashes the engine reported (u64 >= 2^63, as decimal strings).
+      const hashes = [0, 1, 2, 60, 61].map((n) => (2n ** 63n + BigInt(n)).toString());
+      const r = await fetch(svc.url + "/route", {
+        method: "POST",
+        body: JSON.stringify({ block_hashes: hashes, model: "llama" }),
+      });
+      const route = await r.json();
+      assert.equal(route.pod, "pod-1");
+      assert.equal(route.scores[0].matched_blocks, 5);
+
+      const metrics = await (await fetch(svc.url + "/metrics")).text();
+      assert.match(metrics, /kv_events_gaps_unrepaired_total 0/);
+      assert.match(metrics, /kv_events_blocks_stored_total 200/);
+
+      // The engine restarts: its numbering starts again at 0, so the pod's blocks are dropped.
+      await engine.stop();
+      engine = new FakeEngine(pubPort, replayPort);
+      await engine.expect("ready");
+      await until(svc.url, (s) => s.publishers[0].connected === 1, "reconnected");
+      await engine.send("publish 0 5");
+      await engine.expect("published");
+      const after = await until(svc.url, (s) => s.ingest.restarts === 1 && s.blocks === 5, "reset");
+      assert.equal(after.publishers[0].lastSeq, 4);
+    } finally {
+      await engine.stop();
+      await svc.stop();
+    }
+  },
+});

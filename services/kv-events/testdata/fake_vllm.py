@@ -1,0 +1,67 @@
+"""A stand-in for a vLLM engine's KV event publisher, for kv-events' end-to-end tests.
+
+Binds a PUB socket and a replay ROUTER socket as vLLM's ZmqEventPublisher does: each message is
+[topic, 8-byte big-endian seq, msgpack KVEventBatch]; the ROUTER answers [id, "", start_seq] with
+[id, "", seq, payload] for every buffered seq >= start_seq, then [id, "", -1 (8 bytes), ""].
+
+Usage: fake_vllm.py PUB_PORT REPLAY_PORT TOPIC; prints "ready", then reads commands on stdin:
+  publish FIRST COUNT [SKIP_FROM SKIP_TO]   publish batches FIRST..FIRST+COUNT-1; those in
+                                            [SKIP_FROM, SKIP_TO] go to the replay buffer only
+  quit
+Batch seq n stores one block whose u64 hash is 2**63 + n (always >= 2^63), in GPU.
+"""
+import sys
+import time
+
+import msgpack
+import zmq
+
+pub_port, replay_port, topic = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode()
+ctx = zmq.Context()
+pub = ctx.socket(zmq.PUB)
+pub.setsockopt(zmq.SNDHWM, 1_000_000)
+pub.bind(f"tcp://127.0.0.1:{pub_port}")
+router = ctx.socket(zmq.ROUTER)
+router.bind(f"tcp://127.0.0.1:{replay_port}")
+buffer = {}
+END = (-1).to_bytes(8, "big", signed=True)
+
+
+def payload(n):
+    event = ["BlockStored", [2**63 + n], None, list(range(16)), 16, None, "GPU"]
+    return msgpack.packb([time.time(), [event]])
+
+
+def serve_replays(timeout_ms):
+    while router.poll(timeout_ms):
+        ident, _, start = router.recv_multipart()
+        s = int.from_bytes(start, "big")
+        for n in sorted(k for k in buffer if k >= s):
+            router.send_multipart([ident, b"", n.to_bytes(8, "big"), buffer[n]])
+        router.send_multipart([ident, b"", END, b""])
+        timeout_ms = 0
+
+
+print("ready", flush=True)
+poller = zmq.Poller()
+for line in sys.stdin:
+    parts = line.split()
+    if not parts:
+        continue
+    if parts[0] == "quit":
+        break
+    first, count = int(parts[1]), int(parts[2])
+    skip = (int(parts[3]), int(parts[4])) if len(parts) == 5 else (1, 0)
+    for n in range(first, first + count):
+        buffer[n] = payload(n)
+        if not (skip[0] <= n <= skip[1]):
+            pub.send_multipart([topic, n.to_bytes(8, "big"), buffer[n]])
+        serve_replays(0)
+    # Answer replays for a while after publishing.
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        serve_replays(50)
+    print("published", flush=True)
+pub.close(0)
+router.close(0)
+ctx.term()
