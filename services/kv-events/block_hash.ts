@@ -365,7 +365,7 @@ export class BlockHasher {
 }
 
 /**
- * Remembered block digests: a direct-mapped table keyed by (parent's low 64 bits, extra keys,
+ * Remembered block digests: a two-way set-associative table keyed by (parent's low 64 bits, extra keys,
  * token ids), the key checked exactly on every hit (a false hit would take a 64-bit collision of
  * SHA-256 parents with equal tokens).
  */
@@ -381,6 +381,8 @@ class DigestCache {
   #keys: Uint32Array;
   #digests: Uint8Array;
   #keyIds = new Map<string, number>();
+  /** Per set of two slots, the way used last. */
+  #lastUsed: Uint8Array;
   #pendingParentHi = 0;
   #pendingParentLo = 0;
 
@@ -393,7 +395,8 @@ class DigestCache {
     this.#stride = 3 + blockSize;
     this.#keys = new Uint32Array(cap * this.#stride);
     this.#digests = new Uint8Array(cap * 32);
-    this.bytes = this.#keys.byteLength + this.#digests.byteLength;
+    this.#lastUsed = new Uint8Array(Math.max(1, cap >>> 1));
+    this.bytes = this.#keys.byteLength + this.#digests.byteLength + this.#lastUsed.byteLength;
   }
 
   /** A small id for a prompt's extra keys (the table is cleared past 65,536 distinct ones). */
@@ -428,21 +431,37 @@ class DigestCache {
     h ^= h >>> 16;
     this.#pendingParentHi = hi >>> 0;
     this.#pendingParentLo = lo >>> 0;
-    const slot = h & this.#mask;
+    // Two ways per set: the block may sit in either; a miss takes the one not used last.
+    const set = h & this.#mask & ~1;
+    if (this.#matches(set, keysId, t, from)) {
+      this.#lastUsed[set >>> 1] = 0;
+      return set;
+    }
+    if (this.#matches(set + 1, keysId, t, from)) {
+      this.#lastUsed[set >>> 1] = 1;
+      return set + 1;
+    }
+    const victim = set + (this.#lastUsed[set >>> 1] ^ 1);
+    this.#lastUsed[set >>> 1] = victim - set;
+    return -(victim + 2);
+  }
+
+  #matches(slot: number, keysId: number, t: ArrayLike<number>, from: number): boolean {
     const k = this.#keys;
     const o = slot * this.#stride;
     if (
       k[o] !== this.#pendingParentHi || k[o + 1] !== this.#pendingParentLo ||
       k[o + 2] !== keysId + 1
-    ) return -(slot + 2);
-    for (let j = 0; j < this.#bs; j++) if (k[o + 3 + j] !== t[from + j]) return -(slot + 2);
-    return slot;
+    ) return false;
+    for (let j = 0; j < this.#bs; j++) if (k[o + 3 + j] !== t[from + j]) return false;
+    return true;
   }
 
   /** On a hit, copies the digest into the parent slot. */
   hit(slot: number, b: Uint8Array, at: number): void {
     this.hits++;
-    b.set(this.#digests.subarray(slot * 32, slot * 32 + 32), at);
+    const d = this.#digests;
+    for (let i = 0, o = slot * 32; i < 32; i++) b[at + i] = d[o + i];
   }
 
   /** Takes the slot for a missed block (its key; the digest follows with {@link store}). */

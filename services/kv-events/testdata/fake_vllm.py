@@ -7,6 +7,9 @@ Binds a PUB socket and a replay ROUTER socket as vLLM's ZmqEventPublisher does: 
 Usage: fake_vllm.py PUB_PORT REPLAY_PORT TOPIC; prints "ready", then reads commands on stdin:
   publish FIRST COUNT [SKIP_FROM SKIP_TO]   publish batches FIRST..FIRST+COUNT-1; those in
                                             [SKIP_FROM, SKIP_TO] go to the replay buffer only
+  blast FIRST COUNT BLOCKS RATE             COUNT batches of BLOCKS blocks each at RATE batches/s
+                                            (0: as fast as possible), hashes made unique by seq;
+                                            prints "blasted SECONDS"
   quit
 Batch seq n stores one block whose u64 hash is 2**63 + n (always >= 2^63), in GPU.
 """
@@ -42,6 +45,23 @@ def serve_replays(timeout_ms):
         timeout_ms = 0
 
 
+def blast(first, count, blocks, rate):
+    tokens = list(range(16 * blocks))
+    start = time.time()
+    for i in range(count):
+        n = first + i
+        if rate > 0:
+            due = start + i / rate
+            while time.time() < due:
+                pass
+        hashes = [(n * blocks + b) | (1 << 63) for b in range(blocks)]
+        event = ["BlockStored", hashes, None, tokens, 16, None, "GPU"]
+        body = msgpack.packb([time.time(), [event]])
+        buffer[n] = body
+        pub.send_multipart([topic, n.to_bytes(8, "big"), body])
+    print(f"blasted {time.time() - start:.6f}", flush=True)
+
+
 print("ready", flush=True)
 poller = zmq.Poller()
 for line in sys.stdin:
@@ -50,6 +70,9 @@ for line in sys.stdin:
         continue
     if parts[0] == "quit":
         break
+    if parts[0] == "blast":
+        blast(*(int(x) if i < 3 else float(x) for i, x in enumerate(parts[1:5])))
+        continue
     first, count = int(parts[1]), int(parts[2])
     skip = (int(parts[3]), int(parts[4])) if len(parts) == 5 else (1, 0)
     for n in range(first, first + count):

@@ -1,0 +1,466 @@
+/**
+ * kv-events benchmarks: the issue's seven measurements, percentiles from sorted samples.
+ *
+ *   deno task bench:kv-events [--quick] [--doc]     run, print, write docs/results/kv-events.json
+ *   deno task bench:baseline                        run and write bench/baselines/kv-events.json
+ *   deno task bench:check --threshold 0.1           run and fail on a >10% regression
+ *
+ * 1. event processing latency: decode + index of one batch, in process; publish-to-indexed over
+ *    ZMQ from a libzmq publisher (pyzmq) at 10,000 batches/s;
+ * 2. ingest throughput over ZMQ, 1 and 4 publishers, as fast as they send (gaps must be 0);
+ * 3. memory per indexed block at 1,000,000 blocks (table bytes, JS heap delta);
+ * 4. concurrency: 1 to 500 concurrent POST /route clients against the service process;
+ * 5. large prefixes: routing decisions for 100 to 50,000-token prompts;
+ * 6. burst: 10,000 batches sent at once: peak indexing rate, queue depth, recovery;
+ * 7. routing decision latency, 2,000 tokens, 32 pods, 1,000,000 blocks (digest cache warm, and
+ *    cold: every block hashed).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { freePort, startDeno } from "./lib/process.ts";
+import { BlockHasher } from "../services/kv-events/block_hash.ts";
+import { decodeEventBatch } from "../services/kv-events/events.ts";
+import { Ingest } from "../services/kv-events/ingest.ts";
+import { encodeMsgpack } from "../services/kv-events/msgpack.ts";
+import { Router } from "../services/kv-events/router.ts";
+import { CacheMap } from "../services/kv-events/store.ts";
+import { ZmqSources } from "../services/kv-events/zmq_source.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    doc: { type: "boolean", default: false },
+    baseline: { type: "boolean", default: false },
+    check: { type: "boolean", default: false },
+    threshold: { type: "string", default: "0.1" },
+  },
+});
+const QUICK = args.values.quick;
+const PY = "/usr/bin/python3";
+const FAKE = new URL("../services/kv-events/testdata/fake_vllm.py", import.meta.url).pathname;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A metric: value, unit, and whether higher is better (for the regression check). */
+interface Metric {
+  value: number;
+  unit: string;
+  higherIsBetter: boolean;
+}
+const results: Record<string, Metric> = {};
+const put = (name: string, value: number, unit: string, higherIsBetter: boolean) => {
+  results[name] = { value: Math.round(value * 1000) / 1000, unit, higherIsBetter };
+  console.log(`${name.padEnd(44)} ${String(results[name].value).padStart(12)} ${unit}`);
+};
+
+function pct(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+const sortNum = (a: number[]) => Float64Array.from(a).sort();
+
+// ---------------------------------------------------------------------------------------------
+// In process: index of 1,000,000 blocks over 32 pods, routing, event processing.
+
+function lcg(seed: number) {
+  let s = seed >>> 0;
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+}
+
+function inProcess() {
+  const BS = 16;
+  const PODS = 32;
+  const TARGET = QUICK ? 200_000 : 1_000_000;
+  const PROMPT = 2_000;
+  const rnd = lcg(7);
+  const map = new CacheMap({ maxPods: PODS });
+  const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
+  const prompts: number[][] = [];
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const heap0 = Deno.memoryUsage().heapUsed;
+  let stored = 0;
+  for (let p = 0; map.totals().blocks < TARGET; p++) {
+    const tokens = Array.from({ length: PROMPT }, () => rnd() % 150_000);
+    if (prompts.length < 2000) prompts.push(tokens);
+    const digests = hasher.all(tokens);
+    const ints = digests.map((d) => new DataView(d.buffer).getBigUint64(24));
+    // Each prompt cached on 1 or 2 pods, the second often only a prefix of it.
+    const pod = p % PODS;
+    map.apply(`pod-${pod}`, "m", [{
+      type: "BlockStored",
+      blockHashes: ints,
+      parentBlockHash: null,
+      tokenIds: [],
+      blockSize: BS,
+      loraId: null,
+      medium: null,
+    }]);
+    stored += ints.length;
+    if (p % 3 === 0) {
+      map.apply(`pod-${(pod + 7) % PODS}`, "m", [{
+        type: "BlockStored",
+        blockHashes: ints.slice(0, 1 + (rnd() % ints.length)),
+        parentBlockHash: null,
+        tokenIds: [],
+        blockSize: BS,
+        loraId: null,
+        medium: "CPU",
+      }]);
+    }
+  }
+  gc?.();
+  const totals = map.totals();
+  const heapDelta = Deno.memoryUsage().heapUsed - heap0;
+  put("memory.blocks", totals.blocks, "blocks", true);
+  put("memory.table_bytes_per_block", totals.bytes / totals.blocks, "B", false);
+  // The kept sample prompts are on the heap too: count them out (8 bytes per token in arrays).
+  const promptBytes = prompts.length * PROMPT * 8;
+  put(
+    "memory.heap_bytes_per_block",
+    Math.max(0, heapDelta - promptBytes) / totals.blocks,
+    "B",
+    false,
+  );
+
+  // Routing: 2,000-token prompts that pods hold, 32 candidates with loads.
+  const candidates = Array.from({ length: PODS }, (_, i) => ({ id: `pod-${i}`, load: i % 5 }));
+  const route = (router: Router, tokens: number[]) => router.route("m", { tokens }, candidates)!;
+  const sample = (router: Router, n: number, pick: (i: number) => number[]) => {
+    const t: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const tokens = pick(i);
+      const t0 = performance.now();
+      route(router, tokens);
+      t.push((performance.now() - t0) * 1000);
+    }
+    return sortNum(t);
+  };
+  const cold = new Router(map, new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }));
+  sample(cold, 200, (i) => prompts[i % prompts.length]); // warm up the JIT
+  const coldT = sample(cold, QUICK ? 500 : 2000, (i) => prompts[i % prompts.length]);
+  put("route.2k_cold.p50", pct(coldT, 50), "µs", false);
+  put("route.2k_cold.p99", pct(coldT, 99), "µs", false);
+  const warm = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS, cacheBlocks: 1 << 18 }),
+  );
+  const hot = prompts.slice(0, 200);
+  for (const p of hot) route(warm, p);
+  const warmT = sample(warm, QUICK ? 2000 : 10000, (i) => hot[i % hot.length]);
+  put("route.2k_warm.p50", pct(warmT, 50), "µs", false);
+  put("route.2k_warm.p99", pct(warmT, 99), "µs", false);
+
+  // The gateway sends the block hashes (no hashing here).
+  const flat = hot.map((p) => {
+    const f = new Uint32Array(250);
+    hasher.all(p).forEach((d, i) => {
+      const v = new DataView(d.buffer);
+      f[i * 2] = v.getUint32(24);
+      f[i * 2 + 1] = v.getUint32(28);
+    });
+    return f;
+  });
+  const hashT: number[] = [];
+  for (let i = 0; i < (QUICK ? 2000 : 10000); i++) {
+    const t0 = performance.now();
+    cold.route("m", { hashes: flat[i % flat.length] }, candidates);
+    hashT.push((performance.now() - t0) * 1000);
+  }
+  const hashS = sortNum(hashT);
+  put("route.2k_hashes.p50", pct(hashS, 50), "µs", false);
+  put("route.2k_hashes.p99", pct(hashS, 99), "µs", false);
+
+  // Large prefixes, cold hashing, the whole prompt cached on one pod.
+  for (const len of [100, 1_000, 10_000, 50_000]) {
+    const tokens = Array.from({ length: len }, () => rnd() % 150_000);
+    const ints = hasher.all(tokens).map((d) => new DataView(d.buffer).getBigUint64(24));
+    map.apply("pod-0", "m", [{
+      type: "BlockStored",
+      blockHashes: ints,
+      parentBlockHash: null,
+      tokenIds: [],
+      blockSize: BS,
+      loraId: null,
+      medium: null,
+    }]);
+    const n = len >= 10_000 ? 50 : 500;
+    const t = sample(cold, n, () => tokens);
+    put(`route.prefix_${len}.p50`, pct(t, 50), "µs", false);
+    put(`route.prefix_${len}.p99`, pct(t, 99), "µs", false);
+  }
+
+  // Event processing: decode + apply one batch (8 blocks, 128 tokens), as ZMQ delivers them.
+  const batches: Uint8Array[] = [];
+  let h = 1n << 63n;
+  for (let b = 0; b < 20_000; b++) {
+    const hashes = Array.from({ length: 8 }, () => h++);
+    batches.push(encodeMsgpack([Date.now() / 1000, [[
+      "BlockStored",
+      hashes,
+      null,
+      Array.from({ length: 128 }, (_, i) => i),
+      16,
+      null,
+      "GPU",
+    ]]]));
+  }
+  const lat: number[] = [];
+  let blocks = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < batches.length; i++) {
+    const s = performance.now();
+    const batch = decodeEventBatch(batches[i]);
+    blocks += map.apply(`pod-${i % PODS}`, "m", batch.events).stored;
+    lat.push((performance.now() - s) * 1000);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const latS = sortNum(lat);
+  put("process.batch.p50", pct(latS, 50), "µs", false);
+  put("process.batch.p99", pct(latS, 99), "µs", false);
+  put("process.in_process_blocks_per_s", blocks / secs, "blocks/s", true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over ZMQ from pyzmq publishers.
+
+class Engine {
+  child: Deno.ChildProcess;
+  #w: WritableStreamDefaultWriter<Uint8Array>;
+  #r: ReadableStreamDefaultReader<string>;
+  #buf = "";
+  pubPort = freePort();
+  replayPort = freePort();
+  constructor(pod: string) {
+    this.child = new Deno.Command(PY, {
+      args: [FAKE, String(this.pubPort), String(this.replayPort), `kv@${pod}@m`],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    this.#w = this.child.stdin.getWriter();
+    this.#r = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  }
+  async line(): Promise<string> {
+    while (!this.#buf.includes("\n")) {
+      const { value, done } = await this.#r.read();
+      if (done) throw new Error("publisher exited");
+      this.#buf += value;
+    }
+    const i = this.#buf.indexOf("\n");
+    const l = this.#buf.slice(0, i);
+    this.#buf = this.#buf.slice(i + 1);
+    return l;
+  }
+  send(cmd: string) {
+    return this.#w.write(new TextEncoder().encode(cmd + "\n"));
+  }
+  async stop() {
+    await this.send("quit").catch(() => {});
+    await this.#w.close().catch(() => {});
+    await this.#r.cancel().catch(() => {});
+    await this.child.status;
+  }
+}
+
+interface Sample {
+  ts: number;
+  at: number;
+}
+
+async function zmqRun(
+  publishers: number,
+  count: number,
+  blocksPerBatch: number,
+  rate: number,
+): Promise<{ ingest: Ingest; samples: Sample[]; first: number; last: number }> {
+  const engines = Array.from({ length: publishers }, (_, i) => new Engine(`pod-${i}`));
+  for (const e of engines) await e.line(); // ready
+  const map = new CacheMap({ maxPods: 32 });
+  const samples: Sample[] = [];
+  const wall = () => performance.timeOrigin + performance.now();
+  let first = 0, last = 0;
+  const ingest = new Ingest(map, {
+    defaultModel: "m",
+    hooks: {
+      warn: () => {},
+      observePublishToIndex: (s) => {
+        const at = wall() / 1000;
+        if (first === 0) first = at;
+        last = at;
+        samples.push({ ts: at - s, at });
+      },
+    },
+  });
+  const zmq = new ZmqSources(ingest, {
+    publishers: engines.map((e, i) => ({
+      pod: `pod-${i}`,
+      endpoint: `tcp://127.0.0.1:${e.pubPort}`,
+      replay: `tcp://127.0.0.1:${e.replayPort}`,
+    })),
+    topic: "",
+    maxFrameBytes: 1 << 24,
+    replayTimeoutMs: 5000,
+    maxHeld: 1_000_000,
+  });
+  zmq.start();
+  const tick = setInterval(() => zmq.tick(), 100);
+  while (zmq.statuses().some((s) => s.connected === 0)) await sleep(20);
+  await sleep(300); // subscriptions reach the publishers
+  await Promise.all(engines.map((e) => e.send(`blast 0 ${count} ${blocksPerBatch} ${rate}`)));
+  await Promise.all(engines.map((e) => e.line()));
+  const deadline = performance.now() + 30_000;
+  while (ingest.stats.batches < count * publishers && performance.now() < deadline) await sleep(10);
+  clearInterval(tick);
+  await zmq.close();
+  await Promise.all(engines.map((e) => e.stop()));
+  return { ingest, samples, first, last };
+}
+
+async function zmqBenches() {
+  const ok = await new Deno.Command(PY, { args: ["-c", "import zmq, msgpack"] }).output()
+    .then((o) => o.success).catch(() => false);
+  if (!ok) {
+    console.log("(pyzmq missing: ZMQ benchmarks skipped)");
+    return;
+  }
+  for (const pubs of [1, 4]) {
+    const count = (QUICK ? 20_000 : 100_000) / pubs;
+    const r = await zmqRun(pubs, count, 8, 0);
+    const secs = r.last - r.first;
+    const s = r.ingest.stats;
+    put(`ingest.${pubs}pub.blocks_per_s`, s.blocksStored / secs, "blocks/s", true);
+    put(`ingest.${pubs}pub.batches_per_s`, s.batches / secs, "batches/s", true);
+    put(
+      `ingest.${pubs}pub.unrepaired_gaps`,
+      s.gapsUnrepaired + (count * pubs - s.batches),
+      "",
+      false,
+    );
+  }
+  // Latency at 10,000 batches/s.
+  const r = await zmqRun(1, QUICK ? 10_000 : 30_000, 8, 10_000);
+  const lat = sortNum(r.samples.map((x) => (x.at - x.ts) * 1e6));
+  put("process.publish_to_indexed_10k.p50", pct(lat, 50), "µs", false);
+  put("process.publish_to_indexed_10k.p99", pct(lat, 99), "µs", false);
+
+  // Burst: 10,000 batches at once.
+  const b = await zmqRun(1, 10_000, 8, 0);
+  const ts = b.samples.map((x) => x.ts);
+  const at = b.samples.map((x) => x.at);
+  // Peak rate over 100 ms windows of indexing.
+  let peak = 0;
+  for (let i = 0, j = 0; i < at.length; i++) {
+    while (at[i] - at[j] > 0.1) j++;
+    peak = Math.max(peak, (i - j + 1) / 0.1);
+  }
+  // Queue depth when batch k was indexed: batches already published minus indexed.
+  let depth = 0;
+  for (let k = 0, sent = 0; k < at.length; k++) {
+    while (sent < ts.length && ts[sent] <= at[k]) sent++;
+    depth = Math.max(depth, sent - (k + 1));
+  }
+  put("burst.10k.peak_batches_per_s", peak, "batches/s", true);
+  put("burst.10k.max_queue_depth", depth, "batches", false);
+  put("burst.10k.recovery_ms", (at[at.length - 1] - ts[ts.length - 1]) * 1000, "ms", false);
+  put("burst.10k.total_ms", (at[at.length - 1] - ts[0]) * 1000, "ms", false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency: POST /route against the service process.
+
+async function concurrency() {
+  const svc = await startDeno(new URL("../services/kv-events/main.ts", import.meta.url).pathname, {
+    LOG_LEVEL: "error",
+  });
+  try {
+    const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 });
+    const rnd = lcg(11);
+    const prompts: number[][] = [];
+    for (let p = 0; p < 64; p++) {
+      const tokens = Array.from({ length: 2000 }, () => rnd() % 150_000);
+      prompts.push(tokens);
+      const hashes = hasher.all(tokens).map((d) => new DataView(d.buffer).getBigUint64(24));
+      const body = encodeMsgpack([0, [["BlockStored", hashes, null, [], 16, null, null]]]);
+      const r = await fetch(`${svc.url}/events?pod=pod-${p % 32}&model=default`, {
+        method: "POST",
+        body: body.slice(),
+        headers: { "content-type": "application/msgpack" },
+      });
+      await r.body?.cancel();
+    }
+    const bodies = prompts.map((t) => JSON.stringify({ token_ids: t }));
+    for (const c of [1, 10, 100, 500]) {
+      const dur = QUICK ? 1000 : 3000;
+      const lat: number[] = [];
+      const end = performance.now() + dur;
+      let n = 0;
+      await Promise.all(Array.from({ length: c }, async (_, w) => {
+        let i = w;
+        while (performance.now() < end) {
+          const t0 = performance.now();
+          const r = await fetch(`${svc.url}/route`, { method: "POST", body: bodies[i++ % 64] });
+          await r.arrayBuffer();
+          lat.push(performance.now() - t0);
+          n++;
+        }
+      }));
+      const s = sortNum(lat);
+      put(`concurrency.${c}.req_per_s`, n / (dur / 1000), "req/s", true);
+      put(`concurrency.${c}.p99`, pct(s, 99), "ms", false);
+    }
+  } finally {
+    await svc.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+inProcess();
+await zmqBenches();
+await concurrency();
+
+const out = {
+  date: new Date().toISOString(),
+  deno: Deno.version.deno,
+  quick: QUICK,
+  metrics: results,
+};
+const root = new URL("../", import.meta.url);
+if (args.values.baseline) {
+  await Deno.mkdir(new URL("bench/baselines/", root), { recursive: true });
+  await Deno.writeTextFile(
+    new URL("bench/baselines/kv-events.json", root),
+    JSON.stringify(out, null, 2) + "\n",
+  );
+  console.log("wrote bench/baselines/kv-events.json");
+}
+if (args.values.doc) {
+  await Deno.writeTextFile(
+    new URL("docs/results/kv-events.json", root),
+    JSON.stringify(out, null, 2) + "\n",
+  );
+  console.log("wrote docs/results/kv-events.json");
+}
+if (args.values.check) {
+  const threshold = Number(args.values.threshold);
+  const base = JSON.parse(
+    await Deno.readTextFile(new URL("bench/baselines/kv-events.json", root)),
+  ) as typeof out;
+  let failed = 0;
+  for (const [name, b] of Object.entries(base.metrics)) {
+    const m = results[name];
+    if (m === undefined || b.value === 0) continue;
+    const change = m.higherIsBetter ? (b.value - m.value) / b.value : (m.value - b.value) / b.value;
+    const bad = change > threshold;
+    if (bad) failed++;
+    console.log(
+      `${bad ? "REGRESSION" : "ok        "} ${name.padEnd(44)} ${b.value} -> ${m.value} ${m.unit}` +
+        ` (${(change * 100).toFixed(1)}% worse)`,
+    );
+  }
+  if (failed > 0) {
+    console.error(`${failed} metric(s) regressed by more than ${threshold * 100}%`);
+    Deno.exit(1);
+  }
+}
