@@ -70,7 +70,10 @@ async function stats(url: string) {
 }
 
 /** Polls /stats until `ok` holds (bounded: a stuck service fails the test, not hangs it). */
-async function until(url: string, ok: (s: Record<string, any>) => boolean, what: string) {
+// deno-lint-ignore no-explicit-any
+type Stats = Record<string, any>;
+
+async function until(url: string, ok: (s: Stats) => boolean, what: string) {
   const deadline = Date.now() + 20_000;
   let s = await stats(url);
   while (!ok(s)) {

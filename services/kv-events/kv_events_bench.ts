@@ -1,0 +1,48 @@
+/**
+ * `deno bench` for kv-events' hot paths (the full report with percentiles and peers is
+ * bench/kv_events.ts).
+ */
+import { BlockHasher } from "./block_hash.ts";
+import { decodeEventBatch } from "./events.ts";
+import { encodeMsgpack } from "./msgpack.ts";
+import { Router } from "./router.ts";
+import { CacheMap } from "./store.ts";
+
+const tokens = Array.from({ length: 2000 }, (_, i) => (i * 7919) % 150_000);
+const map = new CacheMap({ maxPods: 32 });
+const ints = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 }).all(tokens)
+  .map((d) => new DataView(d.buffer).getBigUint64(24));
+map.apply("pod-1", "m", [{
+  type: "BlockStored",
+  blockHashes: ints,
+  parentBlockHash: null,
+  tokenIds: [],
+  blockSize: 16,
+  loraId: null,
+  medium: null,
+}]);
+const candidates = Array.from({ length: 32 }, (_, i) => ({ id: `pod-${i}`, load: i % 4 }));
+const cold = new Router(map, new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 }));
+const warm = new Router(
+  map,
+  new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16, cacheBlocks: 4096 }),
+);
+const batch = encodeMsgpack([0, [[
+  "BlockStored",
+  Array.from({ length: 8 }, (_, i) => (1n << 63n) + BigInt(i)),
+  null,
+  Array.from({ length: 128 }, (_, i) => i),
+  16,
+  null,
+  "GPU",
+]]]);
+
+Deno.bench("route 2,000 tokens, every block hashed", { group: "route" }, () => {
+  cold.route("m", { tokens }, candidates);
+});
+Deno.bench("route 2,000 tokens, digests cached", { group: "route", baseline: true }, () => {
+  warm.route("m", { tokens }, candidates);
+});
+Deno.bench("decode + index a batch of 8 blocks", () => {
+  map.apply("pod-2", "m", decodeEventBatch(batch).events);
+});
