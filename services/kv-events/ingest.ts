@@ -20,9 +20,10 @@
  *
  * @module
  */
-import { decodeEventBatch, EventDecodeError, type KvEventBatch } from "./events.ts";
+import { EventDecodeError, type KvEventBatch } from "./events.ts";
+import { ParsedBatch, readEventBatch } from "./fast_events.ts";
 import { MsgpackError } from "./msgpack.ts";
-import { type CacheMap, PodLimitError } from "./store.ts";
+import { type ApplyResult, type CacheMap, PodLimitError } from "./store.ts";
 
 /** Counters of the ingest path (exported as metrics, shown by /stats). */
 export class IngestStats {
@@ -71,6 +72,7 @@ export class Ingest {
   #hooks: IngestHooks;
   #clock: () => number;
   #wall: () => number;
+  #parsed = new ParsedBatch();
 
   constructor(
     map: CacheMap,
@@ -94,31 +96,50 @@ export class Ingest {
     return this.#hooks;
   }
 
-  /** Decodes and applies one msgpack payload; false when it was refused. */
+  /**
+   * Decodes and applies one msgpack payload (through the allocation-free reader, which accepts
+   * exactly what decodeEventBatch does); false when it was refused.
+   */
   applyPayload(pod: string, model: string, payload: Uint8Array, receivedAt?: number): boolean {
     const start = receivedAt ?? this.#clock();
-    let batch: KvEventBatch;
+    const b = this.#parsed;
     try {
-      batch = decodeEventBatch(payload);
+      readEventBatch(payload, b);
     } catch (e) {
       if (!(e instanceof EventDecodeError || e instanceof MsgpackError)) throw e;
       this.stats.decodeErrors++;
       this.#hooks.warn("undecodable event batch", { pod, error: (e as Error).message });
       return false;
     }
-    return this.applyBatch(pod, model, batch, start);
+    return this.#finish(pod, b.rejected, b.ts, start, () => this.map.applyParsed(pod, model, b));
   }
 
   /** Applies a decoded batch; false when refused (pod limit). */
   applyBatch(pod: string, model: string, batch: KvEventBatch, receivedAt?: number): boolean {
     const start = receivedAt ?? this.#clock();
+    return this.#finish(
+      pod,
+      batch.rejected,
+      batch.ts,
+      start,
+      () => this.map.apply(pod, model, batch.events),
+    );
+  }
+
+  #finish(
+    pod: string,
+    rejected: string[],
+    ts: number,
+    start: number,
+    apply: () => ApplyResult,
+  ): boolean {
     const s = this.stats;
-    if (batch.rejected.length > 0) {
-      s.rejectedEvents += batch.rejected.length;
-      this.#hooks.warn("events skipped", { pod, reasons: batch.rejected.slice(0, 3) });
+    if (rejected.length > 0) {
+      s.rejectedEvents += rejected.length;
+      this.#hooks.warn("events skipped", { pod, reasons: rejected.slice(0, 3) });
     }
     try {
-      const r = this.map.apply(pod, model, batch.events);
+      const r = apply();
       s.batches++;
       s.blocksStored += r.stored;
       s.blocksRemoved += r.removed;
@@ -130,7 +151,7 @@ export class Ingest {
       return false;
     }
     this.#hooks.observeApply?.((this.#clock() - start) / 1000);
-    if (batch.ts > 0) this.#hooks.observePublishToIndex?.((this.#wall() / 1000) - batch.ts);
+    if (ts > 0) this.#hooks.observePublishToIndex?.((this.#wall() / 1000) - ts);
     return true;
   }
 }
@@ -155,6 +176,11 @@ export function readSeq(f: Uint8Array): number | null {
   if (hi === 0xffffffff && lo === 0xffffffff) return -1;
   if (hi >= 0x200000) return null; // beyond 2^53: not a sequence a publisher reaches
   return hi * 0x100000000 + lo;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** An 8-byte big-endian sequence frame. */
@@ -215,7 +241,22 @@ export class PublisherStream {
   /** Pod and model of the last live message (for replies that carry no topic). */
   #lastWho: { pod: string; model: string } | null = null;
 
+  #topic: Uint8Array | null = null;
+  #topicWho: { pod: string; model: string } | null = null;
+
   #who(topic: Uint8Array): { pod: string; model: string } | null {
+    // Publishers send the same topic every time: decode it once.
+    const last = this.#topic;
+    if (last !== null && last.length === topic.length && sameBytes(last, topic)) {
+      return this.#topicWho;
+    }
+    const who = this.#parseWho(topic);
+    this.#topic = topic.slice();
+    this.#topicWho = who;
+    return who;
+  }
+
+  #parseWho(topic: Uint8Array): { pod: string; model: string } | null {
     const t = parseTopic(topic);
     const pod = this.#opts.pod ?? t?.pod;
     if (pod === undefined) return null;

@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { BlockIndex, tierOf } from "./index.ts";
+import { BlockIndex, type Tier, tierOf } from "./index.ts";
+import { CLEARED, type ParsedBatch, STORED } from "./fast_events.ts";
 import type { BlockHash, KvEvent } from "./events.ts";
 
 /** What the index knows of a pod. */
@@ -161,6 +162,39 @@ export class CacheMap {
     }
     for (const id of gone) this.remove(id);
     return gone;
+  }
+
+  /** Applies a batch read by the fast path (same effect as {@link apply} on its events). */
+  applyParsed(id: string, model: string, b: ParsedBatch): ApplyResult {
+    const p = this.touch(id, model);
+    const r: ApplyResult = { stored: 0, removed: 0, cleared: 0 };
+    let ix = this.#models.get(model);
+    const hs = b.hashes;
+    for (let e = 0; e < b.events; e++) {
+      p.events++;
+      const kind = b.kinds[e];
+      if (kind === CLEARED) {
+        this.reset(id);
+        r.cleared++;
+        continue;
+      }
+      const tier = b.tiers[e] as Tier;
+      const from = b.starts[e], to = from + b.counts[e];
+      if (kind === STORED) {
+        if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
+        for (let i = from; i < to; i++) {
+          if (ix.add(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks++;
+        }
+        r.stored += to - from;
+      } else {
+        if (ix === undefined) continue;
+        for (let i = from; i < to; i++) {
+          if (ix.remove(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks--;
+        }
+        r.removed += to - from;
+      }
+    }
+    return r;
   }
 
   /** Applies a pod's events in order. */

@@ -13,6 +13,7 @@ Usage: fake_vllm.py PUB_PORT REPLAY_PORT TOPIC; prints "ready", then reads comma
   quit
 Batch seq n stores one block whose u64 hash is 2**63 + n (always >= 2^63), in GPU.
 """
+import os
 import sys
 import time
 
@@ -20,6 +21,9 @@ import msgpack
 import zmq
 
 pub_port, replay_port, topic = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode()
+if hasattr(os, "sched_setaffinity") and os.environ.get("FAKE_VLLM_CPU"):
+    # The engine on its own core, as it would be on its own machine.
+    os.sched_setaffinity(0, {int(os.environ["FAKE_VLLM_CPU"])})
 ctx = zmq.Context()
 pub = ctx.socket(zmq.PUB)
 pub.setsockopt(zmq.SNDHWM, 1_000_000)
@@ -51,9 +55,11 @@ def blast(first, count, blocks, rate):
     for i in range(count):
         n = first + i
         if rate > 0:
-            due = start + i / rate
-            while time.time() < due:
-                pass
+            # Sleep (not spin) until due: a spinning sender would starve libzmq's I/O thread
+            # and the subscriber of the two cores.
+            wait = start + i / rate - time.time()
+            if wait > 0:
+                time.sleep(wait)
         hashes = [(n * blocks + b) | (1 << 63) for b in range(blocks)]
         event = ["BlockStored", hashes, None, tokens, 16, None, "GPU"]
         body = msgpack.packb([time.time(), [event]])

@@ -1,0 +1,605 @@
+/**
+ * The ingest fast path: reads a msgpack event batch into reusable typed arrays, without building
+ * a JS value per field. It accepts and refuses exactly what {@link decodeEventBatch} followed by
+ * the cache map would (a differential test holds it to that): the whole payload is checked first
+ * (the same msgpack rules and limits), then interpreted. Token ids are checked, not kept (the
+ * index does not need them); hashes go straight to the index's (hi, lo) keys.
+ *
+ * @module
+ */
+import { EventDecodeError } from "./events.ts";
+import { tierOf } from "./index.ts";
+import { MsgpackError } from "./msgpack.ts";
+
+/** Event kinds in a {@link ParsedBatch}. */
+export const STORED = 0, REMOVED = 1, CLEARED = 2;
+
+/** A batch read by {@link readEventBatch}; reused from batch to batch. */
+export class ParsedBatch {
+  ts = 0;
+  dataParallelRank: number | null = null;
+  /** Events accepted. */
+  events = 0;
+  kinds = new Uint8Array(64);
+  /** Tier per event: 0 GPU (or no medium), 1 offloaded. */
+  tiers = new Uint8Array(64);
+  starts = new Uint32Array(64);
+  counts = new Uint32Array(64);
+  /** Block hashes of every event, as (hi, lo) pairs. */
+  hashes = new Uint32Array(1024);
+  hashCount = 0;
+  rejected: string[] = [];
+
+  reset(): void {
+    this.events = 0;
+    this.hashCount = 0;
+    this.rejected = [];
+    this.dataParallelRank = null;
+  }
+
+  pushEvent(kind: number, tier: number, start: number, count: number): void {
+    if (this.events === this.kinds.length) {
+      const grow = <T extends Uint8Array | Uint32Array>(a: T, make: (n: number) => T) => {
+        const b = make(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.kinds = grow(this.kinds, (n) => new Uint8Array(n));
+      this.tiers = grow(this.tiers, (n) => new Uint8Array(n));
+      this.starts = grow(this.starts, (n) => new Uint32Array(n));
+      this.counts = grow(this.counts, (n) => new Uint32Array(n));
+    }
+    const i = this.events++;
+    this.kinds[i] = kind;
+    this.tiers[i] = tier;
+    this.starts[i] = start;
+    this.counts[i] = count;
+  }
+
+  pushHash(hi: number, lo: number): void {
+    if (this.hashCount * 2 + 2 > this.hashes.length) {
+      const b = new Uint32Array(this.hashes.length * 2);
+      b.set(this.hashes);
+      this.hashes = b;
+    }
+    this.hashes[this.hashCount * 2] = hi;
+    this.hashes[this.hashCount * 2 + 1] = lo;
+    this.hashCount++;
+  }
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const MAX_DEPTH = 16;
+
+/** Checks one msgpack value at `pos` as decodeMsgpack would; returns the position after it. */
+/** Throws unless `n` bytes are left at `pos` (a function, not a closure: no garbage per value). */
+function need(buf: Uint8Array, pos: number, n: number, what: string): void {
+  if (pos + n > buf.length) throw new MsgpackError(`truncated ${what}`, pos);
+}
+
+function skip(buf: Uint8Array, view: DataView, pos: number, depth: number): number {
+  if (depth > MAX_DEPTH) throw new MsgpackError(`nesting deeper than ${MAX_DEPTH}`, pos);
+  need(buf, pos, 1, "value");
+  const at = pos;
+  const b = buf[pos++];
+  if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return pos;
+  let n: number;
+  if (b >= 0xa0 && b <= 0xbf) return skipStr(buf, pos, b & 0x1f);
+  if (b >= 0x90 && b <= 0x9f) return skipArray(buf, view, pos, b & 0x0f, depth);
+  if (b >= 0x80 && b <= 0x8f) return skipMap(buf, view, pos, b & 0x0f, depth);
+  switch (b) {
+    case 0xc4:
+      need(buf, pos, 1, "bin8 length");
+      n = buf[pos++];
+      need(buf, pos, n, "bin");
+      return pos + n;
+    case 0xc5:
+      need(buf, pos, 2, "bin16 length");
+      n = view.getUint16(pos);
+      pos += 2;
+      need(buf, pos, n, "bin");
+      return pos + n;
+    case 0xc6:
+      need(buf, pos, 4, "bin32 length");
+      n = view.getUint32(pos);
+      pos += 4;
+      need(buf, pos, n, "bin");
+      return pos + n;
+    case 0xca:
+      need(buf, pos, 4, "float32");
+      return pos + 4;
+    case 0xcb:
+      need(buf, pos, 8, "float64");
+      return pos + 8;
+    case 0xcc:
+      need(buf, pos, 1, "uint8");
+      return pos + 1;
+    case 0xcd:
+      need(buf, pos, 2, "uint16");
+      return pos + 2;
+    case 0xce:
+      need(buf, pos, 4, "uint32");
+      return pos + 4;
+    case 0xcf:
+      need(buf, pos, 8, "uint64");
+      return pos + 8;
+    case 0xd0:
+      need(buf, pos, 1, "int8");
+      return pos + 1;
+    case 0xd1:
+      need(buf, pos, 2, "int16");
+      return pos + 2;
+    case 0xd2:
+      need(buf, pos, 4, "int32");
+      return pos + 4;
+    case 0xd3:
+      need(buf, pos, 8, "int64");
+      return pos + 8;
+    case 0xd9:
+      need(buf, pos, 1, "str8 length");
+      return skipStr(buf, pos + 1, buf[pos]);
+    case 0xda:
+      need(buf, pos, 2, "str16 length");
+      return skipStr(buf, pos + 2, view.getUint16(pos));
+    case 0xdb:
+      need(buf, pos, 4, "str32 length");
+      return skipStr(buf, pos + 4, view.getUint32(pos));
+    case 0xdc:
+      need(buf, pos, 2, "array16 length");
+      return skipArray(buf, view, pos + 2, view.getUint16(pos), depth);
+    case 0xdd:
+      need(buf, pos, 4, "array32 length");
+      return skipArray(buf, view, pos + 4, view.getUint32(pos), depth);
+    case 0xde:
+      need(buf, pos, 2, "map16 length");
+      return skipMap(buf, view, pos + 2, view.getUint16(pos), depth);
+    case 0xdf:
+      need(buf, pos, 4, "map32 length");
+      return skipMap(buf, view, pos + 4, view.getUint32(pos), depth);
+  }
+  if (b === 0xc1) throw new MsgpackError("reserved byte 0xc1", at);
+  throw new MsgpackError(`ext type 0x${b.toString(16)} is not supported`, at);
+}
+
+function skipStr(buf: Uint8Array, pos: number, n: number): number {
+  if (pos + n > buf.length) throw new MsgpackError("truncated string", pos);
+  for (let i = pos; i < pos + n; i++) {
+    if (buf[i] >= 0x80) {
+      try {
+        utf8.decode(buf.subarray(pos, pos + n));
+      } catch {
+        throw new MsgpackError("invalid UTF-8 in a string", pos);
+      }
+      break;
+    }
+  }
+  return pos + n;
+}
+
+function skipArray(buf: Uint8Array, view: DataView, pos: number, n: number, depth: number): number {
+  if (n > buf.length - pos) throw new MsgpackError(`array of ${n} items exceeds the input`, pos);
+  for (let i = 0; i < n; i++) pos = skip(buf, view, pos, depth + 1);
+  return pos;
+}
+
+function skipMap(buf: Uint8Array, view: DataView, pos: number, n: number, depth: number): number {
+  if (n * 2 > buf.length - pos) throw new MsgpackError(`map of ${n} items exceeds the input`, pos);
+  for (let i = 0; i < n * 2; i++) pos = skip(buf, view, pos, depth + 1);
+  return pos;
+}
+
+// --- Interpretation of a checked payload -------------------------------------------------------
+
+// Value families (typed as number so checks after a re-read of the head are not narrowed away).
+const K_INT: number = 0;
+const K_U64: number = 1;
+const K_I64: number = 2;
+const K_FLOAT: number = 3;
+const K_STR: number = 4;
+const K_BIN: number = 5;
+const K_ARRAY: number = 6;
+const K_MAP: number = 7;
+const K_NIL: number = 8;
+const K_BOOL: number = 9;
+
+/** Header of the value at `pos`: its family, count/length, and where its body starts. */
+interface Head {
+  /** One of the K_ constants. */
+  kind: number;
+  /** Array/map count, str/bin length, or the int's value (safe range). */
+  n: number;
+  body: number;
+}
+
+function head(buf: Uint8Array, view: DataView, pos: number, h: Head): void {
+  const b = buf[pos];
+  h.body = pos + 1;
+  if (b <= 0x7f) return set(h, K_INT, b);
+  if (b >= 0xe0) return set(h, K_INT, b - 0x100);
+  if (b >= 0xa0 && b <= 0xbf) return set(h, K_STR, b & 0x1f);
+  if (b >= 0x90 && b <= 0x9f) return set(h, K_ARRAY, b & 0x0f);
+  if (b >= 0x80 && b <= 0x8f) return set(h, K_MAP, b & 0x0f);
+  const p = pos + 1;
+  switch (b) {
+    case 0xc0:
+      return set(h, K_NIL, 0);
+    case 0xc2:
+    case 0xc3:
+      return set(h, K_BOOL, 0);
+    case 0xc4:
+      h.body = p + 1;
+      return set(h, K_BIN, buf[p]);
+    case 0xc5:
+      h.body = p + 2;
+      return set(h, K_BIN, view.getUint16(p));
+    case 0xc6:
+      h.body = p + 4;
+      return set(h, K_BIN, view.getUint32(p));
+    case 0xca:
+      return set(h, K_FLOAT, view.getFloat32(p));
+    case 0xcb:
+      return set(h, K_FLOAT, view.getFloat64(p));
+    case 0xcc:
+      return set(h, K_INT, buf[p]);
+    case 0xcd:
+      return set(h, K_INT, view.getUint16(p));
+    case 0xce:
+      return set(h, K_INT, view.getUint32(p));
+    case 0xcf: {
+      const hi = view.getUint32(p);
+      // Safe integers decode as numbers, the rest as bigints (as decodeMsgpack does).
+      return hi < 0x200000
+        ? set(h, K_INT, hi * 0x100000000 + view.getUint32(p + 4))
+        : set(h, K_U64, 0);
+    }
+    case 0xd0:
+      return set(h, K_INT, view.getInt8(p));
+    case 0xd1:
+      return set(h, K_INT, view.getInt16(p));
+    case 0xd2:
+      return set(h, K_INT, view.getInt32(p));
+    case 0xd3: {
+      const hi = view.getInt32(p);
+      const lo = view.getUint32(p + 4);
+      const safe = (hi >= -0x200000 && hi < 0x200000) && !(hi === -0x200000 && lo === 0);
+      return safe ? set(h, K_INT, hi * 0x100000000 + lo) : set(h, K_I64, 0);
+    }
+    case 0xd9:
+      h.body = p + 1;
+      return set(h, K_STR, buf[p]);
+    case 0xda:
+      h.body = p + 2;
+      return set(h, K_STR, view.getUint16(p));
+    case 0xdb:
+      h.body = p + 4;
+      return set(h, K_STR, view.getUint32(p));
+    case 0xdc:
+      h.body = p + 2;
+      return set(h, K_ARRAY, view.getUint16(p));
+    case 0xdd:
+      h.body = p + 4;
+      return set(h, K_ARRAY, view.getUint32(p));
+    case 0xde:
+      h.body = p + 2;
+      return set(h, K_MAP, view.getUint16(p));
+    case 0xdf:
+      h.body = p + 4;
+      return set(h, K_MAP, view.getUint32(p));
+  }
+  throw new MsgpackError("unchecked payload", pos);
+}
+
+function set(h: Head, kind: number, n: number): void {
+  h.kind = kind;
+  h.n = n;
+}
+
+const enc = new TextEncoder();
+const KEY = {
+  type: enc.encode("type"),
+  ts: enc.encode("ts"),
+  events: enc.encode("events"),
+  data_parallel_rank: enc.encode("data_parallel_rank"),
+  block_hashes: enc.encode("block_hashes"),
+  parent_block_hash: enc.encode("parent_block_hash"),
+  token_ids: enc.encode("token_ids"),
+  block_size: enc.encode("block_size"),
+  lora_id: enc.encode("lora_id"),
+  medium: enc.encode("medium"),
+  BlockStored: enc.encode("BlockStored"),
+  BlockRemoved: enc.encode("BlockRemoved"),
+  AllBlocksCleared: enc.encode("AllBlocksCleared"),
+};
+
+function strIs(buf: Uint8Array, h: Head, want: Uint8Array): boolean {
+  if (h.kind !== K_STR || h.n !== want.length) return false;
+  for (let i = 0; i < want.length; i++) if (buf[h.body + i] !== want[i]) return false;
+  return true;
+}
+
+class Bad extends Error {}
+
+/** Reads a checked payload. */
+class Reader {
+  buf: Uint8Array;
+  view: DataView;
+  h: Head = { kind: K_NIL, n: 0, body: 0 };
+  k: Head = { kind: K_NIL, n: 0, body: 0 };
+
+  constructor(buf: Uint8Array) {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  next(pos: number): number {
+    return skip(this.buf, this.view, pos, 0);
+  }
+
+  /**
+   * Where each wanted key's value is in the map at `pos` (last wins; -1 absent), or null when
+   * the map has a key that is not a string (decodeMsgpack makes a Map of it: not an object).
+   */
+  fields(pos: number, keys: Uint8Array[], out: number[]): boolean {
+    head(this.buf, this.view, pos, this.h);
+    const n = this.h.n;
+    let p = this.h.body;
+    out.fill(-1);
+    for (let i = 0; i < n; i++) {
+      head(this.buf, this.view, p, this.k);
+      if (this.k.kind !== K_STR) return false;
+      const vAt = this.next(p);
+      for (let j = 0; j < keys.length; j++) {
+        if (strIs(this.buf, this.k, keys[j])) out[j] = vAt;
+      }
+      p = this.next(vAt);
+    }
+    return true;
+  }
+
+  /** Array items' positions, the first `max`. */
+  items(pos: number, max: number, out: number[]): number {
+    head(this.buf, this.view, pos, this.h);
+    const n = this.h.n;
+    let p = this.h.body;
+    out.fill(-1);
+    for (let i = 0; i < n && i < max; i++) {
+      out[i] = p;
+      if (i + 1 < max) p = this.next(p);
+    }
+    return n;
+  }
+}
+
+const BATCH_KEYS = [KEY.ts, KEY.events, KEY.data_parallel_rank];
+const EVENT_KEYS = [
+  KEY.type,
+  KEY.block_hashes,
+  KEY.parent_block_hash,
+  KEY.token_ids,
+  KEY.block_size,
+  KEY.lora_id,
+  KEY.medium,
+];
+
+/**
+ * Reads `payload` into `out`. Throws {@link EventDecodeError} for what is not a batch; skips (and
+ * records in `out.rejected`) malformed events, as decodeEventBatch does.
+ */
+export function readEventBatch(payload: Uint8Array, out: ParsedBatch): void {
+  out.reset();
+  const r = new Reader(payload);
+  let end: number;
+  try {
+    end = r.next(0);
+  } catch (e) {
+    if (e instanceof MsgpackError) throw new EventDecodeError(e.message);
+    throw e;
+  }
+  if (end !== payload.length) {
+    throw new EventDecodeError(
+      new MsgpackError(`${payload.length - end} bytes after the value`, end).message,
+    );
+  }
+  const h = r.h;
+  const f = [-1, -1, -1];
+  head(r.buf, r.view, 0, h);
+  if (h.kind === K_ARRAY) r.items(0, 3, f);
+  else if (h.kind === K_MAP) {
+    if (!r.fields(0, BATCH_KEYS, f)) throw new EventDecodeError("not a list or a map");
+  } else throw new EventDecodeError("not a list or a map");
+  const [tsAt, eventsAt, rankAt] = f;
+  if (tsAt < 0) throw new EventDecodeError("ts is not a number");
+  head(r.buf, r.view, tsAt, h);
+  if (h.kind !== K_INT && h.kind !== K_FLOAT) throw new EventDecodeError("ts is not a number");
+  out.ts = h.n;
+  if (eventsAt < 0) throw new EventDecodeError("events is not a list");
+  head(r.buf, r.view, eventsAt, h);
+  if (h.kind !== K_ARRAY) throw new EventDecodeError("events is not a list");
+  const count = h.n;
+  let p = h.body;
+  if (rankAt >= 0) {
+    head(r.buf, r.view, rankAt, h);
+    if (h.kind !== K_NIL) {
+      if (!(h.kind === K_INT || (h.kind === K_FLOAT && Number.isInteger(h.n)))) {
+        throw new EventDecodeError("data_parallel_rank is not an integer");
+      }
+      out.dataParallelRank = h.n;
+    }
+  }
+  const fields = new Array<number>(7);
+  for (let i = 0; i < count; i++) {
+    const start = out.hashCount;
+    try {
+      event(r, p, fields, out);
+    } catch (e) {
+      if (!(e instanceof Bad)) throw e;
+      out.hashCount = start;
+      out.rejected.push(`event ${i}: ${e.message}`);
+    }
+    p = r.next(p);
+  }
+}
+
+function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
+  const h = r.h;
+  head(r.buf, r.view, pos, h);
+  let byIndex: boolean;
+  if (h.kind === K_ARRAY) {
+    r.items(pos, 7, f);
+    byIndex = true;
+  } else if (h.kind === K_MAP) {
+    if (!r.fields(pos, EVENT_KEYS, f)) throw new Bad("an event is neither a list nor a map");
+    byIndex = false;
+  } else throw new Bad("an event is neither a list nor a map");
+  const tag = f[0];
+  if (tag >= 0) head(r.buf, r.view, tag, h);
+  if (tag >= 0 && strIs(r.buf, h, KEY.BlockStored)) {
+    // The order of the checks is decodeEventBatch's (block_size first).
+    const bs = f[4];
+    const size = bs < 0 ? null : optInt(r, bs, "block_size");
+    if (size === null || size <= 0) throw new Bad("block_size is missing or not positive");
+    const start = out.hashCount;
+    if (f[2] >= 0) {
+      head(r.buf, r.view, f[2], h);
+      if (h.kind !== K_NIL) hash(r, f[2], "parent_block_hash", -1, null);
+    }
+    const n = hashes(r, f[1], "block_hashes", out);
+    tokens(r, f[3]);
+    if (f[5] >= 0) optInt(r, f[5], "lora_id");
+    const tier = f[6] < 0 ? 0 : medium(r, f[6]);
+    out.pushEvent(STORED, tier, start, n);
+  } else if (tag >= 0 && strIs(r.buf, h, KEY.BlockRemoved)) {
+    // By position: [tag, block_hashes, medium]; by name, the map's medium.
+    const hashesAt = f[1], mediumAt = byIndex ? f[2] : f[6];
+    const start = out.hashCount;
+    const n = hashes(r, hashesAt, "block_hashes", out);
+    const tier = mediumAt < 0 ? 0 : medium(r, mediumAt);
+    out.pushEvent(REMOVED, tier, start, n);
+  } else if (tag >= 0 && strIs(r.buf, h, KEY.AllBlocksCleared)) {
+    out.pushEvent(CLEARED, -1, 0, 0);
+  } else {
+    throw new Bad(`unknown event type ${tagText(r, tag)}`);
+  }
+}
+
+function tagText(r: Reader, at: number): string {
+  if (at < 0) return '"undefined"';
+  const h = r.h;
+  head(r.buf, r.view, at, h);
+  const s = h.kind === K_STR
+    ? new TextDecoder().decode(r.buf.subarray(h.body, h.body + h.n))
+    : h.kind === K_NIL
+    ? "null"
+    : h.kind;
+  return JSON.stringify(s).slice(0, 40);
+}
+
+/** An optional integer field: null when nil; Bad unless an integer number. */
+function optInt(r: Reader, at: number, what: string): number | null {
+  const h = r.h;
+  head(r.buf, r.view, at, h);
+  if (h.kind === K_NIL) return null;
+  if (h.kind === K_INT || (h.kind === K_FLOAT && Number.isInteger(h.n))) return h.n;
+  throw new Bad(`${what} is not an integer`);
+}
+
+/** The tier of a medium field (nil: the GPU); Bad unless a string. */
+function medium(r: Reader, at: number): number {
+  const h = r.h;
+  head(r.buf, r.view, at, h);
+  if (h.kind === K_NIL) return 0;
+  if (h.kind !== K_STR) throw new Bad("medium is not a string");
+  const b = r.buf, s = h.body;
+  if (
+    h.n === 3 && (b[s] | 0x20) === 0x67 && (b[s + 1] | 0x20) === 0x70 && (b[s + 2] | 0x20) === 0x75
+  ) {
+    return 0;
+  }
+  // Anything else: as tierOf decides (non-ASCII case folding included).
+  return tierOf(new TextDecoder().decode(b.subarray(s, s + h.n)));
+}
+
+function hashes(r: Reader, at: number, what: string, out: ParsedBatch): number {
+  if (at < 0) throw new Bad(`${what} is not a list`);
+  const h = r.h;
+  head(r.buf, r.view, at, h);
+  if (h.kind !== K_ARRAY) throw new Bad(`${what} is not a list`);
+  const n = h.n;
+  let p = h.body;
+  for (let i = 0; i < n; i++) {
+    hash(r, p, what, i, out);
+    p = r.next(p);
+  }
+  return n;
+}
+
+/** One hash (item `i` of `what`, -1: `what` itself): checked, and pushed to `out` unless null. */
+function hash(r: Reader, at: number, what: string, i: number, out: ParsedBatch | null): void {
+  const h = r.h;
+  head(r.buf, r.view, at, h);
+  const v = r.view;
+  let hi: number, lo: number;
+  switch (h.kind) {
+    case K_INT:
+      if (h.n >= 0) {
+        hi = Math.floor(h.n / 0x100000000);
+        lo = h.n >>> 0;
+      } else {
+        const big = BigInt.asUintN(64, BigInt(h.n));
+        hi = Number(big >> 32n);
+        lo = Number(big & 0xffffffffn);
+      }
+      break;
+    case K_U64:
+    case K_I64:
+      hi = v.getUint32(at + 1);
+      lo = v.getUint32(at + 5);
+      break;
+    case K_FLOAT: {
+      if (!Number.isInteger(h.n)) throw notHash(what, i);
+      const big = BigInt.asUintN(64, BigInt(h.n));
+      hi = Number(big >> 32n);
+      lo = Number(big & 0xffffffffn);
+      break;
+    }
+    case K_BIN: {
+      if (h.n === 0 || h.n > 64) throw notHash(what, i);
+      hi = 0;
+      lo = 0;
+      for (let k = Math.max(0, h.n - 8); k < h.n; k++) {
+        hi = ((hi << 8) | (lo >>> 24)) >>> 0;
+        lo = ((lo << 8) | r.buf[h.body + k]) >>> 0;
+      }
+      break;
+    }
+    default:
+      throw notHash(what, i);
+  }
+  out?.pushHash(hi, lo);
+}
+
+function notHash(what: string, i: number): Bad {
+  return new Bad(`${i < 0 ? what : `${what}[${i}]`} is not a block hash`);
+}
+
+function tokens(r: Reader, at: number): void {
+  if (at < 0) throw new Bad("token_ids is not a list");
+  const h = r.h;
+  head(r.buf, r.view, at, h);
+  if (h.kind !== K_ARRAY) throw new Bad("token_ids is not a list");
+  const n = h.n;
+  let p = h.body;
+  const b = r.buf;
+  for (let i = 0; i < n; i++) {
+    const x = b[p];
+    if (x <= 0x7f) {
+      p++;
+      continue;
+    }
+    head(b, r.view, p, h);
+    if (!((h.kind === K_INT || (h.kind === K_FLOAT && Number.isInteger(h.n))) && h.n >= 0)) {
+      throw new Bad("token_ids holds a non-token");
+    }
+    p = r.next(p);
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * The fast path against the reference decoder: on every input, both refuse, or both give the same
+ * batch (ts, rank, rejected events) and leave the same index behind.
+ */
+import assert from "node:assert/strict";
+import { Prng } from "@deno-stores/shared/sim";
+import { decodeEventBatch, EventDecodeError, type KvEventBatch } from "./events.ts";
+import { ParsedBatch, readEventBatch } from "./fast_events.ts";
+import { encodeMsgpack, type MsgpackValue } from "./msgpack.ts";
+import { CacheMap, hashKey } from "./store.ts";
+
+const fixtures: { cases: Record<string, string> } = JSON.parse(
+  await Deno.readTextFile(new URL("./testdata/msgpack-python.json", import.meta.url)),
+);
+const hex = (s: string) => Uint8Array.from(s.match(/../g)!.map((h) => parseInt(h, 16)));
+const parsed = new ParsedBatch();
+
+function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
+  let ref: KvEventBatch | null = null;
+  try {
+    ref = decodeEventBatch(payload);
+  } catch (e) {
+    if (!(e instanceof EventDecodeError)) throw e;
+  }
+  let fastOk = true;
+  try {
+    readEventBatch(payload, parsed);
+  } catch (e) {
+    if (!(e instanceof EventDecodeError)) throw e;
+    fastOk = false;
+  }
+  assert.equal(fastOk, ref !== null, `${what}: refused by one path only`);
+  if (ref === null) return "refused";
+  assert.ok(Object.is(parsed.ts, ref.ts), `${what}: ts`);
+  assert.equal(parsed.dataParallelRank, ref.dataParallelRank, `${what}: rank`);
+  assert.equal(parsed.rejected.length, ref.rejected.length, `${what}: rejected`);
+  assert.equal(parsed.events, ref.events.length, `${what}: events`);
+  // The same index afterwards, with a block stored beforehand so removals have work to do.
+  const a = new CacheMap({ maxPods: 4 }), b = new CacheMap({ maxPods: 4 });
+  const k: [number, number] = [0, 0];
+  const probes: [number, number][] = [];
+  for (const e of ref.events) {
+    if (e.type === "AllBlocksCleared") continue;
+    for (const h of e.blockHashes) {
+      hashKey(h, k);
+      probes.push([k[0], k[1]]);
+    }
+  }
+  for (const m of [a, b]) {
+    m.apply("p", "m", [{
+      type: "BlockStored",
+      blockHashes: probes.slice(0, 3).map(([hi, lo]) => (BigInt(hi) << 32n) | BigInt(lo)),
+      parentBlockHash: null,
+      tokenIds: [],
+      blockSize: 1,
+      loraId: null,
+      medium: "CPU",
+    }]);
+  }
+  assert.deepEqual(b.applyParsed("p", "m", parsed), a.apply("p", "m", ref.events), what);
+  assert.equal(b.pod("p")!.blocks, a.pod("p")!.blocks, `${what}: pod blocks`);
+  assert.deepEqual(b.totals(), a.totals(), `${what}: totals`);
+  const ia = a.index("m"), ib = b.index("m");
+  if (ia && ib) {
+    const ga = new Uint32Array(1), oa = new Uint32Array(1), gb = new Uint32Array(1);
+    const ob = new Uint32Array(1);
+    for (const [hi, lo] of probes) {
+      const sa: number = ia.find(hi, lo);
+      const sb: number = ib.find(hi, lo);
+      assert.equal(sa >= 0, sb >= 0, `${what}: block ${hi}:${lo}`);
+      if (sa < 0) continue;
+      ia.masks(sa, ga, oa);
+      ib.masks(sb, gb, ob);
+      assert.deepEqual([gb[0], ob[0]], [ga[0], oa[0]], `${what}: masks of ${hi}:${lo}`);
+    }
+  }
+  return "accepted";
+}
+
+Deno.test("fast events: the Python-encoded fixtures read as the reference decoder reads them", () => {
+  for (const [name, h] of Object.entries(fixtures.cases)) compare(hex(h), name);
+});
+
+Deno.test("fast events: every layout, odd types and values agree with the reference", () => {
+  const big = 18446744073709551615n;
+  const cases: MsgpackValue[] = [
+    [1.5, [["BlockStored", [1, 2, big, -1, -(2n ** 63n)], null, [1, 2], 16, null, "GPU"]]],
+    [1, [["BlockStored", [1], 7, [1.0, 2], 16.0, 3, "cpu"]], 2],
+    [1, [["BlockStored", [1], null, [1], 16, null, "gPu"], ["BlockRemoved", [1], "GPU"]]],
+    [1, [["BlockStored", [new Uint8Array(32).fill(9), new Uint8Array(3)], null, [], 1]]],
+    [1, [["BlockStored", [new Uint8Array(0)], null, [], 1]]],
+    [1, [["BlockStored", [new Uint8Array(65)], null, [], 1]]],
+    [1, [["BlockStored", [1.5], null, [], 1]]],
+    [1, [["BlockStored", [1e20], null, [], 1]]],
+    [1, [["BlockStored", ["1"], null, [], 1]]],
+    [1, [["BlockStored", [1], null, [-1], 1]]],
+    [1, [["BlockStored", [1], null, [big], 1]]],
+    [1, [["BlockStored", [1], null, [1], 0]]],
+    [1, [["BlockStored", [1], null, [1], big]]],
+    [1, [["BlockStored", [1], null, [1], 16, 1.5]]],
+    [1, [["BlockStored", [1], null, [1], 16, null, 5]]],
+    [1, [["BlockStored", [1], "x", [1], 16]]],
+    [1, [["BlockStored", [1], null, "x", 16]]],
+    [1, [["BlockStored", [1]]]],
+    [1, [["BlockRemoved", [1, 2]], ["BlockRemoved", 3], ["BlockRemoved"], ["AllBlocksCleared"]]],
+    [1, [["Nope"], [], [null], 5, "x", null, { type: 5 }, new Uint8Array(2)]],
+    { ts: 2, events: [{ type: "BlockStored", block_hashes: [5], token_ids: [1], block_size: 4 }] },
+    { ts: 2, events: [{ type: "BlockRemoved", block_hashes: [5], medium: "CPU" }] },
+    { ts: 2, events: [{ type: "AllBlocksCleared", extra: [1, 2] }], data_parallel_rank: 3 },
+    { ts: 2, events: [], data_parallel_rank: 1.5 },
+    { ts: 2, events: [], data_parallel_rank: null },
+    { ts: big, events: [] },
+    { ts: "x", events: [] },
+    { ts: 1, events: {} },
+    { events: [] },
+    [1],
+    [],
+    [1, [], null, "extra", 5],
+    "not a batch",
+    null,
+  ];
+  let accepted = 0;
+  for (const c of cases) {
+    if (
+      compare(
+        encodeMsgpack(c),
+        JSON.stringify(c, (_, v) => typeof v === "bigint" ? `${v}n` : v),
+      ) === "accepted"
+    ) accepted++;
+  }
+  assert.ok(accepted > 20, `${accepted} accepted`);
+  // Maps with a non-string key, duplicate keys (last wins), unicode in keys and values, depth.
+  const raw: number[][] = [
+    [0x82, 0xa2, 0x74, 0x73, 0x01, 0x01, 0x90], // {"ts": 1, 1: []}
+    [0x83, 0xa2, 0x74, 0x73, 0x01, 0xa6, ...enc("events"), 0x91, 0x90, 0xa2, 0x74, 0x73, 0x02],
+    [0x92, 0x01, 0x91, 0x82, 0xa4, ...enc("type"), 0xb0, ...enc("AllBlocksCleared"), 0x05, 0x06],
+    [0x92, 0x01, 0x91, 0x93, 0xac, ...enc("BlockRemoved"), 0x91, 0x01, 0xa3, 0xc3, 0xa9, 0x75],
+    [0x92, 0x01, 0x91, 0x93, 0xac, ...enc("BlockRemoved"), 0x91, 0x01, 0xa2, 0xff, 0xfe],
+    [0x92, 0x01, ...new Array(20).fill(0x91), 0x90],
+    [0x92, 0x01, 0x90, 0x00],
+    [0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff],
+    [0x92, 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0, 0x90], // ts NaN
+    // Floats holding integers: block_size 16.0, a token 3.0, a hash 5.0, rank 2.0 (accepted).
+    [
+      0x93,
+      0x01,
+      0x91,
+      0x95,
+      0xab,
+      ...enc("BlockStored"),
+      0x91,
+      0xcb,
+      0x40,
+      0x14,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0xc0,
+      0x91,
+      0xcb,
+      0x40,
+      0x08,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0xcb,
+      0x40,
+      0x30,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0xcb,
+      0x40,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+    ],
+    // The same with 16.5 as block_size and -0.5 as a token (refused events).
+    [
+      0x92,
+      0x01,
+      0x91,
+      0x95,
+      0xab,
+      ...enc("BlockStored"),
+      0x91,
+      0x01,
+      0xc0,
+      0x90,
+      0xcb,
+      0x40,
+      0x30,
+      0x80,
+      0,
+      0,
+      0,
+      0,
+      0,
+    ],
+    [
+      0x92,
+      0x01,
+      0x91,
+      0x95,
+      0xab,
+      ...enc("BlockStored"),
+      0x91,
+      0x01,
+      0xc0,
+      0x91,
+      0xcb,
+      0xbf,
+      0xe0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0x10,
+    ],
+  ];
+  for (const r of raw) compare(Uint8Array.from(r), r.map((x) => x.toString(16)).join(" "));
+});
+
+function enc(s: string): number[] {
+  return [...new TextEncoder().encode(s)];
+}
+
+Deno.test("fast events: 20,000 random mutations of real payloads agree with the reference", () => {
+  const rng = new Prng(5);
+  const seeds = [
+    ...Object.values(fixtures.cases).map(hex),
+    encodeMsgpack([1.5, [["BlockStored", [1, 2, 3], null, [1, 2, 3], 16, null, "GPU"], [
+      "BlockRemoved",
+      [2],
+      "GPU",
+    ], ["AllBlocksCleared"]], 0]),
+    encodeMsgpack({
+      ts: 1,
+      events: [{ type: "BlockStored", block_hashes: [9], token_ids: [], block_size: 2 }],
+    }),
+  ];
+  const counts = { refused: 0, accepted: 0 };
+  for (let i = 0; i < 20_000; i++) {
+    const b = seeds[rng.nextInt(seeds.length)].slice();
+    const n = 1 + rng.nextInt(3);
+    for (let j = 0; j < n; j++) {
+      const op = rng.nextInt(3);
+      const at = rng.nextInt(b.length);
+      if (op === 0) b[at] = rng.nextInt(256);
+      else if (op === 1) b[at] ^= 1 << rng.nextInt(8);
+      else {b[at] =
+          [0x00, 0x7f, 0x80, 0x90, 0xa0, 0xc0, 0xc1, 0xcf, 0xd3, 0xdc, 0xff][rng.nextInt(11)];}
+    }
+    const cut = rng.nextInt(10) === 0 ? b.subarray(0, rng.nextInt(b.length + 1)) : b;
+    counts[compare(cut, `mutation ${i}`)]++;
+  }
+  assert.ok(counts.accepted > 1000 && counts.refused > 1000, JSON.stringify(counts));
+});
