@@ -395,6 +395,30 @@ async function zmqBenches() {
     );
   }
   gc?.();
+  // The same stream into a pyzmq SUB (libzmq's own receive path, Python decoding the timestamp):
+  // the reference for the latency above, measured on this machine in this run.
+  {
+    const e = new Engine("ref");
+    await e.line();
+    const ref = new Deno.Command(PY, {
+      args: [
+        new URL("../services/kv-events/testdata/sub_latency.py", import.meta.url).pathname,
+        String(e.pubPort),
+        String(QUICK ? 15_000 : 40_000),
+        "10000",
+      ],
+      stdout: "piped",
+    }).spawn();
+    await sleep(1000);
+    await e.send(`blast 0 ${QUICK ? 15_000 : 40_000} 8 10000`);
+    await e.line();
+    const out = JSON.parse(new TextDecoder().decode((await ref.output()).stdout).split("\n")[1]);
+    await e.stop();
+    put("reference.pyzmq_sub_10k.p50", out.p50_us, "µs", false);
+    put("reference.pyzmq_sub_10k.p99", out.p99_us, "µs", false);
+    put("reference.pyzmq_sub_10k.p99_9", out.p99_9_us, "µs", false);
+  }
+
   // Burst: 10,000 batches at once.
   const b = await zmqRun(1, 10_000, 8, 0);
   const ts = b.samples.ts.subarray(0, b.samples.n);

@@ -1,14 +1,16 @@
 /**
  * The block index: for one model, which pods hold which prefix blocks, and in which tier.
  *
- * Layout: an open-addressing table (linear probing, backward-shift deletion, no tombstones) in
- * typed arrays. A slot is the block's 64-bit hash (two u32) and two pod bitmasks of `words` u32
- * each: pods holding it in GPU memory, and pods holding it offloaded (CPU, disk: any other
- * medium). With up to 32 pods a slot is 16 bytes; the table doubles past 3/4 full (so it is 3/8
- * to 3/4 full while it grows: 21 to 43 bytes a block) and halves under 1/8; nothing per block
- * lives on the JS heap.
+ * Layout: 64 segments (by the top bits of the mixed hash), each an open-addressing table (linear
+ * probing, backward-shift deletion, no tombstones) in one Uint32Array. A slot is the block's
+ * 64-bit hash (two u32) and two pod bitmasks of `words` u32 each: pods holding it in GPU memory,
+ * and pods holding it offloaded (CPU, disk: any other medium), side by side so that a lookup
+ * touches one cache line. With up to 32 pods a slot is 16 bytes; a segment doubles past 3/4 full
+ * (so it is 3/8 to 3/4 full while it grows: 21 to 43 bytes a block) and halves under 1/8; nothing
+ * per block lives on the JS heap. Segments grow one at a time, so a resize moves 1/64 of the
+ * blocks: the pause it costs an event stays short as the index grows.
  *
- * Pods are small integers (slots in the masks) handed out by {@link PodTable}.
+ * Pods are small integers (bits in the masks) handed out by the cache map.
  *
  * @module
  */
@@ -21,9 +23,14 @@ export function tierOf(medium: string | null): Tier {
   return medium === null || medium.toUpperCase() === "GPU" ? 0 : 1;
 }
 
-const MIN_CAPACITY = 1024;
+const SEGMENT_BITS = 6;
+const SEGMENTS = 1 << SEGMENT_BITS;
+const MIN_CAPACITY = 64;
+/** A handle is `segment << SLOT_BITS | slot`. */
+const SLOT_BITS = 24;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
 
-/** Mixes a 64-bit hash into a slot number (hashes from HTTP clients need not be random). */
+/** Mixes a 64-bit hash (hashes from HTTP clients need not be random). */
 function mix(hi: number, lo: number): number {
   let h = Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1);
   h ^= h >>> 15;
@@ -31,24 +38,33 @@ function mix(hi: number, lo: number): number {
   return (h ^ (h >>> 13)) >>> 0;
 }
 
+class Segment {
+  cap: number;
+  mask: number;
+  size = 0;
+  /** Per slot: hi, lo, gpu mask words, offloaded mask words. */
+  t: Uint32Array;
+
+  constructor(cap: number, readonly stride: number) {
+    this.cap = cap;
+    this.mask = cap - 1;
+    this.t = new Uint32Array(cap * stride);
+  }
+}
+
 /** One model's block table. */
 export class BlockIndex {
   /** u32 words per pod mask. */
   readonly words: number;
-  #cap = 0;
-  #mask = 0;
+  readonly #stride: number;
+  #segs: Segment[] = [];
   #size = 0;
-  #hi = new Uint32Array(0);
-  #lo = new Uint32Array(0);
-  #gpu = new Uint32Array(0);
-  #off = new Uint32Array(0);
 
-  constructor(maxPods: number, capacity = MIN_CAPACITY) {
+  constructor(maxPods: number) {
     if (!Number.isSafeInteger(maxPods) || maxPods < 1) throw new RangeError(`max pods ${maxPods}`);
     this.words = Math.ceil(maxPods / 32);
-    let cap = MIN_CAPACITY;
-    while (cap < capacity) cap *= 2;
-    this.#alloc(cap);
+    this.#stride = 2 + 2 * this.words;
+    for (let i = 0; i < SEGMENTS; i++) this.#segs.push(new Segment(MIN_CAPACITY, this.#stride));
   }
 
   /** Blocks held by at least one pod. */
@@ -56,67 +72,86 @@ export class BlockIndex {
     return this.#size;
   }
 
-  /** Bytes of the table's arrays. */
+  /** Bytes of the tables. */
   get bytes(): number {
-    return this.#hi.byteLength + this.#lo.byteLength + this.#gpu.byteLength +
-      this.#off.byteLength;
+    let n = 0;
+    for (const s of this.#segs) n += s.t.byteLength;
+    return n;
   }
 
-  #alloc(cap: number): void {
-    this.#cap = cap;
-    this.#mask = cap - 1;
-    this.#hi = new Uint32Array(cap);
-    this.#lo = new Uint32Array(cap);
-    this.#gpu = new Uint32Array(cap * this.words);
-    this.#off = new Uint32Array(cap * this.words);
-  }
-
-  #occupied(slot: number): boolean {
+  #occupied(t: Uint32Array, o: number): boolean {
     const w = this.words;
-    for (let i = slot * w; i < slot * w + w; i++) {
-      if ((this.#gpu[i] | this.#off[i]) !== 0) return true;
-    }
+    for (let i = o + 2; i < o + 2 + 2 * w; i++) if (t[i] !== 0) return true;
     return false;
   }
 
-  /** The slot holding (hi, lo), or -1. */
+  /** The handle of (hi, lo), or -1. */
   find(hi: number, lo: number): number {
-    const hs = this.#hi, ls = this.#lo, m = this.#mask;
-    let s = mix(hi, lo) & m;
-    if (this.words === 1) {
-      const g = this.#gpu, o = this.#off;
-      while ((g[s] | o[s]) !== 0) {
-        if (ls[s] === lo && hs[s] === hi) return s;
-        s = (s + 1) & m;
+    const m = mix(hi, lo);
+    const seg = m >>> (32 - SEGMENT_BITS);
+    const sg = this.#segs[seg];
+    const t = sg.t, st = this.#stride, mask = sg.mask;
+    let s = m & mask;
+    if (st === 4) {
+      for (;;) {
+        const o = s * 4;
+        if ((t[o + 2] | t[o + 3]) === 0) return -1;
+        if (t[o + 1] === lo && t[o] === hi) return (seg << SLOT_BITS) | s;
+        s = (s + 1) & mask;
       }
-      return -1;
     }
-    while (this.#occupied(s)) {
-      if (ls[s] === lo && hs[s] === hi) return s;
-      s = (s + 1) & m;
+    for (;;) {
+      const o = s * st;
+      if (!this.#occupied(t, o)) return -1;
+      if (t[o + 1] === lo && t[o] === hi) return (seg << SLOT_BITS) | s;
+      s = (s + 1) & mask;
     }
-    return -1;
+  }
+
+  /** GPU mask word `j` of the block at `handle` (from {@link find}). */
+  gpuWord(handle: number, j: number): number {
+    return this.#segs[handle >>> SLOT_BITS].t[(handle & SLOT_MASK) * this.#stride + 2 + j];
+  }
+
+  /** Offloaded mask word `j` of the block at `handle`. */
+  offWord(handle: number, j: number): number {
+    return this.#segs[handle >>> SLOT_BITS]
+      .t[(handle & SLOT_MASK) * this.#stride + 2 + this.words + j];
+  }
+
+  /** Pod masks of the block at `handle` into `gpu` and `off` (length `words`). */
+  masks(handle: number, gpu: Uint32Array, off: Uint32Array): void {
+    for (let j = 0; j < this.words; j++) {
+      gpu[j] = this.gpuWord(handle, j);
+      off[j] = this.offWord(handle, j);
+    }
   }
 
   /** Marks `pod` as holding the block in `tier`. Returns true when the pod did not have it. */
   add(hi: number, lo: number, pod: number, tier: Tier): boolean {
-    if ((this.#size + 1) * 4 > this.#cap * 3) this.#grow();
-    const hs = this.#hi, ls = this.#lo, m = this.#mask;
-    let s = mix(hi, lo) & m;
-    while (this.#occupied(s)) {
-      if (ls[s] === lo && hs[s] === hi) break;
-      s = (s + 1) & m;
+    const m = mix(hi, lo);
+    let sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
+    if ((sg.size + 1) * 4 > sg.cap * 3) sg = this.#resize(m >>> (32 - SEGMENT_BITS), sg.cap * 2);
+    const t = sg.t, st = this.#stride;
+    let s = m & sg.mask;
+    let o = s * st;
+    while (this.#occupied(t, o)) {
+      if (t[o + 1] === lo && t[o] === hi) break;
+      s = (s + 1) & sg.mask;
+      o = s * st;
     }
-    if (!this.#occupied(s)) {
-      hs[s] = hi;
-      ls[s] = lo;
+    if (!this.#occupied(t, o)) {
+      t[o] = hi;
+      t[o + 1] = lo;
+      sg.size++;
       this.#size++;
     }
-    const i = s * this.words + (pod >>> 5);
+    const w = this.words;
+    const gi = o + 2 + (pod >>> 5), oi = gi + w;
     const bit = 1 << (pod & 31);
-    const had = ((this.#gpu[i] | this.#off[i]) & bit) !== 0;
-    if (tier === 0) this.#gpu[i] |= bit;
-    else this.#off[i] |= bit;
+    const had = ((t[gi] | t[oi]) & bit) !== 0;
+    if (tier === 0) t[gi] |= bit;
+    else t[oi] |= bit;
     return !had;
   }
 
@@ -125,128 +160,96 @@ export class BlockIndex {
    * it in any tier but did before.
    */
   remove(hi: number, lo: number, pod: number, tier: Tier | null): boolean {
-    const s = this.find(hi, lo);
-    if (s < 0) return false;
-    const i = s * this.words + (pod >>> 5);
+    const h = this.find(hi, lo);
+    if (h < 0) return false;
+    const seg = h >>> SLOT_BITS;
+    const sg = this.#segs[seg];
+    const t = sg.t, w = this.words;
+    const o = (h & SLOT_MASK) * this.#stride;
+    const gi = o + 2 + (pod >>> 5), oi = gi + w;
     const bit = 1 << (pod & 31);
-    const had = ((this.#gpu[i] | this.#off[i]) & bit) !== 0;
-    if (tier !== 1) this.#gpu[i] &= ~bit;
-    if (tier !== 0) this.#off[i] &= ~bit;
-    const gone = had && ((this.#gpu[i] | this.#off[i]) & bit) === 0;
-    if (!this.#occupied(s)) {
-      this.#deleteAt(s);
-      if (this.#cap > MIN_CAPACITY && this.#size * 8 < this.#cap) this.#rehash(this.#cap / 2);
+    const had = ((t[gi] | t[oi]) & bit) !== 0;
+    if (tier !== 1) t[gi] &= ~bit;
+    if (tier !== 0) t[oi] &= ~bit;
+    const gone = had && ((t[gi] | t[oi]) & bit) === 0;
+    if (!this.#occupied(t, o)) {
+      this.#deleteAt(sg, h & SLOT_MASK);
+      if (sg.cap > MIN_CAPACITY && sg.size * 8 < sg.cap) this.#resize(seg, sg.cap / 2);
     }
     return gone;
   }
 
-  /** Pod masks of slot `s` into `gpu` and `off` (length `words`). */
-  masks(s: number, gpu: Uint32Array, off: Uint32Array): void {
-    const w = this.words;
-    for (let j = 0; j < w; j++) {
-      gpu[j] = this.#gpu[s * w + j];
-      off[j] = this.#off[s * w + j];
-    }
-  }
-
-  /**
-   * The GPU masks, `words` per slot, for read-only scans (a router's inner loop). The array is
-   * replaced when the table resizes: take it again after any change.
-   */
-  get gpuMasks(): Uint32Array {
-    return this.#gpu;
-  }
-
-  /** The offloaded masks, as {@link gpuMasks}. */
-  get offMasks(): Uint32Array {
-    return this.#off;
-  }
-
   /** Drops `pod` from every block (a pod gone, restarted or cleared). Returns blocks it held. */
   dropPod(pod: number): number {
-    const w = this.words;
-    const j = pod >>> 5;
+    const w = this.words, st = this.#stride;
     const bit = 1 << (pod & 31);
     let dropped = 0;
-    // Clear the bit everywhere first, then compact: deleting while scanning would move entries
-    // across the scan position.
-    for (let s = 0; s < this.#cap; s++) {
-      const i = s * w + j;
-      if (((this.#gpu[i] | this.#off[i]) & bit) !== 0) {
-        this.#gpu[i] &= ~bit;
-        this.#off[i] &= ~bit;
-        dropped++;
+    for (let seg = 0; seg < SEGMENTS; seg++) {
+      const sg = this.#segs[seg];
+      const t = sg.t;
+      let here = 0;
+      // Clear the bit everywhere first, then compact: deleting while scanning would move
+      // entries across the scan position.
+      for (let o = 2 + (pod >>> 5); o < t.length; o += st) {
+        if (((t[o] | t[o + w]) & bit) !== 0) {
+          t[o] &= ~bit;
+          t[o + w] &= ~bit;
+          here++;
+        }
+      }
+      if (here > 0) {
+        dropped += here;
+        this.#resize(seg, 0);
       }
     }
-    if (dropped > 0) this.#rehash(this.#cap, true);
     return dropped;
   }
 
   /** Backward-shift deletion of slot `s` (linear probing without tombstones). */
-  #deleteAt(s: number): void {
-    const w = this.words, m = this.#mask;
-    const hs = this.#hi, ls = this.#lo, g = this.#gpu, o = this.#off;
+  #deleteAt(sg: Segment, s: number): void {
+    const st = this.#stride, m = sg.mask, t = sg.t;
     let hole = s;
     let j = s;
     for (;;) {
       j = (j + 1) & m;
-      if (!this.#occupied(j)) break;
-      const home = mix(hs[j], ls[j]) & m;
+      if (!this.#occupied(t, j * st)) break;
+      const home = mix(t[j * st], t[j * st + 1]) & m;
       // Move j into the hole when its home is not cyclically in (hole, j].
       const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (between) continue;
-      hs[hole] = hs[j];
-      ls[hole] = ls[j];
-      for (let k = 0; k < w; k++) {
-        g[hole * w + k] = g[j * w + k];
-        o[hole * w + k] = o[j * w + k];
-      }
+      t.copyWithin(hole * st, j * st, j * st + st);
       hole = j;
     }
-    for (let k = 0; k < w; k++) {
-      g[hole * w + k] = 0;
-      o[hole * w + k] = 0;
-    }
+    t.fill(0, hole * st, hole * st + st);
+    sg.size--;
     this.#size--;
   }
 
-  #grow(): void {
-    this.#rehash(this.#cap * 2);
-  }
-
   /**
-   * Rebuilds the table at `cap` slots, keeping occupied entries only; with `fit`, at the smallest
+   * Rebuilds segment `seg` at `cap` slots keeping occupied entries; `cap` 0 picks the smallest
    * size that keeps it under 3/4 full (after a pod's blocks went at once).
    */
-  #rehash(cap: number, fit = false): void {
-    const w = this.words;
-    const hs = this.#hi, ls = this.#lo, g = this.#gpu, o = this.#off, old = this.#cap;
-    if (fit) {
+  #resize(seg: number, cap: number): Segment {
+    const old = this.#segs[seg];
+    const st = this.#stride, ot = old.t;
+    if (cap === 0) {
       let live = 0;
-      for (let s = 0; s < old; s++) if (this.#occupiedIn(g, o, s)) live++;
+      for (let o = 0; o < ot.length; o += st) if (this.#occupied(ot, o)) live++;
       cap = MIN_CAPACITY;
       while ((live + 1) * 4 > cap * 3) cap *= 2;
     }
-    this.#alloc(cap);
-    this.#size = 0;
-    const m = this.#mask;
-    for (let s = 0; s < old; s++) {
-      if (!this.#occupiedIn(g, o, s)) continue;
-      let t = mix(hs[s], ls[s]) & m;
-      while (this.#occupied(t)) t = (t + 1) & m;
-      this.#hi[t] = hs[s];
-      this.#lo[t] = ls[s];
-      for (let k = 0; k < w; k++) {
-        this.#gpu[t * w + k] = g[s * w + k];
-        this.#off[t * w + k] = o[s * w + k];
-      }
-      this.#size++;
+    const sg = new Segment(cap, st);
+    const t = sg.t, m = sg.mask;
+    this.#size -= old.size;
+    for (let o = 0; o < ot.length; o += st) {
+      if (!this.#occupied(ot, o)) continue;
+      let s = mix(ot[o], ot[o + 1]) & m;
+      while (this.#occupied(t, s * st)) s = (s + 1) & m;
+      t.set(ot.subarray(o, o + st), s * st);
+      sg.size++;
     }
-  }
-
-  #occupiedIn(g: Uint32Array, o: Uint32Array, s: number): boolean {
-    const w = this.words;
-    for (let i = s * w; i < s * w + w; i++) if ((g[i] | o[i]) !== 0) return true;
-    return false;
+    this.#size += sg.size;
+    this.#segs[seg] = sg;
+    return sg;
   }
 }

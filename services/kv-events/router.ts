@@ -127,7 +127,6 @@ export class Router {
     let visited = 0;
     if (ix !== undefined) {
       const w = ix.words;
-      const gpu = ix.gpuMasks, off = ix.offMasks;
       const matched = this.#matched, offloaded = this.#offloaded;
       let live = anySet(active);
       for (let i = 0; i < total && live; i++) {
@@ -146,8 +145,8 @@ export class Router {
         for (let j = 0; j < w; j++) {
           const a = active[j];
           if (a === 0) continue;
-          const g = s < 0 ? 0 : gpu[s * w + j] & a;
-          const o = s < 0 ? 0 : off[s * w + j] & a & ~g;
+          const g = s < 0 ? 0 : ix.gpuWord(s, j) & a;
+          const o = s < 0 ? 0 : ix.offWord(s, j) & a & ~g;
           // Pods that stop matching here keep `matched` = i.
           let ended = a & ~(g | o);
           while (ended !== 0) {

@@ -1,8 +1,8 @@
 """Reference subscriber for bench/kv_events.ts: a pyzmq SUB that decodes each batch's timestamp
 and reports publish-to-received latency, to compare our ingest with libzmq on the same machine.
 
-Usage: sub_latency.py PUB_PORT COUNT; prints "ready" once connected, then after COUNT messages
-(or 30 s) a JSON line {"n", "p50_us", "p99_us", "p99_9_us"}.
+Usage: sub_latency.py PUB_PORT COUNT [SKIP]; prints "ready" once connected, then after COUNT
+messages (or 30 s) a JSON line {"n", "p50_us", "p99_us", "p99_9_us"} over all but the first SKIP.
 """
 import json
 import math
@@ -13,6 +13,7 @@ import msgpack
 import zmq
 
 port, count = int(sys.argv[1]), int(sys.argv[2])
+skip = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 ctx = zmq.Context()
 sub = ctx.socket(zmq.SUB)
 sub.setsockopt(zmq.RCVHWM, 1_000_000)
@@ -27,7 +28,7 @@ while len(lat) < count and time.time() < deadline:
     _topic, _seq, payload = sub.recv_multipart()
     ts = msgpack.unpackb(payload)[0]
     lat.append((time.time() - ts) * 1e6)
-lat.sort()
+lat = sorted(lat[skip:])
 
 
 def pick(p):
