@@ -540,6 +540,23 @@ async function render(file: URL): Promise<void> {
       } |`
     ),
     "",
+    "## Against a libzmq subscriber (same machine, same run)",
+    "",
+    "The same 10,000 batches/s stream into a pyzmq SUB that decodes each batch's timestamp",
+    "(`testdata/sub_latency.py`): libzmq's receive path, the floor this machine allows.",
+    "",
+    "| percentile | kv-events (received, decoded, indexed) | pyzmq SUB (received, decoded) | ratio |",
+    "| --- | --- | --- | --- |",
+    ...["p50", "p99", "p99_9"].filter((p) =>
+      m[`process.publish_to_indexed_10k.${p}`] && m[`reference.pyzmq_sub_10k.${p}`]
+    ).map((p) => {
+      const ours = m[`process.publish_to_indexed_10k.${p}`].value;
+      const ref = m[`reference.pyzmq_sub_10k.${p}`].value;
+      return `| ${p.replace("_", ".")} | ${ours.toLocaleString("en-US")} µs | ${
+        ref.toLocaleString("en-US")
+      } µs | ${(ours / ref).toFixed(2)}x |`;
+    }),
+    "",
     "## Every measurement",
     "",
     "| metric | value |",
