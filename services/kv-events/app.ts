@@ -332,6 +332,7 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
         return { model: m, blocks: ix.size, table_bytes: ix.bytes };
       }),
       blocks: totals.blocks,
+      max_blocks: Number.isFinite(map.maxBlocks) ? map.maxBlocks : null,
       index_bytes: totals.bytes,
       bytes_per_block: totals.blocks > 0 ? Math.round(totals.bytes / totals.blocks * 10) / 10 : 0,
       ingest: { ...ingest.stats },
@@ -391,6 +392,11 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
     ],
     ["kv_events_bad_frames_total", "Messages with bad frames or no pod.", () => s.badFrames],
     ["kv_events_pod_limit_total", "Batches refused at MAX_PODS.", () => s.podLimit],
+    [
+      "kv_events_index_full_total",
+      "New blocks not indexed at MAX_INDEX_BLOCKS.",
+      () => s.indexFull,
+    ],
     ["kv_events_gaps_total", "Sequence gaps detected.", () => s.gaps],
     ["kv_events_gaps_repaired_total", "Gaps filled by a replay.", () => s.gapsRepaired],
     ["kv_events_gaps_unrepaired_total", "Gaps left open.", () => s.gapsUnrepaired],

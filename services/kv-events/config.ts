@@ -82,6 +82,8 @@ export function kvEventsConfigSchema() {
     BLOCK_SIZE: int(16, 1, 65536),
     /** Remembered block digests for routing (0 = off); 108 bytes each at block size 16. */
     HASH_CACHE_BLOCKS: int(65_536, 0, 1 << 24),
+    /** Blocks indexed at most, all models together; new ones past it are counted, not kept. */
+    MAX_INDEX_BLOCKS: int(20_000_000, 1, 2_000_000_000),
     /** Pods known at once (pod masks are MAX_PODS bits per block). */
     MAX_PODS: int(32, 1, 1024),
     /** A pod with no event, heartbeat or live connection for this long is dropped (0 = never). */

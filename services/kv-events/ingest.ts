@@ -41,6 +41,8 @@ export class IngestStats {
   badFrames = 0;
   /** Batches refused because MAX_PODS pods are known. */
   podLimit = 0;
+  /** New blocks not indexed because the index held MAX_INDEX_BLOCKS. */
+  indexFull = 0;
   gaps = 0;
   gapsRepaired = 0;
   gapsUnrepaired = 0;
@@ -144,6 +146,10 @@ export class Ingest {
       s.blocksStored += r.stored;
       s.blocksRemoved += r.removed;
       s.cleared += r.cleared;
+      if (r.refused > 0) {
+        if (s.indexFull === 0) this.#hooks.warn("index full: new blocks not indexed", { pod });
+        s.indexFull += r.refused;
+      }
     } catch (e) {
       if (!(e instanceof PodLimitError)) throw e;
       s.podLimit++;

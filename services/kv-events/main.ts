@@ -30,7 +30,7 @@ function run(config: KvEventsConfig): void {
     sink: sink.sink,
     now: Date.now,
   });
-  const map = new CacheMap({ maxPods: config.MAX_PODS });
+  const map = new CacheMap({ maxPods: config.MAX_PODS, maxBlocks: config.MAX_INDEX_BLOCKS });
   const hasher = new BlockHasher({
     algo: config.HASH_ALGO as HashAlgo,
     seed: config.HASH_SEED,

@@ -134,3 +134,19 @@ Deno.test("cache map: removal, clear, pod limit, int hashes, expiry", () => {
   assert.equal(map.pod("c")!.blocks, 0);
   assert.equal(map.index("m")!.size, 0);
 });
+
+Deno.test("cache map: MAX_INDEX_BLOCKS bounds the index; known blocks still gain pods", () => {
+  const map = new CacheMap({ maxPods: 4, maxBlocks: 3 });
+  const p = prompt(5);
+  let r = map.apply("a", "m", [stored(p, 5)]);
+  assert.deepEqual(r, { stored: 3, removed: 0, cleared: 0, refused: 2 });
+  assert.equal(map.totals().blocks, 3);
+  r = map.apply("b", "m", [stored(p, 5)]);
+  assert.deepEqual(r, { stored: 3, removed: 0, cleared: 0, refused: 2 });
+  assert.equal(map.pod("b")!.blocks, 3);
+  map.apply("a", "m", [{ type: "AllBlocksCleared" }]);
+  map.apply("b", "m", [{ type: "AllBlocksCleared" }]);
+  assert.equal(map.totals().blocks, 0);
+  r = map.apply("a", "m", [stored(prompt(2, 9), 2)]);
+  assert.equal(r.refused, 0);
+});

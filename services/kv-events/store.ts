@@ -56,6 +56,8 @@ export function hashKey(h: BlockHash, out: [number, number]): void {
 /** Options of a {@link CacheMap}. */
 export interface CacheMapOptions {
   maxPods: number;
+  /** Blocks indexed at most, all models together (default: no bound). */
+  maxBlocks?: number;
   now?: () => number;
 }
 
@@ -64,11 +66,16 @@ export interface ApplyResult {
   stored: number;
   removed: number;
   cleared: number;
+  /** New blocks not indexed because the index holds maxBlocks. */
+  refused: number;
 }
 
 /** Pods and per-model block indexes. */
 export class CacheMap {
   readonly maxPods: number;
+  readonly maxBlocks: number;
+  /** Blocks in every model's index. */
+  #total = 0;
   #now: () => number;
   #pods = new Map<string, PodState>();
   #bySlot: (PodState | undefined)[] = [];
@@ -78,6 +85,7 @@ export class CacheMap {
 
   constructor(options: CacheMapOptions) {
     this.maxPods = options.maxPods;
+    this.maxBlocks = options.maxBlocks ?? Infinity;
     this.#now = options.now ?? Date.now;
     for (let s = options.maxPods - 1; s >= 0; s--) this.#free.push(s);
   }
@@ -136,7 +144,9 @@ export class CacheMap {
     const p = this.#pods.get(id);
     if (p === undefined) return 0;
     const ix = this.#models.get(p.model);
+    const before = ix?.size ?? 0;
     const dropped = ix ? ix.dropPod(p.slot) : 0;
+    this.#total += (ix?.size ?? 0) - before;
     p.blocks = 0;
     p.resets++;
     return dropped;
@@ -164,10 +174,22 @@ export class CacheMap {
     return gone;
   }
 
+  /** One stored block, unless it is new and the index is full. */
+  #add(ix: BlockIndex, hi: number, lo: number, p: PodState, tier: Tier, r: ApplyResult): void {
+    if (this.#total >= this.maxBlocks && ix.find(hi, lo) < 0) {
+      r.refused++;
+      return;
+    }
+    const before = ix.size;
+    if (ix.add(hi, lo, p.slot, tier)) p.blocks++;
+    this.#total += ix.size - before;
+    r.stored++;
+  }
+
   /** Applies a batch read by the fast path (same effect as {@link apply} on its events). */
   applyParsed(id: string, model: string, b: ParsedBatch): ApplyResult {
     const p = this.touch(id, model);
-    const r: ApplyResult = { stored: 0, removed: 0, cleared: 0 };
+    const r: ApplyResult = { stored: 0, removed: 0, cleared: 0, refused: 0 };
     let ix = this.#models.get(model);
     const hs = b.hashes;
     for (let e = 0; e < b.events; e++) {
@@ -182,15 +204,14 @@ export class CacheMap {
       const from = b.starts[e], to = from + b.counts[e];
       if (kind === STORED) {
         if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
-        for (let i = from; i < to; i++) {
-          if (ix.add(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks++;
-        }
-        r.stored += to - from;
+        for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
       } else {
         if (ix === undefined) continue;
+        const before = ix.size;
         for (let i = from; i < to; i++) {
           if (ix.remove(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks--;
         }
+        this.#total += ix.size - before;
         r.removed += to - from;
       }
     }
@@ -200,7 +221,7 @@ export class CacheMap {
   /** Applies a pod's events in order. */
   apply(id: string, model: string, events: readonly KvEvent[]): ApplyResult {
     const p = this.touch(id, model);
-    const r: ApplyResult = { stored: 0, removed: 0, cleared: 0 };
+    const r: ApplyResult = { stored: 0, removed: 0, cleared: 0, refused: 0 };
     let ix = this.#models.get(model);
     const k = this.#key;
     for (const e of events) {
@@ -210,17 +231,18 @@ export class CacheMap {
         const tier = tierOf(e.medium);
         for (const h of e.blockHashes) {
           hashKey(h, k);
-          if (ix.add(k[0], k[1], p.slot, tier)) p.blocks++;
-          r.stored++;
+          this.#add(ix, k[0], k[1], p, tier, r);
         }
       } else if (e.type === "BlockRemoved") {
         if (ix === undefined) continue;
         const tier = e.medium === null ? 0 : tierOf(e.medium);
+        const before = ix.size;
         for (const h of e.blockHashes) {
           hashKey(h, k);
           if (ix.remove(k[0], k[1], p.slot, tier)) p.blocks--;
           r.removed++;
         }
+        this.#total += ix.size - before;
       } else {
         this.reset(id);
         r.cleared++;
