@@ -377,9 +377,8 @@ class DigestCache {
   #mask: number;
   #bs: number;
   #stride: number;
-  /** Per entry: parent hi, parent lo, keys id + 1 (0 = empty), then the block's tokens. */
+  /** Per entry: parent hi, parent lo, keys id + 1 (0 = empty), the block's tokens, its digest. */
   #keys: Uint32Array;
-  #digests: Uint8Array;
   #keyIds = new Map<string, number>();
   /** Per set of two slots, the way used last. */
   #lastUsed: Uint8Array;
@@ -392,11 +391,11 @@ class DigestCache {
     this.capacity = cap;
     this.#mask = cap - 1;
     this.#bs = blockSize;
-    this.#stride = 3 + blockSize;
+    // Key and digest in one row: a hit reads one place in memory.
+    this.#stride = 3 + blockSize + 8;
     this.#keys = new Uint32Array(cap * this.#stride);
-    this.#digests = new Uint8Array(cap * 32);
     this.#lastUsed = new Uint8Array(Math.max(1, cap >>> 1));
-    this.bytes = this.#keys.byteLength + this.#digests.byteLength + this.#lastUsed.byteLength;
+    this.bytes = this.#keys.byteLength + this.#lastUsed.byteLength;
   }
 
   /** A small id for a prompt's extra keys (the table is cleared past 65,536 distinct ones). */
@@ -460,8 +459,16 @@ class DigestCache {
   /** On a hit, copies the digest into the parent slot. */
   hit(slot: number, b: Uint8Array, at: number): void {
     this.hits++;
-    const d = this.#digests;
-    for (let i = 0, o = slot * 32; i < 32; i++) b[at + i] = d[o + i];
+    const k = this.#keys;
+    const o = slot * this.#stride + 3 + this.#bs;
+    for (let i = 0; i < 8; i++) {
+      const v = k[o + i];
+      const p = at + i * 4;
+      b[p] = v >>> 24;
+      b[p + 1] = v >>> 16;
+      b[p + 2] = v >>> 8;
+      b[p + 3] = v;
+    }
   }
 
   /** Takes the slot for a missed block (its key; the digest follows with {@link store}). */
@@ -478,7 +485,12 @@ class DigestCache {
 
   /** The digest of the block whose key {@link miss} recorded. */
   store(slot: number, b: Uint8Array, at: number): void {
-    this.#digests.set(b.subarray(at, at + 32), slot * 32);
+    const k = this.#keys;
+    const o = slot * this.#stride + 3 + this.#bs;
+    for (let i = 0; i < 8; i++) {
+      const p = at + i * 4;
+      k[o + i] = ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+    }
   }
 }
 

@@ -120,6 +120,7 @@ export class Router {
 
     // Walk the prompt's blocks while some candidate still matches.
     const hasher = this.#hasher;
+    const given = "hashes" in blocks ? blocks.hashes : null;
     const total = "tokens" in blocks
       ? hasher.start(blocks.tokens, blocks.keys)
       : blocks.hashes.length >> 1;
@@ -131,13 +132,13 @@ export class Router {
       let live = anySet(active);
       for (let i = 0; i < total && live; i++) {
         let hi: number, lo: number;
-        if ("tokens" in blocks) {
+        if (given === null) {
           hasher.next();
           hi = hasher.hi;
           lo = hasher.lo;
         } else {
-          hi = blocks.hashes[i * 2];
-          lo = blocks.hashes[i * 2 + 1];
+          hi = given[i * 2];
+          lo = given[i * 2 + 1];
         }
         visited++;
         const s = ix.find(hi, lo);
