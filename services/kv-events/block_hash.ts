@@ -27,6 +27,9 @@ export const HASH_ALGOS: readonly HashAlgo[] = ["sha256_cbor", "sha256"];
 
 const enc = new TextEncoder();
 
+/** Blocks whose digest cache entries are touched together (see BlockHasher.next). */
+const PREFETCH_BLOCKS = 8;
+
 /** Pickles larger than one frame would be split by Python; blocks never get there. */
 const PICKLE_FRAME_MAX = 64 * 1024;
 
@@ -218,6 +221,18 @@ export class BlockHasher {
   #noKeys: [Uint8Array, Uint8Array];
   #cache: DigestCache | null;
   #keysId = 0;
+  /** Per block, the fingerprint of the prompt's tokens up to its end (the digest cache's key). */
+  #fps = new Uint32Array(256);
+  /** Blocks whose fingerprint is computed. */
+  #fpUpTo = 0;
+  /** Blocks before the first that cannot be cached (a token id of 2^32 or more). */
+  #fpValid = 0;
+  #fpHi = 0;
+  #fpLo = 0;
+  /** The cache slot holding the previous block's digest, when the buffer does not (-1). */
+  #parentSlot = -1;
+  #noneHi: number;
+  #noneLo: number;
 
   constructor(options: HasherOptions) {
     const bs = options.blockSize;
@@ -230,6 +245,9 @@ export class BlockHasher {
     this.noneHash = noneHash(options.seed, options.algo);
     const none = encodeExtra(options.algo, []);
     this.#noKeys = [none, none];
+    const nv = new DataView(this.noneHash.buffer, this.noneHash.byteOffset);
+    this.#noneHi = nv.getUint32(24);
+    this.#noneLo = nv.getUint32(28);
     const cache = options.cacheBlocks ?? 0;
     this.#cache = cache > 0 ? new DigestCache(cache, bs) : null;
   }
@@ -272,9 +290,19 @@ export class BlockHasher {
       this.#parentAt = 13;
     }
     b.set(this.noneHash, this.#parentAt);
+    this.#parentSlot = -1;
+    this.hi = this.#noneHi;
+    this.lo = this.#noneLo;
+    this.#fpHi = Math.imul(this.#keysId + 1, 0x9e3779b1) >>> 0;
+    this.#fpLo = this.#keysId;
+    this.#fpUpTo = 0;
     this.#tokens = tokens;
     this.#block = 0;
     this.#blocks = Math.floor(tokens.length / this.blockSize);
+    this.#fpValid = this.#blocks;
+    if (this.#cache !== null && this.#fps.length < this.#blocks * 2) {
+      this.#fps = new Uint32Array(this.#blocks * 4);
+    }
     return this.#blocks;
   }
 
@@ -290,14 +318,32 @@ export class BlockHasher {
     const at = this.#parentAt;
     const cache = this.#cache;
     let slot = -1;
-    if (cache !== null) {
-      const found = cache.find(b, at, this.#keysId, t, from);
+    const parentHi = this.hi, parentLo = this.lo;
+    if (cache !== null && i < this.#fpValid && i >= this.#fpUpTo) {
+      // Fingerprints are computed a chunk of blocks at a time, and the chunk's entries touched
+      // back to back: their memory misses overlap instead of coming one per block.
+      const from = this.#fpUpTo;
+      while (this.#fpUpTo < this.#blocks && this.#fpUpTo < from + PREFETCH_BLOCKS) {
+        if (!this.#fingerprint(this.#fpUpTo)) break;
+        this.#fpUpTo++;
+      }
+      for (let k = from; k < this.#fpUpTo; k++) cache.touch(this.#fps[k * 2 + 1]);
+    }
+    if (cache !== null && i < this.#fpValid && i < this.#fpUpTo) {
+      const fpHi = this.#fps[i * 2], fpLo = this.#fps[i * 2 + 1];
+      const found = cache.probe(fpHi, fpLo, this.#keysId, parentHi, parentLo, t, from);
       if (found >= 0) {
-        cache.hit(found, b, at);
-        this.#readInt(b, at);
+        // The digest stays in the cache until a miss needs it as a parent.
+        this.#parentSlot = found;
+        this.hi = cache.hi(found);
+        this.lo = cache.lo(found);
         return;
       }
-      if (found < -1) slot = cache.miss(-found - 2, this.#keysId, t, from);
+      slot = -found - 2;
+    }
+    if (this.#parentSlot >= 0) {
+      cache!.copyDigest(this.#parentSlot, b, at);
+      this.#parentSlot = -1;
     }
     const extra = i === 0 ? this.#extraFirst : this.#extraRest;
     let p = at + 32;
@@ -338,8 +384,33 @@ export class BlockHasher {
     }
     // The digest lands in the parent slot: it is the next block's parent.
     sha256InPlace(b, p, b, at);
-    if (slot >= 0) cache!.store(slot, b, at);
+    if (slot >= 0) {
+      const fpHi = this.#fps[i * 2], fpLo = this.#fps[i * 2 + 1];
+      cache!.store(slot, fpHi, fpLo, this.#keysId, parentHi, parentLo, t, from, b, at);
+    }
     this.#readInt(b, at);
+  }
+
+  /** Computes block `k`'s fingerprint; false (and no caching from `k` on) for a bad token id. */
+  #fingerprint(k: number): boolean {
+    const t = this.#tokens, bs = this.blockSize;
+    let h1 = this.#fpHi, h2 = this.#fpLo;
+    for (let j = k * bs; j < (k + 1) * bs; j++) {
+      const v = t[j];
+      if (!(v >= 0 && v < 0x100000000 && Math.floor(v) === v)) {
+        this.#fpValid = k;
+        return false;
+      }
+      h1 = Math.imul(h1 ^ v, 0x85ebca6b);
+      h1 ^= h1 >>> 15;
+      h2 = Math.imul(h2 + v, 0xc2b2ae35) ^ h1;
+      h2 ^= h2 >>> 13;
+    }
+    this.#fpHi = h1 >>> 0;
+    this.#fpLo = h2 >>> 0;
+    this.#fps[k * 2] = this.#fpHi;
+    this.#fps[k * 2 + 1] = this.#fpLo;
+    return true;
   }
 
   #readInt(b: Uint8Array, at: number): void {
@@ -349,6 +420,10 @@ export class BlockHasher {
 
   /** The last block's 32-byte digest (a copy). */
   digest(): Uint8Array {
+    if (this.#parentSlot >= 0) {
+      this.#cache!.copyDigest(this.#parentSlot, this.#buf, this.#parentAt);
+      this.#parentSlot = -1;
+    }
     return this.#buf.slice(this.#parentAt, this.#parentAt + 32);
   }
 
@@ -365,9 +440,12 @@ export class BlockHasher {
 }
 
 /**
- * Remembered block digests: a two-way set-associative table keyed by (parent's low 64 bits, extra keys,
- * token ids), the key checked exactly on every hit (a false hit would take a 64-bit collision of
- * SHA-256 parents with equal tokens).
+ * Remembered block digests, keyed by a fingerprint of the prompt's tokens so far (and its extra
+ * keys): where block `i` sits depends only on the tokens, not on block `i - 1`'s lookup, so the
+ * CPU can fetch several blocks' entries at once. Every hit is checked exactly: the extra keys,
+ * the block's tokens, and the parent's 64 bits (what the previous block resolved to) must all be
+ * equal; a false hit would take a 64-bit collision of SHA-256 parents with equal tokens. Two ways
+ * per set; a miss replaces the way used less recently.
  */
 class DigestCache {
   readonly capacity: number;
@@ -377,25 +455,25 @@ class DigestCache {
   #mask: number;
   #bs: number;
   #stride: number;
-  /** Per entry: parent hi, parent lo, keys id + 1 (0 = empty), the block's tokens, its digest. */
-  #keys: Uint32Array;
+  /**
+   * Per entry: fingerprint hi, lo, keys id + 1 (0 = empty), parent hi, lo, the block's tokens,
+   * its digest (8 words, big-endian).
+   */
+  #rows: Uint32Array;
   #keyIds = new Map<string, number>();
   /** Per set of two slots, the way used last. */
   #lastUsed: Uint8Array;
-  #pendingParentHi = 0;
-  #pendingParentLo = 0;
 
   constructor(entries: number, blockSize: number) {
-    let cap = 1;
+    let cap = 2;
     while (cap < entries) cap *= 2;
     this.capacity = cap;
     this.#mask = cap - 1;
     this.#bs = blockSize;
-    // Key and digest in one row: a hit reads one place in memory.
-    this.#stride = 3 + blockSize + 8;
-    this.#keys = new Uint32Array(cap * this.#stride);
-    this.#lastUsed = new Uint8Array(Math.max(1, cap >>> 1));
-    this.bytes = this.#keys.byteLength + this.#lastUsed.byteLength;
+    this.#stride = 5 + blockSize + 8;
+    this.#rows = new Uint32Array(cap * this.#stride);
+    this.#lastUsed = new Uint8Array(cap >>> 1);
+    this.bytes = this.#rows.byteLength + this.#lastUsed.byteLength;
   }
 
   /** A small id for a prompt's extra keys (the table is cleared past 65,536 distinct ones). */
@@ -404,7 +482,7 @@ class DigestCache {
     if (id === undefined) {
       if (this.#keyIds.size >= 65536) {
         this.#keyIds.clear();
-        this.#keys.fill(0);
+        this.#rows.fill(0);
       }
       id = this.#keyIds.size + 1;
       this.#keyIds.set(keys, id);
@@ -413,56 +491,67 @@ class DigestCache {
   }
 
   /**
-   * The slot holding this block (>= 0), `-(slot + 2)` for the slot it would take, or -1 when it
-   * cannot be cached (token ids of 2^32 and above).
+   * The slot holding this block (>= 0), or `-(slot + 2)` for the slot a miss should take.
    */
-  find(b: Uint8Array, at: number, keysId: number, t: ArrayLike<number>, from: number): number {
-    const hi = (b[at + 24] << 24) | (b[at + 25] << 16) | (b[at + 26] << 8) | b[at + 27];
-    const lo = (b[at + 28] << 24) | (b[at + 29] << 16) | (b[at + 30] << 8) | b[at + 31];
-    let h = Math.imul(lo ^ keysId, 0x9e3779b1) ^ hi;
-    for (let j = from; j < from + this.#bs; j++) {
-      const v = t[j];
-      if (!(v >= 0 && v < 0x100000000)) return -1;
-      h = Math.imul(h ^ v, 0x85ebca6b);
-      h ^= h >>> 13;
+  probe(
+    fpHi: number,
+    fpLo: number,
+    keysId: number,
+    parentHi: number,
+    parentLo: number,
+    t: ArrayLike<number>,
+    from: number,
+  ): number {
+    const set = fpLo & this.#mask & ~1;
+    const r = this.#rows, st = this.#stride;
+    for (let way = 0; way < 2; way++) {
+      const o = (set + way) * st;
+      if (r[o + 1] !== fpLo || r[o] !== fpHi || r[o + 2] !== keysId + 1) continue;
+      if (r[o + 3] !== parentHi || r[o + 4] !== parentLo) continue;
+      let same = true;
+      for (let j = 0; j < this.#bs; j++) {
+        if (r[o + 5 + j] !== t[from + j]) {
+          same = false;
+          break;
+        }
+      }
+      if (!same) continue;
+      this.#lastUsed[set >>> 1] = way;
+      this.hits++;
+      return set + way;
     }
-    h = Math.imul(h ^ (h >>> 16), 0xc2b2ae35);
-    h ^= h >>> 16;
-    this.#pendingParentHi = hi >>> 0;
-    this.#pendingParentLo = lo >>> 0;
-    // Two ways per set: the block may sit in either; a miss takes the one not used last.
-    const set = h & this.#mask & ~1;
-    if (this.#matches(set, keysId, t, from)) {
-      this.#lastUsed[set >>> 1] = 0;
-      return set;
-    }
-    if (this.#matches(set + 1, keysId, t, from)) {
-      this.#lastUsed[set >>> 1] = 1;
-      return set + 1;
-    }
+    this.misses++;
     const victim = set + (this.#lastUsed[set >>> 1] ^ 1);
     this.#lastUsed[set >>> 1] = victim - set;
     return -(victim + 2);
   }
 
-  #matches(slot: number, keysId: number, t: ArrayLike<number>, from: number): boolean {
-    const k = this.#keys;
-    const o = slot * this.#stride;
-    if (
-      k[o] !== this.#pendingParentHi || k[o + 1] !== this.#pendingParentLo ||
-      k[o + 2] !== keysId + 1
-    ) return false;
-    for (let j = 0; j < this.#bs; j++) if (k[o + 3 + j] !== t[from + j]) return false;
-    return true;
+  /** Reads both ends of both ways of the set of `fpLo` (a prefetch: the value is not needed). */
+  touch(fpLo: number): void {
+    const set = fpLo & this.#mask & ~1;
+    const st = this.#stride;
+    const r = this.#rows, o = set * st;
+    this.#sink ^= r[o] ^ r[o + st - 1] ^ r[o + st] ^ r[o + 2 * st - 1];
   }
 
-  /** On a hit, copies the digest into the parent slot. */
-  hit(slot: number, b: Uint8Array, at: number): void {
-    this.hits++;
-    const k = this.#keys;
-    const o = slot * this.#stride + 3 + this.#bs;
+  /** What {@link touch} read, kept so that the reads are not optimised away. */
+  #sink = 0;
+
+  /** High and low 32 bits of the low 64 bits of a slot's digest (the block's int hash). */
+  hi(slot: number): number {
+    return this.#rows[slot * this.#stride + 5 + this.#bs + 6];
+  }
+
+  lo(slot: number): number {
+    return this.#rows[slot * this.#stride + 5 + this.#bs + 7];
+  }
+
+  /** Writes a slot's 32-byte digest at `b[at]`. */
+  copyDigest(slot: number, b: Uint8Array, at: number): void {
+    const r = this.#rows;
+    const o = slot * this.#stride + 5 + this.#bs;
     for (let i = 0; i < 8; i++) {
-      const v = k[o + i];
+      const v = r[o + i];
       const p = at + i * 4;
       b[p] = v >>> 24;
       b[p + 1] = v >>> 16;
@@ -471,25 +560,30 @@ class DigestCache {
     }
   }
 
-  /** Takes the slot for a missed block (its key; the digest follows with {@link store}). */
-  miss(slot: number, keysId: number, t: ArrayLike<number>, from: number): number {
-    this.misses++;
-    const k = this.#keys;
-    const o = slot * this.#stride;
-    k[o] = this.#pendingParentHi;
-    k[o + 1] = this.#pendingParentLo;
-    k[o + 2] = keysId + 1;
-    for (let j = 0; j < this.#bs; j++) k[o + 3 + j] = t[from + j];
-    return slot;
-  }
-
-  /** The digest of the block whose key {@link miss} recorded. */
-  store(slot: number, b: Uint8Array, at: number): void {
-    const k = this.#keys;
-    const o = slot * this.#stride + 3 + this.#bs;
+  /** Fills a slot with a block and its digest (read from `b[at]`). */
+  store(
+    slot: number,
+    fpHi: number,
+    fpLo: number,
+    keysId: number,
+    parentHi: number,
+    parentLo: number,
+    t: ArrayLike<number>,
+    from: number,
+    b: Uint8Array,
+    at: number,
+  ): void {
+    const r = this.#rows, o = slot * this.#stride;
+    r[o] = fpHi;
+    r[o + 1] = fpLo;
+    r[o + 2] = keysId + 1;
+    r[o + 3] = parentHi;
+    r[o + 4] = parentLo;
+    for (let j = 0; j < this.#bs; j++) r[o + 5 + j] = t[from + j];
+    const d = o + 5 + this.#bs;
     for (let i = 0; i < 8; i++) {
       const p = at + i * 4;
-      k[o + i] = ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+      r[d + i] = ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
     }
   }
 }

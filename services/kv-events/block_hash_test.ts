@@ -78,7 +78,7 @@ Deno.test("block hashes: the digest cache gives the same chains, and hits on a r
     entries: 1024,
     hits: 0,
     misses: 20,
-    bytes: 1024 * (19 * 4 + 32) + 512,
+    bytes: 1024 * (21 * 4 + 32) + 512,
   });
   h.all(tokens);
   assert.equal(h.cacheStats()!.hits, 20);

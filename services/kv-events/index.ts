@@ -108,6 +108,16 @@ export class BlockIndex {
     }
   }
 
+  /** Reads the home slot of (hi, lo) (a prefetch before {@link find}; the value is not needed). */
+  touch(hi: number, lo: number): void {
+    const m = mix(hi, lo);
+    const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
+    this.#sink ^= sg.t[(m & sg.mask) * this.#stride];
+  }
+
+  /** What {@link touch} read, kept so that the reads are not optimised away. */
+  #sink = 0;
+
   /** GPU mask word `j` of the block at `handle` (from {@link find}). */
   gpuWord(handle: number, j: number): number {
     return this.#segs[handle >>> SLOT_BITS].t[(handle & SLOT_MASK) * this.#stride + 2 + j];

@@ -21,6 +21,12 @@
 import type { BlockHasher, PromptKeys } from "./block_hash.ts";
 import type { CacheMap } from "./store.ts";
 
+/**
+ * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
+ * hash up to this many blocks past the first one no candidate holds.
+ */
+const CHUNK_BLOCKS = 4;
+
 /** Weights of the cost function. */
 export interface RouteWeights {
   cacheWeight: number;
@@ -76,6 +82,7 @@ export class Router {
   #offloaded: Int32Array;
   #active: Uint32Array;
   #candSlots: Int32Array;
+  #chunk = new Uint32Array(CHUNK_BLOCKS * 2);
 
   constructor(map: CacheMap, hasher: BlockHasher, weights: RouteWeights = DEFAULT_WEIGHTS) {
     this.#map = map;
@@ -130,16 +137,29 @@ export class Router {
       const w = ix.words;
       const matched = this.#matched, offloaded = this.#offloaded;
       let live = anySet(active);
+      const chunk = this.#chunk;
+      let ready = 0, chunkStart = 0;
       for (let i = 0; i < total && live; i++) {
-        let hi: number, lo: number;
-        if (given === null) {
-          hasher.next();
-          hi = hasher.hi;
-          lo = hasher.lo;
-        } else {
-          hi = given[i * 2];
-          lo = given[i * 2 + 1];
+        if (i === ready) {
+          // The next few blocks' hashes, and their index slots touched back to back, so that
+          // the memory misses of a chunk overlap.
+          const n = Math.min(CHUNK_BLOCKS, total - i);
+          for (let k = 0; k < n; k++) {
+            if (given === null) {
+              hasher.next();
+              chunk[k * 2] = hasher.hi;
+              chunk[k * 2 + 1] = hasher.lo;
+            } else {
+              chunk[k * 2] = given[(i + k) * 2];
+              chunk[k * 2 + 1] = given[(i + k) * 2 + 1];
+            }
+          }
+          for (let k = 0; k < n; k++) ix.touch(chunk[k * 2], chunk[k * 2 + 1]);
+          chunkStart = i;
+          ready = i + n;
         }
+        const k = i - chunkStart;
+        const hi = chunk[k * 2], lo = chunk[k * 2 + 1];
         visited++;
         const s = ix.find(hi, lo);
         live = false;
