@@ -87,3 +87,34 @@ Deno.test("block hashes: the digest cache gives the same chains, and hits on a r
   h.all(tokens);
   assert.equal(h.cacheStats()!.hits, 25);
 });
+
+Deno.test("block hashes: with the digest cache, random prompts sharing prefixes hash as without", () => {
+  let seed = 99;
+  const rnd = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return Math.floor((seed / 2 ** 32) * n);
+  };
+  for (const algo of ["sha256_cbor", "sha256"] as const) {
+    const plain = new BlockHasher({ algo, seed: "7", blockSize: 4 });
+    // A small cache: entries are replaced all the time.
+    const cached = new BlockHasher({ algo, seed: "7", blockSize: 4, cacheBlocks: 64 });
+    const bases = Array.from({ length: 5 }, () => Array.from({ length: 80 }, () => rnd(50)));
+    for (let i = 0; i < 1500; i++) {
+      const base = bases[rnd(bases.length)];
+      const tokens = base.slice(0, rnd(base.length + 1));
+      if (rnd(3) === 0 && tokens.length > 0) tokens[rnd(tokens.length)] = rnd(50);
+      if (rnd(20) === 0) tokens.push(2 ** 33 + rnd(9)); // not cacheable from there on
+      const keys = rnd(4) === 0 ? { loraName: ["a", "b"][rnd(2)] } : undefined;
+      const want = plain.all(tokens, keys).map(toHex);
+      assert.deepEqual(cached.all(tokens, keys).map(toHex), want, `prompt ${i}`);
+      // Block by block, the int form too.
+      const n = cached.start(tokens, keys);
+      for (let b = 0; b < n; b++) {
+        cached.next();
+        assert.equal(cached.lo.toString(16).padStart(8, "0"), want[b].slice(56));
+      }
+    }
+    const stats = cached.cacheStats()!;
+    assert.ok(stats.hits > 1000 && stats.misses > 1000, JSON.stringify(stats));
+  }
+});
