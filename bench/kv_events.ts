@@ -25,6 +25,7 @@ import { Ingest } from "../services/kv-events/ingest.ts";
 import { encodeMsgpack } from "../services/kv-events/msgpack.ts";
 import { Router } from "../services/kv-events/router.ts";
 import { CacheMap } from "../services/kv-events/store.ts";
+import { ChainTable } from "../services/kv-events/chain.ts";
 import { ZmqSources } from "../services/kv-events/zmq_source.ts";
 
 const args = parseArgs({
@@ -78,7 +79,8 @@ function inProcess() {
   const TARGET = QUICK ? 200_000 : 1_000_000;
   const PROMPT = 2_000;
   const rnd = lcg(7);
-  const map = new CacheMap({ maxPods: PODS });
+  const chain = new ChainTable(1 << 21);
+  const map = new CacheMap({ maxPods: PODS, chain: { table: chain, blockSize: BS } });
   const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
   const prompts: number[][] = [];
   gc?.();
@@ -86,7 +88,8 @@ function inProcess() {
   let stored = 0;
   for (let p = 0; map.totals().blocks < TARGET; p++) {
     const tokens = Array.from({ length: PROMPT }, () => rnd() % 150_000);
-    if (prompts.length < 2000) prompts.push(tokens);
+    // Routed prompts are sampled from the whole fill (every 4th prompt), not only the oldest.
+    if (p % 4 === 0 && prompts.length < 2000) prompts.push(tokens);
     const digests = hasher.all(tokens);
     const ints = digests.map((d) => new DataView(d.buffer).getBigUint64(24));
     // Each prompt cached on 1 or 2 pods, the second often only a prefix of it.
@@ -95,7 +98,7 @@ function inProcess() {
       type: "BlockStored",
       blockHashes: ints,
       parentBlockHash: null,
-      tokenIds: [],
+      tokenIds: tokens,
       blockSize: BS,
       loraId: null,
       medium: null,
@@ -140,7 +143,12 @@ function inProcess() {
     }
     return sortNum(t);
   };
-  const cold = new Router(map, new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }));
+  const cold = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
+    undefined,
+    { learnedChains: false },
+  );
   sample(cold, 200, (i) => prompts[i % prompts.length]); // warm up the JIT
   const coldT = sample(cold, QUICK ? 500 : 2000, (i) => prompts[i % prompts.length]);
   put("route.2k_cold.p50", pct(coldT, 50), "µs", false);
@@ -148,12 +156,29 @@ function inProcess() {
   const warm = new Router(
     map,
     new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS, cacheBlocks: 1 << 18 }),
+    undefined,
+    { learnedChains: false },
   );
   const hot = prompts.slice(0, 200);
   for (const p of hot) route(warm, p);
   const warmT = sample(warm, QUICK ? 2000 : 10000, (i) => hot[i % hot.length]);
   put("route.2k_warm.p50", pct(warmT, 50), "µs", false);
   put("route.2k_warm.p99", pct(warmT, 99), "µs", false);
+
+  // Prompts pods hold, never routed before: followed through the links learned from events.
+  const learned = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
+  );
+  sample(learned, 200, (i) => prompts[i % prompts.length]);
+  // Links evicted since they were learned are hashed again, as they would be in service.
+  const learnedT = sample(learned, QUICK ? 2000 : 10000, (i) => prompts[(i * 7) % prompts.length]);
+  const cs = chain.stats();
+  put("route.2k_learned.link_hit_rate", cs.hits / Math.max(1, cs.hits + cs.misses), "", true);
+  put("route.2k_learned.p50", pct(learnedT, 50), "µs", false);
+  put("route.2k_learned.p99", pct(learnedT, 99), "µs", false);
+  put("memory.chain_bytes_per_block", chain.stats().bytes / map.totals().blocks, "B", false);
+  if (Deno.env.get("KV_BENCH_DEBUG")) console.log(chain.stats());
 
   // The gateway sends the block hashes (no hashing here).
   const flat = hot.map((p) => {
@@ -500,6 +525,12 @@ const TARGETS: [string, string, (v: number) => boolean, string][] = [
   ) => v < 1000, ""],
   ["route.2k_warm.p99", "route p99 < 50 µs, 2,000 tokens (prefix seen before)", (v) => v < 50, ""],
   ["route.2k_hashes.p99", "route p99 < 50 µs, 2,000 tokens (hashes sent)", (v) => v < 50, ""],
+  [
+    "route.2k_learned.p99",
+    "route p99 < 50 µs, 2,000 tokens (links learned from events)",
+    (v) => v < 50,
+    "",
+  ],
   ["route.2k_cold.p99", "route p99 < 50 µs, 2,000 tokens (every block hashed)", (v) => v < 50, ""],
   [
     "route.prefix_50000.p99",
@@ -564,15 +595,18 @@ async function render(file: URL): Promise<void> {
     ...Object.keys(m).map(row),
     "",
     "What the names mean: `route.2k_cold` hashes every block of the prompt (SHA-256 in JS, the",
-    "router's digest cache off); `route.2k_warm` routes prompts it has routed before (the digest",
-    "cache holds their blocks); `route.2k_hashes` gets the block hashes in the request;",
+    "router's digest cache and learned links off); `route.2k_warm` routes prompts it has routed",
+    "before (the digest cache holds their blocks, learned links off); `route.2k_learned` routes",
+    "prompts pods hold but the router never saw, through the links learned from the pods' events",
+    "(the default); `route.2k_hashes` gets the block hashes in the request;",
     "`route.prefix_N` is cold hashing of an N-token prompt fully cached on one pod (so every",
     "block is hashed and looked up). `process.batch` is decode + index of one 8-block batch;",
     "`ingest.*` are over ZMQ from 1 or 4 publishers sending as fast as they can;",
     "`burst.10k` sends 10,000 batches at once (queue depth = published but not yet indexed,",
     "recovery = last publish to last indexed); `concurrency.N` are N concurrent HTTP clients",
     "(in the bench process) against the service process. `memory.table_bytes_per_block` is the",
-    "index's typed arrays per block (off the JS heap); `memory.heap_bytes_per_block` is the JS",
+    "index's typed arrays per block (off the JS heap); `memory.chain_bytes_per_block` the learned",
+    "links' table (2M entries here) per indexed block; `memory.heap_bytes_per_block` is the JS",
     "heap growth per block while filling the index.",
     "",
   ];

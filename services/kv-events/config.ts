@@ -80,8 +80,13 @@ export function kvEventsConfigSchema() {
     /** The engines' PYTHONHASHSEED (NONE_HASH comes from it). */
     HASH_SEED: z.string().max(4096).default("0"),
     BLOCK_SIZE: int(16, 1, 65536),
-    /** Remembered block digests for routing (0 = off); 108 bytes each at block size 16. */
+    /** Remembered block digests for routing (0 = off); 116 bytes each at block size 16. */
     HASH_CACHE_BLOCKS: int(65_536, 0, 1 << 24),
+    /**
+     * Chain links learned from events (parent + tokens → block) for routing; 16 bytes each, best
+     * at about twice the blocks indexed.
+     */
+    CHAIN_BLOCKS: int(1 << 21, 0, 1 << 28),
     /** Blocks indexed at most, all models together; new ones past it are counted, not kept. */
     MAX_INDEX_BLOCKS: int(20_000_000, 1, 2_000_000_000),
     /** Pods known at once (pod masks are MAX_PODS bits per block). */

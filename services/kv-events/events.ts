@@ -32,6 +32,11 @@ export type KvEvent =
     blockSize: number;
     loraId: number | null;
     medium: string | null;
+    /**
+     * The event names a LoRA (`lora_name`) or extra keys (`extra_keys`, newer engines): its hashes
+     * depend on more than parent and tokens (absent in older layouts).
+     */
+    keyed?: boolean;
   }
   | { type: "BlockRemoved"; blockHashes: BlockHash[]; medium: string | null }
   | { type: "AllBlocksCleared" };
@@ -95,6 +100,8 @@ function tokens(v: MsgpackValue | undefined): number[] {
   return v as number[];
 }
 
+const present = (v: MsgpackValue | undefined) => v !== undefined && v !== null;
+
 function blockStored(f: (i: number, name: string) => MsgpackValue | undefined): KvEvent {
   const blockSize = optInt(f(4, "block_size"), "block_size");
   if (blockSize === null || blockSize <= 0) throw new Bad("block_size is missing or not positive");
@@ -109,6 +116,7 @@ function blockStored(f: (i: number, name: string) => MsgpackValue | undefined): 
     blockSize,
     loraId: optInt(f(5, "lora_id"), "lora_id"),
     medium: optStr(f(6, "medium"), "medium"),
+    ...(present(f(7, "lora_name")) || present(f(8, "extra_keys")) ? { keyed: true } : {}),
   };
 }
 

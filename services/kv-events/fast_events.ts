@@ -10,6 +10,7 @@
 import { EventDecodeError } from "./events.ts";
 import { tierOf } from "./index.ts";
 import { MsgpackError } from "./msgpack.ts";
+import { ROOT_HI, ROOT_LO } from "./chain.ts";
 
 /** Event kinds in a {@link ParsedBatch}. */
 export const STORED = 0, REMOVED = 1, CLEARED = 2;
@@ -25,6 +26,15 @@ export class ParsedBatch {
   tiers = new Uint8Array(64);
   starts = new Uint32Array(64);
   counts = new Uint32Array(64);
+  /** Per event: its token ids (learnable events only) and parent, for the chain table. */
+  tokenStarts = new Uint32Array(64);
+  tokenCounts = new Uint32Array(64);
+  blockSizes = new Uint32Array(64);
+  parents = new Uint32Array(128);
+  /** 1 when the event can teach chain links (no LoRA or extra keys, u32 tokens), else 0. */
+  learnable = new Uint8Array(64);
+  tokens = new Uint32Array(4096);
+  tokenTotal = 0;
   /** Block hashes of every event, as (hi, lo) pairs. */
   hashes = new Uint32Array(1024);
   hashCount = 0;
@@ -33,6 +43,7 @@ export class ParsedBatch {
   reset(): void {
     this.events = 0;
     this.hashCount = 0;
+    this.tokenTotal = 0;
     this.rejected = [];
     this.dataParallelRank = null;
   }
@@ -48,12 +59,44 @@ export class ParsedBatch {
       this.tiers = grow(this.tiers, (n) => new Uint8Array(n));
       this.starts = grow(this.starts, (n) => new Uint32Array(n));
       this.counts = grow(this.counts, (n) => new Uint32Array(n));
+      this.tokenStarts = grow(this.tokenStarts, (n) => new Uint32Array(n));
+      this.tokenCounts = grow(this.tokenCounts, (n) => new Uint32Array(n));
+      this.blockSizes = grow(this.blockSizes, (n) => new Uint32Array(n));
+      this.parents = grow(this.parents, (n) => new Uint32Array(n));
+      this.learnable = grow(this.learnable, (n) => new Uint8Array(n));
     }
     const i = this.events++;
+    this.learnable[i] = 0;
     this.kinds[i] = kind;
     this.tiers[i] = tier;
     this.starts[i] = start;
     this.counts[i] = count;
+  }
+
+  /** Marks the last event learnable, with its parent and tokens `tokens[start, start + n)`. */
+  setLearnable(
+    blockSize: number,
+    parentHi: number,
+    parentLo: number,
+    start: number,
+    n: number,
+  ): void {
+    const i = this.events - 1;
+    this.learnable[i] = 1;
+    this.blockSizes[i] = blockSize;
+    this.parents[i * 2] = parentHi;
+    this.parents[i * 2 + 1] = parentLo;
+    this.tokenStarts[i] = start;
+    this.tokenCounts[i] = n;
+  }
+
+  pushToken(v: number): void {
+    if (this.tokenTotal === this.tokens.length) {
+      const b = new Uint32Array(this.tokens.length * 2);
+      b.set(this.tokens);
+      this.tokens = b;
+    }
+    this.tokens[this.tokenTotal++] = v;
   }
 
   pushHash(hi: number, lo: number): void {
@@ -306,6 +349,8 @@ const KEY = {
   block_size: enc.encode("block_size"),
   lora_id: enc.encode("lora_id"),
   medium: enc.encode("medium"),
+  lora_name: enc.encode("lora_name"),
+  extra_keys: enc.encode("extra_keys"),
   BlockStored: enc.encode("BlockStored"),
   BlockRemoved: enc.encode("BlockRemoved"),
   AllBlocksCleared: enc.encode("AllBlocksCleared"),
@@ -379,6 +424,8 @@ const EVENT_KEYS = [
   KEY.block_size,
   KEY.lora_id,
   KEY.medium,
+  KEY.lora_name,
+  KEY.extra_keys,
 ];
 
 /**
@@ -426,7 +473,7 @@ export function readEventBatch(payload: Uint8Array, out: ParsedBatch): void {
       out.dataParallelRank = h.n;
     }
   }
-  const fields = new Array<number>(7);
+  const fields = new Array<number>(9);
   for (let i = 0; i < count; i++) {
     const start = out.hashCount;
     try {
@@ -445,7 +492,7 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
   head(r.buf, r.view, pos, h);
   let byIndex: boolean;
   if (h.kind === K_ARRAY) {
-    r.items(pos, 7, f);
+    r.items(pos, 9, f);
     byIndex = true;
   } else if (h.kind === K_MAP) {
     if (!r.fields(pos, EVENT_KEYS, f)) throw new Bad("an event is neither a list nor a map");
@@ -459,15 +506,25 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
     const size = bs < 0 ? null : optInt(r, bs, "block_size");
     if (size === null || size <= 0) throw new Bad("block_size is missing or not positive");
     const start = out.hashCount;
+    let parentHi = ROOT_HI, parentLo = ROOT_LO;
     if (f[2] >= 0) {
       head(r.buf, r.view, f[2], h);
-      if (h.kind !== K_NIL) hash(r, f[2], "parent_block_hash", -1, null);
+      if (h.kind !== K_NIL) {
+        hash(r, f[2], "parent_block_hash", -1, null);
+        parentHi = lastHi;
+        parentLo = lastLo;
+      }
     }
     const n = hashes(r, f[1], "block_hashes", out);
-    tokens(r, f[3]);
-    if (f[5] >= 0) optInt(r, f[5], "lora_id");
+    const tokenStart = out.tokenTotal;
+    const u32 = tokens(r, f[3], out);
+    const lora = f[5] >= 0 ? optInt(r, f[5], "lora_id") : null;
     const tier = f[6] < 0 ? 0 : medium(r, f[6]);
     out.pushEvent(STORED, tier, start, n);
+    // Chain links: only from events whose hashes depend on nothing but parent and tokens.
+    if (u32 && lora === null && isNil(r, f[7]) && isNil(r, f[8])) {
+      out.setLearnable(size, parentHi, parentLo, tokenStart, out.tokenTotal - tokenStart);
+    } else out.tokenTotal = tokenStart;
   } else if (tag >= 0 && strIs(r.buf, h, KEY.BlockRemoved)) {
     // By position: [tag, block_hashes, medium]; by name, the map's medium.
     const hashesAt = f[1], mediumAt = byIndex ? f[2] : f[6];
@@ -575,14 +632,26 @@ function hash(r: Reader, at: number, what: string, i: number, out: ParsedBatch |
     default:
       throw notHash(what, i);
   }
+  lastHi = hi;
+  lastLo = lo;
   out?.pushHash(hi, lo);
+}
+
+/** The last hash read by {@link hash}. */
+let lastHi = 0, lastLo = 0;
+
+function isNil(r: Reader, at: number): boolean {
+  if (at < 0) return true;
+  head(r.buf, r.view, at, r.h);
+  return r.h.kind === K_NIL;
 }
 
 function notHash(what: string, i: number): Bad {
   return new Bad(`${i < 0 ? what : `${what}[${i}]`} is not a block hash`);
 }
 
-function tokens(r: Reader, at: number): void {
+/** Checks the token ids and copies them to `out`; false when one is not a u32 (kept none). */
+function tokens(r: Reader, at: number, out: ParsedBatch): boolean {
   if (at < 0) throw new Bad("token_ids is not a list");
   const h = r.h;
   head(r.buf, r.view, at, h);
@@ -590,9 +659,11 @@ function tokens(r: Reader, at: number): void {
   const n = h.n;
   let p = h.body;
   const b = r.buf;
+  let u32 = true;
   for (let i = 0; i < n; i++) {
     const x = b[p];
     if (x <= 0x7f) {
+      out.pushToken(x);
       p++;
       continue;
     }
@@ -600,6 +671,9 @@ function tokens(r: Reader, at: number): void {
     if (!((h.kind === K_INT || (h.kind === K_FLOAT && Number.isInteger(h.n))) && h.n >= 0)) {
       throw new Bad("token_ids holds a non-token");
     }
+    if (h.n < 0x100000000) out.pushToken(h.n);
+    else u32 = false;
     p = r.next(p);
   }
+  return u32;
 }

@@ -8,6 +8,7 @@ import { decodeEventBatch, EventDecodeError, type KvEventBatch } from "./events.
 import { ParsedBatch, readEventBatch } from "./fast_events.ts";
 import { encodeMsgpack, type MsgpackValue } from "./msgpack.ts";
 import { CacheMap, hashKey } from "./store.ts";
+import { ChainTable } from "./chain.ts";
 
 const fixtures: { cases: Record<string, string> } = JSON.parse(
   await Deno.readTextFile(new URL("./testdata/msgpack-python.json", import.meta.url)),
@@ -36,7 +37,9 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
   assert.equal(parsed.rejected.length, ref.rejected.length, `${what}: rejected`);
   assert.equal(parsed.events, ref.events.length, `${what}: events`);
   // The same index afterwards, with a block stored beforehand so removals have work to do.
-  const a = new CacheMap({ maxPods: 4 }), b = new CacheMap({ maxPods: 4 });
+  const chain = () => ({ table: new ChainTable(256, Uint32Array.of(5, 6)), blockSize: 2 });
+  const a = new CacheMap({ maxPods: 4, chain: chain() });
+  const b = new CacheMap({ maxPods: 4, chain: chain() });
   const k: [number, number] = [0, 0];
   const probes: [number, number][] = [];
   for (const e of ref.events) {
@@ -60,6 +63,7 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
   assert.deepEqual(b.applyParsed("p", "m", parsed), a.apply("p", "m", ref.events), what);
   assert.equal(b.pod("p")!.blocks, a.pod("p")!.blocks, `${what}: pod blocks`);
   assert.deepEqual(b.totals(), a.totals(), `${what}: totals`);
+  assert.deepEqual(b.chain!.stats(), a.chain!.stats(), `${what}: chain links learned`);
   const ia = a.index("m"), ib = b.index("m");
   if (ia && ib) {
     const ga = new Uint32Array(1), oa = new Uint32Array(1), gb = new Uint32Array(1);
@@ -105,6 +109,24 @@ Deno.test("fast events: every layout, odd types and values agree with the refere
     [1, [["BlockRemoved", [1, 2]], ["BlockRemoved", 3], ["BlockRemoved"], ["AllBlocksCleared"]]],
     [1, [["Nope"], [], [null], 5, "x", null, { type: 5 }, new Uint8Array(2)]],
     { ts: 2, events: [{ type: "BlockStored", block_hashes: [5], token_ids: [1], block_size: 4 }] },
+    // Learnable (block size 2, tokens for every block), and not: LoRA, extra keys, wrong counts.
+    [1, [["BlockStored", [1, 2, 3], null, [1, 2, 3, 4, 5, 6], 2, null, "GPU"]]],
+    [1, [["BlockStored", [4, 5], 3, [7, 8, 9, 10], 2], ["BlockStored", [6], 5, [11, 12], 2]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU"]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, null, "GPU", "lora-a"]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, null, "GPU", null, [["salt"], null]]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3], 2, null, "GPU"]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 2 ** 40], 2, null, "GPU"]]],
+    {
+      ts: 2,
+      events: [{
+        type: "BlockStored",
+        block_hashes: [8, 9],
+        token_ids: [1, 2, 3, 4],
+        block_size: 2,
+        lora_name: null,
+      }],
+    },
     { ts: 2, events: [{ type: "BlockRemoved", block_hashes: [5], medium: "CPU" }] },
     { ts: 2, events: [{ type: "AllBlocksCleared", extra: [1, 2] }], data_parallel_rank: 3 },
     { ts: 2, events: [], data_parallel_rank: 1.5 },

@@ -12,6 +12,7 @@ import { type KvEventsConfig, loadKvEventsConfig } from "./config.ts";
 import { Ingest } from "./ingest.ts";
 import { Router } from "./router.ts";
 import { CacheMap } from "./store.ts";
+import { ChainTable } from "./chain.ts";
 import { ZmqSources } from "./zmq_source.ts";
 
 const encoder = new TextEncoder();
@@ -30,7 +31,13 @@ function run(config: KvEventsConfig): void {
     sink: sink.sink,
     now: Date.now,
   });
-  const map = new CacheMap({ maxPods: config.MAX_PODS, maxBlocks: config.MAX_INDEX_BLOCKS });
+  const map = new CacheMap({
+    maxPods: config.MAX_PODS,
+    maxBlocks: config.MAX_INDEX_BLOCKS,
+    chain: config.CHAIN_BLOCKS > 0
+      ? { table: new ChainTable(config.CHAIN_BLOCKS), blockSize: config.BLOCK_SIZE }
+      : undefined,
+  });
   const hasher = new BlockHasher({
     algo: config.HASH_ALGO as HashAlgo,
     seed: config.HASH_SEED,
@@ -97,6 +104,7 @@ function run(config: KvEventsConfig): void {
         algo: hasher.algo,
         block_size: hasher.blockSize,
         digest_cache: hasher.cacheStats(),
+        learned_chains: map.chain?.stats() ?? null,
       },
       zmq: zmq.transport(),
     }),

@@ -14,12 +14,15 @@
  * request onto one pod.
  *
  * Matching walks the prompt's blocks in order and stops at the first block no remaining
- * candidate holds, so a prompt is only hashed as far as some pod's cache reaches (plus one block).
+ * candidate holds, so a prompt is only hashed as far as some pod's cache reaches (plus a chunk).
+ * A prompt's hashes come from the learned chains (chain.ts) while they know the next link, then
+ * from the hasher.
  *
  * @module
  */
 import type { BlockHasher, PromptKeys } from "./block_hash.ts";
 import type { CacheMap } from "./store.ts";
+import { ROOT_HI, ROOT_LO } from "./chain.ts";
 
 /**
  * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
@@ -84,7 +87,15 @@ export class Router {
   #candSlots: Int32Array;
   #chunk = new Uint32Array(CHUNK_BLOCKS * 2);
 
-  constructor(map: CacheMap, hasher: BlockHasher, weights: RouteWeights = DEFAULT_WEIGHTS) {
+  #useChain: boolean;
+
+  constructor(
+    map: CacheMap,
+    hasher: BlockHasher,
+    weights: RouteWeights = DEFAULT_WEIGHTS,
+    options: { learnedChains?: boolean } = {},
+  ) {
+    this.#useChain = options.learnedChains ?? true;
     this.#map = map;
     this.#hasher = hasher;
     this.#weights = weights;
@@ -128,9 +139,18 @@ export class Router {
     // Walk the prompt's blocks while some candidate still matches.
     const hasher = this.#hasher;
     const given = "hashes" in blocks ? blocks.hashes : null;
-    const total = "tokens" in blocks
-      ? hasher.start(blocks.tokens, blocks.keys)
-      : blocks.hashes.length >> 1;
+    const tokens = "tokens" in blocks ? blocks.tokens : null;
+    const keys = "tokens" in blocks ? blocks.keys : undefined;
+    const bs = hasher.blockSize;
+    const total = tokens !== null ? Math.floor(tokens.length / bs) : given!.length >> 1;
+    // Learned chains first (no hashing); the hasher from the first link they do not know.
+    const chain = this.#useChain && tokens !== null && !keys?.loraName && !keys?.cacheSalt
+      ? map.chain
+      : null;
+    let chainOk = chain !== null;
+    const modelId = chain !== null ? chain.modelId(model) : 0;
+    let ph = ROOT_HI, pl = ROOT_LO;
+    let hashed = -1; // blocks the hasher has produced (-1: not started)
     const ix = map.index(model);
     let visited = 0;
     if (ix !== undefined) {
@@ -145,14 +165,33 @@ export class Router {
           // the memory misses of a chunk overlap.
           const n = Math.min(CHUNK_BLOCKS, total - i);
           for (let k = 0; k < n; k++) {
-            if (given === null) {
-              hasher.next();
-              chunk[k * 2] = hasher.hi;
-              chunk[k * 2 + 1] = hasher.lo;
-            } else {
-              chunk[k * 2] = given[(i + k) * 2];
-              chunk[k * 2 + 1] = given[(i + k) * 2 + 1];
+            const b = i + k;
+            if (given !== null) {
+              chunk[k * 2] = given[b * 2];
+              chunk[k * 2 + 1] = given[b * 2 + 1];
+              continue;
             }
+            if (chainOk) {
+              if (
+                chain!.key(modelId, ph, pl, tokens!, b * bs, bs) &&
+                chain!.lookup(chain!.keyHi, chain!.keyLo)
+              ) {
+                ph = chunk[k * 2] = chain!.hi;
+                pl = chunk[k * 2 + 1] = chain!.lo;
+                continue;
+              }
+              chainOk = false;
+            }
+            if (hashed < 0) {
+              hasher.start(tokens!, keys);
+              hashed = 0;
+            }
+            while (hashed <= b) {
+              hasher.next();
+              hashed++;
+            }
+            chunk[k * 2] = hasher.hi;
+            chunk[k * 2 + 1] = hasher.lo;
           }
           for (let k = 0; k < n; k++) ix.touch(chunk[k * 2], chunk[k * 2 + 1]);
           chunkStart = i;

@@ -3,6 +3,7 @@ import { BlockHasher } from "./block_hash.ts";
 import type { KvEvent } from "./events.ts";
 import { DEFAULT_WEIGHTS, Router } from "./router.ts";
 import { CacheMap, hashKey, PodLimitError } from "./store.ts";
+import { ChainTable } from "./chain.ts";
 
 const BS = 4;
 const hasher = () => new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
@@ -149,4 +150,49 @@ Deno.test("cache map: MAX_INDEX_BLOCKS bounds the index; known blocks still gain
   assert.equal(map.totals().blocks, 0);
   r = map.apply("a", "m", [stored(prompt(2, 9), 2)]);
   assert.equal(r.refused, 0);
+});
+
+Deno.test("router: learned chains route without hashing, then hand over to the hasher", () => {
+  const table = new ChainTable(1024, Uint32Array.of(1, 2));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+  const p = prompt(10);
+  // Engines report with tokens: the first 6 blocks (one event), then 4 more without tokens.
+  const first = stored(p, 6);
+  map.apply("a", "m", [first]);
+  const rest = hasher().all(p).slice(6);
+  map.apply("a", "m", [{
+    ...stored(p, 10),
+    blockHashes: rest,
+    tokenIds: [],
+    parentBlockHash: null,
+  }]);
+  assert.equal(table.learned, 6);
+  // A router whose own hashing is wrong (another seed) still follows the learned links...
+  const wrongSeed = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "other", blockSize: BS }),
+  );
+  const r1 = wrongSeed.route("m", { tokens: p }, [{ id: "a", load: 0 }])!;
+  assert.equal(r1.scores[0].matched_blocks, 6);
+  // ...and with the engines' seed, the hasher takes over after the last learned link.
+  const right = new Router(map, hasher());
+  const r2 = right.route("m", { tokens: p }, [{ id: "a", load: 0 }])!;
+  assert.equal(r2.scores[0].matched_blocks, 10);
+  // LoRA prompts are hashed (learned links carry no LoRA).
+  const r3 = wrongSeed.route("m", { tokens: p, keys: { loraName: "x" } }, [{ id: "a", load: 0 }])!;
+  assert.equal(r3.scores[0].matched_blocks, 0);
+  assert.ok(table.hits >= 12);
+});
+
+Deno.test("router: links two engines disagree on are not followed", () => {
+  const table = new ChainTable(1024, Uint32Array.of(3, 4));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+  const p = prompt(3);
+  map.apply("a", "m", [stored(p, 3)]);
+  const other = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS }).all(p);
+  map.apply("b", "m", [{ ...stored(p, 3), blockHashes: other }]);
+  assert.equal(table.ambiguous, 1); // the first block's key: after that, parents differ
+  const r = new Router(map, hasher()).route("m", { tokens: p }, [])!;
+  const byId = Object.fromEntries(r.scores.map((s) => [s.id, s.matched_blocks]));
+  assert.deepEqual(byId, { a: 3, b: 0 });
 });

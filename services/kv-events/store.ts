@@ -10,6 +10,7 @@
  */
 import { BlockIndex, type Tier, tierOf } from "./index.ts";
 import { CLEARED, type ParsedBatch, STORED } from "./fast_events.ts";
+import { type ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 import type { BlockHash, KvEvent } from "./events.ts";
 
 /** What the index knows of a pod. */
@@ -58,6 +59,8 @@ export interface CacheMapOptions {
   maxPods: number;
   /** Blocks indexed at most, all models together (default: no bound). */
   maxBlocks?: number;
+  /** Where stored events' chain links are learned (with the engines' block size). */
+  chain?: { table: ChainTable; blockSize: number };
   now?: () => number;
 }
 
@@ -74,6 +77,8 @@ export interface ApplyResult {
 export class CacheMap {
   readonly maxPods: number;
   readonly maxBlocks: number;
+  readonly chain: ChainTable | null;
+  #chainBlockSize: number;
   /** Blocks in every model's index. */
   #total = 0;
   #now: () => number;
@@ -86,6 +91,8 @@ export class CacheMap {
   constructor(options: CacheMapOptions) {
     this.maxPods = options.maxPods;
     this.maxBlocks = options.maxBlocks ?? Infinity;
+    this.chain = options.chain?.table ?? null;
+    this.#chainBlockSize = options.chain?.blockSize ?? 0;
     this.#now = options.now ?? Date.now;
     for (let s = options.maxPods - 1; s >= 0; s--) this.#free.push(s);
   }
@@ -174,6 +181,29 @@ export class CacheMap {
     return gone;
   }
 
+  /** Teaches the chain table the links of blocks [from, to) of `hs`, after the given parent. */
+  #learn(
+    model: string,
+    parentHi: number,
+    parentLo: number,
+    tokens: ArrayLike<number>,
+    tokenStart: number,
+    hs: Uint32Array,
+    from: number,
+    to: number,
+  ): void {
+    const chain = this.chain!;
+    const bs = this.#chainBlockSize;
+    const id = chain.modelId(model);
+    let ph = parentHi, pl = parentLo;
+    for (let i = from; i < to; i++) {
+      if (!chain.key(id, ph, pl, tokens, tokenStart + (i - from) * bs, bs)) return;
+      chain.learn(chain.keyHi, chain.keyLo, hs[i * 2], hs[i * 2 + 1]);
+      ph = hs[i * 2];
+      pl = hs[i * 2 + 1];
+    }
+  }
+
   /** One stored block, unless it is new and the index is full. */
   #add(ix: BlockIndex, hi: number, lo: number, p: PodState, tier: Tier, r: ApplyResult): void {
     if (this.#total >= this.maxBlocks && ix.find(hi, lo) < 0) {
@@ -205,6 +235,22 @@ export class CacheMap {
       if (kind === STORED) {
         if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
         for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
+        const bs = this.#chainBlockSize;
+        if (
+          this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs &&
+          b.tokenCounts[e] === (to - from) * bs
+        ) {
+          this.#learn(
+            model,
+            b.parents[e * 2],
+            b.parents[e * 2 + 1],
+            b.tokens,
+            b.tokenStarts[e],
+            hs,
+            from,
+            to,
+          );
+        }
       } else {
         if (ix === undefined) continue;
         const before = ix.size;
@@ -229,9 +275,25 @@ export class CacheMap {
       if (e.type === "BlockStored") {
         if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
         const tier = tierOf(e.medium);
-        for (const h of e.blockHashes) {
+        const hs = new Uint32Array(e.blockHashes.length * 2);
+        e.blockHashes.forEach((h, i) => {
           hashKey(h, k);
-          this.#add(ix, k[0], k[1], p, tier, r);
+          hs[i * 2] = k[0];
+          hs[i * 2 + 1] = k[1];
+          this.#add(ix!, k[0], k[1], p, tier, r);
+        });
+        const bs = this.#chainBlockSize;
+        if (
+          this.chain !== null && e.loraId === null && !e.keyed && e.blockSize === bs &&
+          e.tokenIds.length === e.blockHashes.length * bs &&
+          e.tokenIds.every((t) => t < 0x100000000)
+        ) {
+          let parentHi = ROOT_HI, parentLo = ROOT_LO;
+          if (e.parentBlockHash !== null) {
+            hashKey(e.parentBlockHash, k);
+            [parentHi, parentLo] = k;
+          }
+          this.#learn(model, parentHi, parentLo, e.tokenIds, 0, hs, 0, e.blockHashes.length);
         }
       } else if (e.type === "BlockRemoved") {
         if (ix === undefined) continue;
