@@ -18,7 +18,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { freePort, startDeno } from "./lib/process.ts";
+import { startDeno } from "./lib/process.ts";
+import { Prng } from "../shared/sim/prng.ts";
+import { FakeEngine, hasPyzmq, PYTHON } from "../services/kv-events/_testing/fake_engine.ts";
 import { BlockHasher } from "../services/kv-events/block_hash.ts";
 import { decodeEventBatch } from "../services/kv-events/events.ts";
 import { Ingest } from "../services/kv-events/ingest.ts";
@@ -42,8 +44,6 @@ const args = parseArgs({
   },
 });
 const QUICK = args.values.quick;
-const PY = "/usr/bin/python3";
-const FAKE = new URL("../services/kv-events/testdata/fake_vllm.py", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A metric: value, unit, and whether higher is better (for the regression check). */
@@ -68,17 +68,12 @@ const gc = (globalThis as { gc?: () => void }).gc;
 // ---------------------------------------------------------------------------------------------
 // In process: index of 1,000,000 blocks over 32 pods, routing, event processing.
 
-function lcg(seed: number) {
-  let s = seed >>> 0;
-  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
-}
-
 function inProcess() {
   const BS = 16;
   const PODS = 32;
   const TARGET = QUICK ? 200_000 : 1_000_000;
   const PROMPT = 2_000;
-  const rnd = lcg(7);
+  const rnd = new Prng(7);
   const chain = new ChainTable(1 << 21);
   const map = new CacheMap({ maxPods: PODS, chain: { table: chain, blockSize: BS } });
   const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
@@ -87,7 +82,7 @@ function inProcess() {
   const heap0 = Deno.memoryUsage().heapUsed;
   let stored = 0;
   for (let p = 0; map.totals().blocks < TARGET; p++) {
-    const tokens = Array.from({ length: PROMPT }, () => rnd() % 150_000);
+    const tokens = Array.from({ length: PROMPT }, () => rnd.nextInt(150_000));
     // Routed prompts are sampled from the whole fill (every 4th prompt), not only the oldest.
     if (p % 4 === 0 && prompts.length < 2000) prompts.push(tokens);
     const digests = hasher.all(tokens);
@@ -107,7 +102,7 @@ function inProcess() {
     if (p % 3 === 0) {
       map.apply(`pod-${(pod + 7) % PODS}`, "m", [{
         type: "BlockStored",
-        blockHashes: ints.slice(0, 1 + (rnd() % ints.length)),
+        blockHashes: ints.slice(0, 1 + rnd.nextInt(ints.length)),
         parentBlockHash: null,
         tokenIds: [],
         blockSize: BS,
@@ -178,7 +173,6 @@ function inProcess() {
   put("route.2k_learned.p50", pct(learnedT, 50), "µs", false);
   put("route.2k_learned.p99", pct(learnedT, 99), "µs", false);
   put("memory.chain_bytes_per_block", chain.stats().bytes / map.totals().blocks, "B", false);
-  if (Deno.env.get("KV_BENCH_DEBUG")) console.log(chain.stats());
 
   // The gateway sends the block hashes (no hashing here).
   const flat = hot.map((p) => {
@@ -202,7 +196,7 @@ function inProcess() {
 
   // Large prefixes, cold hashing, the whole prompt cached on one pod.
   for (const len of [100, 1_000, 10_000, 50_000]) {
-    const tokens = Array.from({ length: len }, () => rnd() % 150_000);
+    const tokens = Array.from({ length: len }, () => rnd.nextInt(150_000));
     const ints = hasher.all(tokens).map((d) => new DataView(d.buffer).getBigUint64(24));
     map.apply("pod-0", "m", [{
       type: "BlockStored",
@@ -253,44 +247,6 @@ function inProcess() {
 // ---------------------------------------------------------------------------------------------
 // Over ZMQ from pyzmq publishers.
 
-class Engine {
-  child: Deno.ChildProcess;
-  #w: WritableStreamDefaultWriter<Uint8Array>;
-  #r: ReadableStreamDefaultReader<string>;
-  #buf = "";
-  pubPort = freePort();
-  replayPort = freePort();
-  constructor(pod: string) {
-    this.child = new Deno.Command(PY, {
-      args: [FAKE, String(this.pubPort), String(this.replayPort), `kv@${pod}@m`],
-      stdin: "piped",
-      stdout: "piped",
-    }).spawn();
-    this.#w = this.child.stdin.getWriter();
-    this.#r = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  }
-  async line(): Promise<string> {
-    while (!this.#buf.includes("\n")) {
-      const { value, done } = await this.#r.read();
-      if (done) throw new Error("publisher exited");
-      this.#buf += value;
-    }
-    const i = this.#buf.indexOf("\n");
-    const l = this.#buf.slice(0, i);
-    this.#buf = this.#buf.slice(i + 1);
-    return l;
-  }
-  send(cmd: string) {
-    return this.#w.write(new TextEncoder().encode(cmd + "\n"));
-  }
-  async stop() {
-    await this.send("quit").catch(() => {});
-    await this.#w.close().catch(() => {});
-    await this.#r.cancel().catch(() => {});
-    await this.child.status;
-  }
-}
-
 interface Samples {
   ts: Float64Array;
   at: Float64Array;
@@ -312,7 +268,7 @@ async function zmqRun(
   /** Batches indexed before the samples start (JIT warm-up: the steady state is measured). */
   warmup = 0,
 ): Promise<{ ingest: Ingest; samples: Samples; first: number; last: number }> {
-  const engines = Array.from({ length: publishers }, (_, i) => new Engine(`pod-${i}`));
+  const engines = Array.from({ length: publishers }, (_, i) => new FakeEngine(`kv@pod-${i}@m`));
   for (const e of engines) await e.line(); // ready
   const map = new CacheMap({ maxPods: 32 });
   // Preallocated: the bench's own bookkeeping must not make garbage the GC stalls on.
@@ -365,41 +321,14 @@ async function zmqRun(
 }
 
 async function zmqBenches() {
-  const ok = await new Deno.Command(PY, { args: ["-c", "import zmq, msgpack"] }).output()
-    .then((o) => o.success).catch(() => false);
-  if (!ok) {
+  if (!(await hasPyzmq())) {
     console.log("(pyzmq missing: ZMQ benchmarks skipped)");
     return;
   }
   // Latency at 10,000 batches/s, first (no garbage of the other runs to collect meanwhile).
   gc?.();
-  const lags: number[] = [];
-  let prev = performance.now();
-  const lagTimer = Deno.env.get("KV_BENCH_DEBUG")
-    ? setInterval(() => {
-      const now = performance.now();
-      if (now - prev > 2) lags.push(Math.round(now - prev));
-      prev = now;
-    }, 1)
-    : undefined;
   const r = await zmqRun(1, QUICK ? 15_000 : 40_000, 8, 10_000, 10_000);
   const lat = latencies(r.samples);
-  clearInterval(lagTimer);
-  if (Deno.env.get("KV_BENCH_DEBUG")) {
-    console.log("event loop stalls > 2 ms:", lags.length, lags.slice(0, 40).join(" "));
-    const t0 = r.samples.at[0];
-    const slow: string[] = [];
-    for (let i = 0; i < r.samples.n; i++) {
-      const l = (r.samples.at[i] - r.samples.ts[i]) * 1e3;
-      if (l > 1) slow.push(`${((r.samples.at[i] - t0) * 1e3).toFixed(0)}:${l.toFixed(1)}`);
-    }
-    const byBucket = new Map<number, number>();
-    for (const x of slow) {
-      const b = Math.floor(Number(x.split(":")[0]) / 250) * 250;
-      byBucket.set(b, (byBucket.get(b) ?? 0) + 1);
-    }
-    console.log(slow.length, JSON.stringify([...byBucket]));
-  }
   put("process.publish_to_indexed_10k.p50", pct(lat, 50), "µs", false);
   put("process.publish_to_indexed_10k.p99", pct(lat, 99), "µs", false);
   put("process.publish_to_indexed_10k.p99_9", pct(lat, 99.9), "µs", false);
@@ -423,9 +352,9 @@ async function zmqBenches() {
   // The same stream into a pyzmq SUB (libzmq's own receive path, Python decoding the timestamp):
   // the reference for the latency above, measured on this machine in this run.
   {
-    const e = new Engine("ref");
+    const e = new FakeEngine("kv@ref@m");
     await e.line();
-    const ref = new Deno.Command(PY, {
+    const ref = new Deno.Command(PYTHON, {
       args: [
         new URL("../services/kv-events/testdata/sub_latency.py", import.meta.url).pathname,
         String(e.pubPort),
@@ -475,10 +404,10 @@ async function concurrency() {
   });
   try {
     const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 });
-    const rnd = lcg(11);
+    const rnd = new Prng(11);
     const prompts: number[][] = [];
     for (let p = 0; p < 64; p++) {
-      const tokens = Array.from({ length: 2000 }, () => rnd() % 150_000);
+      const tokens = Array.from({ length: 2000 }, () => rnd.nextInt(150_000));
       prompts.push(tokens);
       const hashes = hasher.all(tokens).map((d) => new DataView(d.buffer).getBigUint64(24));
       const body = encodeMsgpack([0, [["BlockStored", hashes, null, [], 16, null, null]]]);

@@ -14,28 +14,14 @@ import {
   type Registry,
   type ServiceApp,
 } from "@deno-stores/shared/http";
-import type { BlockHash, KvEvent, KvEventBatch } from "./events.ts";
+import { type BlockHash, hashKey, type KvEvent, type KvEventBatch } from "./events.ts";
 import type { Ingest } from "./ingest.ts";
 import type { Candidate, PromptBlocks, Router } from "./router.ts";
-import { type CacheMap, hashKey } from "./store.ts";
+import type { CacheMap } from "./store.ts";
 
-/** Routing latency buckets (seconds): decisions take microseconds. */
-export const ROUTE_BUCKETS_SECONDS: readonly number[] = [
+/** Buckets (seconds) of the routing and event-processing histograms: both take microseconds. */
+export const MICRO_BUCKETS_SECONDS: readonly number[] = [
   0.000005,
-  0.00001,
-  0.000025,
-  0.00005,
-  0.0001,
-  0.00025,
-  0.0005,
-  0.001,
-  0.0025,
-  0.01,
-  0.1,
-];
-
-/** Event processing buckets (seconds). */
-export const APPLY_BUCKETS_SECONDS: readonly number[] = [
   0.00001,
   0.000025,
   0.00005,
@@ -169,7 +155,7 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
     "kv_events_route_seconds",
     "Routing decision time (hashing, matching, scoring), without HTTP and JSON.",
     [],
-    ROUTE_BUCKETS_SECONDS,
+    MICRO_BUCKETS_SECONDS,
   );
   const routeBlocks = registry.counter(
     "kv_events_route_blocks_total",
@@ -424,13 +410,13 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
     "kv_events_apply_seconds",
     "Receive-to-indexed time of an event batch.",
     [],
-    APPLY_BUCKETS_SECONDS,
+    MICRO_BUCKETS_SECONDS,
   );
   const e2e = registry.histogram(
     "kv_events_publish_to_index_seconds",
     "From the batch's timestamp (publisher clock) to indexed.",
     [],
-    APPLY_BUCKETS_SECONDS,
+    MICRO_BUCKETS_SECONDS,
   );
   ingest.hooks.observeApply = (v) => apply.observe(v);
   ingest.hooks.observePublishToIndex = (v) => e2e.observe(Math.max(0, v));

@@ -20,6 +20,7 @@
  * @module
  */
 import { paddedLength, sha256, sha256InPlace } from "./sha256.ts";
+import { TokenFingerprint } from "./fingerprint.ts";
 
 /** The hash functions of vLLM's `--prefix-caching-hash-algo` that are reproduced. */
 export type HashAlgo = "sha256_cbor" | "sha256";
@@ -227,8 +228,7 @@ export class BlockHasher {
   #fpUpTo = 0;
   /** Blocks before the first that cannot be cached (a token id of 2^32 or more). */
   #fpValid = 0;
-  #fpHi = 0;
-  #fpLo = 0;
+  #fp = new TokenFingerprint();
   /** The cache slot holding the previous block's digest, when the buffer does not (-1). */
   #parentSlot = -1;
   #noneHi: number;
@@ -293,8 +293,8 @@ export class BlockHasher {
     this.#parentSlot = -1;
     this.hi = this.#noneHi;
     this.lo = this.#noneLo;
-    this.#fpHi = Math.imul(this.#keysId + 1, 0x9e3779b1) >>> 0;
-    this.#fpLo = this.#keysId;
+    this.#fp.hi = Math.imul(this.#keysId + 1, 0x9e3779b1) >>> 0;
+    this.#fp.lo = this.#keysId;
     this.#fpUpTo = 0;
     this.#tokens = tokens;
     this.#block = 0;
@@ -393,23 +393,13 @@ export class BlockHasher {
 
   /** Computes block `k`'s fingerprint; false (and no caching from `k` on) for a bad token id. */
   #fingerprint(k: number): boolean {
-    const t = this.#tokens, bs = this.blockSize;
-    let h1 = this.#fpHi, h2 = this.#fpLo;
-    for (let j = k * bs; j < (k + 1) * bs; j++) {
-      const v = t[j];
-      if (!(v >= 0 && v < 0x100000000 && Math.floor(v) === v)) {
-        this.#fpValid = k;
-        return false;
-      }
-      h1 = Math.imul(h1 ^ v, 0x85ebca6b);
-      h1 ^= h1 >>> 15;
-      h2 = Math.imul(h2 + v, 0xc2b2ae35) ^ h1;
-      h2 ^= h2 >>> 13;
+    const fp = this.#fp;
+    if (!fp.mix(this.#tokens, k * this.blockSize, this.blockSize)) {
+      this.#fpValid = k;
+      return false;
     }
-    this.#fpHi = h1 >>> 0;
-    this.#fpLo = h2 >>> 0;
-    this.#fps[k * 2] = this.#fpHi;
-    this.#fps[k * 2 + 1] = this.#fpLo;
+    this.#fps[k * 2] = fp.hi;
+    this.#fps[k * 2 + 1] = fp.lo;
     return true;
   }
 

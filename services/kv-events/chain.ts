@@ -16,6 +16,8 @@
  * @module
  */
 
+import { TokenFingerprint } from "./fingerprint.ts";
+
 /** The parent of a chain's first block (events say `null`, prompts start there). */
 export const ROOT_HI = 0x9e3779b9, ROOT_LO = 0x7f4a7c15;
 
@@ -55,6 +57,7 @@ export class ChainTable {
   #seedHi: number;
   #seedLo: number;
   #models = new Map<string, number>();
+  #fp = new TokenFingerprint();
   /** What the prefetching reads saw (kept so that they are not optimised away). */
   #sink = 0;
 
@@ -103,21 +106,15 @@ export class ChainTable {
     from: number,
     count: number,
   ): boolean {
-    let h1 = Math.imul(this.#seedHi ^ modelId, 0x85ebca6b) ^ parentHi;
-    let h2 = Math.imul(this.#seedLo + modelId, 0xc2b2ae35) ^ parentLo;
-    h1 = Math.imul(h1 ^ (h1 >>> 16), 0x7feb352d);
-    h2 = Math.imul(h2 ^ (h2 >>> 15), 0x846ca68b);
-    for (let j = from; j < from + count; j++) {
-      const v = tokens[j];
-      if (!(v >= 0 && v < 0x100000000 && Math.floor(v) === v)) return false;
-      h1 = Math.imul(h1 ^ v, 0x85ebca6b);
-      h1 ^= h1 >>> 15;
-      h2 = Math.imul(h2 + v, 0xc2b2ae35) ^ h1;
-      h2 ^= h2 >>> 13;
-    }
-    h1 = Math.imul(h1 ^ (h1 >>> 16), 0x21f0aaad) ^ h2;
-    this.keyHi = (h1 ^ (h1 >>> 15)) >>> 0;
-    this.keyLo = (h2 ^ (h2 >>> 16)) >>> 0;
+    const fp = this.#fp;
+    const h1 = Math.imul(this.#seedHi ^ modelId, 0x85ebca6b) ^ parentHi;
+    const h2 = Math.imul(this.#seedLo + modelId, 0xc2b2ae35) ^ parentLo;
+    fp.hi = Math.imul(h1 ^ (h1 >>> 16), 0x7feb352d);
+    fp.lo = Math.imul(h2 ^ (h2 >>> 15), 0x846ca68b);
+    if (!fp.mix(tokens, from, count)) return false;
+    const f1 = Math.imul(fp.hi ^ (fp.hi >>> 16), 0x21f0aaad) ^ fp.lo;
+    this.keyHi = (f1 ^ (f1 >>> 15)) >>> 0;
+    this.keyLo = (fp.lo ^ (fp.lo >>> 16)) >>> 0;
     return true;
   }
 

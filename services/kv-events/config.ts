@@ -7,6 +7,7 @@ import { z } from "zod";
 import { httpEnvShape, int, parseEnv } from "@deno-stores/shared/config";
 import type { Env } from "@deno-stores/shared/config";
 import { HASH_ALGOS } from "./block_hash.ts";
+import { parseTcpEndpoint } from "./zmtp.ts";
 
 /** Default HTTP port. */
 export const KV_EVENTS_PORT_DEFAULT = 8003;
@@ -16,18 +17,6 @@ export interface PublisherSpec {
   pod: string;
   endpoint: string;
   replay: string | null;
-}
-
-const ENDPOINT = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
-
-/** Checks a `tcp://host:port` endpoint (`*` as a bind host is `0.0.0.0`). */
-export function parseEndpoint(s: string, bind = false): { hostname: string; port: number } {
-  const m = ENDPOINT.exec(bind ? s.replace("tcp://*:", "tcp://0.0.0.0:") : s);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535 || (!bind && port === 0)) {
-    throw new Error(`"${s}" is not tcp://host:port`);
-  }
-  return { hostname: m[1].replace(/^\[|\]$/g, ""), port };
 }
 
 /** Parses `POD=tcp://host:port[|tcp://host:replayport],...`. */
@@ -40,8 +29,8 @@ export function parsePublishers(s: string): PublisherSpec[] {
     const pod = part.slice(0, eq);
     const [endpoint, replay, extra] = part.slice(eq + 1).split("|");
     if (extra !== undefined) throw new Error(`"${part}": at most one replay endpoint`);
-    parseEndpoint(endpoint);
-    if (replay !== undefined) parseEndpoint(replay);
+    parseTcpEndpoint(endpoint);
+    if (replay !== undefined) parseTcpEndpoint(replay);
     if (seen.has(pod)) throw new Error(`pod "${pod}" listed twice`);
     seen.add(pod);
     out.push({ pod, endpoint, replay: replay ?? null });
@@ -71,7 +60,7 @@ export function kvEventsConfigSchema() {
     /** Publishers to connect to: `POD=tcp://host:port[|tcp://host:replay_port],...`. */
     PUBLISHERS: custom(parsePublishers).default([]),
     /** A ZMQ endpoint to bind a SUB socket on, for engines that connect (`tcp://*:5557`). */
-    ZMQ_BIND: custom((s) => (parseEndpoint(s, true), s)).optional(),
+    ZMQ_BIND: custom((s) => (parseTcpEndpoint(s, true), s)).optional(),
     /** Topic prefix subscribed to (default: every topic). */
     TOPIC: z.string().max(1024).default(""),
     /** Model of messages whose topic is not `kv@<pod>@<model>`. */

@@ -146,6 +146,24 @@ function event(v: MsgpackValue): KvEvent {
   }
 }
 
+/** A hash as the index keys it: the low 64 bits, as two u32. */
+export function hashKey(h: BlockHash, out: [number, number]): void {
+  if (typeof h === "bigint") {
+    out[0] = Number((h >> 32n) & 0xffffffffn);
+    out[1] = Number(h & 0xffffffffn);
+    return;
+  }
+  // Bytes: the last 8, big-endian (shorter ones as a big-endian integer).
+  let hi = 0, lo = 0;
+  const from = Math.max(0, h.length - 8);
+  for (let i = from; i < h.length; i++) {
+    hi = ((hi << 8) | (lo >>> 24)) >>> 0;
+    lo = ((lo << 8) | h[i]) >>> 0;
+  }
+  out[0] = hi;
+  out[1] = lo;
+}
+
 /** Decodes a batch from its msgpack bytes. */
 export function decodeEventBatch(payload: Uint8Array): KvEventBatch {
   let v: MsgpackValue;

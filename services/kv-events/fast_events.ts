@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { EventDecodeError } from "./events.ts";
+import { EventDecodeError, hashKey, type KvEvent } from "./events.ts";
 import { tierOf } from "./index.ts";
 import { MsgpackError } from "./msgpack.ts";
 import { ROOT_HI, ROOT_LO } from "./chain.ts";
@@ -429,6 +429,41 @@ const EVENT_KEYS = [
 ];
 
 /**
+ * Puts decoded events (HTTP JSON, tests) into `out`, as {@link readEventBatch} would have read
+ * them, so that one path applies every batch.
+ */
+export function eventsToBatch(events: readonly KvEvent[], out: ParsedBatch): void {
+  out.reset();
+  const k: [number, number] = [0, 0];
+  for (const e of events) {
+    if (e.type === "AllBlocksCleared") {
+      out.pushEvent(CLEARED, 0, 0, 0);
+      continue;
+    }
+    const start = out.hashCount;
+    for (const h of e.blockHashes) {
+      hashKey(h, k);
+      out.pushHash(k[0], k[1]);
+    }
+    const tier = tierOf(e.medium);
+    if (e.type === "BlockRemoved") {
+      out.pushEvent(REMOVED, tier, start, e.blockHashes.length);
+      continue;
+    }
+    out.pushEvent(STORED, tier, start, e.blockHashes.length);
+    if (e.loraId !== null || e.keyed || !e.tokenIds.every((t) => t < 0x100000000)) continue;
+    let parentHi = ROOT_HI, parentLo = ROOT_LO;
+    if (e.parentBlockHash !== null) {
+      hashKey(e.parentBlockHash, k);
+      [parentHi, parentLo] = k;
+    }
+    const tokenStart = out.tokenTotal;
+    for (const t of e.tokenIds) out.pushToken(t);
+    out.setLearnable(e.blockSize, parentHi, parentLo, tokenStart, e.tokenIds.length);
+  }
+}
+
+/**
  * Reads `payload` into `out`. Throws {@link EventDecodeError} for what is not a batch; skips (and
  * records in `out.rejected`) malformed events, as decodeEventBatch does.
  */
@@ -533,7 +568,7 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
     const tier = mediumAt < 0 ? 0 : medium(r, mediumAt);
     out.pushEvent(REMOVED, tier, start, n);
   } else if (tag >= 0 && strIs(r.buf, h, KEY.AllBlocksCleared)) {
-    out.pushEvent(CLEARED, -1, 0, 0);
+    out.pushEvent(CLEARED, 0, 0, 0);
   } else {
     throw new Bad(`unknown event type ${tagText(r, tag)}`);
   }

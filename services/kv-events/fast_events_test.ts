@@ -7,7 +7,8 @@ import { Prng } from "@deno-stores/shared/sim";
 import { decodeEventBatch, EventDecodeError, type KvEventBatch } from "./events.ts";
 import { ParsedBatch, readEventBatch } from "./fast_events.ts";
 import { encodeMsgpack, type MsgpackValue } from "./msgpack.ts";
-import { CacheMap, hashKey } from "./store.ts";
+import { CacheMap } from "./store.ts";
+import { hashKey } from "./events.ts";
 import { ChainTable } from "./chain.ts";
 
 const fixtures: { cases: Record<string, string> } = JSON.parse(

@@ -21,9 +21,9 @@
  * @module
  */
 import { EventDecodeError, type KvEventBatch } from "./events.ts";
-import { ParsedBatch, readEventBatch } from "./fast_events.ts";
+import { eventsToBatch, ParsedBatch, readEventBatch } from "./fast_events.ts";
 import { MsgpackError } from "./msgpack.ts";
-import { type ApplyResult, type CacheMap, PodLimitError } from "./store.ts";
+import { type CacheMap, PodLimitError } from "./store.ts";
 
 /** Counters of the ingest path (exported as metrics, shown by /stats). */
 export class IngestStats {
@@ -113,35 +113,27 @@ export class Ingest {
       this.#hooks.warn("undecodable event batch", { pod, error: (e as Error).message });
       return false;
     }
-    return this.#finish(pod, b.rejected, b.ts, start, () => this.map.applyParsed(pod, model, b));
+    return this.#apply(pod, model, b, start);
   }
 
   /** Applies a decoded batch; false when refused (pod limit). */
   applyBatch(pod: string, model: string, batch: KvEventBatch, receivedAt?: number): boolean {
     const start = receivedAt ?? this.#clock();
-    return this.#finish(
-      pod,
-      batch.rejected,
-      batch.ts,
-      start,
-      () => this.map.apply(pod, model, batch.events),
-    );
+    const b = this.#parsed;
+    eventsToBatch(batch.events, b);
+    b.ts = batch.ts;
+    b.rejected = batch.rejected;
+    return this.#apply(pod, model, b, start);
   }
 
-  #finish(
-    pod: string,
-    rejected: string[],
-    ts: number,
-    start: number,
-    apply: () => ApplyResult,
-  ): boolean {
+  #apply(pod: string, model: string, b: ParsedBatch, start: number): boolean {
     const s = this.stats;
-    if (rejected.length > 0) {
-      s.rejectedEvents += rejected.length;
-      this.#hooks.warn("events skipped", { pod, reasons: rejected.slice(0, 3) });
+    if (b.rejected.length > 0) {
+      s.rejectedEvents += b.rejected.length;
+      this.#hooks.warn("events skipped", { pod, reasons: b.rejected.slice(0, 3) });
     }
     try {
-      const r = apply();
+      const r = this.map.applyParsed(pod, model, b);
       s.batches++;
       s.blocksStored += r.stored;
       s.blocksRemoved += r.removed;
@@ -157,7 +149,7 @@ export class Ingest {
       return false;
     }
     this.#hooks.observeApply?.((this.#clock() - start) / 1000);
-    if (ts > 0) this.#hooks.observePublishToIndex?.((this.#wall() / 1000) - ts);
+    if (b.ts > 0) this.#hooks.observePublishToIndex?.((this.#wall() / 1000) - b.ts);
     return true;
   }
 }

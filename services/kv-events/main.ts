@@ -4,7 +4,12 @@
  *
  * @module
  */
-import { BufferedSink, createLogger, installGracefulShutdown } from "@deno-stores/shared/http";
+import {
+  BufferedSink,
+  createLogger,
+  installGracefulShutdown,
+  writeStdout,
+} from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { createKvEventsApp } from "./app.ts";
 import { BlockHasher, type HashAlgo } from "./block_hash.ts";
@@ -15,16 +20,8 @@ import { CacheMap } from "./store.ts";
 import { ChainTable } from "./chain.ts";
 import { ZmqSources } from "./zmq_source.ts";
 
-const encoder = new TextEncoder();
-
-function writeAll(text: string): void {
-  const bytes = encoder.encode(text);
-  let offset = 0;
-  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
-}
-
 function run(config: KvEventsConfig): void {
-  const sink = new BufferedSink(writeAll, (fn) => setTimeout(fn, 20));
+  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
   const logger = createLogger({
     service: "kv-events",
     level: config.LOG_LEVEL,

@@ -4,65 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { freePort, startDeno } from "../../bench/lib/process.ts";
+import { FakeEngine, hasPyzmq } from "./_testing/fake_engine.ts";
 
-const PY = "/usr/bin/python3";
-const hasZmq = await new Deno.Command(PY, { args: ["-c", "import zmq, msgpack"] })
-  .output().then((o) => o.success).catch(() => false);
-
-/** The fake engine: a python process taking commands on stdin. */
-class FakeEngine {
-  #child: Deno.ChildProcess;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #lines: AsyncIterator<string>;
-
-  constructor(pubPort: number, replayPort: number) {
-    this.#child = new Deno.Command(PY, {
-      args: [
-        new URL("./testdata/fake_vllm.py", import.meta.url).pathname,
-        String(pubPort),
-        String(replayPort),
-        "kv@pod-1@llama",
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    this.#writer = this.#child.stdin.getWriter();
-    this.#lines = lines(this.#child.stdout);
-  }
-
-  async expect(line: string): Promise<void> {
-    const next = await this.#lines.next();
-    assert.equal(next.value, line);
-  }
-
-  async send(command: string): Promise<void> {
-    await this.#writer.write(new TextEncoder().encode(command + "\n"));
-  }
-
-  async stop(): Promise<void> {
-    try {
-      await this.send("quit");
-      await this.#writer.close();
-    } catch {
-      // already gone
-    }
-    while (!(await this.#lines.next()).done) { /* drain */ }
-    await this.#child.status;
-  }
-}
-
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    rest += chunk;
-    let i;
-    while ((i = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, i);
-      rest = rest.slice(i + 1);
-    }
-  }
-}
+const hasZmq = await hasPyzmq();
+const TOPIC = "kv@pod-1@llama";
 
 async function stats(url: string) {
   const r = await fetch(url + "/stats");
@@ -89,8 +34,8 @@ Deno.test({
   ignore: !hasZmq,
   async fn() {
     const pubPort = freePort(), replayPort = freePort();
-    let engine = new FakeEngine(pubPort, replayPort);
-    await engine.expect("ready");
+    let engine = new FakeEngine(TOPIC, { pub: pubPort, replay: replayPort });
+    assert.equal(await engine.line(), "ready");
     const svc = await startDeno(new URL("./main.ts", import.meta.url).pathname, {
       PUBLISHERS: `pod-1=tcp://127.0.0.1:${pubPort}|tcp://127.0.0.1:${replayPort}`,
       LOG_LEVEL: "error",
@@ -99,7 +44,7 @@ Deno.test({
       await until(svc.url, (s) => s.publishers[0].connected === 1, "connected");
       // Batches 0..199; 50..89 are never sent live, only kept for replay.
       await engine.send("publish 0 200 50 89");
-      await engine.expect("published");
+      assert.equal(await engine.line(), "published");
       const s = await until(svc.url, (s) => s.blocks === 200, "every block indexed");
       assert.equal(s.ingest.gapsUnrepaired, 0);
       assert.ok(s.ingest.gaps + s.ingest.catchups >= 1, JSON.stringify(s.ingest));
@@ -123,11 +68,11 @@ Deno.test({
 
       // The engine restarts: its numbering starts again at 0, so the pod's blocks are dropped.
       await engine.stop();
-      engine = new FakeEngine(pubPort, replayPort);
-      await engine.expect("ready");
+      engine = new FakeEngine(TOPIC, { pub: pubPort, replay: replayPort });
+      assert.equal(await engine.line(), "ready");
       await until(svc.url, (s) => s.publishers[0].connected === 1, "reconnected");
       await engine.send("publish 0 5");
-      await engine.expect("published");
+      assert.equal(await engine.line(), "published");
       const after = await until(svc.url, (s) => s.ingest.restarts === 1 && s.blocks === 5, "reset");
       assert.equal(after.publishers[0].lastSeq, 4);
     } finally {

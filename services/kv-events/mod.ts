@@ -15,7 +15,13 @@ export {
   type PromptKeys,
 } from "./block_hash.ts";
 export { type KvEventsConfig, loadKvEventsConfig, parsePublishers } from "./config.ts";
-export { type BlockHash, decodeEventBatch, type KvEvent, type KvEventBatch } from "./events.ts";
+export {
+  type BlockHash,
+  decodeEventBatch,
+  hashKey,
+  type KvEvent,
+  type KvEventBatch,
+} from "./events.ts";
 export { BlockIndex, type Tier, tierOf } from "./index.ts";
 export { Ingest, IngestStats, PublisherStream, seqFrame } from "./ingest.ts";
 export { decodeMsgpack, encodeMsgpack, MsgpackError, type MsgpackValue } from "./msgpack.ts";
@@ -26,5 +32,5 @@ export {
   type RouteResult,
   type RouteWeights,
 } from "./router.ts";
-export { CacheMap, hashKey, PodLimitError, type PodState } from "./store.ts";
+export { CacheMap, PodLimitError, type PodState } from "./store.ts";
 export { ZmqDealer, ZmqSubscriber } from "./zmtp.ts";

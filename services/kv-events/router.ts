@@ -233,8 +233,6 @@ export class Router {
           a &= a - 1;
         }
       }
-    } else {
-      for (let c = 0; c < n; c++) if (slots[c] >= 0) this.#matched[slots[c]] = 0;
     }
 
     // Score.

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { BlockHasher } from "./block_hash.ts";
 import type { KvEvent } from "./events.ts";
 import { DEFAULT_WEIGHTS, Router } from "./router.ts";
-import { CacheMap, hashKey, PodLimitError } from "./store.ts";
+import { CacheMap, PodLimitError } from "./store.ts";
+import { hashKey } from "./events.ts";
 import { ChainTable } from "./chain.ts";
 
 const BS = 4;

@@ -8,10 +8,10 @@
  *
  * @module
  */
-import { BlockIndex, type Tier, tierOf } from "./index.ts";
-import { CLEARED, type ParsedBatch, STORED } from "./fast_events.ts";
-import { type ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
-import type { BlockHash, KvEvent } from "./events.ts";
+import { BlockIndex, type Tier } from "./index.ts";
+import { CLEARED, eventsToBatch, ParsedBatch, STORED } from "./fast_events.ts";
+import type { ChainTable } from "./chain.ts";
+import type { KvEvent } from "./events.ts";
 
 /** What the index knows of a pod. */
 export interface PodState {
@@ -34,24 +34,6 @@ export class PodLimitError extends Error {
     super(`pod limit reached (${max}): raise MAX_PODS`);
     this.name = "PodLimitError";
   }
-}
-
-/** A hash as the index keys it: the low 64 bits, as two u32. */
-export function hashKey(h: BlockHash, out: [number, number]): void {
-  if (typeof h === "bigint") {
-    out[0] = Number((h >> 32n) & 0xffffffffn);
-    out[1] = Number(h & 0xffffffffn);
-    return;
-  }
-  // Bytes: the last 8, big-endian (shorter ones as a big-endian integer).
-  let hi = 0, lo = 0;
-  const from = Math.max(0, h.length - 8);
-  for (let i = from; i < h.length; i++) {
-    hi = ((hi << 8) | (lo >>> 24)) >>> 0;
-    lo = ((lo << 8) | h[i]) >>> 0;
-  }
-  out[0] = hi;
-  out[1] = lo;
 }
 
 /** Options of a {@link CacheMap}. */
@@ -83,10 +65,10 @@ export class CacheMap {
   #total = 0;
   #now: () => number;
   #pods = new Map<string, PodState>();
-  #bySlot: (PodState | undefined)[] = [];
   #free: number[] = [];
   #models = new Map<string, BlockIndex>();
-  #key: [number, number] = [0, 0];
+  /** Where {@link apply} puts its events. */
+  #scratch = new ParsedBatch();
 
   constructor(options: CacheMapOptions) {
     this.maxPods = options.maxPods;
@@ -114,19 +96,11 @@ export class CacheMap {
     return [...this.#pods.values()];
   }
 
-  /** The pod in mask bit `slot`. */
-  podAt(slot: number): PodState | undefined {
-    return this.#bySlot[slot];
-  }
-
   /** Blocks indexed over all models, and the bytes of their tables. */
   totals(): { blocks: number; bytes: number } {
-    let blocks = 0, bytes = 0;
-    for (const ix of this.#models.values()) {
-      blocks += ix.size;
-      bytes += ix.bytes;
-    }
-    return { blocks, bytes };
+    let bytes = 0;
+    for (const ix of this.#models.values()) bytes += ix.bytes;
+    return { blocks: this.#total, bytes };
   }
 
   /** Registers (or refreshes) a pod serving `model`; a model change resets its blocks. */
@@ -137,7 +111,6 @@ export class CacheMap {
       if (slot === undefined) throw new PodLimitError(this.maxPods);
       p = { id, model, slot, blocks: 0, lastSeen: this.#now(), events: 0, resets: 0 };
       this.#pods.set(id, p);
-      this.#bySlot[slot] = p;
     } else if (p.model !== model) {
       this.reset(id);
       p.model = model;
@@ -165,7 +138,6 @@ export class CacheMap {
     if (p === undefined) return false;
     this.reset(id);
     this.#pods.delete(id);
-    this.#bySlot[p.slot] = undefined;
     this.#free.push(p.slot);
     return true;
   }
@@ -216,7 +188,7 @@ export class CacheMap {
     r.stored++;
   }
 
-  /** Applies a batch read by the fast path (same effect as {@link apply} on its events). */
+  /** Applies a batch (read by readEventBatch, or built by eventsToBatch). */
   applyParsed(id: string, model: string, b: ParsedBatch): ApplyResult {
     const p = this.touch(id, model);
     const r: ApplyResult = { stored: 0, removed: 0, cleared: 0, refused: 0 };
@@ -266,50 +238,7 @@ export class CacheMap {
 
   /** Applies a pod's events in order. */
   apply(id: string, model: string, events: readonly KvEvent[]): ApplyResult {
-    const p = this.touch(id, model);
-    const r: ApplyResult = { stored: 0, removed: 0, cleared: 0, refused: 0 };
-    let ix = this.#models.get(model);
-    const k = this.#key;
-    for (const e of events) {
-      p.events++;
-      if (e.type === "BlockStored") {
-        if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
-        const tier = tierOf(e.medium);
-        const hs = new Uint32Array(e.blockHashes.length * 2);
-        e.blockHashes.forEach((h, i) => {
-          hashKey(h, k);
-          hs[i * 2] = k[0];
-          hs[i * 2 + 1] = k[1];
-          this.#add(ix!, k[0], k[1], p, tier, r);
-        });
-        const bs = this.#chainBlockSize;
-        if (
-          this.chain !== null && e.loraId === null && !e.keyed && e.blockSize === bs &&
-          e.tokenIds.length === e.blockHashes.length * bs &&
-          e.tokenIds.every((t) => t < 0x100000000)
-        ) {
-          let parentHi = ROOT_HI, parentLo = ROOT_LO;
-          if (e.parentBlockHash !== null) {
-            hashKey(e.parentBlockHash, k);
-            [parentHi, parentLo] = k;
-          }
-          this.#learn(model, parentHi, parentLo, e.tokenIds, 0, hs, 0, e.blockHashes.length);
-        }
-      } else if (e.type === "BlockRemoved") {
-        if (ix === undefined) continue;
-        const tier = e.medium === null ? 0 : tierOf(e.medium);
-        const before = ix.size;
-        for (const h of e.blockHashes) {
-          hashKey(h, k);
-          if (ix.remove(k[0], k[1], p.slot, tier)) p.blocks--;
-          r.removed++;
-        }
-        this.#total += ix.size - before;
-      } else {
-        this.reset(id);
-        r.cleared++;
-      }
-    }
-    return r;
+    eventsToBatch(events, this.#scratch);
+    return this.applyParsed(id, model, this.#scratch);
   }
 }

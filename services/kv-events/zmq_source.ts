@@ -8,7 +8,7 @@
 import type { PublisherStatus } from "./app.ts";
 import type { PublisherSpec } from "./config.ts";
 import { type Ingest, PublisherStream, seqFrame } from "./ingest.ts";
-import { ZmqDealer, ZmqSubscriber, type ZmtpStats } from "./zmtp.ts";
+import { zeroZmtpStats, ZmqDealer, ZmqSubscriber, type ZmtpStats } from "./zmtp.ts";
 
 export interface ZmqSourcesOptions {
   publishers: readonly PublisherSpec[];
@@ -152,14 +152,7 @@ export class ZmqSources {
 
   /** Transport counters summed over every socket. */
   transport(): ZmtpStats {
-    const sum: ZmtpStats = {
-      messages: 0,
-      bytes: 0,
-      protocolErrors: 0,
-      reconnects: 0,
-      connectFailures: 0,
-      peers: 0,
-    };
+    const sum = zeroZmtpStats();
     const socks = [...this.#sources.map((s) => s.sub), ...(this.#bound ? [this.#bound] : [])];
     for (const s of socks) {
       const st = s.stats;

@@ -50,6 +50,11 @@ export interface ZmtpStats {
   peers: number;
 }
 
+/** Counters all at zero. */
+export function zeroZmtpStats(): ZmtpStats {
+  return { messages: 0, bytes: 0, protocolErrors: 0, reconnects: 0, connectFailures: 0, peers: 0 };
+}
+
 /** Options shared by {@link ZmqSubscriber} and {@link ZmqDealer}. */
 export interface ZmtpSocketOptions {
   /**
@@ -654,14 +659,7 @@ const endpointOf = (a: Deno.NetAddr): string =>
 /** What both sockets share: options, counters, callbacks, session bookkeeping. */
 abstract class ZmtpSocket {
   protected readonly limits: Limits;
-  protected readonly counters: ZmtpStats = {
-    messages: 0,
-    bytes: 0,
-    protocolErrors: 0,
-    reconnects: 0,
-    connectFailures: 0,
-    peers: 0,
-  };
+  protected readonly counters: ZmtpStats = zeroZmtpStats();
   protected readonly sessions = new Set<Session>();
   protected readonly aborts = new Set<AbortController>();
   protected readonly opts: ZmtpSocketOptions;

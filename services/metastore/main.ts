@@ -10,6 +10,7 @@ import {
   createLogger,
   installGracefulShutdown,
   serveWithConnectionLimit,
+  writeStdout,
 } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-stores/shared/raft";
@@ -25,16 +26,8 @@ import {
 import { MetaCluster } from "./server/cluster.ts";
 import type { MemberInfo } from "./server/state_machine.ts";
 
-const encoder = new TextEncoder();
-
-function writeAll(text: string): void {
-  const bytes = encoder.encode(text);
-  let offset = 0;
-  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
-}
-
 async function run(config: MetastoreConfig): Promise<void> {
-  const sink = new BufferedSink(writeAll, (fn) => setTimeout(fn, 20));
+  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
   const logger = createLogger({
     service: "metastore",
     level: config.LOG_LEVEL,

@@ -11,6 +11,7 @@ import {
   createLogger,
   installGracefulShutdown,
   type Logger,
+  writeStdout,
 } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { createTasksApp } from "./app.ts";
@@ -20,16 +21,8 @@ import { type PoolTableHandle, PoolTaskStore } from "./store/pool_store.ts";
 import type { TaskStore } from "./store/types.ts";
 
 const WORKER_PREFIX = "tasks-pool-";
-const encoder = new TextEncoder();
-
-function writeAll(text: string): void {
-  const bytes = encoder.encode(text);
-  let offset = 0;
-  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
-}
-
 function makeLogger(config: TasksConfig, name: string) {
-  const sink = new BufferedSink(writeAll, (fn) => setTimeout(fn, 20));
+  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
   const logger = createLogger({
     service: name,
     level: config.LOG_LEVEL,

@@ -67,6 +67,15 @@ export function createLogger(options: LoggerOptions): Logger {
   };
 }
 
+const stdoutEncoder = new TextEncoder();
+
+/** Writes `text` to stdout whole (what a service's {@link BufferedSink} writes with). */
+export function writeStdout(text: string): void {
+  const bytes = stdoutEncoder.encode(text);
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+}
+
 /** Most bytes a {@link BufferedSink} holds before it flushes. */
 export const LOG_BUFFER_BYTES_MAX = 64 * 1024;
 

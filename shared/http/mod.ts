@@ -28,6 +28,7 @@ export {
   type LoggerOptions,
   type LogLevel,
   type LogSink,
+  writeStdout,
 } from "./log.ts";
 export { Counter, Gauge, Histogram, LATENCY_BUCKETS_SECONDS, Registry } from "./metrics.ts";
 export { installGracefulShutdown, type ShutdownOptions } from "./shutdown.ts";
