@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { paddedLength, sha256, sha256InPlace } from "./sha256.ts";
+import { chooseSha256, paddedLength, type Sha256, sha256 } from "./sha256.ts";
 import { TokenFingerprint } from "./fingerprint.ts";
 
 /** The hash functions of vLLM's `--prefix-caching-hash-algo` that are reproduced. */
@@ -189,6 +189,8 @@ export interface HasherOptions {
    * again and again; that is what prefix caching is for.
    */
   cacheBlocks?: number;
+  /** The SHA-256 implementation (default: the native one when it loads, else ours in JS). */
+  sha256?: Sha256;
 }
 
 /** Per-prompt keys that enter the hashes. */
@@ -233,6 +235,7 @@ export class BlockHasher {
   #parentSlot = -1;
   #noneHi: number;
   #noneLo: number;
+  #sha: Sha256;
 
   constructor(options: HasherOptions) {
     const bs = options.blockSize;
@@ -242,6 +245,7 @@ export class BlockHasher {
     if (!HASH_ALGOS.includes(options.algo)) throw new RangeError(`hash algo ${options.algo}`);
     this.algo = options.algo;
     this.blockSize = bs;
+    this.#sha = options.sha256 ?? chooseSha256("auto");
     this.noneHash = noneHash(options.seed, options.algo);
     const none = encodeExtra(options.algo, []);
     this.#noKeys = [none, none];
@@ -250,6 +254,11 @@ export class BlockHasher {
     this.#noneLo = nv.getUint32(28);
     const cache = options.cacheBlocks ?? 0;
     this.#cache = cache > 0 ? new DigestCache(cache, bs) : null;
+  }
+
+  /** The SHA-256 implementation in use: `native` (libcrypto) or `js`. */
+  get sha256Impl(): "js" | "native" {
+    return this.#sha.name;
   }
 
   /** Digest cache counters (null without a cache). */
@@ -383,7 +392,7 @@ export class BlockHasher {
           0;
     }
     // The digest lands in the parent slot: it is the next block's parent.
-    sha256InPlace(b, p, b, at);
+    this.#sha.digestInto(b, p, b, at);
     if (slot >= 0) {
       const fpHi = this.#fps[i * 2], fpLo = this.#fps[i * 2 + 1];
       cache!.store(slot, fpHi, fpLo, this.#keysId, parentHi, parentLo, t, from, b, at);

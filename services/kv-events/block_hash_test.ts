@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { BlockHasher, type HashAlgo, intBlockHash, noneHash } from "./block_hash.ts";
-import { sha256 } from "./sha256.ts";
+import { chooseSha256, jsSha256, openNativeSha256, type Sha256, sha256 } from "./sha256.ts";
+
+/** Both implementations where the native one loads (libcrypto is on this project's machines). */
+const native = openNativeSha256();
+const impls: Sha256[] = native.ok ? [jsSha256, native.sha256] : [jsSha256];
 
 interface Vector {
   algo: HashAlgo;
@@ -22,9 +26,20 @@ Deno.test("block hashes: vLLM's chains for sha256_cbor and sha256 (vectors from 
   assert.ok(vectors.cases.filter((v) => v.algo === "sha256").length >= 5);
   assert.ok(vectors.cases.filter((v) => v.algo === "sha256_cbor").length >= 5);
   for (const v of vectors.cases) {
-    const what = `${v.algo} seed ${v.seed.slice(0, 8)} bs ${v.block_size}`;
+    for (const impl of impls) {
+      const what = `${v.algo} seed ${v.seed.slice(0, 8)} bs ${v.block_size} ${impl.name}`;
+      checkVector(
+        v,
+        new BlockHasher({ algo: v.algo, seed: v.seed, blockSize: v.block_size, sha256: impl }),
+        what,
+      );
+    }
+  }
+});
+
+function checkVector(v: Vector, h: BlockHasher, what: string): void {
+  {
     assert.equal(toHex(noneHash(v.seed, v.algo)), v.none_hash, `NONE_HASH, ${what}`);
-    const h = new BlockHasher({ algo: v.algo, seed: v.seed, blockSize: v.block_size });
     const keys = { loraName: v.lora_name, cacheSalt: v.cache_salt };
     assert.deepEqual(h.all(v.token_ids, keys).map(toHex), v.block_hashes, what);
     // The int form, block by block, and a second run over the same hasher.
@@ -37,7 +52,7 @@ Deno.test("block hashes: vLLM's chains for sha256_cbor and sha256 (vectors from 
     }
     assert.throws(() => h.next(), RangeError);
   }
-});
+}
 
 Deno.test("block hashes: partial blocks left out, bad tokens and options refused", () => {
   const h = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 });
@@ -52,11 +67,34 @@ Deno.test("block hashes: partial blocks left out, bad tokens and options refused
   assert.equal(intBlockHash(Uint8Array.from({ length: 32 }, (_, i) => i)), 0x18191a1b1c1d1e1fn);
 });
 
-Deno.test("sha256: equal to node:crypto for every length from 0 to 300 bytes", () => {
-  for (let n = 0; n <= 300; n++) {
-    const b = Uint8Array.from({ length: n }, (_, i) => (i * 31 + n) & 0xff);
-    assert.equal(toHex(sha256(b)), createHash("sha256").update(b).digest("hex"), `length ${n}`);
+Deno.test("sha256: both implementations equal node:crypto for every length to 300 bytes", () => {
+  for (const impl of impls) {
+    for (let n = 0; n <= 300; n++) {
+      const b = Uint8Array.from({ length: n }, (_, i) => (i * 31 + n) & 0xff);
+      const want = createHash("sha256").update(b).digest("hex");
+      assert.equal(toHex(sha256(b, impl)), want, `${impl.name}, length ${n}`);
+      // In place, the digest written past the message as block hashing does.
+      const buf = new Uint8Array(n + 128);
+      buf.set(b);
+      impl.digestInto(buf, n, buf, n + 80);
+      assert.equal(toHex(buf.subarray(n + 80, n + 112)), want, `${impl.name} in place, ${n}`);
+    }
   }
+});
+
+Deno.test("sha256: the native one loads here, and says why when it cannot", () => {
+  // libcrypto is part of every machine this project runs on (Debian's libssl3).
+  assert.ok(native.ok, native.ok ? "" : native.reason);
+  assert.equal(
+    new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 }).sha256Impl,
+    "native",
+  );
+  const missing = openNativeSha256(["libnot-a-crypto.so.9"]);
+  assert.ok(!missing.ok && /libnot-a-crypto/.test(missing.reason));
+  // A library without the symbols is refused, not called.
+  const wrong = openNativeSha256(["libc.so.6"]);
+  assert.ok(!wrong.ok && /SHA256_/.test(wrong.reason), wrong.ok ? "" : wrong.reason);
+  assert.throws(() => chooseSha256("native-please" as "native"));
 });
 
 Deno.test("block hashes: the digest cache gives the same chains, and hits on a repeat", () => {

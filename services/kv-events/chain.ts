@@ -1,17 +1,28 @@
 /**
  * Learned block chains: what the engines' `BlockStored` events teach about their hash chains.
  * An event carries the parent's hash, the blocks' token ids and the blocks' hashes, so for each
- * block it says "after parent P, these tokens are block H". Kept here as
- * `key(model, P, tokens) → H`, a router follows a prompt's chain block by block without
- * computing a single SHA-256, and without needing the engines' hash seed at all.
+ * block it says "the prompt that reaches parent P, followed by these tokens, is block H". A
+ * router follows a prompt through these links without computing a single SHA-256, and without
+ * needing the engines' hash seed at all.
  *
- * The table is a bounded cache: 4-way sets of one 64-byte cache line, two candidate sets per key
- * (a link goes where a way is free; when both are full, the least recently reported or followed
- * link of the first is replaced), so a chain may be missing a link: the router then hashes the
- * prompt itself. At twice the indexed blocks, links are almost never lost. A key whose blocks disagree (engines hashing with different seeds, or a cache salt the
- * event did not show) is marked ambiguous and never followed. Keys are 64-bit fingerprints of
- * (model, parent, tokens) under a per-process random seed: two different contents share a key
- * with probability ~2^-64 per lookup, and an outsider cannot aim for a collision.
+ * Links are keyed by the prompt's prefix, not by the parent's hash: the key of block `i` is a
+ * fingerprint of the model and of every token up to the end of block `i`. A router computes all
+ * of a prompt's keys from its tokens alone, so the lookups of many blocks are independent and
+ * their memory misses overlap; a key that named the parent's hash would make each lookup wait for
+ * the one before it. Learning needs the reverse, the prefix state that leads to a parent: a
+ * second table maps (model, block hash) to it. A stored event whose parent is in neither (the
+ * engine stored it before this process started and its link was never learned or was lost) is
+ * an orphan: its blocks are not learned, and routing hashes such prompts (the router teaches the
+ * links of the blocks it hashes and finds in the index, so the chain heals).
+ *
+ * Both tables are bounded caches: 4-way sets of one 64-byte cache line, two candidate sets per
+ * key (a link goes where a way is free; when both are full one link moves to its other set if
+ * that has room, else the least recently reported or followed link of the first set is
+ * replaced). At twice the indexed blocks, links are almost never lost. A prefix whose blocks
+ * disagree (engines hashing with different seeds, or a cache salt the event did not show) is
+ * marked ambiguous and never followed. Keys are 64-bit fingerprints under a per-process random
+ * seed: two different prefixes share a key with probability ~2^-64 per lookup, and an outsider
+ * cannot aim for a collision.
  *
  * @module
  */
@@ -22,104 +33,42 @@ import { TokenFingerprint } from "./fingerprint.ts";
 export const ROOT_HI = 0x9e3779b9, ROOT_LO = 0x7f4a7c15;
 
 const WAYS = 4;
-/** Words per entry: key hi, key lo, child hi, child lo. */
+/** Words per entry: key hi, key lo, value hi, value lo. */
 const ROW = 4;
-/** The child of an ambiguous key. */
+/** The value of an ambiguous key. */
 const AMBIGUOUS = 0xffffffff;
 
-/** Counters of a {@link ChainTable}. */
-export interface ChainStats {
-  entries: number;
-  bytes: number;
-  learned: number;
-  replaced: number;
-  hits: number;
-  misses: number;
-  ambiguous: number;
-}
-
-/** See the module documentation. */
-export class ChainTable {
+/**
+ * A bounded map of 64-bit keys to 64-bit values (never (0, 0)): 4-way sets, two choices per key,
+ * one cuckoo step, least recently used replacement; a key given two values is ambiguous for good.
+ */
+class LinkTable {
   readonly capacity: number;
-  /** Child of the last successful {@link lookup}. */
+  /** The value of the last successful {@link get}. */
   hi = 0;
   lo = 0;
-  learned = 0;
-  /** Links pushed out by new ones (both of a key's sets full). */
+  stored = 0;
   replaced = 0;
-  hits = 0;
-  misses = 0;
   ambiguous = 0;
   #sets: number;
   #rows: Uint32Array;
   /** Per set, the order of use of its ways (2 bits each, most recent last). */
   #age: Uint8Array;
-  #seedHi: number;
-  #seedLo: number;
-  #models = new Map<string, number>();
-  #fp = new TokenFingerprint();
   /** What the prefetching reads saw (kept so that they are not optimised away). */
   #sink = 0;
 
-  constructor(entries: number, seed: Uint32Array = crypto.getRandomValues(new Uint32Array(2))) {
+  constructor(entries: number) {
     let sets = 1;
     while (sets * WAYS < entries) sets *= 2;
     this.#sets = sets;
     this.capacity = sets * WAYS;
     this.#rows = new Uint32Array(this.capacity * ROW);
     this.#age = new Uint8Array(sets).fill(0b11100100); // ways 0,1,2,3 from oldest to newest
-    this.#seedHi = seed[0];
-    this.#seedLo = seed[1];
   }
 
-  /** A small id per model (models share the table). */
-  modelId(model: string): number {
-    let id = this.#models.get(model);
-    if (id === undefined) {
-      id = this.#models.size + 1;
-      this.#models.set(model, id);
-    }
-    return id;
+  get bytes(): number {
+    return this.#rows.byteLength + this.#age.byteLength;
   }
-
-  stats(): ChainStats {
-    return {
-      entries: this.capacity,
-      bytes: this.#rows.byteLength + this.#age.byteLength,
-      learned: this.learned,
-      replaced: this.replaced,
-      hits: this.hits,
-      misses: this.misses,
-      ambiguous: this.ambiguous,
-    };
-  }
-
-  /**
-   * The key of block `tokens[from, from + count)` after parent (hi, lo) in model `modelId`, into
-   * {@link keyHi}/{@link keyLo}; false when a token id is not a u32 (not learnable).
-   */
-  key(
-    modelId: number,
-    parentHi: number,
-    parentLo: number,
-    tokens: ArrayLike<number>,
-    from: number,
-    count: number,
-  ): boolean {
-    const fp = this.#fp;
-    const h1 = Math.imul(this.#seedHi ^ modelId, 0x85ebca6b) ^ parentHi;
-    const h2 = Math.imul(this.#seedLo + modelId, 0xc2b2ae35) ^ parentLo;
-    fp.hi = Math.imul(h1 ^ (h1 >>> 16), 0x7feb352d);
-    fp.lo = Math.imul(h2 ^ (h2 >>> 15), 0x846ca68b);
-    if (!fp.mix(tokens, from, count)) return false;
-    const f1 = Math.imul(fp.hi ^ (fp.hi >>> 16), 0x21f0aaad) ^ fp.lo;
-    this.keyHi = (f1 ^ (f1 >>> 15)) >>> 0;
-    this.keyLo = (fp.lo ^ (fp.lo >>> 16)) >>> 0;
-    return true;
-  }
-
-  keyHi = 0;
-  keyLo = 0;
 
   #touchWay(set: number, way: number): void {
     // Move `way` to the newest position of the set's order.
@@ -132,7 +81,6 @@ export class ChainTable {
     this.#age[set] = out | (way << 6);
   }
 
-  /** The two sets a key may live in (two choices: a set that is full rarely loses a link). */
   #set1(keyLo: number): number {
     return keyLo & (this.#sets - 1);
   }
@@ -161,7 +109,7 @@ export class ChainTable {
     return -1;
   }
 
-  /** Moves one link of full `set` to its other set if that has a free way; the freed way or -1. */
+  /** Moves one entry of full `set` to its other set if that has a free way; the freed way or -1. */
   #relocate(set: number): number {
     const r = this.#rows;
     for (let w = 0; w < WAYS; w++) {
@@ -180,8 +128,7 @@ export class ChainTable {
     return -1;
   }
 
-  /** Records that after the keyed parent and tokens comes block (hi, lo). */
-  learn(keyHi: number, keyLo: number, hi: number, lo: number): void {
+  set(keyHi: number, keyLo: number, hi: number, lo: number): void {
     if ((hi | lo) === 0) return; // would read as an empty way
     const r = this.#rows;
     const s1 = this.#set1(keyLo), s2 = this.#set2(keyHi);
@@ -200,7 +147,7 @@ export class ChainTable {
       this.#touchWay(set, w);
       return;
     }
-    // A free way in either set, else the least recent way of the first.
+    // A free way in either set, else one cuckoo step, else the least recent way of the first.
     set = s1;
     w = this.#free(s1);
     if (w < 0) {
@@ -209,8 +156,6 @@ export class ChainTable {
         set = s2;
         w = f2;
       } else {
-        // Both full: move a link of either set to its other set if that has room (one cuckoo
-        // step), else replace the least recent link of the first.
         w = this.#relocate(s1);
         if (w < 0 && s2 !== s1) {
           w = this.#relocate(s2);
@@ -227,32 +172,195 @@ export class ChainTable {
     r[o + 1] = keyLo;
     r[o + 2] = hi;
     r[o + 3] = lo;
-    this.learned++;
+    this.stored++;
     this.#touchWay(set, w);
   }
 
-  /** Follows a key: true with the child in {@link hi}/{@link lo}. */
-  lookup(keyHi: number, keyLo: number): boolean {
+  /**
+   * Reads the first set of a key (a prefetch before {@link get}; the value is not needed). Most
+   * keys live there: the second set is read only when a key is not in the first.
+   */
+  touch(keyLo: number): void {
+    this.#sink ^= this.#rows[this.#set1(keyLo) * WAYS * ROW];
+  }
+
+  /** True with the value in {@link hi}/{@link lo}; false if absent or ambiguous. */
+  get(keyHi: number, keyLo: number): boolean {
     let set = this.#set1(keyLo);
-    const s2 = this.#set2(keyHi);
-    // Read the second set's line now: its miss overlaps with the first's.
-    this.#sink ^= this.#rows[s2 * WAYS * ROW];
     let w = this.#find(set, keyHi, keyLo);
     if (w < 0) {
-      set = s2;
+      set = this.#set2(keyHi);
       w = this.#find(set, keyHi, keyLo);
     }
-    if (w >= 0) {
-      const r = this.#rows;
-      const o = (set * WAYS + w) * ROW;
-      if (!(r[o + 2] === AMBIGUOUS && r[o + 3] === AMBIGUOUS)) {
-        this.hi = r[o + 2];
-        this.lo = r[o + 3];
-        this.hits++;
-        // Links that prompts follow stay longer.
-        if ((this.#age[set] >>> 6) !== w) this.#touchWay(set, w);
-        return true;
-      }
+    if (w < 0) return false;
+    const r = this.#rows;
+    const o = (set * WAYS + w) * ROW;
+    if (r[o + 2] === AMBIGUOUS && r[o + 3] === AMBIGUOUS) return false;
+    this.hi = r[o + 2];
+    this.lo = r[o + 3];
+    // Entries in use stay longer.
+    if ((this.#age[set] >>> 6) !== w) this.#touchWay(set, w);
+    return true;
+  }
+}
+
+/** Counters of a {@link ChainTable}. */
+export interface ChainStats {
+  /** Links it can hold. */
+  entries: number;
+  bytes: number;
+  learned: number;
+  /** Links pushed out by new ones. */
+  replaced: number;
+  hits: number;
+  misses: number;
+  ambiguous: number;
+  /** Blocks not learned: their parent's prefix was unknown. */
+  orphans: number;
+}
+
+/**
+ * See the module documentation. Use: {@link begin} (a prompt's start) or {@link resume} (after a
+ * parent block), then per block {@link advance} (its key in {@link keyHi}/{@link keyLo}, the
+ * prefix state in {@link stateHi}/{@link stateLo}), then {@link lookup} or {@link learn}.
+ */
+export class ChainTable {
+  readonly capacity: number;
+  /** Block of the last successful {@link lookup}. */
+  hi = 0;
+  lo = 0;
+  /** Key of the block last {@link advance}d over. */
+  keyHi = 0;
+  keyLo = 0;
+  /** Prefix state after the block last advanced over (or begun / resumed at). */
+  stateHi = 0;
+  stateLo = 0;
+  hits = 0;
+  misses = 0;
+  orphans = 0;
+  /** Prefix key → block hash. */
+  #blocks: LinkTable;
+  /** (model, block hash) → prefix state through that block. */
+  #prefixes: LinkTable;
+  #seedHi: number;
+  #seedLo: number;
+  #models = new Map<string, number>();
+  #fp = new TokenFingerprint();
+
+  constructor(entries: number, seed: Uint32Array = crypto.getRandomValues(new Uint32Array(2))) {
+    this.#blocks = new LinkTable(entries);
+    this.#prefixes = new LinkTable(entries);
+    this.capacity = this.#blocks.capacity;
+    this.#seedHi = seed[0];
+    this.#seedLo = seed[1];
+  }
+
+  /** A small id per model (models share the table). */
+  modelId(model: string): number {
+    let id = this.#models.get(model);
+    if (id === undefined) {
+      id = this.#models.size + 1;
+      this.#models.set(model, id);
+    }
+    return id;
+  }
+
+  stats(): ChainStats {
+    const b = this.#blocks;
+    return {
+      entries: this.capacity,
+      bytes: b.bytes + this.#prefixes.bytes,
+      learned: b.stored,
+      replaced: b.replaced,
+      hits: this.hits,
+      misses: this.misses,
+      ambiguous: b.ambiguous,
+      orphans: this.orphans,
+    };
+  }
+
+  /** Starts at a prompt's beginning in model `modelId`. */
+  begin(modelId: number): void {
+    const h1 = Math.imul(this.#seedHi ^ modelId, 0x85ebca6b) ^ ROOT_HI;
+    const h2 = Math.imul(this.#seedLo + modelId, 0xc2b2ae35) ^ ROOT_LO;
+    this.stateHi = Math.imul(h1 ^ (h1 >>> 16), 0x7feb352d) >>> 0;
+    this.stateLo = Math.imul(h2 ^ (h2 >>> 15), 0x846ca68b) >>> 0;
+  }
+
+  /** The key of block (hi, lo) of the model in the prefix-state table. */
+  #blockKey(modelId: number, hi: number, lo: number): void {
+    const h1 = Math.imul(hi ^ this.#seedLo ^ modelId, 0x9e3779b1);
+    const h2 = Math.imul(lo + this.#seedHi + Math.imul(modelId, 0x2545f491), 0x85ebca6b);
+    this.#bkHi = (h1 ^ (h2 >>> 15)) >>> 0;
+    this.#bkLo = (h2 ^ (h1 >>> 13)) >>> 0;
+  }
+
+  #bkHi = 0;
+  #bkLo = 0;
+
+  /** Starts after block (hi, lo) of model `modelId`; false when its prefix is unknown. */
+  resume(modelId: number, hi: number, lo: number): boolean {
+    if (hi === ROOT_HI && lo === ROOT_LO) {
+      this.begin(modelId);
+      return true;
+    }
+    this.#blockKey(modelId, hi, lo);
+    const p = this.#prefixes;
+    if (!p.get(this.#bkHi, this.#bkLo)) return false;
+    this.stateHi = p.hi;
+    this.stateLo = p.lo;
+    return true;
+  }
+
+  /**
+   * Moves past block `tokens[from, from + count)`: its key into {@link keyHi}/{@link keyLo};
+   * false when a token id is not a u32 (not learnable, the state unchanged).
+   */
+  advance(tokens: ArrayLike<number>, from: number, count: number): boolean {
+    const fp = this.#fp;
+    fp.hi = this.stateHi;
+    fp.lo = this.stateLo;
+    if (!fp.mix(tokens, from, count)) return false;
+    this.stateHi = fp.hi;
+    this.stateLo = fp.lo;
+    const f1 = Math.imul(fp.hi ^ (fp.hi >>> 16), 0x21f0aaad) ^ fp.lo;
+    this.keyHi = (f1 ^ (f1 >>> 15)) >>> 0;
+    this.keyLo = (fp.lo ^ (fp.lo >>> 16)) >>> 0;
+    return true;
+  }
+
+  /**
+   * Records block (hi, lo) of model `modelId` as the one at prefix key (keyHi, keyLo), reached
+   * with prefix state (stateHi, stateLo) (what {@link advance} left).
+   */
+  learn(
+    modelId: number,
+    keyHi: number,
+    keyLo: number,
+    stateHi: number,
+    stateLo: number,
+    hi: number,
+    lo: number,
+  ): void {
+    if ((hi | lo) === 0) return; // would read as an empty way
+    this.#blocks.set(keyHi, keyLo, hi, lo);
+    this.#blockKey(modelId, hi, lo);
+    this.#prefixes.set(this.#bkHi, this.#bkLo, stateHi, stateLo);
+  }
+
+  /** Reads where a prefix key lives (a prefetch before {@link lookup}). */
+  touch(keyLo: number): void {
+    this.#blocks.touch(keyLo);
+  }
+
+  /** The block at a prefix key: true with it in {@link hi}/{@link lo}. */
+  lookup(keyHi: number, keyLo: number): boolean {
+    const b = this.#blocks;
+    if (b.get(keyHi, keyLo)) {
+      this.hi = b.hi;
+      this.lo = b.lo;
+      this.hits++;
+      return true;
     }
     this.misses++;
     return false;

@@ -1,47 +1,103 @@
 import assert from "node:assert/strict";
-import { ChainTable } from "./chain.ts";
+import { ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 
-Deno.test("chain table: learn, follow, ambiguity, bad tokens", () => {
+/** Learns `blocks` (one hash per block of 4 tokens) after `parent` the way the cache map does. */
+function learn(
+  t: ChainTable,
+  model: number,
+  parent: [number, number] | null,
+  tokens: number[],
+  blocks: number[],
+): boolean {
+  if (!t.resume(model, parent?.[0] ?? ROOT_HI, parent?.[1] ?? ROOT_LO)) return false;
+  blocks.forEach((h, i) => {
+    assert.ok(t.advance(tokens, i * 4, 4));
+    t.learn(model, t.keyHi, t.keyLo, t.stateHi, t.stateLo, h, h + 1);
+  });
+  return true;
+}
+
+/** Follows a prompt from its start: the blocks found, up to the first unknown. */
+function follow(t: ChainTable, model: number, tokens: number[]): number[] {
+  t.begin(model);
+  const out: number[] = [];
+  for (let i = 0; i + 4 <= tokens.length; i += 4) {
+    if (!t.advance(tokens, i, 4) || !t.lookup(t.keyHi, t.keyLo)) break;
+    assert.equal(t.lo, t.hi + 1);
+    out.push(t.hi);
+  }
+  return out;
+}
+
+Deno.test("chain table: learn from a root, extend after a parent, follow by prefix", () => {
   const t = new ChainTable(64, Uint32Array.of(1, 2));
   assert.equal(t.capacity, 64);
-  const tokens = [1, 2, 3, 4, 5, 6, 7, 8];
-  assert.ok(t.key(1, 10, 20, tokens, 0, 4));
-  const [kh, kl] = [t.keyHi, t.keyLo];
-  assert.ok(!t.lookup(kh, kl));
-  t.learn(kh, kl, 111, 222);
-  assert.ok(t.lookup(kh, kl));
-  assert.deepEqual([t.hi, t.lo], [111, 222]);
-  // Other parent, other tokens, other model: other keys.
-  for (const [m, ph, pl, from] of [[1, 10, 21, 0], [1, 10, 20, 4], [2, 10, 20, 0]]) {
-    assert.ok(t.key(m, ph, pl, tokens, from, 4));
-    assert.notDeepEqual([t.keyHi, t.keyLo], [kh, kl]);
-  }
-  // The same link again is fine; a different block for it makes it ambiguous for good.
-  t.learn(kh, kl, 111, 222);
-  assert.equal(t.ambiguous, 0);
-  t.learn(kh, kl, 111, 223);
-  assert.equal(t.ambiguous, 1);
-  assert.ok(!t.lookup(kh, kl));
-  t.learn(kh, kl, 111, 222);
-  assert.ok(!t.lookup(kh, kl));
-  assert.equal(t.ambiguous, 1);
-  // Token ids beyond u32 make no key; a (0, 0) block is not learned.
-  assert.ok(!t.key(1, 0, 0, [1, 2 ** 32, 3, 4], 0, 4));
-  assert.ok(!t.key(1, 0, 0, [1, -1, 3, 4], 0, 4));
-  t.key(1, 5, 5, tokens, 0, 4);
-  t.learn(t.keyHi, t.keyLo, 0, 0);
-  assert.ok(!t.lookup(t.keyHi, t.keyLo));
+  const tokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  assert.deepEqual(follow(t, 1, tokens), []);
+  // One event stores blocks 0 and 1; a later one block 2 after parent 1.
+  assert.ok(learn(t, 1, null, tokens, [100, 101]));
+  assert.deepEqual(follow(t, 1, tokens), [100, 101]);
+  assert.ok(learn(t, 1, [101, 102], tokens.slice(8), [102]));
+  assert.deepEqual(follow(t, 1, tokens), [100, 101, 102]);
+  // Another model, or the same blocks' tokens at another position, have other keys.
+  assert.deepEqual(follow(t, 2, tokens), []);
+  assert.deepEqual(follow(t, 1, tokens.slice(4)), []);
+  // A prompt that diverges after block 0 follows block 0 only.
+  assert.deepEqual(follow(t, 1, [1, 2, 3, 4, 5, 6, 7, 0]), [100]);
+  // A parent whose prefix is unknown teaches nothing.
+  assert.ok(!learn(t, 1, [555, 556], tokens, [103]));
+  const s = t.stats();
+  assert.equal(s.learned, 3);
+  assert.ok(s.hits > 0 && s.misses > 0);
 });
 
-Deno.test("chain table: a full set replaces the link reported or followed least recently", () => {
+Deno.test("chain table: engines that disagree make a prefix ambiguous for good", () => {
+  const t = new ChainTable(64, Uint32Array.of(1, 2));
+  const tokens = [1, 2, 3, 4, 5, 6, 7, 8];
+  learn(t, 1, null, tokens, [100, 101]);
+  learn(t, 1, null, tokens, [100, 101]); // the same again is fine
+  assert.equal(t.stats().ambiguous, 0);
+  learn(t, 1, null, tokens, [200, 201]); // another seed: other hashes for the same tokens
+  assert.equal(t.stats().ambiguous, 2);
+  assert.deepEqual(follow(t, 1, tokens), []);
+  learn(t, 1, null, tokens, [100, 101]);
+  assert.deepEqual(follow(t, 1, tokens), []);
+  assert.equal(t.stats().ambiguous, 2);
+});
+
+Deno.test("chain table: token ids beyond u32 have no key; a (0, 0) block is not learned", () => {
+  const t = new ChainTable(64, Uint32Array.of(1, 2));
+  t.begin(1);
+  const [sh, sl] = [t.stateHi, t.stateLo];
+  for (const bad of [2 ** 32, -1, 1.5, NaN]) {
+    assert.ok(!t.advance([1, bad, 3, 4], 0, 4));
+    assert.deepEqual([t.stateHi, t.stateLo], [sh, sl]); // unchanged
+  }
+  assert.ok(t.advance([1, 2, 3, 4], 0, 4));
+  t.learn(1, t.keyHi, t.keyLo, t.stateHi, t.stateLo, 0, 0);
+  assert.ok(!t.lookup(t.keyHi, t.keyLo));
+  assert.equal(t.stats().learned, 0);
+});
+
+Deno.test("chain table: a full table replaces the link reported or followed least recently", () => {
   const t = new ChainTable(4, Uint32Array.of(0, 0)); // one set of 4 ways
-  for (let i = 1; i <= 4; i++) t.learn(i, i, 100 + i, 1);
-  assert.ok(t.lookup(1, 1)); // 1 followed: now the most recent
-  t.learn(5, 5, 105, 1); // evicts 2, the oldest
-  assert.ok(!t.lookup(2, 2));
-  for (const k of [1, 3, 4, 5]) assert.ok(t.lookup(k, k), `key ${k}`);
-  t.learn(3, 3, 103, 1); // reported again: recent
-  t.learn(6, 6, 106, 1); // evicts 1 (followed before 3, 4, 5)
-  assert.ok(!t.lookup(1, 1));
-  assert.deepEqual(t.stats().learned, 6);
+  const prompt = (i: number) => [i, i, i, i];
+  for (let i = 1; i <= 4; i++) learn(t, 1, null, prompt(i), [100 + 2 * i]);
+  assert.deepEqual(follow(t, 1, prompt(1)), [102]); // 1 followed: now the most recent
+  learn(t, 1, null, prompt(5), [110]); // replaces 2, the oldest
+  assert.deepEqual(follow(t, 1, prompt(2)), []);
+  for (const i of [1, 3, 4, 5]) assert.deepEqual(follow(t, 1, prompt(i)), [100 + 2 * i], `${i}`);
+  learn(t, 1, null, prompt(3), [106]); // reported again: recent
+  learn(t, 1, null, prompt(6), [112]); // replaces 1 (followed before 3, 4, 5)
+  assert.deepEqual(follow(t, 1, prompt(1)), []);
+  const s = t.stats();
+  assert.equal(s.learned, 6);
+  assert.equal(s.replaced, 2);
+});
+
+Deno.test("chain table: many links in a table twice their number are all kept", () => {
+  const t = new ChainTable(2048, Uint32Array.of(9, 9));
+  for (let i = 0; i < 1024; i++) learn(t, 1, null, [i, 7, 7, 7], [1000 + 2 * i]);
+  for (let i = 0; i < 1024; i++) assert.deepEqual(follow(t, 1, [i, 7, 7, 7]), [1000 + 2 * i]);
+  assert.equal(t.stats().replaced, 0);
 });

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { httpEnvShape, int, parseEnv } from "@deno-stores/shared/config";
 import type { Env } from "@deno-stores/shared/config";
 import { HASH_ALGOS } from "./block_hash.ts";
+import { SHA256_CHOICES, type Sha256Choice } from "./sha256.ts";
 import { parseTcpEndpoint } from "./zmtp.ts";
 
 /** Default HTTP port. */
@@ -72,8 +73,13 @@ export function kvEventsConfigSchema() {
     /** Remembered block digests for routing (0 = off); 116 bytes each at block size 16. */
     HASH_CACHE_BLOCKS: int(65_536, 0, 1 << 24),
     /**
-     * Chain links learned from events (parent + tokens → block) for routing; 16 bytes each, best
-     * at about twice the blocks indexed.
+     * SHA-256 for block hashing: `native` (the system's libcrypto through FFI, needs
+     * --allow-ffi), `js` (ours), `auto` (native when it loads).
+     */
+    HASH_IMPL: z.enum(SHA256_CHOICES as [Sha256Choice, ...Sha256Choice[]]).default("auto"),
+    /**
+     * Chain links learned from events (prefix → block) for routing; 32 bytes each, best at about
+     * twice the blocks indexed.
      */
     CHAIN_BLOCKS: int(1 << 21, 0, 1 << 28),
     /** Blocks indexed at most, all models together; new ones past it are counted, not kept. */

@@ -18,7 +18,17 @@ import { Ingest } from "./ingest.ts";
 import { Router } from "./router.ts";
 import { CacheMap } from "./store.ts";
 import { ChainTable } from "./chain.ts";
+import { chooseSha256 } from "./sha256.ts";
 import { ZmqSources } from "./zmq_source.ts";
+
+/** The configured SHA-256; `HASH_IMPL=native` that cannot load is a configuration error. */
+function sha256Impl(config: KvEventsConfig) {
+  try {
+    return chooseSha256(config.HASH_IMPL);
+  } catch (e) {
+    throw new ConfigError([{ variable: "HASH_IMPL", message: (e as Error).message }]);
+  }
+}
 
 function run(config: KvEventsConfig): void {
   const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
@@ -40,6 +50,7 @@ function run(config: KvEventsConfig): void {
     seed: config.HASH_SEED,
     blockSize: config.BLOCK_SIZE,
     cacheBlocks: config.HASH_CACHE_BLOCKS,
+    sha256: sha256Impl(config),
   });
   const router = new Router(map, hasher, {
     cacheWeight: config.ROUTE_CACHE_WEIGHT,
@@ -100,6 +111,7 @@ function run(config: KvEventsConfig): void {
       hash: {
         algo: hasher.algo,
         block_size: hasher.blockSize,
+        sha256: hasher.sha256Impl,
         digest_cache: hasher.cacheStats(),
         learned_chains: map.chain?.stats() ?? null,
       },
@@ -129,6 +141,7 @@ function run(config: KvEventsConfig): void {
         publishers: config.PUBLISHERS.length,
         zmq_bind: bound ? `tcp://${bound.hostname}:${bound.port}` : null,
         hash_algo: hasher.algo,
+        sha256: hasher.sha256Impl,
         block_size: hasher.blockSize,
       });
     },

@@ -22,13 +22,12 @@
  */
 import type { BlockHasher, PromptKeys } from "./block_hash.ts";
 import type { CacheMap } from "./store.ts";
-import { ROOT_HI, ROOT_LO } from "./chain.ts";
 
 /**
  * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
  * hash up to this many blocks past the first one no candidate holds.
  */
-const CHUNK_BLOCKS = 4;
+const CHUNK_BLOCKS = 16;
 
 /** Weights of the cost function. */
 export interface RouteWeights {
@@ -86,6 +85,9 @@ export class Router {
   #active: Uint32Array;
   #candSlots: Int32Array;
   #chunk = new Uint32Array(CHUNK_BLOCKS * 2);
+  /** Prefix keys and states of the chunk's blocks (learned chains). */
+  #chunkKeys = new Uint32Array(CHUNK_BLOCKS * 2);
+  #chunkStates = new Uint32Array(CHUNK_BLOCKS * 2);
 
   #useChain: boolean;
 
@@ -147,9 +149,10 @@ export class Router {
     const chain = this.#useChain && tokens !== null && !keys?.loraName && !keys?.cacheSalt
       ? map.chain
       : null;
-    let chainOk = chain !== null;
+    let keysOk = chain !== null; // the blocks so far have prefix keys
+    let chainOk = keysOk; // ... and every one was found
     const modelId = chain !== null ? chain.modelId(model) : 0;
-    let ph = ROOT_HI, pl = ROOT_LO;
+    if (chain !== null) chain.begin(modelId);
     let hashed = -1; // blocks the hasher has produced (-1: not started)
     const ix = map.index(model);
     let visited = 0;
@@ -157,31 +160,48 @@ export class Router {
       const w = ix.words;
       const matched = this.#matched, offloaded = this.#offloaded;
       let live = anySet(active);
-      const chunk = this.#chunk;
-      let ready = 0, chunkStart = 0;
+      const chunk = this.#chunk, ck = this.#chunkKeys, cs = this.#chunkStates;
+      let ready = 0, chunkStart = 0, keyed = 0, fromHasher = 0;
       for (let i = 0; i < total && live; i++) {
         if (i === ready) {
-          // The next few blocks' hashes, and their index slots touched back to back, so that
+          // The next few blocks' hashes, and their table entries touched back to back, so that
           // the memory misses of a chunk overlap.
           const n = Math.min(CHUNK_BLOCKS, total - i);
-          for (let k = 0; k < n; k++) {
-            const b = i + k;
-            if (given !== null) {
-              chunk[k * 2] = given[b * 2];
-              chunk[k * 2 + 1] = given[b * 2 + 1];
-              continue;
+          let k0 = 0;
+          if (given !== null) {
+            for (let k = 0; k < n; k++) {
+              chunk[k * 2] = given[(i + k) * 2];
+              chunk[k * 2 + 1] = given[(i + k) * 2 + 1];
             }
-            if (chainOk) {
-              if (
-                chain!.key(modelId, ph, pl, tokens!, b * bs, bs) &&
-                chain!.lookup(chain!.keyHi, chain!.keyLo)
-              ) {
-                ph = chunk[k * 2] = chain!.hi;
-                pl = chunk[k * 2 + 1] = chain!.lo;
-                continue;
+            k0 = n;
+          } else if (chain !== null) {
+            // Prefix keys depend on the tokens only: compute them all, touch their entries, then
+            // look them up.
+            keyed = 0;
+            for (let k = 0; k < n && keysOk; k++) {
+              if (!chain.advance(tokens!, (i + k) * bs, bs)) {
+                keysOk = chainOk = false;
+                break;
               }
-              chainOk = false;
+              ck[k * 2] = chain.keyHi;
+              ck[k * 2 + 1] = chain.keyLo;
+              cs[k * 2] = chain.stateHi;
+              cs[k * 2 + 1] = chain.stateLo;
+              keyed++;
             }
+            // Back to back, so that the misses overlap.
+            if (chainOk) { for (let k = 0; k < keyed; k++) chain.touch(ck[k * 2 + 1]); }
+            for (; k0 < keyed && chainOk; k0++) {
+              if (!chain.lookup(ck[k0 * 2], ck[k0 * 2 + 1])) {
+                chainOk = false;
+                break;
+              }
+              chunk[k0 * 2] = chain.hi;
+              chunk[k0 * 2 + 1] = chain.lo;
+            }
+          }
+          for (let k = k0; k < n; k++) {
+            const b = i + k;
             if (hashed < 0) {
               hasher.start(tokens!, keys);
               hashed = 0;
@@ -195,12 +215,18 @@ export class Router {
           }
           for (let k = 0; k < n; k++) ix.touch(chunk[k * 2], chunk[k * 2 + 1]);
           chunkStart = i;
+          fromHasher = k0;
           ready = i + n;
         }
         const k = i - chunkStart;
         const hi = chunk[k * 2], lo = chunk[k * 2 + 1];
         visited++;
         const s = ix.find(hi, lo);
+        if (s >= 0 && k >= fromHasher && k < keyed) {
+          // A block hashed here that a pod holds: teach its link, so the next prompt through
+          // it needs no hashing (links lost, or stored before this process learned them).
+          chain!.learn(modelId, ck[k * 2], ck[k * 2 + 1], cs[k * 2], cs[k * 2 + 1], hi, lo);
+        }
         live = false;
         for (let j = 0; j < w; j++) {
           const a = active[j];

@@ -167,7 +167,7 @@ Deno.test("router: learned chains route without hashing, then hand over to the h
     tokenIds: [],
     parentBlockHash: null,
   }]);
-  assert.equal(table.learned, 6);
+  assert.equal(table.stats().learned, 6);
   // A router whose own hashing is wrong (another seed) still follows the learned links...
   const wrongSeed = new Router(
     map,
@@ -183,6 +183,40 @@ Deno.test("router: learned chains route without hashing, then hand over to the h
   const r3 = wrongSeed.route("m", { tokens: p, keys: { loraName: "x" } }, [{ id: "a", load: 0 }])!;
   assert.equal(r3.scores[0].matched_blocks, 0);
   assert.ok(table.hits >= 12);
+  // The router taught the links of the blocks it hashed and found held: the wrong seed now
+  // follows all ten.
+  assert.equal(table.stats().learned, 10);
+  assert.equal(
+    wrongSeed.route("m", { tokens: p }, [{ id: "a", load: 0 }])!.scores[0].matched_blocks,
+    10,
+  );
+});
+
+Deno.test("router: blocks stored after an unknown parent are learned once a router hashes them", () => {
+  const table = new ChainTable(1024, Uint32Array.of(5, 6));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+  const p = prompt(8);
+  const hs = hasher().all(p);
+  // Blocks 0-3 stored before this process started; blocks 4-7 after parent 3: an orphan event.
+  map.apply("a", "m", [{ ...stored(p, 4), tokenIds: [] }]);
+  map.apply("a", "m", [{
+    ...stored(p, 8),
+    blockHashes: hs.slice(4),
+    parentBlockHash: hs[3],
+    tokenIds: p.slice(4 * BS, 8 * BS),
+  }]);
+  assert.equal(table.stats().learned, 0);
+  assert.equal(table.stats().orphans, 4);
+  const wrongSeed = () =>
+    new Router(map, new BlockHasher({ algo: "sha256_cbor", seed: "x", blockSize: BS }))
+      .route("m", { tokens: p }, [{ id: "a", load: 0 }])!.scores[0].matched_blocks;
+  assert.equal(wrongSeed(), 0);
+  assert.equal(
+    new Router(map, hasher()).route("m", { tokens: p }, [])!.scores[0].matched_blocks,
+    8,
+  );
+  assert.equal(table.stats().learned, 8);
+  assert.equal(wrongSeed(), 8);
 });
 
 Deno.test("router: links two engines disagree on are not followed", () => {
@@ -192,7 +226,8 @@ Deno.test("router: links two engines disagree on are not followed", () => {
   map.apply("a", "m", [stored(p, 3)]);
   const other = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS }).all(p);
   map.apply("b", "m", [{ ...stored(p, 3), blockHashes: other }]);
-  assert.equal(table.ambiguous, 1); // the first block's key: after that, parents differ
+  // Every block's prefix: the same tokens, other hashes.
+  assert.equal(table.stats().ambiguous, 3);
   const r = new Router(map, hasher()).route("m", { tokens: p }, [])!;
   const byId = Object.fromEntries(r.scores.map((s) => [s.id, s.matched_blocks]));
   assert.deepEqual(byId, { a: 3, b: 0 });

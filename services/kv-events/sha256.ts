@@ -1,10 +1,17 @@
 /**
  * SHA-256 (FIPS 180-4) for short messages built in place, as block hashing needs: the caller
  * writes the message into a scratch buffer with room for the padding, and the digest is computed
- * without copying or allocating. `node:crypto` costs a native call per digest, which dominates
- * for ~100-byte block triples; this runs in the caller's loop.
+ * without copying or allocating.
  *
- * The compression function is generated with its rounds unrolled (gen_sha256.ts).
+ * Two implementations behind one interface ({@link Sha256}):
+ * - `js`: ours, the compression function generated with its rounds unrolled (gen_sha256.ts);
+ * - `native`: the system's OpenSSL `libcrypto` through Deno's FFI (`SHA256_Init/Update/Final`,
+ *   three fast calls, no allocation), which uses the CPU's SHA extensions where it has them.
+ *   It needs `--allow-ffi` and a `libcrypto.so.3` (or 1.1); {@link openNativeSha256} says why
+ *   not when it cannot load, and checks the library against known digests before use.
+ *
+ * `node:crypto`'s `createHash` costs an object and several calls per digest, more than the
+ * ~100-byte block triples it would hash; it is not used.
  *
  * @module
  */
@@ -26,12 +33,22 @@ export function paddedLength(len: number): number {
   return Math.ceil((len + 9) / 64) * 64;
 }
 
+/** A SHA-256 implementation for messages built in place. */
+export interface Sha256 {
+  readonly name: "js" | "native";
+  /**
+   * The digest of `buf[0, len)`, written as 32 bytes at `out[outOff]` (`out` may be `buf`, past
+   * `len`). `buf` must hold {@link paddedLength}(len) bytes: the padding may be written into it.
+   */
+  digestInto(buf: Uint8Array, len: number, out: Uint8Array, outOff: number): void;
+}
+
+/** Ours, in JS: runs anywhere. */
+export const jsSha256: Sha256 = { name: "js", digestInto: sha256InPlace };
+
 const state = new Int32Array(8);
 
-/**
- * The digest of `buf[0, len)`, written as 32 bytes at `out[outOff]`. `buf` must hold
- * {@link paddedLength}(len) bytes: the padding is written into it.
- */
+/** The JS digest of `buf[0, len)` (see {@link Sha256.digestInto}). */
 export function sha256InPlace(buf: Uint8Array, len: number, out: Uint8Array, outOff = 0): void {
   const total = paddedLength(len);
   if (buf.length < total) throw new RangeError(`sha256: buffer of ${buf.length} < ${total} bytes`);
@@ -61,10 +78,122 @@ export function sha256InPlace(buf: Uint8Array, len: number, out: Uint8Array, out
 }
 
 /** SHA-256 of any byte string (copies it into a padded buffer). */
-export function sha256(bytes: Uint8Array): Uint8Array {
+export function sha256(bytes: Uint8Array, impl: Sha256 = jsSha256): Uint8Array {
   const buf = new Uint8Array(paddedLength(bytes.length));
   buf.set(bytes);
   const out = new Uint8Array(32);
-  sha256InPlace(buf, bytes.length, out);
+  impl.digestInto(buf, bytes.length, out, 0);
   return out;
 }
+
+const LIBCRYPTO_NAMES = [
+  "libcrypto.so.3",
+  "libcrypto.so.1.1",
+  "libcrypto.so",
+  "libcrypto.3.dylib",
+  "libcrypto.dylib",
+];
+
+const LIBCRYPTO_SYMBOLS = {
+  SHA256_Init: { parameters: ["buffer"], result: "i32" },
+  SHA256_Update: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
+  SHA256_Final: { parameters: ["buffer", "buffer"], result: "i32" },
+} as const;
+
+/** Known answers the native library must give before it is used (FIPS 180-4 examples). */
+const KNOWN: [string, string][] = [
+  ["", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
+  ["abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"],
+  [
+    "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+  ],
+];
+
+/** Message lengths as bigints, made once: block triples are shorter than this. */
+const SMALL_LENGTHS: readonly bigint[] = Array.from({ length: 4096 }, (_, i) => BigInt(i));
+
+/** OpenSSL's SHA-256 through FFI (see the module docs). */
+class NativeSha256 implements Sha256 {
+  readonly name = "native";
+  readonly library: string;
+  #lib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>;
+  /** A SHA256_CTX (112 bytes in OpenSSL 1.1 and 3), with room to spare. */
+  #ctx = new Uint8Array(256);
+  #md = new Uint8Array(32);
+
+  constructor(lib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>, library: string) {
+    this.#lib = lib;
+    this.library = library;
+  }
+
+  digestInto(buf: Uint8Array, len: number, out: Uint8Array, outOff: number): void {
+    if (len < 0 || len > buf.length) throw new RangeError(`sha256: ${len} bytes of ${buf.length}`);
+    const s = this.#lib.symbols;
+    if (s.SHA256_Init(this.#ctx) !== 1) throw new Error("SHA256_Init failed");
+    // A usize takes a bigint on FFI's fast path (a number falls to the slow one).
+    const n = len < SMALL_LENGTHS.length ? SMALL_LENGTHS[len] : BigInt(len);
+    if (s.SHA256_Update(this.#ctx, buf, n) !== 1) throw new Error("SHA256_Update failed");
+    if (s.SHA256_Final(this.#md, this.#ctx) !== 1) throw new Error("SHA256_Final failed");
+    out.set(this.#md, outOff);
+  }
+
+  close(): void {
+    this.#lib.close();
+  }
+}
+
+/** What {@link openNativeSha256} found. */
+export type NativeSha256Result =
+  | { ok: true; sha256: Sha256 & { readonly library: string } }
+  | { ok: false; reason: string };
+
+/**
+ * Loads the system's libcrypto SHA-256 and checks it against known digests. Fails (with the
+ * reason) without `--allow-ffi`, without a libcrypto, or when its answers are wrong.
+ */
+export function openNativeSha256(names: readonly string[] = LIBCRYPTO_NAMES): NativeSha256Result {
+  if (typeof Deno.dlopen !== "function") return { ok: false, reason: "no FFI in this runtime" };
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    return { ok: false, reason: "no --allow-ffi permission" };
+  }
+  const errors: string[] = [];
+  for (const name of names) {
+    let lib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>;
+    try {
+      lib = Deno.dlopen(name, LIBCRYPTO_SYMBOLS);
+    } catch (e) {
+      errors.push(`${name}: ${(e as Error).message}`);
+      continue;
+    }
+    const impl = new NativeSha256(lib, name);
+    const te = new TextEncoder();
+    const wrong = KNOWN.find(([msg, hex]) => toHex(sha256(te.encode(msg), impl)) !== hex);
+    if (wrong === undefined) return { ok: true, sha256: impl };
+    impl.close();
+    errors.push(`${name}: wrong digest of ${JSON.stringify(wrong[0])}`);
+  }
+  return { ok: false, reason: errors.join("; ") };
+}
+
+function toHex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/** Which implementation to use: `auto` takes the native one when it loads. */
+export type Sha256Choice = "auto" | "js" | "native";
+export const SHA256_CHOICES: readonly Sha256Choice[] = ["auto", "js", "native"];
+
+/**
+ * The implementation for `choice`; `native` throws (with the reason) when it cannot load.
+ * Native loads once per process.
+ */
+export function chooseSha256(choice: Sha256Choice): Sha256 {
+  if (!SHA256_CHOICES.includes(choice)) throw new RangeError(`SHA-256 implementation ${choice}`);
+  if (choice === "js") return jsSha256;
+  nativeOnce ??= openNativeSha256();
+  if (nativeOnce.ok) return nativeOnce.sha256;
+  if (choice === "native") throw new Error(`native SHA-256 unavailable: ${nativeOnce.reason}`);
+  return jsSha256;
+}
+let nativeOnce: NativeSha256Result | undefined;

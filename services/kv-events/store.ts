@@ -167,12 +167,21 @@ export class CacheMap {
     const chain = this.chain!;
     const bs = this.#chainBlockSize;
     const id = chain.modelId(model);
-    let ph = parentHi, pl = parentLo;
+    if (!chain.resume(id, parentHi, parentLo)) {
+      chain.orphans += to - from;
+      return;
+    }
     for (let i = from; i < to; i++) {
-      if (!chain.key(id, ph, pl, tokens, tokenStart + (i - from) * bs, bs)) return;
-      chain.learn(chain.keyHi, chain.keyLo, hs[i * 2], hs[i * 2 + 1]);
-      ph = hs[i * 2];
-      pl = hs[i * 2 + 1];
+      if (!chain.advance(tokens, tokenStart + (i - from) * bs, bs)) return;
+      chain.learn(
+        id,
+        chain.keyHi,
+        chain.keyLo,
+        chain.stateHi,
+        chain.stateLo,
+        hs[i * 2],
+        hs[i * 2 + 1],
+      );
     }
   }
 
