@@ -27,7 +27,7 @@ import type { CacheMap } from "./store.ts";
  * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
  * hash up to this many blocks past the first one no candidate holds.
  */
-const CHUNK_BLOCKS = 16;
+const CHUNK_BLOCKS = 8;
 
 /** Weights of the cost function. */
 export interface RouteWeights {
