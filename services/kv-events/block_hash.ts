@@ -360,6 +360,25 @@ export class BlockHasher {
       p = cborHead(b, p, 4, bs);
       for (let j = from; j < from + bs; j++) {
         const v = t[j];
+        // Token ids are u32 in practice: their heads written inline; anything else the long way.
+        if ((v >>> 0) === v) {
+          if (v < 24) b[p++] = v;
+          else if (v < 0x100) {
+            b[p++] = 0x18;
+            b[p++] = v;
+          } else if (v < 0x10000) {
+            b[p++] = 0x19;
+            b[p++] = v >>> 8;
+            b[p++] = v;
+          } else {
+            b[p++] = 0x1a;
+            b[p++] = v >>> 24;
+            b[p++] = v >>> 16;
+            b[p++] = v >>> 8;
+            b[p++] = v;
+          }
+          continue;
+        }
         if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v)) badToken(v);
         p = cborHead(b, p, 0, v);
       }
