@@ -15,9 +15,10 @@ export class TokenFingerprint {
    */
   mix(tokens: ArrayLike<number>, from: number, count: number): boolean {
     let h1 = this.hi, h2 = this.lo;
-    for (let j = from; j < from + count; j++) {
+    const end = from + count;
+    for (let j = from; j < end; j++) {
       const v = tokens[j];
-      if (!(v >= 0 && v < 0x100000000 && Math.floor(v) === v)) return false;
+      if ((v >>> 0) !== v) return false; // not a u32 integer (NaN, fractions, out of range)
       h1 = Math.imul(h1 ^ v, 0x85ebca6b);
       h1 ^= h1 >>> 15;
       h2 = Math.imul(h2 + v, 0xc2b2ae35) ^ h1;

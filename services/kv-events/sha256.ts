@@ -6,7 +6,7 @@
  * Two implementations behind one interface ({@link Sha256}):
  * - `js`: ours, the compression function generated with its rounds unrolled (gen_sha256.ts);
  * - `native`: the system's OpenSSL `libcrypto` through Deno's FFI (`SHA256_Init/Update/Final`,
- *   three fast calls, no allocation), which uses the CPU's SHA extensions where it has them.
+ *   three fast calls a digest, no allocation), which uses the CPU's SHA extensions where it has them.
  *   It needs `--allow-ffi` and a `libcrypto.so.3` (or 1.1); {@link openNativeSha256} says why
  *   not when it cannot load, and checks the library against known digests before use.
  *
