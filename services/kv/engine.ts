@@ -1,0 +1,378 @@
+/**
+ * The command engine: a command table, the connection (client) state, and `execute`, which does
+ * what Redis's `processCommand` does before a command runs: lookup (any case), arity, AUTH,
+ * MULTI queueing; then runs it, writing the reply into the connection's {@link RespWriter}.
+ *
+ * Handlers validate before they write: an error thrown as {@link CommandError} replaces whatever
+ * the handler wrote with `-<message>`. Anything else thrown is a bug: answered `-ERR internal
+ * error`, counted and logged, never allowed to kill the connection or the server.
+ *
+ * @module
+ */
+import { type Db, Keyspace, type Value, type Watcher } from "./keyspace.ts";
+import { binaryToUtf8, RespWriter } from "./resp.ts";
+
+/** A reply error: `message` starts with its code (`ERR`, `WRONGTYPE`, `NOAUTH`...). */
+export class CommandError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CommandError";
+  }
+}
+
+export const WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value";
+export const NOT_INTEGER = "ERR value is not an integer or out of range";
+export const NOT_FLOAT = "ERR value is not a valid float";
+export const SYNTAX = "ERR syntax error";
+export const OVERFLOW = "ERR increment or decrement would overflow";
+
+/** Command flags that change how the engine treats a command. */
+export interface CommandFlags {
+  /** Changes data (refused... nowhere yet; counted for persistence and stats). */
+  write?: boolean;
+  /** Runs before AUTH (AUTH, HELLO, QUIT...). */
+  noAuth?: boolean;
+  /** Runs immediately inside MULTI instead of being queued (EXEC, DISCARD, MULTI, WATCH...). */
+  noQueue?: boolean;
+  /** Not allowed inside MULTI (it is refused when queued). */
+  noMulti?: boolean;
+}
+
+/** A command. `arity` as Redis: N exactly N arguments (name included), -N at least N. */
+export interface Command {
+  name: string;
+  arity: number;
+  flags: CommandFlags;
+  /** First key argument (0: none), last (-1: the last argument), step between keys. */
+  keys: [first: number, last: number, step: number];
+  /** One-line summary (COMMAND DOCS). */
+  summary: string;
+  /** The Redis command group (COMMAND DOCS). */
+  group: string;
+  run(ctx: Context, args: string[]): void;
+}
+
+/** A connection's state. */
+export class Client implements Watcher {
+  readonly id: number;
+  name = "";
+  libName = "";
+  libVersion = "";
+  db: Db;
+  authenticated: boolean;
+  resp: 2 | 3 = 2;
+  /** Queued commands while in MULTI (null outside). */
+  multi: string[][] | null = null;
+  /** A command refused while queueing: EXEC aborts. */
+  multiFailed = false;
+  /** Watched keys, per database. */
+  watched = new Map<Db, Set<string>>();
+  dirty = false;
+  /** Set by QUIT: the server closes the connection once the reply is written. */
+  closing = false;
+  readonly createdMs: number;
+  lastCommandMs: number;
+  lastCommand = "";
+  readonly addr: string;
+  readonly laddr: string;
+
+  constructor(id: number, db: Db, authenticated: boolean, nowMs: number, addr = "", laddr = "") {
+    this.id = id;
+    this.db = db;
+    this.authenticated = authenticated;
+    this.createdMs = nowMs;
+    this.lastCommandMs = nowMs;
+    this.addr = addr;
+    this.laddr = laddr;
+  }
+
+  unwatchAll(): void {
+    for (const [db, keys] of this.watched) for (const k of keys) db.unwatch(k, this);
+    this.watched.clear();
+    this.dirty = false;
+  }
+}
+
+/** What a handler gets. */
+export interface Context {
+  engine: Engine;
+  client: Client;
+  out: RespWriter;
+  db: Db;
+}
+
+/** Settings CONFIG GET/SET can see (names as Redis's). */
+export interface EngineConfig {
+  requirepass: string;
+  databases: number;
+  "proto-max-bulk-len": number;
+  "client-query-buffer-limit": number;
+  maxclients: number;
+  appendonly: string;
+  appendfsync: string;
+  /** Keys examined per database per active-expiry tick. */
+  "active-expire-keys": number;
+}
+
+/** Counters for INFO stats. */
+export interface EngineStats {
+  commands: number;
+  connectionsReceived: number;
+  rejectedConnections: number;
+  keyspaceHits: number;
+  keyspaceMisses: number;
+  internalErrors: number;
+  errorReplies: number;
+}
+
+/** Per command counters (INFO commandstats). */
+export interface CommandStat {
+  calls: number;
+  usec: number;
+  failed: number;
+}
+
+/** Options of an {@link Engine}. */
+export interface EngineOptions {
+  config?: Partial<EngineConfig>;
+  now?: () => number;
+  random?: () => number;
+  /** Called with every write command that succeeded, in order (persistence, replication). */
+  onWrite?: (db: number, args: string[]) => void;
+  /** Internal errors (bugs) go here. */
+  onInternalError?: (e: unknown, args: string[]) => void;
+}
+
+/** The server-wide state commands run against. */
+export class Engine {
+  readonly keyspace: Keyspace;
+  readonly config: EngineConfig;
+  readonly now: () => number;
+  readonly random: () => number;
+  readonly startedMs: number;
+  readonly stats: EngineStats = {
+    commands: 0,
+    connectionsReceived: 0,
+    rejectedConnections: 0,
+    keyspaceHits: 0,
+    keyspaceMisses: 0,
+    internalErrors: 0,
+    errorReplies: 0,
+  };
+  readonly commandStats = new Map<string, CommandStat>();
+  readonly clients = new Map<number, Client>();
+  #commands = new Map<string, Command>();
+  #nextClient = 1;
+  #onWrite: ((db: number, args: string[]) => void) | null;
+  #onInternalError: (e: unknown, args: string[]) => void;
+
+  constructor(commands: Iterable<Command>, options: EngineOptions = {}) {
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.config = {
+      requirepass: "",
+      databases: 16,
+      "proto-max-bulk-len": 512 * 1024 * 1024,
+      "client-query-buffer-limit": 1024 * 1024 * 1024,
+      maxclients: 10_000,
+      appendonly: "no",
+      appendfsync: "everysec",
+      "active-expire-keys": 200,
+      ...options.config,
+    };
+    this.keyspace = new Keyspace(this.config.databases, this.now);
+    this.startedMs = this.now();
+    this.#onWrite = options.onWrite ?? null;
+    this.#onInternalError = options.onInternalError ?? (() => {});
+    for (const c of commands) this.#commands.set(c.name, c);
+  }
+
+  /** The command called `name` (any case). */
+  command(name: string): Command | undefined {
+    return this.#commands.get(name) ?? this.#commands.get(name.toLowerCase());
+  }
+
+  get commands(): IterableIterator<Command> {
+    return this.#commands.values();
+  }
+
+  /** A new connection's state. */
+  connect(addr = "", laddr = ""): Client {
+    const c = new Client(
+      this.#nextClient++,
+      this.keyspace.dbs[0],
+      this.config.requirepass === "",
+      this.now(),
+      addr,
+      laddr,
+    );
+    this.clients.set(c.id, c);
+    this.stats.connectionsReceived++;
+    return c;
+  }
+
+  disconnect(c: Client): void {
+    c.unwatchAll();
+    this.clients.delete(c.id);
+  }
+
+  /** Runs one command of `client`, its reply written to `out`. */
+  execute(client: Client, args: string[], out: RespWriter): void {
+    const name = args[0];
+    const cmd = this.command(name);
+    this.stats.commands++;
+    client.lastCommandMs = this.now();
+    if (cmd === undefined) {
+      const shown = args.slice(1, 21).map((a) => `'${clip(a)}'`).join(" ");
+      this.#refuse(
+        client,
+        out,
+        `ERR unknown command '${clip(name)}', with args beginning with: ${shown}${
+          shown ? " " : ""
+        }`,
+      );
+      return;
+    }
+    client.lastCommand = cmd.name;
+    if (!client.authenticated && !cmd.flags.noAuth) {
+      this.#refuse(client, out, "NOAUTH Authentication required.");
+      return;
+    }
+    if (cmd.arity > 0 ? args.length !== cmd.arity : args.length < -cmd.arity) {
+      this.#refuse(client, out, `ERR wrong number of arguments for '${cmd.name}' command`);
+      return;
+    }
+    if (client.multi !== null && !cmd.flags.noQueue) {
+      if (cmd.flags.noMulti) {
+        this.#refuse(client, out, `ERR Command not allowed inside a transaction`);
+        return;
+      }
+      client.multi.push(args);
+      out.simple("QUEUED");
+      return;
+    }
+    this.run(client, cmd, args, out);
+  }
+
+  /** An error while queueing fails the transaction, as in Redis. */
+  #refuse(client: Client, out: RespWriter, message: string): void {
+    if (client.multi !== null) client.multiFailed = true;
+    this.stats.errorReplies++;
+    out.error(message);
+  }
+
+  /** Runs a looked-up, checked command (EXEC uses this for the queued ones). */
+  run(client: Client, cmd: Command, args: string[], out: RespWriter): void {
+    const mark = out.length;
+    const stat = this.#stat(cmd.name);
+    stat.calls++;
+    try {
+      cmd.run({ engine: this, client, out, db: client.db }, args);
+      if (cmd.flags.write && this.#onWrite !== null) this.#onWrite(client.db.id, args);
+    } catch (e) {
+      out.truncate(mark);
+      stat.failed++;
+      this.stats.errorReplies++;
+      if (e instanceof CommandError) {
+        out.error(e.message);
+      } else {
+        this.stats.internalErrors++;
+        this.#onInternalError(e, args);
+        out.error("ERR internal error");
+      }
+    }
+  }
+
+  #stat(name: string): CommandStat {
+    let s = this.commandStats.get(name);
+    if (s === undefined) this.commandStats.set(name, s = { calls: 0, usec: 0, failed: 0 });
+    return s;
+  }
+
+  /** A database by index, or a CommandError. */
+  db(index: number): Db {
+    const db = this.keyspace.dbs[index];
+    if (db === undefined) throw new CommandError("ERR DB index is out of range");
+    return db;
+  }
+}
+
+/** An argument shown in an error (Redis cuts them at 128 chars). */
+function clip(a: string): string {
+  const s = binaryToUtf8(a);
+  return s.length > 128 ? s.slice(0, 128) + "..." : s;
+}
+
+// --- Argument parsing shared by the commands -------------------------------------------------
+
+/** Redis's strict integer syntax: optional '-', digits, no leading zeros, no '+', no spaces. */
+const INT_RE = /^(?:0|-?[1-9][0-9]*)$/;
+const INT64_MAX = 9223372036854775807n, INT64_MIN = -9223372036854775808n;
+
+/** A 64-bit integer argument as a number when it is safe, else a bigint; CommandError if not. */
+export function parseInt64(s: string, message = NOT_INTEGER): number | bigint {
+  if (s.length <= 15) {
+    if (!INT_RE.test(s)) throw new CommandError(message);
+    return Number(s);
+  }
+  if (s.length > 20 || !INT_RE.test(s)) throw new CommandError(message);
+  const b = BigInt(s);
+  if (b > INT64_MAX || b < INT64_MIN) throw new CommandError(message);
+  return Number.isSafeInteger(Number(b)) ? Number(b) : b;
+}
+
+/** An integer argument within JS's safe range (counts, indexes, seconds). */
+export function parseIntArg(s: string, message = NOT_INTEGER): number {
+  const v = parseInt64(s, message);
+  if (typeof v === "bigint") {
+    // Out of JS's exact range but a valid int64: clamp (indexes and counts saturate anyway).
+    return v > 0n ? Number.MAX_SAFE_INTEGER : -Number.MAX_SAFE_INTEGER;
+  }
+  return v;
+}
+
+/** Adds two int64 values exactly; CommandError on overflow. */
+export function addInt64(a: number | bigint, b: number | bigint): number | bigint {
+  if (typeof a === "number" && typeof b === "number") {
+    const r = a + b;
+    if (Number.isSafeInteger(r)) return r;
+  }
+  const r = BigInt(a) + BigInt(b);
+  if (r > INT64_MAX || r < INT64_MIN) throw new CommandError(OVERFLOW);
+  return Number.isSafeInteger(Number(r)) ? Number(r) : r;
+}
+
+const FLOAT_RE = /^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity)$/i;
+
+/** A float argument as Redis reads one (strtod: `inf`, `-inf`, exponents; no NaN, no spaces). */
+export function parseFloatArg(s: string, message = NOT_FLOAT): number {
+  if (!FLOAT_RE.test(s)) throw new CommandError(message);
+  const t = s.toLowerCase().replace("infinity", "inf");
+  const v = t === "inf" || t === "+inf" ? Infinity : t === "-inf" ? -Infinity : Number(s);
+  if (Number.isNaN(v)) throw new CommandError(message);
+  return v;
+}
+
+/** The value of `key` if it is a string; undefined if absent; WRONGTYPE otherwise. */
+export function getString(db: Db, key: string): string | undefined {
+  const v = db.get(key);
+  if (v === undefined || typeof v === "string") return v;
+  throw new CommandError(WRONGTYPE);
+}
+
+/** The value of `key` if it is of class `type`; undefined if absent; WRONGTYPE otherwise. */
+export function getTyped<T extends Value>(
+  db: Db,
+  key: string,
+  type: abstract new (...a: never[]) => T,
+): T | undefined {
+  const v = db.get(key);
+  if (v === undefined) return undefined;
+  if (v instanceof type) return v;
+  throw new CommandError(WRONGTYPE);
+}
+
+/** Upper-cased option name (options are ASCII). */
+export function upper(s: string): string {
+  return s.toUpperCase();
+}

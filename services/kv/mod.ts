@@ -1,0 +1,9 @@
+/**
+ * kv: a Redis-compatible key-value server (RESP2/RESP3 over TCP).
+ *
+ * @module
+ */
+export { ALL_COMMANDS } from "./commands/mod.ts";
+export { Client, type Command, CommandError, Engine, type EngineOptions } from "./engine.ts";
+export { RespServer, type RespServerOptions } from "./resp_server.ts";
+export { binaryToBytes, bytesToBinary, RespProtocolError, RespReader, RespWriter } from "./resp.ts";

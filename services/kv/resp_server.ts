@@ -1,0 +1,183 @@
+/**
+ * The RESP listener: one read loop per connection. Every complete command in a read runs before
+ * the replies go out in one write (pipelining costs one syscall per batch, not per command); a
+ * batch whose replies pass {@link FLUSH_BYTES} is written out before the rest runs, so a client
+ * that pipelines a lot without reading is slowed down by TCP, not buffered without bound.
+ *
+ * A protocol error answers `-ERR Protocol error: ...` after the replies of the commands before
+ * it and closes that connection only. Past `maxclients` a new connection gets `-ERR max number of
+ * clients reached` and is closed.
+ *
+ * @module
+ */
+import type { Engine } from "./engine.ts";
+import {
+  DEFAULT_LIMITS,
+  type RespLimits,
+  RespProtocolError,
+  RespReader,
+  RespWriter,
+  UNAUTHENTICATED_MAX_ARGS,
+  UNAUTHENTICATED_MAX_BULK_BYTES,
+} from "./resp.ts";
+
+/** Replies buffered before a batch is written out mid-way. */
+export const FLUSH_BYTES = 64 * 1024;
+
+/** Options of a {@link RespServer}. */
+export interface RespServerOptions {
+  engine: Engine;
+  hostname: string;
+  port: number;
+  /** Several processes may listen on the port (SO_REUSEPORT). */
+  reusePort?: boolean;
+  /** A connection's error that is not the peer going away (logged by the caller). */
+  onConnectionError?: (e: unknown) => void;
+}
+
+const encoder = new TextEncoder();
+
+/** Accepts RESP connections and runs their commands on the engine. */
+export class RespServer {
+  readonly #engine: Engine;
+  readonly #listener: Deno.TcpListener;
+  readonly #conns = new Set<Deno.TcpConn>();
+  readonly #onError: (e: unknown) => void;
+  #closed = false;
+  #accepting: Promise<void>;
+
+  constructor(options: RespServerOptions) {
+    this.#engine = options.engine;
+    this.#onError = options.onConnectionError ?? (() => {});
+    this.#listener = Deno.listen({
+      hostname: options.hostname,
+      port: options.port,
+      transport: "tcp",
+      reusePort: options.reusePort,
+    });
+    this.#accepting = this.#accept();
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr;
+  }
+
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  async #accept(): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (e) {
+        if (this.#closed) return;
+        this.#onError(e);
+        continue;
+      }
+      if (this.#engine.clients.size >= this.#engine.config.maxclients) {
+        this.#engine.stats.rejectedConnections++;
+        conn.write(encoder.encode("-ERR max number of clients reached\r\n"))
+          .catch(() => {})
+          .finally(() => closeQuietly(conn));
+        continue;
+      }
+      this.#conns.add(conn);
+      this.#serve(conn).finally(() => this.#conns.delete(conn));
+    }
+  }
+
+  #limits(authenticated: boolean): RespLimits {
+    const c = this.#engine.config;
+    return authenticated
+      ? {
+        maxBulkBytes: c["proto-max-bulk-len"],
+        maxArgs: DEFAULT_LIMITS.maxArgs,
+        maxQueryBufferBytes: c["client-query-buffer-limit"],
+      }
+      : {
+        maxBulkBytes: UNAUTHENTICATED_MAX_BULK_BYTES,
+        maxArgs: UNAUTHENTICATED_MAX_ARGS,
+        maxQueryBufferBytes: c["client-query-buffer-limit"],
+      };
+  }
+
+  async #serve(conn: Deno.TcpConn): Promise<void> {
+    const engine = this.#engine;
+    try {
+      conn.setNoDelay(true);
+    } catch { /* the peer may be gone already */ }
+    const ra = conn.remoteAddr, la = conn.localAddr;
+    const client = engine.connect(`${ra.hostname}:${ra.port}`, `${la.hostname}:${la.port}`);
+    let authed = client.authenticated;
+    const reader = new RespReader(this.#limits(authed));
+    const out = new RespWriter();
+    try {
+      for (;;) {
+        const n = await conn.read(reader.writable());
+        if (n === null) break;
+        let failure: RespProtocolError | null = null;
+        try {
+          reader.commit(n);
+          for (;;) {
+            const args = reader.next();
+            if (args === null) break;
+            if (args.length === 0) continue;
+            engine.execute(client, args, out);
+            if (client.authenticated !== authed) {
+              authed = client.authenticated;
+              reader.limits = this.#limits(authed);
+            }
+            if (client.closing) break;
+            if (out.length >= FLUSH_BYTES) {
+              await writeAll(conn, out.bytes());
+              out.reset();
+            }
+          }
+        } catch (e) {
+          if (!(e instanceof RespProtocolError)) throw e;
+          failure = e;
+          out.error(`ERR Protocol error: ${e.message}`);
+        }
+        if (out.length > 0) {
+          await writeAll(conn, out.bytes());
+          out.reset();
+        }
+        if (failure !== null || client.closing || this.#closed) break;
+        reader.shrink();
+      }
+    } catch (e) {
+      if (!isDisconnect(e)) this.#onError(e);
+    } finally {
+      engine.disconnect(client);
+      closeQuietly(conn);
+    }
+  }
+
+  /** Stops accepting and closes every connection (commands in flight finish first). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listener.close();
+    for (const c of this.#conns) closeQuietly(c);
+    await this.#accepting;
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
+function isDisconnect(e: unknown): boolean {
+  return e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.BrokenPipe ||
+    e instanceof Deno.errors.BadResource || e instanceof Deno.errors.ConnectionAborted ||
+    e instanceof Deno.errors.Interrupted;
+}
