@@ -155,6 +155,11 @@ export class RespServer {
     }
   }
 
+  /** {@link close}, under the name graceful shutdown calls. */
+  shutdown(): Promise<void> {
+    return this.close();
+  }
+
   /** Stops accepting and closes every connection (commands in flight finish first). */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -101,7 +101,7 @@ function randomMember(rnd: () => number): string {
   // A tiny alphabet with the byte extremes, so members collide and share prefixes.
   const alphabet = "\x00\x01ab\x7f\x80\xfe\xff";
   let s = "";
-  const len = Math.floor(rnd() * 4);
+  const len = Math.floor(rnd() * 5);
   for (let i = 0; i < len; i++) s += alphabet[Math.floor(rnd() * alphabet.length)];
   return s;
 }
@@ -132,7 +132,12 @@ function runRandom(seed: number, ops: number, levelRandom: () => number): void {
   const zs = new SortedSet(levelRandom);
   const model = new Model();
   for (let step = 0; step < ops; step++) {
-    const op = Math.floor(rnd() * 12);
+    let op = Math.floor(rnd() * 12);
+    // Alternate growing and shrinking phases, so the set both gets large (several levels) and
+    // empties out (level shrinking, arena rebuilds).
+    const growing = Math.floor(step / 600) % 2 === 0;
+    if (growing && (op === 4 || op === 9 || op === 10) && rnd() < 0.9) op = 0;
+    if (!growing && op <= 2 && rnd() < 0.6) op = [4, 9, 10][Math.floor(rnd() * 3)];
     const member = randomMember(rnd);
     const what = `step ${step} (seed ${seed}, op ${op})`;
     switch (op) {

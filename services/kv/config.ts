@@ -1,0 +1,43 @@
+/**
+ * kv's environment, validated (docs/kv.md lists every variable).
+ *
+ * @module
+ */
+import { z } from "zod";
+import { httpEnvShape, int, parseEnv, port } from "@deno-stores/shared/config";
+import type { Env } from "@deno-stores/shared/config";
+
+/** Default HTTP port (the HTTP API, health and metrics). */
+export const KV_PORT_DEFAULT = 8005;
+/** Default RESP port (Redis's). */
+export const RESP_PORT_DEFAULT = 6379;
+
+/** The configuration schema. */
+export function kvConfigSchema() {
+  return z.object({
+    ...httpEnvShape(KV_PORT_DEFAULT),
+    /** RESP (Redis protocol) port; 0 lets the OS choose. */
+    RESP_PORT: port(RESP_PORT_DEFAULT),
+    /** The password of the default user (Redis's `requirepass`); empty = none. */
+    REQUIREPASS: z.string().max(4096).default(""),
+    /** Bearer token of the HTTP API; empty = REQUIREPASS (and none if that is empty too). */
+    HTTP_TOKEN: z.string().max(4096).default(""),
+    DATABASES: int(16, 1, 1024),
+    MAXCLIENTS: int(10_000, 1, 1_000_000),
+    /** Largest bulk string a client may send (Redis's `proto-max-bulk-len`). */
+    PROTO_MAX_BULK_LEN: int(512 * 1024 * 1024, 1024, 2 ** 31),
+    /** Bytes a client may have buffered unparsed (Redis's `client-query-buffer-limit`). */
+    CLIENT_QUERY_BUFFER_LIMIT: int(1024 * 1024 * 1024, 1024 * 1024, 2 ** 32),
+    /** Keys with a TTL examined per database per active-expiry tick (10 ticks a second). */
+    ACTIVE_EXPIRE_KEYS: int(200, 1, 1_000_000),
+    /** Most milliseconds one active-expiry tick may take. */
+    ACTIVE_EXPIRE_BUDGET_MS: int(25, 1, 1000),
+  });
+}
+
+export type KvConfig = z.infer<ReturnType<typeof kvConfigSchema>>;
+
+/** Reads the configuration from an environment; throws ConfigError listing every problem. */
+export function loadKvConfig(env: Env): KvConfig {
+  return parseEnv(kvConfigSchema(), env);
+}

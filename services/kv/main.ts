@@ -1,0 +1,112 @@
+/**
+ * Entry point of kv: reads the environment, serves RESP on RESP_PORT and the HTTP API on PORT,
+ * runs active expiry, and stops cleanly on SIGINT/SIGTERM.
+ *
+ * @module
+ */
+import {
+  BufferedSink,
+  createLogger,
+  installGracefulShutdown,
+  writeStdout,
+} from "@deno-stores/shared/http";
+import { ConfigError } from "@deno-stores/shared/config";
+import { createKvApp } from "./app.ts";
+import { ALL_COMMANDS } from "./commands/mod.ts";
+import { type KvConfig, loadKvConfig } from "./config.ts";
+import { Engine } from "./engine.ts";
+import { RespServer } from "./resp_server.ts";
+
+function run(config: KvConfig): void {
+  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
+  const logger = createLogger({
+    service: "kv",
+    level: config.LOG_LEVEL,
+    sink: sink.sink,
+    now: Date.now,
+  });
+  const engine = new Engine(ALL_COMMANDS, {
+    config: {
+      requirepass: config.REQUIREPASS,
+      databases: config.DATABASES,
+      maxclients: config.MAXCLIENTS,
+      "proto-max-bulk-len": config.PROTO_MAX_BULK_LEN,
+      "client-query-buffer-limit": config.CLIENT_QUERY_BUFFER_LIMIT,
+      "active-expire-keys": config.ACTIVE_EXPIRE_KEYS,
+    },
+    onInternalError: (e, args) => {
+      logger.error("internal error", {
+        command: args[0]?.slice(0, 64),
+        error: e instanceof Error ? (e.stack ?? e.message) : String(e),
+      });
+    },
+  });
+  const resp = new RespServer({
+    engine,
+    hostname: config.HOST,
+    port: config.RESP_PORT,
+    onConnectionError: (e) => logger.warn("connection error", { error: String(e) }),
+  });
+  const service = createKvApp({
+    engine,
+    logger,
+    token: config.HTTP_TOKEN || config.REQUIREPASS,
+    accessLog: config.ACCESS_LOG,
+    bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
+  });
+  service.registry.gauge("kv_keys", "Keys in every database.", [], (g) => {
+    g.set(engine.keyspace.dbs.reduce((n, db) => n + db.size, 0));
+  });
+  service.registry.gauge("kv_connected_clients", "RESP connections open.", [], (g) => {
+    g.set(resp.connections);
+  });
+  service.registry.gauge("kv_commands_processed", "Commands run (RESP and HTTP).", [], (g) => {
+    g.set(engine.stats.commands);
+  });
+
+  // Active expiry, as Redis's cycle: rounds of keys while a quarter or more of them had expired
+  // and the tick's time budget lasts.
+  const expiry = setInterval(() => {
+    const started = performance.now();
+    const per = config.ACTIVE_EXPIRE_KEYS;
+    for (;;) {
+      const removed = engine.keyspace.activeExpire(per);
+      if (removed < per / 4 || performance.now() - started > config.ACTIVE_EXPIRE_BUDGET_MS) break;
+    }
+  }, 100);
+
+  const server = Deno.serve({
+    hostname: config.HOST,
+    port: config.PORT,
+    onListen: (addr) => {
+      logger.info("listening", {
+        url: `http://${addr.hostname}:${addr.port}`,
+        resp: `redis://${resp.addr.hostname}:${resp.addr.port}`,
+        auth: config.REQUIREPASS !== "",
+      });
+    },
+  }, service.fetch);
+  service.lifecycle.markStarted();
+  installGracefulShutdown({
+    servers: [server, resp],
+    lifecycle: service.lifecycle,
+    logger,
+    timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    onShutdown: [() => clearInterval(expiry)],
+    flush: () => sink.flush(),
+    exit: Deno.exit,
+  });
+}
+
+if (import.meta.main) {
+  try {
+    run(loadKvConfig(Deno.env.toObject()));
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}
