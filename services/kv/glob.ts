@@ -10,6 +10,9 @@
  * - `\x` matches `x` literally, outside and inside brackets; a lone `\` at the very end of the
  *   pattern matches a backslash.
  * - A `[` that is never closed runs to the end of the pattern, as if the pattern ended in `]`.
+ * - Ranges order bytes as unsigned, 0-255. Redis compares C `char`s, signed on x86-64 builds, so
+ *   there a range from below 0x80 to above it (`[a-\xff]`) means something else; ARM builds,
+ *   where `char` is unsigned, agree with this.
  * - With `nocase`, ASCII letters compare case-insensitively (C-locale `tolower`: bytes 128-255
  *   are never folded). Range bounds are folded after a reversed range is swapped, as in Redis;
  *   escaped set members are folded too (Redis compares those exactly, which looks accidental).
@@ -17,7 +20,8 @@
  * Matching runs in O(pattern × subject) time at worst, whatever the pattern: the pattern is
  * compiled to single-byte steps plus stars, and a failure only ever rewinds to the most recent
  * star (an earlier star cannot help: whatever it would swallow extra, the later star can swallow
- * just as well). Redis instead recurses with a nesting cap of 1000 stars; this has no such cap.
+ * just as well). Redis instead recurses, and past 1000 nested stars reports no match; this has no
+ * such cap.
  *
  * One deliberate difference from `stringmatchlen`: Redis's loop never runs on an empty subject, so
  * there only the empty pattern matches `""` and even `*` does not (KEYS and SCAN hide this by not

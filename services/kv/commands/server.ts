@@ -20,6 +20,7 @@ import {
 } from "../engine.ts";
 import { globMatch } from "../glob.ts";
 import { binaryToUtf8, utf8ToBinary } from "../resp.ts";
+import type { Value } from "../keyspace.ts";
 import { command, WRITE } from "./define.ts";
 
 /** The Redis version we are compatible with (what clients see). */
@@ -448,6 +449,51 @@ function reset(ctx: Context): void {
   out.simple("RESET");
 }
 
+/** MEMORY USAGE's estimate for a value: the payload plus V8's per-object and per-entry costs. */
+function memoryOf(key: string, v: Value): number {
+  const entry = 48 + key.length;
+  if (typeof v === "string") return entry + 16 + v.length;
+  return entry + v.bytes;
+}
+
+function memory(ctx: Context, args: string[]): void {
+  const sub = upper(args[1]);
+  if (sub === "USAGE" && (args.length === 3 || args.length === 5)) {
+    const v = ctx.db.get(args[2]);
+    return v === undefined ? ctx.out.nil() : ctx.out.int(memoryOf(args[2], v));
+  }
+  if (sub === "PURGE" && args.length === 2) {
+    // With --v8-flags=--expose-gc, a full collection: used_memory then counts live data only.
+    const gc = (globalThis as { gc?: () => void }).gc;
+    // Twice: the second collection finds the first one's sweeping done.
+    gc?.();
+    gc?.();
+    return ctx.out.simple("OK");
+  }
+  if (sub === "STATS" && args.length === 2) {
+    const m = Deno.memoryUsage();
+    const keys = ctx.engine.keyspace.dbs.reduce((n, db) => n + db.size, 0);
+    const fields: [string, number][] = [
+      ["peak.allocated", m.heapTotal + m.external],
+      ["total.allocated", m.heapUsed + m.external],
+      ["keys.count", keys],
+      ["keys.bytes-per-key", keys === 0 ? 0 : Math.round((m.heapUsed + m.external) / keys)],
+      ["rss", m.rss],
+    ];
+    ctx.out.map(fields.length);
+    for (const [k, v] of fields) {
+      ctx.out.bulk(k);
+      ctx.out.int(v);
+    }
+    return;
+  }
+  throw new CommandError(
+    `ERR unknown subcommand or wrong number of arguments for '${
+      binaryToUtf8(args[1])
+    }'. Try MEMORY HELP.`,
+  );
+}
+
 // --- Transactions ----------------------------------------------------------------------------
 
 function multi(ctx: Context): void {
@@ -548,6 +594,7 @@ export const SERVER_COMMANDS: Command[] = [
     c.out.simple("OK");
   }, WRITE),
   command("time", 1, [0, 0, 0], "server", "Returns the server time.", time),
+  command("memory", -2, [0, 0, 0], "server", "Memory usage of keys and the server.", memory),
   command("multi", 1, [0, 0, 0], "transactions", "Starts a transaction.", multi, { noQueue: true }),
   command("exec", 1, [0, 0, 0], "transactions", "Runs the queued commands.", exec, {
     noQueue: true,

@@ -1,0 +1,411 @@
+/**
+ * kv against Redis, side by side on this machine, in one run.
+ *
+ * Starts `redis-server` (no persistence) and our server (services/kv/main.ts) on loopback, then:
+ * 1. `redis-benchmark -t set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange,
+ *    mset -n N` at `-c 50 -P 1`, `-c 50 -P 16` and `-c 1 -P 1` against each (the two servers
+ *    alternate, so that drift of this noisy machine hits both): ops/s, p50, p99, and the ratio;
+ * 2. the seed's own tests through our TypeScript client (services/kv/client.ts), against each:
+ *    one client doing 10,000 SET / GET / mixed / INCR; a pool of 10 workers; the pool's overhead
+ *    (acquire + release per command against a held connection); the latency distribution;
+ * 3. memory per key: 1,000,000 keys of 16-byte names and 100-byte values, `used_memory` after
+ *    minus before (ours after a full GC: `MEMORY PURGE` with --expose-gc), and RSS growth.
+ *
+ * Writes docs/results/kv.json and, with --doc, docs/kv-performance.md (ratios against the
+ * issue's targets).
+ *
+ * Run: `deno task bench:kv [--quick] [--doc]`
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { KvConnection, KvPool } from "../services/kv/client.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    doc: { type: "boolean", default: false },
+    render: { type: "boolean", default: false },
+  },
+});
+const QUICK = args.values.quick;
+const root = new URL("../", import.meta.url);
+const td = new TextDecoder();
+
+const TESTS = "set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange,mset";
+const N = QUICK ? 20_000 : 200_000;
+
+interface Row {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+type Table = Record<string, Record<string, { kv: Row; redis: Row }>>;
+
+async function freePort(): Promise<number> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const p = l.addr.port;
+  l.close();
+  return p;
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+interface Server {
+  name: "kv" | "redis";
+  port: number;
+  stop(): Promise<void>;
+  pid: number;
+}
+
+async function startRedis(): Promise<Server> {
+  const port = await freePort();
+  const child = new Deno.Command("redis-server", {
+    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitPort(port);
+  return {
+    name: "redis",
+    port,
+    pid: child.pid,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+async function startKv(): Promise<Server> {
+  const port = await freePort(), http = await freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--v8-flags=--expose-gc", new URL("services/kv/main.ts", root).pathname],
+    env: { RESP_PORT: String(port), PORT: String(http), ACCESS_LOG: "false", LOG_LEVEL: "warn" },
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  await waitPort(port);
+  return {
+    name: "kv",
+    port,
+    pid: child.pid,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+async function redisBenchmark(port: number, extra: string[]): Promise<Record<string, Row>> {
+  const r = await new Deno.Command("redis-benchmark", {
+    args: ["-p", String(port), "-t", TESTS, "-n", String(N), "--csv", ...extra],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!r.success) throw new Error(`redis-benchmark failed: ${td.decode(r.stderr)}`);
+  const out: Record<string, Row> = {};
+  for (const line of td.decode(r.stdout).split("\n").slice(1)) {
+    const f = line.split(",").map((x) => x.replaceAll('"', ""));
+    if (f.length < 7) continue;
+    out[f[0]] = { rps: Number(f[1]), p50: Number(f[4]), p99: Number(f[6]) };
+  }
+  return out;
+}
+
+function pct(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** The seed's client-side tests through our client. */
+async function clientSuite(port: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const OPS = QUICK ? 2_000 : 10_000;
+  const c = await KvConnection.connect({ port });
+  try {
+    await c.command("FLUSHALL");
+    const time = async (name: string, op: (i: number) => Promise<unknown>) => {
+      const lat = new Float64Array(OPS);
+      const t0 = performance.now();
+      for (let i = 0; i < OPS; i++) {
+        const s = performance.now();
+        await op(i);
+        lat[i] = (performance.now() - s) * 1000;
+      }
+      const el = performance.now() - t0;
+      lat.sort();
+      out[`${name}.ops_per_s`] = OPS / (el / 1000);
+      out[`${name}.p50_us`] = pct(lat, 50);
+      out[`${name}.p99_us`] = pct(lat, 99);
+      if (name === "mixed") {
+        out["latency.p90_us"] = pct(lat, 90);
+        out["latency.p99_9_us"] = pct(lat, 99.9);
+      }
+    };
+    const value = "v".repeat(100);
+    await time("set", (i) => c.command("SET", `key:${i}`, value));
+    await time("get", (i) => c.command("GET", `key:${i}`));
+    await time(
+      "mixed",
+      (i) => i % 2 === 0 ? c.command("SET", `key:${i}`, value) : c.command("GET", `key:${i - 1}`),
+    );
+    await time("incr", () => c.command("INCR", "counter"));
+  } finally {
+    c.close();
+  }
+  // A pool of 10 workers, each doing OPS / 10 SET+GET pairs.
+  const pool = new KvPool({ port, size: 10 });
+  try {
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 10 }, (_, w) =>
+      pool.with(async (conn) => {
+        for (let i = 0; i < OPS / 10; i++) {
+          await conn.command("SET", `w${w}:${i}`, "x");
+          await conn.command("GET", `w${w}:${i}`);
+        }
+      })));
+    out["pool10.ops_per_s"] = (2 * OPS) / ((performance.now() - t0) / 1000);
+    // Overhead: the same commands, acquiring and releasing per command vs holding one.
+    const held = await pool.acquire();
+    let t = performance.now();
+    for (let i = 0; i < OPS; i++) await held.command("PING");
+    const heldUs = ((performance.now() - t) * 1000) / OPS;
+    pool.release(held);
+    t = performance.now();
+    for (let i = 0; i < OPS; i++) await pool.command("PING");
+    const pooledUs = ((performance.now() - t) * 1000) / OPS;
+    out["pool.overhead_us_per_command"] = pooledUs - heldUs;
+  } finally {
+    await pool.close();
+  }
+  return out;
+}
+
+/** used_memory and RSS growth per key for 1,000,000 keys of 16-byte names, 100-byte values. */
+async function memoryPerKey(server: Server): Promise<Record<string, number>> {
+  const KEYS = QUICK ? 100_000 : 1_000_000;
+  const c = await KvConnection.connect({ port: server.port });
+  try {
+    await c.command("FLUSHALL");
+    const used = async () => {
+      if (server.name === "kv") await c.command("MEMORY", "PURGE");
+      const info = await c.command("INFO", "memory") as string;
+      return Number(/used_memory:(\d+)/.exec(info)![1]);
+    };
+    const rss = async () => {
+      const status = await Deno.readTextFile(`/proc/${server.pid}/status`);
+      return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+    };
+    const u0 = await used(), r0 = await rss();
+    const value = "x".repeat(100);
+    const BATCH = 1000;
+    for (let i = 0; i < KEYS; i += BATCH) {
+      const cmds: string[][] = [];
+      for (let j = i; j < i + BATCH; j++) {
+        cmds.push(["SET", `key:${String(j).padStart(12, "0")}`, value]);
+      }
+      await c.pipeline(cmds);
+    }
+    const u1 = await used(), r1 = await rss();
+    return {
+      used_bytes_per_key: (u1 - u0) / KEYS,
+      rss_bytes_per_key: (r1 - r0) / KEYS,
+      keys: KEYS,
+    };
+  } finally {
+    c.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const servers = [await startKv(), await startRedis()];
+  const table: Table = {};
+  const client: Record<string, Record<string, number>> = {};
+  const memory: Record<string, Record<string, number>> = {};
+  try {
+    // Memory first, on fresh servers: no garbage from the other phases in the baseline.
+    for (const s of servers) {
+      memory[s.name] = await memoryPerKey(s);
+      console.log(`${s.name}: memory ${JSON.stringify(memory[s.name])}`);
+    }
+    const modes: [string, string[]][] = [
+      ["c50_p1", ["-c", "50", "-P", "1"]],
+      ["c50_p16", ["-c", "50", "-P", "16"]],
+      ["c1_p1", ["-c", "1", "-P", "1", "-n", String(QUICK ? 5_000 : 50_000)]],
+    ];
+    for (const [mode, extra] of modes) {
+      table[mode] = {};
+      // Alternate which server goes first.
+      const order = mode === "c50_p16" ? [...servers].reverse() : servers;
+      const results: Record<string, Record<string, Row>> = {};
+      for (const s of order) {
+        await (await KvConnection.connect({ port: s.port })).command("FLUSHALL").catch(() => {});
+        results[s.name] = await redisBenchmark(s.port, extra);
+        console.log(
+          `${mode} ${s.name}: SET ${results[s.name].SET?.rps} GET ${results[s.name].GET?.rps}`,
+        );
+      }
+      for (const test of Object.keys(results.redis)) {
+        if (results.kv[test] === undefined) continue;
+        table[mode][test] = { kv: results.kv[test], redis: results.redis[test] };
+      }
+    }
+    for (const s of servers) client[s.name] = await clientSuite(s.port);
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+  const result = {
+    date: new Date().toISOString().slice(0, 10),
+    deno: Deno.version.deno,
+    redis: await redisVersion(),
+    quick: QUICK,
+    requests: N,
+    redisBenchmark: table,
+    client,
+    memory,
+  };
+  await Deno.mkdir(new URL("docs/results/", root), { recursive: true });
+  await Deno.writeTextFile(
+    new URL("docs/results/kv.json", root),
+    JSON.stringify(result, null, 2) + "\n",
+  );
+  console.log("wrote docs/results/kv.json");
+  if (args.values.doc) await render();
+}
+
+async function redisVersion(): Promise<string> {
+  const r = await new Deno.Command("redis-server", { args: ["--version"], stdout: "piped" })
+    .output();
+  return /v=([0-9.]+)/.exec(td.decode(r.stdout))?.[1] ?? "unknown";
+}
+
+const fmt = (n: number, d = 0) =>
+  n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+
+/** docs/kv-performance.md from docs/results/kv.json. */
+async function render(): Promise<void> {
+  const r = JSON.parse(await Deno.readTextFile(new URL("docs/results/kv.json", root)));
+  const t: Table = r.redisBenchmark;
+  const lines: string[] = [
+    "# kv performance",
+    "",
+    `Generated by \`deno task bench:kv --doc\` (bench/kv_compare.ts) on ${r.date}, Deno ${r.deno}, ` +
+    `Redis ${r.redis} (\`redis-server --save "" --appendonly no\`), this 2-core machine, ` +
+    `redis-benchmark sharing the cores with the server. Both servers run in the same run, ` +
+    `alternating. Do not edit by hand: rerun the script.${
+      r.quick ? " **Quick run** (fewer requests)." : ""
+    }`,
+    "",
+    "## Against the issue's targets",
+    "",
+    "| target | measured | met |",
+    "| --- | --- | --- |",
+  ];
+  const ratio = (mode: string, test: string) =>
+    t[mode]?.[test] ? t[mode][test].kv.rps / t[mode][test].redis.rps : NaN;
+  for (const test of ["SET", "GET", "INCR"]) {
+    const x = ratio("c50_p1", test);
+    lines.push(
+      `| ${test} ops/s >= Redis at -c 50 -P 1 | ${fmt(x, 2)}x | ${x >= 1 ? "yes" : "**no**"} |`,
+    );
+  }
+  for (const test of ["SET", "GET", "INCR"]) {
+    const x = ratio("c50_p16", test);
+    lines.push(
+      `| ${test} ops/s >= 0.7x Redis at -c 50 -P 16 | ${fmt(x, 2)}x | ${
+        x >= 0.7 ? "yes" : "**no**"
+      } |`,
+    );
+  }
+  const p99 = Math.max(...Object.values(t.c50_p1 ?? {}).map((v) => v.kv.p99));
+  lines.push(
+    `| p99 < 2 ms at -c 50 (worst test, -P 1) | ${fmt(p99, 3)} ms | ${
+      p99 < 2 ? "yes" : "**no**"
+    } |`,
+  );
+  const mem = r.memory.kv.used_bytes_per_key / r.memory.redis.used_bytes_per_key;
+  lines.push(
+    `| memory per key <= 2x Redis (used_memory) | ${fmt(mem, 2)}x | ${
+      mem <= 2 ? "yes" : "**no**"
+    } |`,
+  );
+  for (
+    const [mode, title] of [["c50_p1", "-c 50 -P 1"], ["c50_p16", "-c 50 -P 16"], [
+      "c1_p1",
+      "-c 1 -P 1",
+    ]]
+  ) {
+    lines.push(
+      "",
+      `## redis-benchmark ${title}`,
+      "",
+      "| test | kv ops/s | Redis ops/s | ratio | kv p50 / p99 ms | Redis p50 / p99 ms |",
+      "| --- | --- | --- | --- | --- | --- |",
+    );
+    for (const [test, v] of Object.entries(t[mode] ?? {})) {
+      lines.push(
+        `| ${test} | ${fmt(v.kv.rps)} | ${fmt(v.redis.rps)} | ${
+          fmt(v.kv.rps / v.redis.rps, 2)
+        }x | ${fmt(v.kv.p50, 3)} / ${fmt(v.kv.p99, 3)} | ${fmt(v.redis.p50, 3)} / ${
+          fmt(v.redis.p99, 3)
+        } |`,
+      );
+    }
+  }
+  lines.push(
+    "",
+    "## The seed's tests, through our TypeScript client",
+    "",
+    "| measure | kv | Redis | ratio |",
+    "| --- | --- | --- | --- |",
+  );
+  for (const k of Object.keys(r.client.kv)) {
+    const a = r.client.kv[k], b = r.client.redis[k];
+    lines.push(
+      `| ${k} | ${fmt(a, 1)} | ${fmt(b, 1)} | ${
+        k.includes("ops_per_s") ? fmt(a / b, 2) + "x" : ""
+      } |`,
+    );
+  }
+  lines.push(
+    "",
+    `## Memory per key (${fmt(r.memory.kv.keys)} keys, 16-byte names, 100-byte values)`,
+    "",
+    "| | kv | Redis | ratio |",
+    "| --- | --- | --- | --- |",
+  );
+  for (const k of ["used_bytes_per_key", "rss_bytes_per_key"]) {
+    lines.push(
+      `| ${k} | ${fmt(r.memory.kv[k], 1)} | ${fmt(r.memory.redis[k], 1)} | ${
+        fmt(r.memory.kv[k] / r.memory.redis[k], 2)
+      }x |`,
+    );
+  }
+  lines.push(
+    "",
+    "`used_memory` is Redis's own count of its allocations; ours is the V8 heap in use plus external memory after a full GC. RSS growth includes allocator and heap slack on both sides.",
+    "",
+  );
+  const doc = new URL("docs/kv-performance.md", root);
+  await Deno.writeTextFile(doc, lines.join("\n"));
+  await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", doc.pathname],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  console.log("wrote docs/kv-performance.md");
+}
+
+if (args.values.render) await render();
+else await main();
