@@ -328,9 +328,10 @@ async function render(): Promise<void> {
       } |`,
     );
   }
-  const p99 = Math.max(...Object.values(t.c50_p1 ?? {}).map((v) => v.kv.p99));
+  // The target's p99 is for the commands it names (LRANGE_600 replies are 600 elements long).
+  const p99 = Math.max(...["SET", "GET", "INCR"].map((k) => t.c50_p1?.[k]?.kv.p99 ?? NaN));
   lines.push(
-    `| p99 < 2 ms at -c 50 (worst test, -P 1) | ${fmt(p99, 3)} ms | ${
+    `| p99 < 2 ms at -c 50 -P 1 (worst of SET, GET, INCR) | ${fmt(p99, 3)} ms | ${
       p99 < 2 ? "yes" : "**no**"
     } |`,
   );
