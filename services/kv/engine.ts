@@ -161,7 +161,10 @@ export class Engine {
   };
   readonly commandStats = new Map<string, CommandStat>();
   readonly clients = new Map<number, Client>();
+  /** Every spelling seen: lower case, capitals, and mixed ones met since. */
   #commands = new Map<string, Command>();
+  /** One entry per command. */
+  #byName = new Map<string, Command>();
   #nextClient = 1;
   #onWrite: ((db: number, args: string[]) => void) | null;
   #onInternalError: (e: unknown, args: string[]) => void;
@@ -184,16 +187,26 @@ export class Engine {
     this.startedMs = this.now();
     this.#onWrite = options.onWrite ?? null;
     this.#onInternalError = options.onInternalError ?? (() => {});
-    for (const c of commands) this.#commands.set(c.name, c);
+    for (const c of commands) {
+      this.#byName.set(c.name, c);
+      // Clients send names in capitals or in lower case: both hit the first lookup.
+      this.#commands.set(c.name, c);
+      this.#commands.set(c.name.toUpperCase(), c);
+    }
   }
 
   /** The command called `name` (any case). */
   command(name: string): Command | undefined {
-    return this.#commands.get(name) ?? this.#commands.get(name.toLowerCase());
+    const c = this.#commands.get(name);
+    if (c !== undefined || name.length > 64) return c;
+    // Mixed case: remembered (a bounded number of spellings), so that it costs one lookup next time.
+    const found = this.#commands.get(name.toLowerCase());
+    if (found !== undefined && this.#commands.size < 4096) this.#commands.set(name, found);
+    return found;
   }
 
   get commands(): IterableIterator<Command> {
-    return this.#commands.values();
+    return this.#byName.values();
   }
 
   /** A new connection's state. */
@@ -311,9 +324,25 @@ const INT64_MAX = 9223372036854775807n, INT64_MIN = -9223372036854775808n;
 
 /** A 64-bit integer argument as a number when it is safe, else a bigint; CommandError if not. */
 export function parseInt64(s: string, message = NOT_INTEGER): number | bigint {
-  if (s.length <= 15) {
-    if (!INT_RE.test(s)) throw new CommandError(message);
-    return Number(s);
+  const n = s.length;
+  if (n > 0 && n <= 15) {
+    // Up to 15 digits: exact as a double; read by hand (the hot path of INCR and friends).
+    let i = 0, neg = false;
+    if (s.charCodeAt(0) === 45) {
+      neg = true;
+      i = 1;
+    }
+    const first = s.charCodeAt(i) - 48;
+    if (i === n || first < 0 || first > 9 || (first === 0 && (neg || n > 1))) {
+      throw new CommandError(message);
+    }
+    let v = 0;
+    for (; i < n; i++) {
+      const d = s.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) throw new CommandError(message);
+      v = v * 10 + d;
+    }
+    return neg ? -v : v;
   }
   if (s.length > 20 || !INT_RE.test(s)) throw new CommandError(message);
   const b = BigInt(s);

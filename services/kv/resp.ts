@@ -54,23 +54,167 @@ export class RespProtocolError extends Error {
 const CR = 13, LF = 10;
 const INITIAL_BYTES = 16 * 1024;
 
-/** The chars of `buf[start, end)`, one per byte. */
+const f = String.fromCharCode;
+
+/**
+ * The chars of `buf[start, end)`, one per byte. Up to 16 bytes (command names, most keys): one
+ * `fromCharCode` call with the bytes as arguments, the fastest way V8 has to make a short flat
+ * string; longer ones in one `apply` per 4 KiB, so that a stored value is one flat string.
+ */
 export function bytesToBinary(buf: Uint8Array, start: number, end: number): string {
-  const n = end - start;
-  // Short: char by char (V8 keeps concatenations under 13 chars flat); longer: one call, so that
-  // a stored key or value is one flat string and not a chain of pieces.
-  if (n <= 12) {
-    let s = "";
-    for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]);
-    return s;
+  const b = buf, s = start;
+  switch (end - start) {
+    case 0:
+      return "";
+    case 1:
+      return f(b[s]);
+    case 2:
+      return f(b[s], b[s + 1]);
+    case 3:
+      return f(b[s], b[s + 1], b[s + 2]);
+    case 4:
+      return f(b[s], b[s + 1], b[s + 2], b[s + 3]);
+    case 5:
+      return f(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4]);
+    case 6:
+      return f(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5]);
+    case 7:
+      return f(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6]);
+    case 8:
+      return f(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7]);
+    case 9:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+      );
+    case 10:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+      );
+    case 11:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+      );
+    case 12:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+      );
+    case 13:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+      );
+    case 14:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+        b[s + 13],
+      );
+    case 15:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+        b[s + 13],
+        b[s + 14],
+      );
+    case 16:
+      return f(
+        b[s],
+        b[s + 1],
+        b[s + 2],
+        b[s + 3],
+        b[s + 4],
+        b[s + 5],
+        b[s + 6],
+        b[s + 7],
+        b[s + 8],
+        b[s + 9],
+        b[s + 10],
+        b[s + 11],
+        b[s + 12],
+        b[s + 13],
+        b[s + 14],
+        b[s + 15],
+      );
   }
+  const n = end - start;
   if (n <= 4096) {
-    return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
+    return f.apply(null, buf.subarray(start, end) as unknown as number[]);
   }
   const parts: string[] = [];
   for (let i = start; i < end; i += 4096) {
     const j = Math.min(end, i + 4096);
-    parts.push(String.fromCharCode.apply(null, buf.subarray(i, j) as unknown as number[]));
+    parts.push(f.apply(null, buf.subarray(i, j) as unknown as number[]));
   }
   return parts.join("");
 }
