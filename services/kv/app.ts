@@ -39,6 +39,8 @@ export interface KvAppOptions {
   maxInflightRequests?: number;
   /** Commands in one pipeline or transaction at most. */
   maxCommands?: number;
+  /** Makes the writes so far durable before a response goes out (persistence). */
+  commit?: () => Promise<void> | null;
 }
 
 /** Commands that make no sense over a stateless HTTP request. */
@@ -82,6 +84,7 @@ export function createKvApp(options: KvAppOptions): ServiceApp {
   });
   const { app, registry } = service;
   const { engine } = options;
+  const commit = options.commit ?? (() => null);
   const maxCommands = options.maxCommands ?? 10_000;
   const bodyLimit = options.bodyLimitBytes ?? 1 << 20;
   const decoder = new TextDecoder();
@@ -95,7 +98,7 @@ export function createKvApp(options: KvAppOptions): ServiceApp {
     Response.json({ error: message }, { status, headers });
 
   /** Runs commands on a fresh connection state; returns each reply. */
-  const run = (all: string[][], transaction: boolean): Reply[] => {
+  const run = async (all: string[][], transaction: boolean): Promise<Reply[]> => {
     const client = engine.connect("http", "http");
     const out = new RespWriter();
     try {
@@ -109,6 +112,8 @@ export function createKvApp(options: KvAppOptions): ServiceApp {
     } finally {
       engine.disconnect(client);
     }
+    // Nothing is answered before it is as durable as the policy says.
+    await commit();
     const reader = new ReplyReader();
     reader.push(out.bytes());
     const replies: Reply[] = [];
@@ -150,7 +155,7 @@ export function createKvApp(options: KvAppOptions): ServiceApp {
       if (kind === "one") {
         const args = toArgs(body, "the body");
         refuse(args, "the body");
-        const [r] = run([args], false);
+        const [r] = await run([args], false);
         if (r instanceof ReplyError) {
           commands.inc({ outcome: "error" });
           return fail(400, r.message);
@@ -166,7 +171,7 @@ export function createKvApp(options: KvAppOptions): ServiceApp {
       }
       const all = body.map((c, i) => toArgs(c, `commands[${i}]`));
       all.forEach((a, i) => refuse(a, `commands[${i}]`));
-      const replies = run(all, kind === "transaction");
+      const replies = await run(all, kind === "transaction");
       if (kind === "transaction") {
         // [MULTI's OK, QUEUED..., EXEC's reply]
         const exec = replies[replies.length - 1];

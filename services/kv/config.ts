@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from "zod";
-import { httpEnvShape, int, parseEnv, port } from "@deno-stores/shared/config";
+import { bool, httpEnvShape, int, parseEnv, port } from "@deno-stores/shared/config";
 import type { Env } from "@deno-stores/shared/config";
 
 /** Default HTTP port (the HTTP API, health and metrics). */
@@ -32,6 +32,16 @@ export function kvConfigSchema() {
     ACTIVE_EXPIRE_KEYS: int(200, 1, 1_000_000),
     /** Most milliseconds one active-expiry tick may take. */
     ACTIVE_EXPIRE_BUDGET_MS: int(25, 1, 1000),
+    /** Persistence: an append-only log of the writes under DATA_DIR (Redis's `appendonly`). */
+    APPENDONLY: bool(false),
+    /** When logged writes are fsynced: `always` (before the reply), `everysec`, `no` (the OS). */
+    APPENDFSYNC: z.enum(["always", "everysec", "no"]).default("everysec"),
+    /** Where the log and its snapshots live. */
+    DATA_DIR: z.string().min(1).max(4096).default(".data/kv"),
+    /** Rewrite (compact) the log once it grew by this many bytes... */
+    AOF_REWRITE_MIN_BYTES: int(64 * 1024 * 1024, 1024, 2 ** 40),
+    /** ...and by this percentage of the last snapshot. */
+    AOF_REWRITE_PERCENTAGE: int(100, 1, 100_000),
   });
 }
 

@@ -12,6 +12,23 @@
 import { type Db, Keyspace, type Value, type Watcher } from "./keyspace.ts";
 import { binaryToUtf8, RespWriter } from "./resp.ts";
 
+/** What the commands see of the persistence layer. */
+export interface PersistenceHandle {
+  /** INFO persistence's fields. */
+  info(): [string, string | number][];
+  /** Starts a rewrite (compaction); resolves when it is done. */
+  rewrite(): Promise<void>;
+  readonly rewriteInProgress: boolean;
+  /** Changes `appendfsync`. */
+  setFsync(policy: "always" | "everysec" | "no"): void;
+}
+
+/** What a write did, for persistence: its database and the commands that replay it. */
+export interface LoggedWrite {
+  db: number;
+  commands: readonly (readonly string[])[];
+}
+
 /** A reply error: `message` starts with its code (`ERR`, `WRONGTYPE`, `NOAUTH`...). */
 export class CommandError extends Error {
   constructor(message: string) {
@@ -68,6 +85,8 @@ export class Client implements Watcher {
   /** Watched keys, per database. */
   watched = new Map<Db, Set<string>>();
   dirty = false;
+  /** The transaction being executed (EXEC), collecting its writes. */
+  tx: { startDb: number; db: number; commands: string[][] } | null = null;
   /** Set by QUIT: the server closes the connection once the reply is written. */
   closing = false;
   readonly createdMs: number;
@@ -98,6 +117,12 @@ export interface Context {
   engine: Engine;
   client: Client;
   out: RespWriter;
+  /**
+   * What a write command did, as commands that replay to the same state later (persistence):
+   * absolute expiry times, results of floats, members chosen at random; an empty list when it
+   * changed nothing. Unset (null), the command itself is logged.
+   */
+  propagated: string[][] | null;
   db: Db;
 }
 
@@ -137,8 +162,8 @@ export interface EngineOptions {
   config?: Partial<EngineConfig>;
   now?: () => number;
   random?: () => number;
-  /** Called with every write command that succeeded, in order (persistence, replication). */
-  onWrite?: (db: number, args: string[]) => void;
+  /** Called with what every write command that succeeded did, in order (persistence). */
+  onWrite?: (write: LoggedWrite) => void;
   /** Internal errors (bugs) go here. */
   onInternalError?: (e: unknown, args: string[]) => void;
 }
@@ -166,7 +191,12 @@ export class Engine {
   /** One entry per command. */
   #byName = new Map<string, Command>();
   #nextClient = 1;
-  #onWrite: ((db: number, args: string[]) => void) | null;
+  /** Receives what write commands did (persistence); see {@link Context.propagated}. */
+  writeHook: ((write: LoggedWrite) => void) | null;
+  /** The append-only file, when persistence is on (INFO, BGREWRITEAOF, CONFIG SET). */
+  persistence: PersistenceHandle | null = null;
+  /** Set when writes cannot be made durable: write commands are refused with it (MISCONF). */
+  writeError: string | null = null;
   #onInternalError: (e: unknown, args: string[]) => void;
 
   constructor(commands: Iterable<Command>, options: EngineOptions = {}) {
@@ -185,7 +215,7 @@ export class Engine {
     };
     this.keyspace = new Keyspace(this.config.databases, this.now);
     this.startedMs = this.now();
-    this.#onWrite = options.onWrite ?? null;
+    this.writeHook = options.onWrite ?? null;
     this.#onInternalError = options.onInternalError ?? (() => {});
     for (const c of commands) {
       this.#byName.set(c.name, c);
@@ -251,6 +281,10 @@ export class Engine {
       this.#refuse(client, out, "NOAUTH Authentication required.");
       return;
     }
+    if (cmd.flags.write && this.writeError !== null) {
+      this.#refuse(client, out, `MISCONF ${this.writeError}`);
+      return;
+    }
     if (cmd.arity > 0 ? args.length !== cmd.arity : args.length < -cmd.arity) {
       this.#refuse(client, out, `ERR wrong number of arguments for '${cmd.name}' command`);
       return;
@@ -278,10 +312,11 @@ export class Engine {
   run(client: Client, cmd: Command, args: string[], out: RespWriter): void {
     const mark = out.length;
     const stat = this.#stat(cmd.name);
+    const ctx: Context = { engine: this, client, out, db: client.db, propagated: null };
     stat.calls++;
     try {
-      cmd.run({ engine: this, client, out, db: client.db }, args);
-      if (cmd.flags.write && this.#onWrite !== null) this.#onWrite(client.db.id, args);
+      cmd.run(ctx, args);
+      if (cmd.flags.write && this.writeHook !== null) this.#log(client, ctx.propagated ?? [args]);
     } catch (e) {
       out.truncate(mark);
       stat.failed++;
@@ -292,6 +327,35 @@ export class Engine {
         this.stats.internalErrors++;
         this.#onInternalError(e, args);
         out.error("ERR internal error");
+      }
+    }
+  }
+
+  /** Hands a write to the hook, or to the transaction being executed. */
+  #log(client: Client, commands: string[][]): void {
+    if (commands.length === 0) return;
+    const tx = client.tx;
+    if (tx === null) {
+      this.writeHook!({ db: client.db.id, commands });
+      return;
+    }
+    if (tx.db !== client.db.id) {
+      tx.commands.push(["SELECT", String(client.db.id)]);
+      tx.db = client.db.id;
+    }
+    tx.commands.push(...commands);
+  }
+
+  /** Runs `fn` as a transaction: its writes reach the hook as one (EXEC). */
+  atomically(client: Client, fn: () => void): void {
+    const tx = { startDb: client.db.id, db: client.db.id, commands: [] as string[][] };
+    client.tx = tx;
+    try {
+      fn();
+    } finally {
+      client.tx = null;
+      if (tx.commands.length > 0 && this.writeHook !== null) {
+        this.writeHook({ db: tx.startDb, commands: tx.commands });
       }
     }
   }

@@ -1,6 +1,7 @@
 /**
- * Entry point of kv: reads the environment, serves RESP on RESP_PORT and the HTTP API on PORT,
- * runs active expiry, and stops cleanly on SIGINT/SIGTERM.
+ * Entry point of kv: reads the environment, loads the append-only file (APPENDONLY), serves RESP
+ * on RESP_PORT and the HTTP API on PORT, runs active expiry, and stops cleanly on SIGINT/SIGTERM
+ * (the log fsynced and closed last).
  *
  * @module
  */
@@ -15,9 +16,10 @@ import { createKvApp } from "./app.ts";
 import { ALL_COMMANDS } from "./commands/mod.ts";
 import { type KvConfig, loadKvConfig } from "./config.ts";
 import { Engine } from "./engine.ts";
+import { Aof } from "./persistence.ts";
 import { RespServer } from "./resp_server.ts";
 
-function run(config: KvConfig): void {
+async function run(config: KvConfig): Promise<void> {
   const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
   const logger = createLogger({
     service: "kv",
@@ -41,16 +43,41 @@ function run(config: KvConfig): void {
       });
     },
   });
+  let aof: Aof | null = null;
+  if (config.APPENDONLY) {
+    const started = performance.now();
+    aof = await Aof.open({
+      engine,
+      dir: config.DATA_DIR,
+      fsync: config.APPENDFSYNC,
+      logger,
+      autoRewriteMinBytes: config.AOF_REWRITE_MIN_BYTES,
+      autoRewritePercentage: config.AOF_REWRITE_PERCENTAGE,
+    });
+    engine.writeHook = (w) => aof!.record(w);
+    engine.persistence = aof;
+    engine.config.appendonly = "yes";
+    engine.config.appendfsync = config.APPENDFSYNC;
+    logger.info("append-only file loaded", {
+      dir: config.DATA_DIR,
+      keys: engine.keyspace.dbs.reduce((n, db) => n + db.size, 0),
+      ms: Math.round(performance.now() - started),
+      ...aof.load,
+    });
+  }
+  const commit = () => aof?.commit() ?? null;
   const resp = new RespServer({
     engine,
     hostname: config.HOST,
     port: config.RESP_PORT,
+    commit,
     onConnectionError: (e) => logger.warn("connection error", { error: String(e) }),
   });
   const service = createKvApp({
     engine,
     logger,
     token: config.HTTP_TOKEN || config.REQUIREPASS,
+    commit,
     accessLog: config.ACCESS_LOG,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
@@ -93,7 +120,7 @@ function run(config: KvConfig): void {
     lifecycle: service.lifecycle,
     logger,
     timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
-    onShutdown: [() => clearInterval(expiry)],
+    onShutdown: [() => clearInterval(expiry), async () => await aof?.close()],
     flush: () => sink.flush(),
     exit: Deno.exit,
   });
@@ -101,7 +128,7 @@ function run(config: KvConfig): void {
 
 if (import.meta.main) {
   try {
-    run(loadKvConfig(Deno.env.toObject()));
+    await run(loadKvConfig(Deno.env.toObject()));
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(e.message);

@@ -33,6 +33,12 @@ export interface RespServerOptions {
   reusePort?: boolean;
   /** A connection's error that is not the peer going away (logged by the caller). */
   onConnectionError?: (e: unknown) => void;
+  /**
+   * Makes the writes of the commands run so far durable (persistence), before their replies
+   * go out; null when there is nothing to wait for. A failure closes the connection without
+   * the replies: nothing is acknowledged that was not made durable.
+   */
+  commit?: () => Promise<void> | null;
 }
 
 const encoder = new TextEncoder();
@@ -43,12 +49,14 @@ export class RespServer {
   readonly #listener: Deno.TcpListener;
   readonly #conns = new Set<Deno.TcpConn>();
   readonly #onError: (e: unknown) => void;
+  readonly #commit: () => Promise<void> | null;
   #closed = false;
   #accepting: Promise<void>;
 
   constructor(options: RespServerOptions) {
     this.#engine = options.engine;
     this.#onError = options.onConnectionError ?? (() => {});
+    this.#commit = options.commit ?? (() => null);
     this.#listener = Deno.listen({
       hostname: options.hostname,
       port: options.port,
@@ -131,8 +139,7 @@ export class RespServer {
             }
             if (client.closing) break;
             if (out.length >= FLUSH_BYTES) {
-              await writeAll(conn, out.bytes());
-              out.reset();
+              await this.#reply(conn, out);
             }
           }
         } catch (e) {
@@ -140,10 +147,7 @@ export class RespServer {
           failure = e;
           out.error(`ERR Protocol error: ${e.message}`);
         }
-        if (out.length > 0) {
-          await writeAll(conn, out.bytes());
-          out.reset();
-        }
+        if (out.length > 0) await this.#reply(conn, out);
         if (failure !== null || client.closing || this.#closed) break;
         reader.shrink();
       }
@@ -153,6 +157,14 @@ export class RespServer {
       engine.disconnect(client);
       closeQuietly(conn);
     }
+  }
+
+  /** Sends the replies written so far, once the writes behind them are durable. */
+  async #reply(conn: Deno.Conn, out: RespWriter): Promise<void> {
+    const pending = this.#commit();
+    if (pending !== null) await pending;
+    await writeAll(conn, out.bytes());
+    out.reset();
   }
 
   /** {@link close}, under the name graceful shutdown calls. */

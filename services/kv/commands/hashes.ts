@@ -120,6 +120,7 @@ function hincrbyfloat(ctx: Context, args: string[]): void {
   if (!Number.isFinite(r)) throw new CommandError("ERR increment would produce NaN or Infinity");
   const s = formatDouble(r);
   hashFor(ctx, args[1]).fields.set(args[2], s);
+  ctx.propagated = [["HSET", args[1], args[2], s]];
   ctx.out.bulk(s);
 }
 

@@ -54,6 +54,7 @@ function expireWith(unit: "EX" | "PX" | "EXAT" | "PXAT", name: string) {
     if (gt && lt) {
       throw new CommandError("ERR GT and LT options at the same time are not compatible");
     }
+    ctx.propagated = [];
     if (!db.has(args[1])) return ctx.out.int(0);
     const cur = db.expireTime(args[1]); // undefined: never (infinite)
     if (nx && cur !== undefined) return ctx.out.int(0);
@@ -61,6 +62,7 @@ function expireWith(unit: "EX" | "PX" | "EXAT" | "PXAT", name: string) {
     if (gt && (cur === undefined || at <= cur)) return ctx.out.int(0);
     if (lt && cur !== undefined && at >= cur) return ctx.out.int(0);
     db.expireAt(args[1], at);
+    ctx.propagated = [["PEXPIREAT", args[1], String(at)]];
     ctx.out.int(1);
   };
 }

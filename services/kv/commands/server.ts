@@ -225,7 +225,7 @@ function infoText(ctx: Context, sections: Set<string>): string {
   ]);
   section("Persistence", [
     ["loading", 0],
-    ["aof_enabled", engine.config.appendonly === "yes" ? 1 : 0],
+    ...(engine.persistence?.info() ?? [["aof_enabled", 0]] as [string, number][]),
   ]);
   const s = engine.stats;
   section("Stats", [
@@ -353,7 +353,7 @@ const SETTABLE: Record<string, (v: string) => string | number> = {
   },
   appendfsync: (v) => {
     const s = v.toLowerCase();
-    if (!["always", "everysec", "no"].includes(s)) {
+    if (s !== "always" && s !== "everysec" && s !== "no") {
       throw new Error("argument(s) must be one of the following: always, everysec, no");
     }
     return s;
@@ -406,7 +406,10 @@ function config(ctx: Context, args: string[]): void {
         );
       }
     }
-    for (const [k, v] of updates) (engine.config as unknown as Record<string, unknown>)[k] = v;
+    for (const [k, v] of updates) {
+      (engine.config as unknown as Record<string, unknown>)[k] = v;
+      if (k === "appendfsync") engine.persistence?.setFsync(v as "always" | "everysec" | "no");
+    }
     return out.simple("OK");
   }
   if (sub === "RESETSTAT" && args.length === 2) {
@@ -494,6 +497,16 @@ function memory(ctx: Context, args: string[]): void {
   );
 }
 
+function bgrewriteaof(ctx: Context): void {
+  const p = ctx.engine.persistence;
+  if (p === null) throw new CommandError("ERR append only file is off (APPENDONLY=no)");
+  if (p.rewriteInProgress) {
+    throw new CommandError("ERR Background append only file rewriting already in progress");
+  }
+  p.rewrite().catch(() => {/* reported by INFO persistence */});
+  ctx.out.simple("Background append only file rewriting started");
+}
+
 // --- Transactions ----------------------------------------------------------------------------
 
 function multi(ctx: Context): void {
@@ -518,7 +531,9 @@ function exec(ctx: Context): void {
   }
   if (dirty) return out.nilArray();
   out.array(queued.length);
-  for (const args of queued) engine.run(client, engine.command(args[0])!, args, out);
+  engine.atomically(client, () => {
+    for (const args of queued) engine.run(client, engine.command(args[0])!, args, out);
+  });
 }
 
 function discard(ctx: Context): void {
@@ -594,6 +609,9 @@ export const SERVER_COMMANDS: Command[] = [
     c.out.simple("OK");
   }, WRITE),
   command("time", 1, [0, 0, 0], "server", "Returns the server time.", time),
+  command("bgrewriteaof", 1, [0, 0, 0], "server", "Compacts the append-only file.", bgrewriteaof, {
+    noMulti: true,
+  }),
   command("memory", -2, [0, 0, 0], "server", "Memory usage of keys and the server.", memory),
   command("multi", 1, [0, 0, 0], "transactions", "Starts a transaction.", multi, { noQueue: true }),
   command("exec", 1, [0, 0, 0], "transactions", "Runs the queued commands.", exec, {

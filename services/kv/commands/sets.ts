@@ -62,9 +62,11 @@ function spop(ctx: Context, args: string[]): void {
     if (count < 0) throw new CommandError(COUNT_RANGE);
   }
   const s = getTyped(db, args[1], SetValue);
+  ctx.propagated = [];
   if (s === undefined) return count < 0 ? out.nil() : out.set(0);
   if (count < 0) {
     const m = s.random(engine.random)!;
+    ctx.propagated = [["SREM", args[1], m]];
     s.delete(m);
     if (s.size === 0) db.delete(args[1]);
     else db.touch(args[1]);
@@ -72,11 +74,14 @@ function spop(ctx: Context, args: string[]): void {
   }
   const n = Math.min(count, s.size);
   out.set(n);
+  const removed = ["SREM", args[1]];
   for (let i = 0; i < n; i++) {
     const m = s.random(engine.random)!;
     s.delete(m);
+    removed.push(m);
     out.bulk(m);
   }
+  if (n > 0) ctx.propagated = [removed];
   if (s.size === 0) db.delete(args[1]);
   else if (n > 0) db.touch(args[1]);
 }

@@ -56,12 +56,16 @@ function set(ctx: Context, args: string[]): void {
   const old = getOld ? getString(db, key) : undefined;
   const exists = getOld ? old !== undefined : (nx || xx) && db.has(key);
   if ((nx && exists) || (xx && !exists)) {
+    ctx.propagated = [];
     if (getOld) out.bulk(old ?? null);
     else out.nil();
     return;
   }
   db.set(key, value, keepTtl);
-  if (at !== undefined) db.expireAt(key, at);
+  if (at !== undefined) {
+    db.expireAt(key, at);
+    ctx.propagated = [["SET", key, value, "PXAT", String(at)]];
+  } else ctx.propagated = [keepTtl ? ["SET", key, value, "KEEPTTL"] : ["SET", key, value]];
   if (getOld) out.bulk(old ?? null);
   else out.simple("OK");
 }
@@ -77,6 +81,7 @@ function setexWith(unit: "EX" | "PX", name: string) {
     const at = expireAtMs(args[2], unit, ctx.engine.now(), name, true);
     ctx.db.set(args[1], args[3]);
     ctx.db.expireAt(args[1], at);
+    ctx.propagated = [["SET", args[1], args[3], "PXAT", String(at)]];
     ctx.out.simple("OK");
   };
 }
@@ -108,9 +113,15 @@ function getex(ctx: Context, args: string[]): void {
     else throw new CommandError(SYNTAX);
   }
   const v = getString(db, key);
+  ctx.propagated = [];
   if (v !== undefined) {
-    if (at !== undefined) db.expireAt(key, at);
-    else if (persist) db.persist(key);
+    if (at !== undefined) {
+      db.expireAt(key, at);
+      ctx.propagated = [["PEXPIREAT", key, String(at)]];
+    } else if (persist) {
+      db.persist(key);
+      ctx.propagated = [["PERSIST", key]];
+    }
   }
   ctx.out.bulk(v ?? null);
 }
@@ -201,6 +212,7 @@ function incrbyfloat(ctx: Context, args: string[]): void {
   if (!Number.isFinite(r)) throw new CommandError("ERR increment would produce NaN or Infinity");
   const s = formatDouble(r);
   ctx.db.set(args[1], s, true);
+  ctx.propagated = [["SET", args[1], s, "KEEPTTL"]];
   ctx.out.bulk(s);
 }
 
