@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { KvConnection } from "./client.ts";
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const p = l.addr.port;
   l.close();
@@ -12,7 +12,7 @@ async function freePort(): Promise<number> {
 }
 
 async function start(env: Record<string, string>) {
-  const resp = await freePort(), http = await freePort();
+  const resp = freePort(), http = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname],
     env: {
