@@ -45,7 +45,7 @@ interface Row {
 }
 type Table = Record<string, Record<string, { kv: Row; redis: Row }>>;
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const p = l.addr.port;
   l.close();
@@ -72,7 +72,7 @@ interface Server {
 }
 
 async function startRedis(): Promise<Server> {
-  const port = await freePort();
+  const port = freePort();
   const child = new Deno.Command("redis-server", {
     args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
     stdout: "null",
@@ -91,7 +91,7 @@ async function startRedis(): Promise<Server> {
 }
 
 async function startKv(): Promise<Server> {
-  const port = await freePort(), http = await freePort();
+  const port = freePort(), http = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--v8-flags=--expose-gc", new URL("services/kv/main.ts", root).pathname],
     env: { RESP_PORT: String(port), PORT: String(http), ACCESS_LOG: "false", LOG_LEVEL: "warn" },
