@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Prng } from "@deno-stores/shared/sim";
 import { compileGlob, globMatch } from "./glob.ts";
 
 /** Asserts each [subject, expected] pair against `pattern`, naming the failing case. */
@@ -14,16 +15,10 @@ function check(pattern: string, cases: [string, boolean][], nocase = false): voi
   }
 }
 
-/** mulberry32: a small seeded PRNG, so that a failing random case can be replayed. */
+/** A seeded generator (shared/sim's), so that a failing random case can be replayed. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Prng(seed);
+  return () => rng.next();
 }
 
 function randomString(rand: () => number, alphabet: string, maxLen: number): string {

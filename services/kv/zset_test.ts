@@ -1,18 +1,13 @@
 import assert from "node:assert/strict";
+import { Prng } from "@deno-stores/shared/sim";
 import { SortedSet } from "./zset.ts";
 
 type Entry = [string, number];
 
-/** mulberry32: a small seeded PRNG, so that failures reproduce. */
+/** A seeded generator (shared/sim's), so that a failing random case can be replayed. */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Prng(seed);
+  return () => rng.next();
 }
 
 /** The reference: entries kept sorted by (score, member) in a plain array. */

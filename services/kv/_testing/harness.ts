@@ -8,6 +8,7 @@ import { ALL_COMMANDS } from "../commands/mod.ts";
 import { type Client, Engine, type EngineConfig } from "../engine.ts";
 import { type Reply, ReplyReader } from "../reply.ts";
 import { RespWriter } from "../resp.ts";
+import { Prng } from "@deno-stores/shared/sim";
 
 /** A connection of the harness. */
 export interface Conn {
@@ -27,13 +28,8 @@ export interface Harness extends Conn {
 
 export function harness(config: Partial<EngineConfig> = {}): Harness {
   let t = 1_700_000_000_000;
-  let seed = 42;
-  const random = () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Prng(42);
+  const random = () => rng.next();
   const engine = new Engine(ALL_COMMANDS, {
     config,
     now: () => t,
