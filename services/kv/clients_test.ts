@@ -176,6 +176,28 @@ Deno.test("RESP server: a protocol error closes that connection only, after earl
   });
 });
 
+Deno.test("RESP server: CLIENT KILL closes the other connection at once", async () => {
+  await withServer(async (port) => {
+    const victim = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await victim.write(te.encode("CLIENT ID\r\n"));
+      const buf = new Uint8Array(64);
+      const n = await victim.read(buf);
+      const id = /:(\d+)/.exec(td.decode(buf.subarray(0, n!)))![1];
+      assert.equal(await raw(port, `CLIENT KILL ID ${id}\r\nQUIT\r\n`), ":1\r\n+OK\r\n");
+      assert.equal(await victim.read(buf), null); // closed by the server, without a request
+      assert.equal(
+        await raw(port, "CLIENT KILL ID 999999\r\nQUIT\r\n"),
+        "-ERR No such client\r\n+OK\r\n",
+      );
+    } finally {
+      try {
+        victim.close();
+      } catch { /* closed */ }
+    }
+  });
+});
+
 Deno.test("RESP server: maxclients refuses new connections with Redis's error", async () => {
   await withServer(async (port, engine) => {
     engine.config.maxclients = 1;

@@ -193,6 +193,8 @@ export class Engine {
   #nextClient = 1;
   /** Receives what write commands did (persistence); see {@link Context.propagated}. */
   writeHook: ((write: LoggedWrite) => void) | null;
+  /** Closes a connection at once (CLIENT KILL); set by the listener that owns connections. */
+  killHook: ((clientId: number) => void) | null = null;
   /** The append-only file, when persistence is on (INFO, BGREWRITEAOF, CONFIG SET). */
   persistence: PersistenceHandle | null = null;
   /** Set when writes cannot be made durable: write commands are refused with it (MISCONF). */

@@ -48,6 +48,7 @@ export class RespServer {
   readonly #engine: Engine;
   readonly #listener: Deno.TcpListener;
   readonly #conns = new Set<Deno.TcpConn>();
+  readonly #byClient = new Map<number, Deno.TcpConn>();
   readonly #onError: (e: unknown) => void;
   readonly #commit: () => Promise<void> | null;
   #closed = false;
@@ -57,6 +58,10 @@ export class RespServer {
     this.#engine = options.engine;
     this.#onError = options.onConnectionError ?? (() => {});
     this.#commit = options.commit ?? (() => null);
+    options.engine.killHook = (id) => {
+      const conn = this.#byClient.get(id);
+      if (conn !== undefined) closeQuietly(conn);
+    };
     this.#listener = Deno.listen({
       hostname: options.hostname,
       port: options.port,
@@ -118,6 +123,7 @@ export class RespServer {
     } catch { /* the peer may be gone already */ }
     const ra = conn.remoteAddr, la = conn.localAddr;
     const client = engine.connect(`${ra.hostname}:${ra.port}`, `${la.hostname}:${la.port}`);
+    this.#byClient.set(client.id, conn);
     let authed = client.authenticated;
     const reader = new RespReader(this.#limits(authed));
     const out = new RespWriter();
@@ -154,6 +160,7 @@ export class RespServer {
     } catch (e) {
       if (!isDisconnect(e)) this.#onError(e);
     } finally {
+      this.#byClient.delete(client.id);
       engine.disconnect(client);
       closeQuietly(conn);
     }

@@ -168,6 +168,7 @@ function client(ctx: Context, args: string[]): void {
     const target = engine.clients.get(parseIntArg(args[3]));
     if (target === undefined) throw new CommandError("ERR No such client");
     target.closing = true;
+    if (target !== me) engine.killHook?.(target.id);
     return out.int(1);
   }
   if ((sub === "NO-EVICT" || sub === "NO-TOUCH") && n === 3) {
