@@ -11,9 +11,9 @@
  *   database is flushed (Redis's "touched" keys); EXEC then fails.
  * - SCAN works on a snapshot of the key names taken when a scan starts (cursor 0): every key
  *   present from the start to the end of a scan is returned, keys added meanwhile may be, a key is
- *   returned at most once per scan unless its cursor was forgotten (bounded number of open scans),
- *   in which case the scan restarts with a fresh snapshot at the same offset (duplicates allowed,
- *   as in Redis).
+ *   returned at most once per scan unless its snapshot was forgotten (open scans are bounded in
+ *   number and in names held), in which case the scan restarts with a fresh snapshot at the same
+ *   offset (duplicates allowed, as in Redis).
  *
  * The clock is injected (`now`): tests move time by hand.
  *
@@ -38,8 +38,10 @@ export interface Watcher {
   dirty: boolean;
 }
 
-/** Open scans kept per database; the oldest is forgotten past this. */
+/** Open scans kept per database; the oldest is forgotten past this... */
 export const OPEN_SCANS_MAX = 256;
+/** ...or past this many key names held by a database's open scans (8 bytes each). */
+export const SCAN_NAMES_MAX = 4_000_000;
 
 /** One database. */
 export class Db {
@@ -49,6 +51,7 @@ export class Db {
   #now: () => number;
   #watchers = new Map<string, Set<Watcher>>();
   #scans = new Map<number, string[]>();
+  #scanNames = 0;
   #nextScan = 1;
   #randomKeys: string[] = [];
   #expireCursor: IterableIterator<[string, number]> | null = null;
@@ -154,6 +157,7 @@ export class Db {
     this.data.clear();
     this.expires.clear();
     this.#scans.clear();
+    this.#scanNames = 0;
     this.#randomKeys = [];
     this.#expireCursor = null;
   }
@@ -196,8 +200,15 @@ export class Db {
       id = this.#nextScan;
       this.#nextScan = this.#nextScan >= 2 ** 20 ? 1 : this.#nextScan + 1;
       this.#scans.set(id, names);
-      if (this.#scans.size > OPEN_SCANS_MAX) {
-        this.#scans.delete(this.#scans.keys().next().value!);
+      this.#scanNames += names.length;
+      // Forget the oldest scans past the bounds (their cursors then restart on a new snapshot).
+      while (
+        this.#scans.size > 1 &&
+        (this.#scans.size > OPEN_SCANS_MAX || this.#scanNames > SCAN_NAMES_MAX)
+      ) {
+        const [oldest, oldNames] = this.#scans.entries().next().value!;
+        this.#scans.delete(oldest);
+        this.#scanNames -= oldNames.length;
       }
       if (cursor === 0) offset = 0;
     }
@@ -208,7 +219,7 @@ export class Db {
       if (this.get(k) !== undefined && accept(k)) out.push(k);
     }
     if (end >= names.length) {
-      this.#scans.delete(id);
+      if (this.#scans.delete(id)) this.#scanNames -= names.length;
       return [0, out];
     }
     return [id * 2 ** 32 + end, out];
