@@ -13,7 +13,8 @@
  * integers as numbers (as decimal strings beyond 2^53), nil as null, arrays as arrays. With a
  * token configured, every request needs `Authorization: Bearer <token>` (401 otherwise).
  * Errors of this API are `{"error": "<message>"}` strings, as that convention has them; `/healthz`,
- * `/readyz` and `/metrics` come from the shared service app.
+ * `/readyz` and `/metrics` come from the shared service app. Deno KV Connect is mounted under `/kv`
+ * (kv_connect/), with the same token.
  *
  * @module
  */
@@ -25,8 +26,12 @@ import {
   type ServiceApp,
 } from "@deno-stores/shared/http";
 import type { Engine } from "./engine.ts";
+import { type KvConnect, mountKvConnect } from "./kv_connect/mod.ts";
 import { type Reply, ReplyError, ReplyReader } from "./reply.ts";
 import { binaryToUtf8, RespWriter, utf8ToBinary } from "./resp.ts";
+
+/** The HTTP app plus the KV Connect endpoints (close them before the HTTP server drains). */
+export type KvServiceApp = ServiceApp & { kvConnect: KvConnect };
 
 /** Options of {@link createKvApp}. */
 export interface KvAppOptions {
@@ -74,7 +79,7 @@ function toJson(r: Reply, base64: boolean): Json {
 }
 
 /** The HTTP app (see the module documentation). */
-export function createKvApp(options: KvAppOptions): ServiceApp {
+export function createKvApp(options: KvAppOptions): KvServiceApp {
   const service = createServiceApp({
     service: "kv",
     logger: options.logger,
@@ -197,6 +202,8 @@ export function createKvApp(options: KvAppOptions): ServiceApp {
     }
   };
 
+  // Deno KV Connect under /kv: `Deno.openKv("http://host:PORT/kv")` (kv_connect/README.md).
+  const kvConnect = mountKvConnect(app, { token: options.token, bodyLimitBytes: bodyLimit });
   app.post("/", (c) => handle(c.req.raw, "one"));
   app.post("/pipeline", (c) => handle(c.req.raw, "pipeline"));
   app.post("/multi-exec", (c) => handle(c.req.raw, "transaction"));
@@ -207,5 +214,5 @@ export function createKvApp(options: KvAppOptions): ServiceApp {
       commands: engine.stats.commands,
       memory: Deno.memoryUsage(),
     }));
-  return service;
+  return { ...service, kvConnect };
 }

@@ -116,7 +116,13 @@ async function run(config: KvConfig): Promise<void> {
   }, service.fetch);
   service.lifecycle.markStarted();
   installGracefulShutdown({
-    servers: [server, resp],
+    // Open KV Connect watch streams never end by themselves: end them before the HTTP drain.
+    servers: [{
+      shutdown: () => {
+        service.kvConnect.close();
+        return server.shutdown();
+      },
+    }, resp],
     lifecycle: service.lifecycle,
     logger,
     timeoutMs: config.SHUTDOWN_TIMEOUT_MS,

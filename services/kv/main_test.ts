@@ -92,3 +92,28 @@ Deno.test("kv process: acknowledged writes survive kill -9 (APPENDFSYNC=always),
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("kv process: Deno.openKv works against the service (KV Connect under /kv)", async () => {
+  const s = await start({ HTTP_TOKEN: "kv-connect-token" });
+  Deno.env.set("DENO_KV_ACCESS_TOKEN", "kv-connect-token");
+  const kv = await Deno.openKv(`http://127.0.0.1:${s.http}/kv`);
+  try {
+    await kv.set(["users", "alice"], { name: "Alice", age: 44 });
+    const r = await kv.get<{ name: string }>(["users", "alice"]);
+    assert.equal(r.value?.name, "Alice");
+    const ok = await kv.atomic().check(r).set(["users", "alice"], { name: "A" })
+      .sum(["visits"], 2n).commit();
+    assert.ok(ok.ok);
+    const stale = await kv.atomic().check(r).set(["users", "alice"], { name: "B" }).commit();
+    assert.equal(stale.ok, false);
+    const list = [];
+    for await (const e of kv.list({ prefix: ["users"] })) list.push(e.key);
+    assert.deepEqual(list, [["users", "alice"]]);
+    assert.equal((await kv.get<Deno.KvU64>(["visits"])).value?.value, 2n);
+  } finally {
+    kv.close();
+    Deno.env.delete("DENO_KV_ACCESS_TOKEN");
+    s.child.kill("SIGTERM");
+    await s.child.status;
+  }
+});
