@@ -186,3 +186,13 @@ Deno.test("ReplyReader refuses replies that would make a client allocate without
   r4.push(te.encode("?x\r\n"));
   assert.throws(() => r4.next(), RespProtocolError);
 });
+
+Deno.test("bytesToBinary gives one char per byte at every length, from any offset", () => {
+  for (let n = 0; n <= 5000; n = n < 40 ? n + 1 : n * 2) {
+    const buf = Uint8Array.from({ length: n + 7 }, (_, i) => (i * 37 + n) & 0xff);
+    const s = bytesToBinary(buf, 7, 7 + n);
+    assert.equal(s.length, n);
+    for (let i = 0; i < n; i++) assert.equal(s.charCodeAt(i), buf[7 + i], `length ${n} at ${i}`);
+    assert.deepEqual(binaryToBytes(s), buf.subarray(7));
+  }
+});
