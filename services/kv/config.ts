@@ -18,6 +18,11 @@ export function kvConfigSchema() {
     ...httpEnvShape(KV_PORT_DEFAULT),
     /** RESP (Redis protocol) port; 0 lets the OS choose. */
     RESP_PORT: port(RESP_PORT_DEFAULT),
+    /**
+     * Worker isolates doing RESP socket I/O, one isolate running the commands (Redis's
+     * `io-threads`); 0: one isolate does both.
+     */
+    IO_THREADS: int(0, 0, 64),
     /** The password of the default user (Redis's `requirepass`); empty = none. */
     REQUIREPASS: z.string().max(4096).default(""),
     /** Bearer token of the HTTP API; empty = REQUIREPASS (and none if that is empty too). */

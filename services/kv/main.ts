@@ -17,6 +17,7 @@ import { ALL_COMMANDS } from "./commands/mod.ts";
 import { type KvConfig, loadKvConfig } from "./config.ts";
 import { Engine } from "./engine.ts";
 import { Aof } from "./persistence.ts";
+import { IoThreads } from "./io_threads.ts";
 import { RespServer } from "./resp_server.ts";
 
 async function run(config: KvConfig): Promise<void> {
@@ -66,13 +67,24 @@ async function run(config: KvConfig): Promise<void> {
     });
   }
   const commit = () => aof?.commit() ?? null;
-  const resp = new RespServer({
-    engine,
-    hostname: config.HOST,
-    port: config.RESP_PORT,
-    commit,
-    onConnectionError: (e) => logger.warn("connection error", { error: String(e) }),
-  });
+  const onConnectionError = (e: unknown) => logger.warn("connection error", { error: String(e) });
+  const resp = config.IO_THREADS > 0
+    ? await IoThreads.start({
+      engine,
+      hostname: config.HOST,
+      port: config.RESP_PORT,
+      threads: config.IO_THREADS,
+      commit,
+      onError: onConnectionError,
+    })
+    : new RespServer({
+      engine,
+      hostname: config.HOST,
+      port: config.RESP_PORT,
+      commit,
+      onConnectionError,
+    });
+  const respPort = resp instanceof IoThreads ? resp.port : resp.addr.port;
   const service = createKvApp({
     engine,
     logger,
@@ -109,7 +121,8 @@ async function run(config: KvConfig): Promise<void> {
     onListen: (addr) => {
       logger.info("listening", {
         url: `http://${addr.hostname}:${addr.port}`,
-        resp: `redis://${resp.addr.hostname}:${resp.addr.port}`,
+        resp: `redis://${config.HOST}:${respPort}`,
+        io_threads: config.IO_THREADS,
         auth: config.REQUIREPASS !== "",
       });
     },
