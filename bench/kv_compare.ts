@@ -9,7 +9,9 @@
  * 2. the seed's own tests through our TypeScript client (services/kv/client.ts), against each:
  *    one client doing 10,000 SET / GET / mixed / INCR; a pool of 10 workers; the pool's overhead
  *    (acquire + release per command against a held connection); the latency distribution;
- * 3. memory per key, on freshly started servers: 1,000,000 keys of 16-byte names and 100-byte
+ * 3. SET, GET and INCR at `-c 50 -P 1` and `-P 16` against our server with IO_THREADS=2 (worker
+ *    isolates for socket I/O), one round, beside the medians above;
+ * 4. memory per key, on freshly started servers: 1,000,000 keys of 16-byte names and 100-byte
  *    values, `used_memory` after minus before (ours after a full GC: `MEMORY PURGE` with
  *    --expose-gc), and RSS growth.
  *
@@ -90,11 +92,17 @@ async function startRedis(): Promise<Server> {
   };
 }
 
-async function startKv(): Promise<Server> {
+async function startKv(ioThreads = 0): Promise<Server> {
   const port = freePort(), http = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--v8-flags=--expose-gc", new URL("services/kv/main.ts", root).pathname],
-    env: { RESP_PORT: String(port), PORT: String(http), ACCESS_LOG: "false", LOG_LEVEL: "warn" },
+    env: {
+      RESP_PORT: String(port),
+      PORT: String(http),
+      ACCESS_LOG: "false",
+      LOG_LEVEL: "warn",
+      IO_THREADS: String(ioThreads),
+    },
     stdout: "null",
     stderr: "inherit",
   }).spawn();
@@ -110,9 +118,13 @@ async function startKv(): Promise<Server> {
   };
 }
 
-async function redisBenchmark(port: number, extra: string[]): Promise<Record<string, Row>> {
+async function redisBenchmark(
+  port: number,
+  extra: string[],
+  tests = TESTS,
+): Promise<Record<string, Row>> {
   const r = await new Deno.Command("redis-benchmark", {
-    args: ["-p", String(port), "-t", TESTS, "-n", String(N), "--csv", ...extra],
+    args: ["-p", String(port), "-t", tests, "-n", String(N), "--csv", ...extra],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -243,6 +255,7 @@ async function main(): Promise<void> {
   const table: Table = {};
   const client: Record<string, Record<string, number>> = {};
   const memory: Record<string, Record<string, number>> = {};
+  const ioThreads: Record<string, Row> = {};
   const ROUNDS = QUICK ? 1 : 3;
   let servers = [await startKv(), await startRedis()];
   try {
@@ -273,6 +286,16 @@ async function main(): Promise<void> {
       }
     }
     for (const s of servers) client[s.name] = await clientSuite(s.port);
+    // IO_THREADS=2 (worker isolates for socket I/O), SET/GET/INCR, against the same Redis.
+    const io = await startKv(2);
+    try {
+      for (const [mode, extra] of modes.slice(0, 2)) {
+        const r = await redisBenchmark(io.port, extra, "set,get,incr");
+        for (const [test, row] of Object.entries(r)) ioThreads[`${mode}.${test}`] = row;
+      }
+    } finally {
+      await io.stop();
+    }
     // Memory on fresh servers: no garbage from the other phases in the baseline.
     for (const s of servers) await s.stop();
     servers = [await startKv(), await startRedis()];
@@ -290,6 +313,7 @@ async function main(): Promise<void> {
     quick: QUICK,
     requests: N,
     redisBenchmark: table,
+    ioThreads,
     client,
     memory,
   };
@@ -378,6 +402,24 @@ async function render(): Promise<void> {
           fmt(v.kv.rps / v.redis.rps, 2)
         }x | ${fmt(v.kv.p50, 3)} / ${fmt(v.kv.p99, 3)} | ${fmt(v.redis.p50, 3)} / ${
           fmt(v.redis.p99, 3)
+        } |`,
+      );
+    }
+  }
+  if (r.ioThreads !== undefined && Object.keys(r.ioThreads).length > 0) {
+    lines.push(
+      "",
+      "## IO_THREADS=2 (two I/O worker isolates, one executor), one round",
+      "",
+      "| mode | test | kv IO_THREADS=2 ops/s | kv one isolate ops/s (median) | Redis ops/s (median) |",
+      "| --- | --- | --- | --- | --- |",
+    );
+    for (const [k, v] of Object.entries(r.ioThreads as Record<string, Row>)) {
+      const [mode, test] = k.split(".");
+      const base = t[mode]?.[test];
+      lines.push(
+        `| ${mode} | ${test} | ${fmt(v.rps)} | ${fmt(base?.kv.rps ?? NaN)} | ${
+          fmt(base?.redis.rps ?? NaN)
         } |`,
       );
     }
