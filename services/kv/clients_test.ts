@@ -8,6 +8,7 @@ import { createClient } from "redis";
 import { ALL_COMMANDS } from "./commands/mod.ts";
 import { Engine } from "./engine.ts";
 import { RespServer } from "./resp_server.ts";
+import { raw } from "./_testing/raw.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
 
@@ -37,27 +38,6 @@ async function has(cmd: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Sends raw bytes, returns everything read until the server closes or `until` appears. */
-async function raw(port: number, bytes: string, until?: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(te.encode(bytes));
-  let got = "";
-  const buf = new Uint8Array(65536);
-  try {
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      got += td.decode(buf.subarray(0, n));
-      if (until !== undefined && got.includes(until)) break;
-    }
-  } finally {
-    try {
-      conn.close();
-    } catch { /* closed by the server */ }
-  }
-  return got;
 }
 
 Deno.test({

@@ -6,27 +6,7 @@ import { Redis } from "ioredis";
 import { ALL_COMMANDS } from "./commands/mod.ts";
 import { Engine } from "./engine.ts";
 import { IoThreads } from "./io_threads.ts";
-
-const te = new TextEncoder(), td = new TextDecoder();
-
-async function raw(port: number, bytes: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(te.encode(bytes));
-  let got = "";
-  const buf = new Uint8Array(65536);
-  try {
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      got += td.decode(buf.subarray(0, n));
-    }
-  } finally {
-    try {
-      conn.close();
-    } catch { /* closed by the server */ }
-  }
-  return got;
-}
+import { raw } from "./_testing/raw.ts";
 
 Deno.test({
   name: "io threads: two workers on one port, one executor: commands, pipelines, MULTI, errors",

@@ -7,6 +7,7 @@
  */
 import { Ring, waitDoorbell } from "./ring.ts";
 import { FRAME } from "./io_threads.ts";
+import { closeQuietly, writeAll } from "./socket.ts";
 
 interface Start {
   hostname: string;
@@ -25,17 +26,6 @@ const te = new TextEncoder();
 const conns = new Map<number, Conn>();
 let listener: Deno.TcpListener | null = null;
 let stopping = false;
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
-}
 
 async function serve(id: number, conn: Deno.TcpConn, toMain: Ring): Promise<void> {
   try {

@@ -20,6 +20,7 @@ import {
   UNAUTHENTICATED_MAX_ARGS,
   UNAUTHENTICATED_MAX_BULK_BYTES,
 } from "./resp.ts";
+import { closeQuietly, isDisconnect, writeAll } from "./socket.ts";
 
 /** Replies buffered before a batch is written out mid-way. */
 export const FLUSH_BYTES = 64 * 1024;
@@ -187,21 +188,4 @@ export class RespServer {
     for (const c of this.#conns) closeQuietly(c);
     await this.#accepting;
   }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
-}
-
-function isDisconnect(e: unknown): boolean {
-  return e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.BrokenPipe ||
-    e instanceof Deno.errors.BadResource || e instanceof Deno.errors.ConnectionAborted ||
-    e instanceof Deno.errors.Interrupted;
 }
