@@ -26,7 +26,7 @@ import {
   type ServiceApp,
 } from "@deno-stores/shared/http";
 import type { Engine } from "./engine.ts";
-import { type KvConnect, mountKvConnect } from "./kv_connect/mod.ts";
+import { type KvConnect, type KvConnectStore, mountKvConnect } from "./kv_connect/mod.ts";
 import { type Reply, ReplyError, ReplyReader } from "./reply.ts";
 import { binaryToUtf8, RespWriter, utf8ToBinary } from "./resp.ts";
 
@@ -46,6 +46,8 @@ export interface KvAppOptions {
   maxCommands?: number;
   /** Makes the writes so far durable before a response goes out (persistence). */
   commit?: () => Promise<void> | null;
+  /** The KV Connect store (default: a fresh in-memory one). */
+  kvConnectStore?: KvConnectStore;
 }
 
 /** Commands that make no sense over a stateless HTTP request. */
@@ -203,7 +205,12 @@ export function createKvApp(options: KvAppOptions): KvServiceApp {
   };
 
   // Deno KV Connect under /kv: `Deno.openKv("http://host:PORT/kv")` (kv_connect/README.md).
-  const kvConnect = mountKvConnect(app, { token: options.token, bodyLimitBytes: bodyLimit });
+  const kvConnect = mountKvConnect(app, {
+    token: options.token,
+    bodyLimitBytes: bodyLimit,
+    store: options.kvConnectStore,
+    commit,
+  });
   app.post("/", (c) => handle(c.req.raw, "one"));
   app.post("/pipeline", (c) => handle(c.req.raw, "pipeline"));
   app.post("/multi-exec", (c) => handle(c.req.raw, "transaction"));

@@ -17,6 +17,7 @@ import { ALL_COMMANDS } from "./commands/mod.ts";
 import { type KvConfig, loadKvConfig } from "./config.ts";
 import { Engine } from "./engine.ts";
 import { Aof } from "./persistence.ts";
+import { decodeCommit, encodeCommit, MemoryKvConnectStore } from "./kv_connect/mod.ts";
 import { IoThreads } from "./io_threads.ts";
 import { RespServer } from "./resp_server.ts";
 
@@ -44,6 +45,8 @@ async function run(config: KvConfig): Promise<void> {
       });
     },
   });
+  // Deno KV Connect's entries: logged in the same append-only file, as records of their own.
+  const kvConnectStore = new MemoryKvConnectStore();
   let aof: Aof | null = null;
   if (config.APPENDONLY) {
     const started = performance.now();
@@ -54,8 +57,13 @@ async function run(config: KvConfig): Promise<void> {
       logger,
       autoRewriteMinBytes: config.AOF_REWRITE_MIN_BYTES,
       autoRewritePercentage: config.AOF_REWRITE_PERCENTAGE,
+      aux: {
+        apply: (payload) => kvConnectStore.applyCommit(decodeCommit(payload)),
+        snapshot: () => Array.from(kvConnectStore.commits(Date.now()), encodeCommit),
+      },
     });
     engine.writeHook = (w) => aof!.record(w);
+    kvConnectStore.onCommit = (c) => aof!.recordAux(encodeCommit(c));
     engine.persistence = aof;
     engine.config.appendonly = "yes";
     engine.config.appendfsync = config.APPENDFSYNC;
@@ -90,6 +98,7 @@ async function run(config: KvConfig): Promise<void> {
     logger,
     token: config.HTTP_TOKEN || config.REQUIREPASS,
     commit,
+    kvConnectStore,
     accessLog: config.ACCESS_LOG,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,

@@ -93,27 +93,70 @@ Deno.test("kv process: acknowledged writes survive kill -9 (APPENDFSYNC=always),
   }
 });
 
-Deno.test("kv process: Deno.openKv works against the service (KV Connect under /kv)", async () => {
-  const s = await start({ HTTP_TOKEN: "kv-connect-token" });
+Deno.test("kv process: Deno.openKv works against the service, and its data survives kill -9", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kv-connect-" });
+  const env = {
+    HTTP_TOKEN: "kv-connect-token",
+    APPENDONLY: "yes",
+    APPENDFSYNC: "always",
+    DATA_DIR: dir,
+  };
   Deno.env.set("DENO_KV_ACCESS_TOKEN", "kv-connect-token");
-  const kv = await Deno.openKv(`http://127.0.0.1:${s.http}/kv`);
   try {
-    await kv.set(["users", "alice"], { name: "Alice", age: 44 });
-    const r = await kv.get<{ name: string }>(["users", "alice"]);
-    assert.equal(r.value?.name, "Alice");
-    const ok = await kv.atomic().check(r).set(["users", "alice"], { name: "A" })
-      .sum(["visits"], 2n).commit();
-    assert.ok(ok.ok);
-    const stale = await kv.atomic().check(r).set(["users", "alice"], { name: "B" }).commit();
-    assert.equal(stale.ok, false);
-    const list = [];
-    for await (const e of kv.list({ prefix: ["users"] })) list.push(e.key);
-    assert.deepEqual(list, [["users", "alice"]]);
-    assert.equal((await kv.get<Deno.KvU64>(["visits"])).value?.value, 2n);
+    const s = await start(env);
+    const kv = await Deno.openKv(`http://127.0.0.1:${s.http}/kv`);
+    let aliceStamp: string;
+    try {
+      await kv.set(["users", "alice"], { name: "Alice", age: 44 });
+      const r = await kv.get<{ name: string }>(["users", "alice"]);
+      assert.equal(r.value?.name, "Alice");
+      const ok = await kv.atomic().check(r).set(["users", "alice"], { name: "A" })
+        .sum(["visits"], 2n).commit();
+      assert.ok(ok.ok);
+      aliceStamp = ok.versionstamp;
+      const stale = await kv.atomic().check(r).set(["users", "alice"], { name: "B" }).commit();
+      assert.equal(stale.ok, false);
+      await kv.set(["gone"], 1);
+      await kv.delete(["gone"]);
+      const list = [];
+      for await (const e of kv.list({ prefix: ["users"] })) list.push(e.key);
+      assert.deepEqual(list, [["users", "alice"]]);
+    } finally {
+      kv.close();
+      s.child.kill("SIGKILL");
+      await s.child.status;
+    }
+    // Acknowledged writes were in the append-only file: the same entries, the same versionstamps.
+    let stamp = aliceStamp!;
+    for (const rewriteFirst of [false, true]) {
+      const t = await start(env);
+      const kv2 = await Deno.openKv(`http://127.0.0.1:${t.http}/kv`);
+      try {
+        const alice = await kv2.get<{ name: string }>(["users", "alice"]);
+        assert.equal(alice.value?.name, "A");
+        assert.equal(alice.versionstamp, aliceStamp!);
+        assert.equal((await kv2.get<Deno.KvU64>(["visits"])).value?.value, 2n);
+        assert.equal((await kv2.get(["gone"])).value, null);
+        // New commits continue after the old versions.
+        const next = await kv2.set(["more"], rewriteFirst);
+        assert.ok(next.versionstamp > stamp);
+        stamp = next.versionstamp;
+        if (!rewriteFirst) {
+          const c = await KvConnection.connect({ port: t.resp });
+          assert.equal(
+            await c.command("BGREWRITEAOF"),
+            "Background append only file rewriting started",
+          );
+          c.close();
+        }
+      } finally {
+        kv2.close();
+        t.child.kill("SIGTERM");
+        await t.child.status;
+      }
+    }
   } finally {
-    kv.close();
     Deno.env.delete("DENO_KV_ACCESS_TOKEN");
-    s.child.kill("SIGTERM");
-    await s.child.status;
+    await Deno.remove(dir, { recursive: true });
   }
 });

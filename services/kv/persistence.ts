@@ -42,6 +42,18 @@ export const APPEND_FSYNC: readonly AppendFsync[] = ["always", "everysec", "no"]
 
 /** WAL record types. */
 const RECORD_COMMANDS = 1;
+/** A record of the auxiliary state (the KV Connect store): its own payload format. */
+const RECORD_AUX = 2;
+/** A snapshot's first bytes: format 1 = frames of `u32 LE length | u8 record type | payload`. */
+const SNAPSHOT_MAGIC = new Uint8Array([0x4b, 0x56, 0x53, 0x31]); // "KVS1"
+
+/** State persisted beside the keyspace in the same log (the KV Connect store). */
+export interface AuxState {
+  /** Replays one of its records. */
+  apply(payload: Uint8Array): void;
+  /** Records that rebuild it (for a rewrite's snapshot). */
+  snapshot(): Iterable<Uint8Array>;
+}
 
 /** Elements per command when a rewrite rebuilds a collection. */
 const REWRITE_CHUNK = 1000;
@@ -59,6 +71,8 @@ export interface AofOptions {
   autoRewriteMinBytes?: number;
   /** ...and by this percentage of the last snapshot's size (Redis's auto-aof-rewrite-*). */
   autoRewritePercentage?: number;
+  /** State logged beside the keyspace (records of its own). */
+  aux?: AuxState;
 }
 
 /** What start-up found. */
@@ -78,6 +92,7 @@ export class Aof implements PersistenceHandle {
   #fsync: AppendFsync;
   readonly #autoMin: number;
   readonly #autoPct: number;
+  readonly #aux: AuxState | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #rewriting: Promise<void> | null = null;
   #bytesSinceRewrite = 0;
@@ -103,6 +118,7 @@ export class Aof implements PersistenceHandle {
     this.#fsync = options.fsync;
     this.#autoMin = options.autoRewriteMinBytes ?? 64 * 1024 * 1024;
     this.#autoPct = options.autoRewritePercentage ?? 100;
+    this.#aux = options.aux;
     this.load = load;
     this.#lastSnapshotBytes = snapshotBytes;
     this.setFsync(options.fsync);
@@ -136,13 +152,12 @@ export class Aof implements PersistenceHandle {
       segmentBytesMax: options.segmentBytesMax,
       firstSeq: snap === null ? 1 : snap.index + 1,
     });
-    const loader = new Loader(options.engine);
+    const loader = new Loader(options.engine, options.aux);
     let snapshotCommands = 0;
     if (snap !== null) snapshotCommands = loader.applySnapshot(snap.data);
     let replayedRecords = 0, replayedCommands = 0;
     for await (const r of wal.replay(snap === null ? undefined : snap.index + 1)) {
-      if (r.type !== RECORD_COMMANDS) continue;
-      replayedCommands += loader.applyRecord(r.payload);
+      replayedCommands += loader.apply(r.type, r.payload);
       replayedRecords++;
     }
     loader.close();
@@ -154,6 +169,13 @@ export class Aof implements PersistenceHandle {
       replayedCommands,
       truncatedBytes: truncated,
     }, snap?.data.length ?? 0);
+  }
+
+  /** Logs a record of the auxiliary state: buffered until {@link commit}. */
+  recordAux(payload: Uint8Array): void {
+    this.#wal.append(RECORD_AUX, payload);
+    this.#pending += payload.length;
+    this.#bytesSinceRewrite += payload.length + 9;
   }
 
   /** Logs writes (the engine's hook): buffered until {@link commit}. */
@@ -222,7 +244,7 @@ export class Aof implements PersistenceHandle {
     // The cut: everything logged so far is in the keyspace; later writes get later seqs.
     await this.#wal.flush();
     const seq = this.#wal.lastSeq;
-    const chunks = serialize(this.#engine);
+    const chunks = serialize(this.#engine, this.#aux);
     this.#bytesSinceRewrite = 0;
     const info = await this.#snapshots.write(seq, chunks);
     this.#lastSnapshotBytes = chunks.reduce((n, c) => n + c.length, 0);
@@ -280,26 +302,50 @@ class Loader {
   #out = new RespWriter();
   #replies = new ReplyReader();
 
-  constructor(engine: Engine) {
+  #aux: AuxState | undefined;
+
+  constructor(engine: Engine, aux: AuxState | undefined) {
     this.#engine = engine;
+    this.#aux = aux;
     this.#client = engine.connect("aof", "aof");
     this.#client.authenticated = true;
   }
 
-  /** Applies a snapshot: record payloads, each with its u32 LE length in front. */
+  /** Applies a snapshot (see SNAPSHOT_MAGIC); returns the commands run. */
   applySnapshot(data: Uint8Array): number {
+    const m = SNAPSHOT_MAGIC;
+    if (
+      data.length < 4 || data[0] !== m[0] || data[1] !== m[1] || data[2] !== m[2] ||
+      data[3] !== m[3]
+    ) {
+      throw new RespProtocolError("a snapshot of an unknown format");
+    }
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    let n = 0, at = 0;
+    let n = 0, at = 4;
     while (at < data.length) {
-      if (at + 4 > data.length) throw new RespProtocolError("a snapshot ends inside a length");
+      if (at + 5 > data.length) throw new RespProtocolError("a snapshot ends inside a header");
       const len = view.getUint32(at, true);
-      if (at + 4 + len > data.length) {
+      const type = data[at + 4];
+      if (at + 5 + len > data.length) {
         throw new RespProtocolError("a snapshot ends inside a record");
       }
-      n += this.applyRecord(data.subarray(at + 4, at + 4 + len));
-      at += 4 + len;
+      n += this.apply(type, data.subarray(at + 5, at + 5 + len));
+      at += 5 + len;
     }
     return n;
+  }
+
+  /** Applies one record of either kind; returns the commands run. */
+  apply(type: number, payload: Uint8Array): number {
+    if (type === RECORD_COMMANDS) return this.applyRecord(payload);
+    if (type === RECORD_AUX) {
+      if (this.#aux === undefined) {
+        throw new RespProtocolError("the log holds KV Connect records but no store was given");
+      }
+      this.#aux.apply(payload);
+      return 0;
+    }
+    throw new RespProtocolError(`a record of unknown type ${type}`);
   }
 
   /** Applies one record's payload; returns the commands run. */
@@ -330,18 +376,23 @@ class Loader {
   }
 }
 
-/** A record payload framed for a snapshot (u32 LE length first). */
-function framed(write: LoggedWrite): Uint8Array {
-  const body = encodeWrite(write);
-  const out = new Uint8Array(4 + body.length);
+/** A record framed for a snapshot: u32 LE length, u8 type, payload. */
+function frame(type: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + body.length);
   new DataView(out.buffer).setUint32(0, body.length, true);
-  out.set(body, 4);
+  out[4] = type;
+  out.set(body, 5);
   return out;
 }
 
-/** The whole keyspace as commands that rebuild it, in framed payloads. */
-export function serialize(engine: Engine): Uint8Array[] {
-  const out: Uint8Array[] = [];
+function framed(write: LoggedWrite): Uint8Array {
+  return frame(RECORD_COMMANDS, encodeWrite(write));
+}
+
+/** The whole keyspace as commands that rebuild it (and the auxiliary state), framed. */
+export function serialize(engine: Engine, aux?: AuxState): Uint8Array[] {
+  const out: Uint8Array[] = [SNAPSHOT_MAGIC.slice()];
+  if (aux !== undefined) { for (const r of aux.snapshot()) out.push(frame(RECORD_AUX, r)); }
   const now = engine.now();
   for (const db of engine.keyspace.dbs) {
     let batch: string[][] = [];

@@ -22,6 +22,9 @@
 export { type KvConnect, type KvConnectOptions, mountKvConnect } from "./routes.ts";
 export {
   type AtomicWriteResult,
+  decodeCommit,
+  encodeCommit,
+  type KvCommit,
   type KvConnectStore,
   MemoryKvConnectStore,
   type MemoryKvConnectStoreOptions,

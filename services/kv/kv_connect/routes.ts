@@ -68,6 +68,11 @@ export interface KvConnectOptions {
   watchPingMs?: number;
   /** Most watch streams open at once (default 1000); past it, 503 and the client retries. */
   maxWatchStreams?: number;
+  /**
+   * Makes what was written so far durable before a response goes out (persistence); null when
+   * there is nothing to wait for. A failure answers 500 and the write is not acknowledged.
+   */
+  commit?: () => Promise<void> | null;
 }
 
 /** What {@link mountKvConnect} returns. */
@@ -263,6 +268,7 @@ export function mountKvConnect(
   app.post(`${dataPath}/snapshot_read`, (c) =>
     handle(c.req.raw, async (body) => {
       const ranges = await store.snapshotRead(decodeSnapshotRead(body), now());
+      await options.commit?.();
       return protobuf(encodeSnapshotReadOutput({
         ranges,
         readDisabled: false,
@@ -274,6 +280,8 @@ export function mountKvConnect(
   app.post(`${dataPath}/atomic_write`, (c) =>
     handle(c.req.raw, async (body) => {
       const result = await store.atomicWrite(decodeAtomicWrite(body), now());
+      // Acknowledged only once durable (reads too: they must not show what could be lost).
+      await options.commit?.();
       return protobuf(encodeAtomicWriteOutput(
         result.ok
           ? {

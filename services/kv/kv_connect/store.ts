@@ -78,6 +78,83 @@ export function versionstampOf(version: number): Uint8Array {
   return out;
 }
 
+/** The commit version in a versionstamp. */
+function versionOf(vs: Uint8Array): number {
+  const view = new DataView(vs.buffer, vs.byteOffset, vs.byteLength);
+  return view.getUint32(0) * 2 ** 32 + view.getUint32(4);
+}
+
+/** A commit as bytes (persistence): version, puts, deletes, lengths in front (u32 LE). */
+export function encodeCommit(c: KvCommit): Uint8Array {
+  let n = 8 + 4 + 4;
+  for (const p of c.puts) n += 4 + p.key.length + 1 + 8 + 4 + p.value.length;
+  for (const k of c.deletes) n += 4 + k.length;
+  const out = new Uint8Array(n);
+  const v = new DataView(out.buffer);
+  let at = 0;
+  v.setFloat64(at, c.version, true);
+  at += 8;
+  v.setUint32(at, c.puts.length, true);
+  at += 4;
+  for (const p of c.puts) {
+    v.setUint32(at, p.key.length, true);
+    out.set(p.key, at + 4);
+    at += 4 + p.key.length;
+    out[at++] = p.encoding;
+    v.setFloat64(at, p.expireAtMs, true);
+    at += 8;
+    v.setUint32(at, p.value.length, true);
+    out.set(p.value, at + 4);
+    at += 4 + p.value.length;
+  }
+  v.setUint32(at, c.deletes.length, true);
+  at += 4;
+  for (const k of c.deletes) {
+    v.setUint32(at, k.length, true);
+    out.set(k, at + 4);
+    at += 4 + k.length;
+  }
+  return out;
+}
+
+/** The inverse of {@link encodeCommit}; RangeError on bytes that are not one. */
+export function decodeCommit(b: Uint8Array): KvCommit {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let at = 0;
+  const need = (n: number) => {
+    if (at + n > b.length) throw new RangeError("a KV Connect commit record is cut short");
+  };
+  const bytes = () => {
+    need(4);
+    const len = v.getUint32(at, true);
+    need(4 + len);
+    const out = b.slice(at + 4, at + 4 + len);
+    at += 4 + len;
+    return out;
+  };
+  need(12);
+  const version = v.getFloat64(0, true);
+  if (!Number.isSafeInteger(version) || version < 0) throw new RangeError("bad commit version");
+  const nPuts = v.getUint32(8, true);
+  at = 12;
+  const puts: KvCommit["puts"] = [];
+  for (let i = 0; i < nPuts; i++) {
+    const key = bytes();
+    need(9);
+    const encoding = b[at];
+    const expireAtMs = v.getFloat64(at + 1, true);
+    at += 9;
+    puts.push({ key, value: bytes(), encoding, expireAtMs });
+  }
+  need(4);
+  const nDel = v.getUint32(at, true);
+  at += 4;
+  const deletes: Uint8Array[] = [];
+  for (let i = 0; i < nDel; i++) deletes.push(bytes());
+  if (at !== b.length) throw new RangeError("trailing bytes after a KV Connect commit record");
+  return { version, puts, deletes };
+}
+
 /** Binary string of a key, for Map lookups. */
 function keyId(key: Uint8Array): string {
   let s = "";
@@ -159,10 +236,19 @@ class ExpiryHeap {
   }
 }
 
+/** What one committed atomic write did: its version, the entries it wrote and deleted. */
+export interface KvCommit {
+  version: number;
+  puts: { key: Uint8Array; value: Uint8Array; encoding: number; expireAtMs: number }[];
+  deletes: Uint8Array[];
+}
+
 /** Options of {@link MemoryKvConnectStore}. */
 export interface MemoryKvConnectStoreOptions {
   /** The last commit version already used (default 0: the first commit gets 1). */
   startVersion?: number;
+  /** Told what every commit did, after it is applied (persistence). */
+  onCommit?: (commit: KvCommit) => void;
   /** Picks skiplist levels (tests pass a seeded generator). */
   random?: () => number;
 }
@@ -176,10 +262,61 @@ export class MemoryKvConnectStore implements KvConnectStore {
   readonly #expiries = new ExpiryHeap();
   readonly #watchers = new Map<string, Set<() => void>>();
   #version: number;
+  /** See {@link MemoryKvConnectStoreOptions.onCommit}; settable after a replay. */
+  onCommit: ((commit: KvCommit) => void) | null;
 
   constructor(options: MemoryKvConnectStoreOptions = {}) {
     this.#map = new OrderedBytesMap(options.random);
     this.#version = options.startVersion ?? 0;
+    this.onCommit = options.onCommit ?? null;
+  }
+
+  /**
+   * Applies a commit recorded earlier (replay on start-up): its entries as they were written,
+   * with their versionstamps; no checks, no arithmetic.
+   */
+  applyCommit(commit: KvCommit): void {
+    const versionstamp = versionstampOf(commit.version);
+    const changed: Uint8Array[] = [];
+    for (const key of commit.deletes) if (this.#map.delete(key)) changed.push(key);
+    for (const p of commit.puts) {
+      const stored: Stored = {
+        value: p.value,
+        encoding: p.encoding,
+        versionstamp,
+        expireAtMs: p.expireAtMs,
+      };
+      this.#map.set(p.key, stored);
+      if (stored.expireAtMs !== 0) this.#expiries.push(stored.expireAtMs, p.key, stored);
+      changed.push(p.key);
+    }
+    this.#version = Math.max(this.#version, commit.version);
+    this.#notify(changed);
+  }
+
+  /** Every entry as commits that rebuild the store (a snapshot), at most `batch` entries each. */
+  *commits(nowMs: number, batch = 1000): IterableIterator<KvCommit> {
+    // Entries keep their own versionstamps: one commit per distinct version.
+    const byVersion = new Map<number, KvCommit["puts"]>();
+    const all: [Uint8Array, Stored][] = [];
+    // Keys are at most a few KiB: 4 KiB of 0xff sorts after every one of them.
+    this.#map.scan(new Uint8Array(0), new Uint8Array(4096).fill(0xff), false, (key, s) => {
+      if (!isExpired(s, nowMs)) all.push([key, s]);
+      return true;
+    });
+    for (const [key, s] of all) {
+      const v = versionOf(s.versionstamp);
+      let list = byVersion.get(v);
+      if (list === undefined) byVersion.set(v, list = []);
+      list.push({ key, value: s.value, encoding: s.encoding, expireAtMs: s.expireAtMs });
+    }
+    for (const [version, entries] of [...byVersion].sort((a, b) => a[0] - b[0])) {
+      for (let i = 0; i < entries.length; i += batch) {
+        yield { version, puts: entries.slice(i, i + batch), deletes: [] };
+      }
+    }
+    // The version counter itself, even when no entry carries the last version any more.
+    yield { version: this.#version, puts: [], deletes: [] };
   }
 
   /** Entries held, counting expired ones not yet purged. */
@@ -310,6 +447,21 @@ export class MemoryKvConnectStore implements KvConnectStore {
       changed.push(ownKey);
     }
     this.#notify(changed);
+    if (this.onCommit !== null) {
+      const commit: KvCommit = { version, puts: [], deletes: [] };
+      for (const { key, stored } of staged.values()) {
+        if (stored === undefined) commit.deletes.push(key);
+        else {
+          commit.puts.push({
+            key,
+            value: stored.value,
+            encoding: stored.encoding,
+            expireAtMs: stored.expireAtMs,
+          });
+        }
+      }
+      this.onCommit(commit);
+    }
     return { ok: true, versionstamp };
   }
 

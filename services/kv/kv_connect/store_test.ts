@@ -14,7 +14,13 @@ import {
   type ReadRange,
   ValueEncoding,
 } from "./messages.ts";
-import { MemoryKvConnectStore, versionstampOf } from "./store.ts";
+import {
+  decodeCommit,
+  encodeCommit,
+  type KvCommit,
+  MemoryKvConnectStore,
+  versionstampOf,
+} from "./store.ts";
 import { decodeV8Scalar, encodeV8Scalar } from "./v8_scalar.ts";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
@@ -445,4 +451,47 @@ Deno.test("KV Connect store keeps copies, not the request's buffers", () => {
   key[0] = 0x7a;
   value[0] = 0x7a;
   assert.deepEqual(get(store, text("k"))!.value, text("v"));
+});
+
+Deno.test("KV Connect store: commits replayed into a new store rebuild it, versionstamps included", () => {
+  const commits: KvCommit[] = [];
+  const a = new MemoryKvConnectStore({
+    onCommit: (c) => commits.push(decodeCommit(encodeCommit(c))),
+  });
+  a.atomicWrite(write([set(text("a"), text("1")), set(text("b"), text("2"), T0 + 1000)]), T0);
+  a.atomicWrite(write([sumU64(text("n"), 5n), del(text("a"))]), T0);
+  a.atomicWrite(write([sumU64(text("n"), 7n)]), T0);
+  assert.equal(commits.length, 3);
+  assert.deepEqual(commits[1].deletes, [text("a")]);
+  const b = new MemoryKvConnectStore();
+  for (const c of commits) b.applyCommit(c);
+  const all = range(bytes(), bytes(0xff), 100);
+  assert.deepEqual(keysOf(b, all), keysOf(a, all));
+  assert.deepEqual(get(b, text("n")), get(a, text("n")));
+  assert.equal(b.version, 3);
+  // A snapshot of it (commits()) rebuilds the same, and the version counter.
+  const c = new MemoryKvConnectStore();
+  for (const x of b.commits(T0)) c.applyCommit(decodeCommit(encodeCommit(x)));
+  assert.deepEqual(keysOf(c, all), keysOf(a, all));
+  assert.deepEqual(get(c, text("b")), get(a, text("b")));
+  assert.equal(c.version, 3);
+  const next = c.atomicWrite(write([set(text("z"), text("9"))]), T0);
+  assert.ok(next.ok && next.versionstamp[7] === 4);
+  assert.deepEqual(keysOf(b, all, T0 + 1000), ["n"]); // expiry replayed
+});
+
+Deno.test("KV Connect store: a commit record cut short or padded is refused", () => {
+  const ok = encodeCommit({
+    version: 9,
+    puts: [{ key: text("k"), value: text("v"), encoding: 1, expireAtMs: 0 }],
+    deletes: [text("d")],
+  });
+  for (let n = 0; n < ok.length; n++) {
+    assert.throws(() => decodeCommit(ok.subarray(0, n)), RangeError);
+  }
+  assert.throws(() => decodeCommit(new Uint8Array([...ok, 0])), RangeError);
+  const huge = ok.slice();
+  new DataView(huge.buffer).setUint32(12, 0xffffffff, true); // a key length past the end
+  assert.throws(() => decodeCommit(huge), RangeError);
+  assert.equal(decodeCommit(ok).version, 9);
 });
