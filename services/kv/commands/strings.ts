@@ -64,8 +64,10 @@ function set(ctx: Context, args: string[]): void {
   db.set(key, value, keepTtl);
   if (at !== undefined) {
     db.expireAt(key, at);
+    // Relative expiry replays as the absolute time it meant.
     ctx.propagated = [["SET", key, value, "PXAT", String(at)]];
-  } else ctx.propagated = [keepTtl ? ["SET", key, value, "KEEPTTL"] : ["SET", key, value]];
+  }
+  // Otherwise the command itself replays to the same state (NX/XX hold again at replay).
   if (getOld) out.bulk(old ?? null);
   else out.simple("OK");
 }
