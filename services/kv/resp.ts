@@ -1053,6 +1053,14 @@ export class RespWriter {
     this.#crlf();
   }
 
+  /** An integer reply from its decimal text (a counter's stored value: no second conversion). */
+  intText(decimal: string): void {
+    this.#room(decimal.length + 3);
+    this.#buf[this.#len++] = 58;
+    this.#ascii(decimal);
+    this.#crlf();
+  }
+
   /** A bulk string (binary string), or the null reply for null. */
   bulk(s: string | null): void {
     if (s === null) return this.nil();

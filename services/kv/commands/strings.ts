@@ -199,9 +199,9 @@ function counter(ctx: Context, key: string): number | bigint {
 }
 
 function incrBy(ctx: Context, key: string, by: number | bigint): void {
-  const r = addInt64(counter(ctx, key), by);
-  ctx.db.set(key, String(r), true);
-  ctx.out.int(r);
+  const text = String(addInt64(counter(ctx, key), by));
+  ctx.db.set(key, text, true);
+  ctx.out.intText(text);
 }
 
 const INT64_MIN = -9223372036854775808n;
