@@ -15,7 +15,15 @@
  * an orphan: its blocks are not learned, and routing hashes such prompts (the router teaches the
  * links of the blocks it hashes and finds in the index, so the chain heals).
  *
- * Both tables are bounded caches: 4-way sets of one 64-byte cache line, two candidate sets per
+ * Pod masks: an entry of a learned block can carry which pods hold the block (GPU and offloaded,
+ * pods 0-31), kept in step with the index by the cache map ({@link ChainTable.syncMasks} after
+ * every stored or removed block, {@link ChainTable.dropSlot} on a pod reset), so that a router
+ * following learned links needs no index probe. The cache map finds a block's entry through the
+ * second table; when that table forgets the block, the entry's masks are marked unknown (the
+ * router then probes the index).
+ *
+ * Both tables are bounded caches: 4-way sets (64 bytes; 128 for the learned blocks, which also
+ * carry the pods holding each block), two candidate sets per
  * key (a link goes where a way is free; when both are full one link moves to its other set if
  * that has room, else the least recently reported or followed link of the first set is
  * replaced). At twice the indexed blocks, links are almost never lost. A prefix whose blocks
@@ -33,8 +41,11 @@ import { TokenFingerprint } from "./fingerprint.ts";
 export const ROOT_HI = 0x9e3779b9, ROOT_LO = 0x7f4a7c15;
 
 const WAYS = 4;
-/** Words per entry: key hi, key lo, value hi, value lo. */
+/** Words of an entry: key hi, key lo, value hi, value lo (then a table's extra words). */
 const ROW = 4;
+/** Extra words of a learned block: GPU pod mask, offloaded pod mask, flags (bit 0: masks valid). */
+const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6;
+const BLOCK_ROW = 8;
 /** The value of an ambiguous key. */
 const AMBIGUOUS = 0xffffffff;
 
@@ -44,9 +55,14 @@ const AMBIGUOUS = 0xffffffff;
  */
 class LinkTable {
   readonly capacity: number;
-  /** The value of the last successful {@link get}. */
+  /** Words per entry (ROW, or more for extra words the owner keeps beside the value). */
+  readonly row: number;
+  /** Told about an entry about to be replaced by another key (key, then value words). */
+  onEvict: ((keyHi: number, keyLo: number, hi: number, lo: number) => void) | null = null;
+  /** The value of the last successful {@link get}, and where its entry starts in {@link rows}. */
   hi = 0;
   lo = 0;
+  offset = -1;
   stored = 0;
   replaced = 0;
   ambiguous = 0;
@@ -57,17 +73,23 @@ class LinkTable {
   /** What the prefetching reads saw (kept so that they are not optimised away). */
   #sink = 0;
 
-  constructor(entries: number) {
+  constructor(entries: number, row = ROW) {
     let sets = 1;
     while (sets * WAYS < entries) sets *= 2;
     this.#sets = sets;
     this.capacity = sets * WAYS;
-    this.#rows = new Uint32Array(this.capacity * ROW);
+    this.row = row;
+    this.#rows = new Uint32Array(this.capacity * row);
     this.#age = new Uint8Array(sets).fill(0b11100100); // ways 0,1,2,3 from oldest to newest
   }
 
   get bytes(): number {
     return this.#rows.byteLength + this.#age.byteLength;
+  }
+
+  /** The entries' words (the owner reads and writes its extra words through it). */
+  get rows(): Uint32Array {
+    return this.#rows;
   }
 
   #touchWay(set: number, way: number): void {
@@ -92,9 +114,9 @@ class LinkTable {
   /** The way of `set` holding the key, or -1. */
   #find(set: number, keyHi: number, keyLo: number): number {
     const r = this.#rows;
-    const base = set * WAYS * ROW;
+    const base = set * WAYS * this.row;
     for (let w = 0; w < WAYS; w++) {
-      const o = base + w * ROW;
+      const o = base + w * this.row;
       if (r[o + 1] === keyLo && r[o] === keyHi && (r[o + 2] | r[o + 3]) !== 0) return w;
     }
     return -1;
@@ -102,9 +124,9 @@ class LinkTable {
 
   #free(set: number): number {
     const r = this.#rows;
-    const base = set * WAYS * ROW;
+    const base = set * WAYS * this.row;
     for (let w = 0; w < WAYS; w++) {
-      if ((r[base + w * ROW + 2] | r[base + w * ROW + 3]) === 0) return w;
+      if ((r[base + w * this.row + 2] | r[base + w * this.row + 3]) === 0) return w;
     }
     return -1;
   }
@@ -113,15 +135,15 @@ class LinkTable {
   #relocate(set: number): number {
     const r = this.#rows;
     for (let w = 0; w < WAYS; w++) {
-      const o = (set * WAYS + w) * ROW;
+      const o = (set * WAYS + w) * this.row;
       const a = this.#set1(r[o + 1]);
       const alt = a === set ? this.#set2(r[o]) : a;
       if (alt === set) continue;
       const f = this.#free(alt);
       if (f < 0) continue;
-      const to = (alt * WAYS + f) * ROW;
-      r.copyWithin(to, o, o + ROW);
-      r.fill(0, o, o + ROW);
+      const to = (alt * WAYS + f) * this.row;
+      r.copyWithin(to, o, o + this.row);
+      r.fill(0, o, o + this.row);
       this.#touchWay(alt, f);
       return w;
     }
@@ -138,7 +160,7 @@ class LinkTable {
       w = this.#find(s2, keyHi, keyLo);
     }
     if (w >= 0) {
-      const o = (set * WAYS + w) * ROW;
+      const o = (set * WAYS + w) * this.row;
       if (r[o + 2] !== hi || r[o + 3] !== lo) {
         if (!(r[o + 2] === AMBIGUOUS && r[o + 3] === AMBIGUOUS)) this.ambiguous++;
         r[o + 2] = AMBIGUOUS;
@@ -164,10 +186,13 @@ class LinkTable {
         if (w < 0) {
           w = this.#age[s1] & 3;
           this.replaced++;
+          const o = (set * WAYS + w) * this.row;
+          this.onEvict?.(r[o], r[o + 1], r[o + 2], r[o + 3]);
         }
       }
     }
-    const o = (set * WAYS + w) * ROW;
+    const o = (set * WAYS + w) * this.row;
+    if (this.row > ROW) r.fill(0, o + ROW, o + this.row);
     r[o] = keyHi;
     r[o + 1] = keyLo;
     r[o + 2] = hi;
@@ -181,7 +206,7 @@ class LinkTable {
    * keys live there: the second set is read only when a key is not in the first.
    */
   touch(keyLo: number): void {
-    this.#sink ^= this.#rows[this.#set1(keyLo) * WAYS * ROW];
+    this.#sink ^= this.#rows[this.#set1(keyLo) * WAYS * this.row];
   }
 
   /** True with the value in {@link hi}/{@link lo}; false if absent or ambiguous. */
@@ -194,10 +219,11 @@ class LinkTable {
     }
     if (w < 0) return false;
     const r = this.#rows;
-    const o = (set * WAYS + w) * ROW;
+    const o = (set * WAYS + w) * this.row;
     if (r[o + 2] === AMBIGUOUS && r[o + 3] === AMBIGUOUS) return false;
     this.hi = r[o + 2];
     this.lo = r[o + 3];
+    this.offset = o;
     // Entries in use stay longer.
     if ((this.#age[set] >>> 6) !== w) this.#touchWay(set, w);
     return true;
@@ -229,6 +255,14 @@ export class ChainTable {
   /** Block of the last successful {@link lookup}. */
   hi = 0;
   lo = 0;
+  /**
+   * And the pods that hold it (GPU, offloaded; pods 0-31), when {@link masksValid}: kept in step
+   * with the index by the cache map ({@link syncMasks}, {@link dropSlot}), so that a router
+   * following learned links needs no index probe.
+   */
+  gpu = 0;
+  off = 0;
+  masksValid = false;
   /** Key of the block last {@link advance}d over. */
   keyHi = 0;
   keyLo = 0;
@@ -248,8 +282,15 @@ export class ChainTable {
   #fp = new TokenFingerprint();
 
   constructor(entries: number, seed: Uint32Array = crypto.getRandomValues(new Uint32Array(2))) {
-    this.#blocks = new LinkTable(entries);
+    this.#blocks = new LinkTable(entries, BLOCK_ROW);
     this.#prefixes = new LinkTable(entries);
+    // A block whose prefix is forgotten can no longer have its pod masks kept up to date.
+    this.#prefixes.onEvict = (_kh, _kl, stateHi, stateLo) => {
+      this.#finalize(stateHi, stateLo);
+      if (this.#blocks.get(this.#fkHi, this.#fkLo)) {
+        this.#blocks.rows[this.#blocks.offset + MASK_FLAGS] = 0;
+      }
+    };
     this.capacity = this.#blocks.capacity;
     this.#seedHi = seed[0];
     this.#seedLo = seed[1];
@@ -323,10 +364,49 @@ export class ChainTable {
     if (!fp.mix(tokens, from, count)) return false;
     this.stateHi = fp.hi;
     this.stateLo = fp.lo;
-    const f1 = Math.imul(fp.hi ^ (fp.hi >>> 16), 0x21f0aaad) ^ fp.lo;
-    this.keyHi = (f1 ^ (f1 >>> 15)) >>> 0;
-    this.keyLo = (fp.lo ^ (fp.lo >>> 16)) >>> 0;
+    this.#finalize(fp.hi, fp.lo);
+    this.keyHi = this.#fkHi;
+    this.keyLo = this.#fkLo;
     return true;
+  }
+
+  /** The prefix key of a prefix state, into #fkHi/#fkLo. */
+  #finalize(hi: number, lo: number): void {
+    const f1 = Math.imul(hi ^ (hi >>> 16), 0x21f0aaad) ^ lo;
+    this.#fkHi = (f1 ^ (f1 >>> 15)) >>> 0;
+    this.#fkLo = (lo ^ (lo >>> 16)) >>> 0;
+  }
+
+  #fkHi = 0;
+  #fkLo = 0;
+
+  /**
+   * Records which pods hold block (hi, lo) of model `modelId` (as the index has it now), in the
+   * entry learned for it, if there is one; false if there is none.
+   */
+  syncMasks(modelId: number, hi: number, lo: number, gpu: number, off: number): boolean {
+    this.#blockKey(modelId, hi, lo);
+    const p = this.#prefixes;
+    if (!p.get(this.#bkHi, this.#bkLo)) return false;
+    this.#finalize(p.hi, p.lo);
+    const b = this.#blocks;
+    if (!b.get(this.#fkHi, this.#fkLo) || b.hi !== hi || b.lo !== lo) return false;
+    const r = b.rows, o = b.offset;
+    r[o + MASK_GPU] = gpu;
+    r[o + MASK_OFF] = off;
+    r[o + MASK_FLAGS] = 1;
+    return true;
+  }
+
+  /** Pod `slot` holds nothing any more (reset, removed): its bit goes from every entry. */
+  dropSlot(slot: number): void {
+    if (slot >= 32) return;
+    const r = this.#blocks.rows, keep = ~(1 << slot);
+    for (let o = 0; o < r.length; o += BLOCK_ROW) {
+      if (r[o + MASK_FLAGS] === 0) continue;
+      r[o + MASK_GPU] &= keep;
+      r[o + MASK_OFF] &= keep;
+    }
   }
 
   /**
@@ -359,6 +439,10 @@ export class ChainTable {
     if (b.get(keyHi, keyLo)) {
       this.hi = b.hi;
       this.lo = b.lo;
+      const r = b.rows, o = b.offset;
+      this.masksValid = r[o + MASK_FLAGS] === 1;
+      this.gpu = r[o + MASK_GPU];
+      this.off = r[o + MASK_OFF];
       this.hits++;
       return true;
     }

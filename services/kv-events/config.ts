@@ -78,8 +78,8 @@ export function kvEventsConfigSchema() {
      */
     HASH_IMPL: z.enum(SHA256_CHOICES as [Sha256Choice, ...Sha256Choice[]]).default("auto"),
     /**
-     * Chain links learned from events (prefix → block) for routing; 32 bytes each, best at about
-     * twice the blocks indexed.
+     * Chain links learned from events (prefix → block, with the pods holding it) for routing; 48
+     * bytes each, best at about twice the blocks indexed.
      */
     CHAIN_BLOCKS: int(1 << 21, 0, 1 << 28),
     /** Blocks indexed at most, all models together; new ones past it are counted, not kept. */

@@ -88,6 +88,8 @@ export class Router {
   /** Prefix keys and states of the chunk's blocks (learned chains). */
   #chunkKeys = new Uint32Array(CHUNK_BLOCKS * 2);
   #chunkStates = new Uint32Array(CHUNK_BLOCKS * 2);
+  /** Per block of the chunk: masks valid (1), GPU mask, offloaded mask, from the learned link. */
+  #chunkMasks = new Uint32Array(CHUNK_BLOCKS * 3);
 
   #useChain: boolean;
 
@@ -160,7 +162,11 @@ export class Router {
       const w = ix.words;
       const matched = this.#matched, offloaded = this.#offloaded;
       let live = anySet(active);
-      const chunk = this.#chunk, ck = this.#chunkKeys, cs = this.#chunkStates;
+      const chunk = this.#chunk,
+        ck = this.#chunkKeys,
+        cs = this.#chunkStates,
+        cm = this.#chunkMasks;
+      cm.fill(0);
       let ready = 0, chunkStart = 0, keyed = 0, fromHasher = 0;
       for (let i = 0; i < total && live; i++) {
         if (i === ready) {
@@ -198,6 +204,10 @@ export class Router {
               }
               chunk[k0 * 2] = chain.hi;
               chunk[k0 * 2 + 1] = chain.lo;
+              // The pods that hold it came with the link: no index probe for this block.
+              cm[k0 * 3] = chain.masksValid ? 1 : 0;
+              cm[k0 * 3 + 1] = chain.gpu;
+              cm[k0 * 3 + 2] = chain.off;
             }
           }
           for (let k = k0; k < n; k++) {
@@ -213,7 +223,9 @@ export class Router {
             chunk[k * 2] = hasher.hi;
             chunk[k * 2 + 1] = hasher.lo;
           }
-          for (let k = 0; k < n; k++) ix.touch(chunk[k * 2], chunk[k * 2 + 1]);
+          for (let k = 0; k < n; k++) {
+            if (k >= k0 || cm[k * 3] === 0) ix.touch(chunk[k * 2], chunk[k * 2 + 1]);
+          }
           chunkStart = i;
           fromHasher = k0;
           ready = i + n;
@@ -221,18 +233,23 @@ export class Router {
         const k = i - chunkStart;
         const hi = chunk[k * 2], lo = chunk[k * 2 + 1];
         visited++;
-        const s = ix.find(hi, lo);
-        if (s >= 0 && k >= fromHasher && k < keyed) {
+        const fromLink = k < fromHasher && cm[k * 3] === 1;
+        const s = fromLink ? 0 : ix.find(hi, lo);
+        if (!fromLink && s >= 0 && k >= fromHasher && k < keyed) {
           // A block hashed here that a pod holds: teach its link, so the next prompt through
           // it needs no hashing (links lost, or stored before this process learned them).
           chain!.learn(modelId, ck[k * 2], ck[k * 2 + 1], cs[k * 2], cs[k * 2 + 1], hi, lo);
+          if (w === 1) chain!.syncMasks(modelId, hi, lo, ix.gpuWord(s, 0), ix.offWord(s, 0));
         }
         live = false;
         for (let j = 0; j < w; j++) {
           const a = active[j];
           if (a === 0) continue;
-          const g = s < 0 ? 0 : ix.gpuWord(s, j) & a;
-          const o = s < 0 ? 0 : ix.offWord(s, j) & a & ~g;
+          // Pod masks from the learned link (one word: up to 32 pods), or from the index.
+          const gw = fromLink ? cm[k * 3 + 1] : s < 0 ? 0 : ix.gpuWord(s, j);
+          const ow = fromLink ? cm[k * 3 + 2] : s < 0 ? 0 : ix.offWord(s, j);
+          const g = gw & a;
+          const o = ow & a & ~g;
           // Pods that stop matching here keep `matched` = i.
           let ended = a & ~(g | o);
           while (ended !== 0) {

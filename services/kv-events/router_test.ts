@@ -5,6 +5,7 @@ import { DEFAULT_WEIGHTS, Router } from "./router.ts";
 import { CacheMap, PodLimitError } from "./store.ts";
 import { hashKey } from "./events.ts";
 import { ChainTable } from "./chain.ts";
+import { Prng } from "@deno-stores/shared/sim";
 
 const BS = 4;
 const hasher = () => new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
@@ -231,4 +232,70 @@ Deno.test("router: links two engines disagree on are not followed", () => {
   const r = new Router(map, hasher()).route("m", { tokens: p }, [])!;
   const byId = Object.fromEntries(r.scores.map((s) => [s.id, s.matched_blocks]));
   assert.deepEqual(byId, { a: 3, b: 0 });
+});
+
+Deno.test("router: pod masks carried by learned links always equal the index's (randomized)", () => {
+  // Two routers over one map: one follows learned links and their pod masks, the other hashes
+  // every block and probes the index. Whatever the events, their answers must be the same.
+  for (const chainEntries of [64, 4096]) {
+    for (let seed = 1; seed <= 20; seed++) {
+      const rnd = new Prng(seed * 100 + chainEntries);
+      const table = new ChainTable(chainEntries, Uint32Array.of(seed, 7));
+      const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+      const learned = new Router(map, hasher());
+      const hashed = new Router(map, hasher(), DEFAULT_WEIGHTS, { learnedChains: false });
+      // A few families of prompts sharing prefixes.
+      const prompts = Array.from({ length: 12 }, (_, i) => {
+        const base = prompt(3 + (i % 4), i % 3);
+        return [
+          ...base,
+          ...Array.from({ length: (2 + rnd.nextInt(6)) * BS }, () => rnd.nextInt(50)),
+        ];
+      });
+      const pods = ["a", "b", "c", "d", "e"];
+      for (let step = 0; step < 400; step++) {
+        const pod = pods[rnd.nextInt(pods.length)];
+        const p = prompts[rnd.nextInt(prompts.length)];
+        const blocks = p.length / BS;
+        const op = rnd.nextInt(10);
+        const digests = hasher().all(p);
+        if (op < 5) {
+          // Stored in one or two events (the second after a parent), GPU or offloaded.
+          const upTo = 1 + rnd.nextInt(blocks);
+          const split = rnd.nextInt(upTo);
+          const medium = rnd.nextInt(4) === 0 ? "CPU" : null;
+          const ev = (from: number, to: number): KvEvent => ({
+            type: "BlockStored",
+            blockHashes: digests.slice(from, to),
+            parentBlockHash: from === 0 ? null : digests[from - 1],
+            tokenIds: p.slice(from * BS, to * BS),
+            blockSize: BS,
+            loraId: null,
+            medium,
+          });
+          map.apply(pod, "m", split > 0 ? [ev(0, split), ev(split, upTo)] : [ev(0, upTo)]);
+        } else if (op < 8) {
+          const from = rnd.nextInt(blocks);
+          map.apply(pod, "m", [{
+            type: "BlockRemoved",
+            blockHashes: digests.slice(from, from + 1 + rnd.nextInt(3)),
+            medium: rnd.nextInt(3) === 0 ? "CPU" : null,
+          }]);
+        } else if (op === 8) {
+          map.apply(pod, "m", [{ type: "AllBlocksCleared" }]);
+        } else map.remove(pod);
+        for (let q = 0; q < 3; q++) {
+          const probe = prompts[rnd.nextInt(prompts.length)];
+          const a = learned.route("m", { tokens: probe }, pods.map((id) => ({ id, load: 0 })))!;
+          const b = hashed.route("m", { tokens: probe }, pods.map((id) => ({ id, load: 0 })))!;
+          assert.deepEqual(
+            a.scores.map((s) => [s.id, s.matched_blocks, s.score]),
+            b.scores.map((s) => [s.id, s.matched_blocks, s.score]),
+            `chain ${chainEntries} seed ${seed} step ${step}`,
+          );
+        }
+      }
+      assert.ok(table.hits > 0, "the learned path was taken");
+    }
+  }
 });

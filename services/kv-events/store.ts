@@ -61,6 +61,8 @@ export class CacheMap {
   readonly maxBlocks: number;
   readonly chain: ChainTable | null;
   #chainBlockSize: number;
+  /** The chain's entries carry pod masks (up to 32 pods: one mask word). */
+  #masks: boolean;
   /** Blocks in every model's index. */
   #total = 0;
   #now: () => number;
@@ -75,6 +77,7 @@ export class CacheMap {
     this.maxBlocks = options.maxBlocks ?? Infinity;
     this.chain = options.chain?.table ?? null;
     this.#chainBlockSize = options.chain?.blockSize ?? 0;
+    this.#masks = this.chain !== null && options.maxPods <= 32;
     this.#now = options.now ?? Date.now;
     for (let s = options.maxPods - 1; s >= 0; s--) this.#free.push(s);
   }
@@ -126,6 +129,7 @@ export class CacheMap {
     const ix = this.#models.get(p.model);
     const before = ix?.size ?? 0;
     const dropped = ix ? ix.dropPod(p.slot) : 0;
+    if (this.#masks) this.chain!.dropSlot(p.slot);
     this.#total += (ix?.size ?? 0) - before;
     p.blocks = 0;
     p.resets++;
@@ -153,8 +157,12 @@ export class CacheMap {
     return gone;
   }
 
-  /** Teaches the chain table the links of blocks [from, to) of `hs`, after the given parent. */
+  /**
+   * Teaches the chain table the links of blocks [from, to) of `hs`, after the given parent;
+   * returns the first block it could not learn (`to` when it learned them all).
+   */
   #learn(
+    ix: BlockIndex,
     model: string,
     parentHi: number,
     parentLo: number,
@@ -163,16 +171,16 @@ export class CacheMap {
     hs: Uint32Array,
     from: number,
     to: number,
-  ): void {
+  ): number {
     const chain = this.chain!;
     const bs = this.#chainBlockSize;
     const id = chain.modelId(model);
     if (!chain.resume(id, parentHi, parentLo)) {
       chain.orphans += to - from;
-      return;
+      return from;
     }
     for (let i = from; i < to; i++) {
-      if (!chain.advance(tokens, tokenStart + (i - from) * bs, bs)) return;
+      if (!chain.advance(tokens, tokenStart + (i - from) * bs, bs)) return i;
       chain.learn(
         id,
         chain.keyHi,
@@ -182,7 +190,21 @@ export class CacheMap {
         hs[i * 2],
         hs[i * 2 + 1],
       );
+      if (this.#masks) this.#sync(ix, id, hs[i * 2], hs[i * 2 + 1]);
     }
+    return to;
+  }
+
+  /** Copies the index's pods of block (hi, lo) into its learned entry, if it has one. */
+  #sync(ix: BlockIndex, modelId: number, hi: number, lo: number): void {
+    const s = ix.find(hi, lo);
+    this.chain!.syncMasks(
+      modelId,
+      hi,
+      lo,
+      s >= 0 ? ix.gpuWord(s, 0) : 0,
+      s >= 0 ? ix.offWord(s, 0) : 0,
+    );
   }
 
   /** One stored block, unless it is new and the index is full. */
@@ -217,11 +239,13 @@ export class CacheMap {
         if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
         for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
         const bs = this.#chainBlockSize;
+        let synced = from;
         if (
           this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs &&
           b.tokenCounts[e] === (to - from) * bs
         ) {
-          this.#learn(
+          synced = this.#learn(
+            ix,
             model,
             b.parents[e * 2],
             b.parents[e * 2 + 1],
@@ -232,11 +256,18 @@ export class CacheMap {
             to,
           );
         }
+        // Blocks not learned just now may have entries learned earlier: keep their pods in step.
+        if (this.#masks) {
+          const mid = this.chain!.modelId(model);
+          for (let i = synced; i < to; i++) this.#sync(ix, mid, hs[i * 2], hs[i * 2 + 1]);
+        }
       } else {
         if (ix === undefined) continue;
         const before = ix.size;
+        const mid = this.#masks ? this.chain!.modelId(model) : 0;
         for (let i = from; i < to; i++) {
           if (ix.remove(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks--;
+          if (this.#masks) this.#sync(ix, mid, hs[i * 2], hs[i * 2 + 1]);
         }
         this.#total += ix.size - before;
         r.removed += to - from;
