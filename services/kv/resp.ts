@@ -864,6 +864,8 @@ export class RespReader {
       this.#need--;
     }
     this.#args = null;
+    // All consumed: the next read lands at the start again (no compaction copies later).
+    if (this.#start === this.#end) this.#start = this.#end = 0;
     return args;
   }
 
