@@ -106,7 +106,7 @@ export function createKvApp(options: KvAppOptions): KvServiceApp {
 
   /** Runs commands on a fresh connection state; returns each reply. */
   const run = async (all: string[][], transaction: boolean): Promise<Reply[]> => {
-    const client = engine.connect("http", "http");
+    const client = engine.session("http", "http");
     const out = new RespWriter();
     try {
       if (transaction) {

@@ -4,8 +4,8 @@ import { createKvApp } from "./app.ts";
 import { ALL_COMMANDS } from "./commands/mod.ts";
 import { Engine } from "./engine.ts";
 
-function app(token = "", bodyLimitBytes = 1 << 20) {
-  const engine = new Engine(ALL_COMMANDS);
+function app(token = "", bodyLimitBytes = 1 << 20, requirepass = "") {
+  const engine = new Engine(ALL_COMMANDS, { config: { requirepass } });
   const logger = createLogger({ service: "kv", sink: () => {}, now: () => 0 });
   const svc = createKvApp({ engine, logger, token, accessLog: false, bodyLimitBytes });
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
@@ -94,4 +94,18 @@ Deno.test("HTTP API: bearer token, base64 results, bad bodies and refused comman
   assert.match((await post("/", ["MULTI"], auth)).body.error, /MULTI is not available over HTTP/);
   assert.equal((await post("/pipeline", [["PING"], "x"], auth)).status, 400);
   assert.equal((await post("/", ["SET", "k", "x".repeat(5000)], auth)).status, 413);
+});
+
+Deno.test("HTTP API: with REQUIREPASS, the bearer token is the authentication (no NOAUTH)", async () => {
+  const { post, engine } = app("pw", 1 << 20, "pw");
+  const auth = { authorization: "Bearer pw" };
+  assert.deepEqual(await post("/", ["SET", "k", "v"], auth), {
+    status: 200,
+    body: { result: "OK" },
+  });
+  assert.deepEqual(await post("/", ["GET", "k"], auth), { status: 200, body: { result: "v" } });
+  assert.equal((await post("/", ["GET", "k"])).status, 401);
+  // HTTP requests are not client connections.
+  assert.equal(engine.clients.size, 0);
+  assert.equal(engine.stats.connectionsReceived, 0);
 });

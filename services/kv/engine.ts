@@ -243,17 +243,26 @@ export class Engine {
 
   /** A new connection's state. */
   connect(addr = "", laddr = ""): Client {
-    const c = new Client(
+    const c = this.session(addr, laddr);
+    c.authenticated = this.config.requirepass === "";
+    this.clients.set(c.id, c);
+    this.stats.connectionsReceived++;
+    return c;
+  }
+
+  /**
+   * Connection state for work that is not a client connection (an HTTP request, the log
+   * replay): not listed by CLIENT LIST, not counted against `maxclients`; authenticated.
+   */
+  session(addr: string, laddr: string): Client {
+    return new Client(
       this.#nextClient++,
       this.keyspace.dbs[0],
-      this.config.requirepass === "",
+      true,
       this.now(),
       addr,
       laddr,
     );
-    this.clients.set(c.id, c);
-    this.stats.connectionsReceived++;
-    return c;
   }
 
   disconnect(c: Client): void {

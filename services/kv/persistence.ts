@@ -307,8 +307,7 @@ class Loader {
   constructor(engine: Engine, aux: AuxState | undefined) {
     this.#engine = engine;
     this.#aux = aux;
-    this.#client = engine.connect("aof", "aof");
-    this.#client.authenticated = true;
+    this.#client = engine.session("aof", "aof");
   }
 
   /** Applies a snapshot (see SNAPSHOT_MAGIC); returns the commands run. */
