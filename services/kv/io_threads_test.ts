@@ -55,3 +55,54 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "io threads: replies wait for the persistence commit, and a failed commit sends none",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const engine = new Engine(ALL_COMMANDS);
+    let release: (() => void) | null = null;
+    let fail = false;
+    let committed = 0;
+    const io = await IoThreads.start({
+      engine,
+      hostname: "127.0.0.1",
+      port: 0,
+      threads: 1,
+      commit: () => {
+        if (fail) return Promise.reject(new Error("disk gone"));
+        return new Promise<void>((r) => (release = () => {
+          committed++;
+          r();
+        }));
+      },
+    });
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: io.port });
+      await conn.write(new TextEncoder().encode("SET k v\r\n"));
+      // The command ran, but its reply is held until the commit resolves.
+      while (release === null) await new Promise((r) => setTimeout(r, 5));
+      const buf = new Uint8Array(64);
+      const reading = conn.read(buf);
+      // Nothing may come back before the commit (a reply sent early would be here by then).
+      const early = await Promise.race([
+        reading.then(() => "reply"),
+        new Promise((r) => setTimeout(() => r("nothing"), 100)),
+      ]);
+      assert.equal(early, "nothing");
+      assert.equal(committed, 0);
+      (release as () => void)();
+      const n = await reading;
+      assert.equal(new TextDecoder().decode(buf.subarray(0, n!)), "+OK\r\n");
+      assert.equal(committed, 1);
+      // A failed commit: no reply, the connection is closed.
+      fail = true;
+      await conn.write(new TextEncoder().encode("SET k w\r\n"));
+      assert.equal(await conn.read(buf), null);
+      conn.close();
+    } finally {
+      await io.close();
+    }
+  },
+});
