@@ -24,6 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import { KvConnection, KvPool } from "../services/kv/client.ts";
+import { freePort, median, startDeno } from "./lib/process.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -46,13 +47,6 @@ interface Row {
   p99: number;
 }
 type Table = Record<string, Record<string, { kv: Row; redis: Row }>>;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = l.addr.port;
-  l.close();
-  return p;
-}
 
 async function waitPort(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -93,29 +87,13 @@ async function startRedis(): Promise<Server> {
 }
 
 async function startKv(ioThreads = 0): Promise<Server> {
-  const port = freePort(), http = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--v8-flags=--expose-gc", new URL("services/kv/main.ts", root).pathname],
-    env: {
-      RESP_PORT: String(port),
-      PORT: String(http),
-      ACCESS_LOG: "false",
-      LOG_LEVEL: "warn",
-      IO_THREADS: String(ioThreads),
-    },
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  await waitPort(port);
-  return {
-    name: "kv",
-    port,
-    pid: child.pid,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
+  const port = freePort();
+  const svc = await startDeno(new URL("services/kv/main.ts", root).pathname, {
+    RESP_PORT: String(port),
+    LOG_LEVEL: "warn",
+    IO_THREADS: String(ioThreads),
+  }, { denoFlags: ["--v8-flags=--expose-gc"] });
+  return { name: "kv", port, pid: svc.child.pid, stop: svc.stop };
 }
 
 async function redisBenchmark(
@@ -140,10 +118,7 @@ async function redisBenchmark(
 
 /** Per field, the median over rounds. */
 function medianRow(rounds: Record<string, Row>[], test: string): Row {
-  const med = (f: (r: Row) => number) => {
-    const v = rounds.map((r) => f(r[test])).sort((a, b) => a - b);
-    return v[Math.floor(v.length / 2)];
-  };
+  const med = (f: (r: Row) => number) => median(rounds.map((r) => f(r[test])));
   return { rps: med((r) => r.rps), p50: med((r) => r.p50), p99: med((r) => r.p99) };
 }
 

@@ -19,11 +19,11 @@ export interface Started {
 export async function startDeno(
   script: string,
   env: Record<string, string>,
-  options: { healthPath?: string; timeoutMs?: number; port?: number } = {},
+  options: { healthPath?: string; timeoutMs?: number; port?: number; denoFlags?: string[] } = {},
 ): Promise<Started> {
   const port = options.port ?? freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script],
+    args: ["run", "-A", ...(options.denoFlags ?? []), script],
     env: { HOST: "127.0.0.1", PORT: String(port), ACCESS_LOG: "false", ...env },
     stdout: "null",
     stderr: "inherit",

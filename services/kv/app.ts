@@ -26,6 +26,7 @@ import {
   type ServiceApp,
 } from "@deno-stores/shared/http";
 import type { Engine } from "./engine.ts";
+import { tokenChecker } from "./bearer.ts";
 import { type KvConnect, type KvConnectStore, mountKvConnect } from "./kv_connect/mod.ts";
 import { type Reply, ReplyError, ReplyReader } from "./reply.ts";
 import { binaryToUtf8, RespWriter, utf8ToBinary } from "./resp.ts";
@@ -92,6 +93,7 @@ export function createKvApp(options: KvAppOptions): KvServiceApp {
   const { app, registry } = service;
   const { engine } = options;
   const commit = options.commit ?? (() => null);
+  const authorized = tokenChecker(options.token);
   const maxCommands = options.maxCommands ?? 10_000;
   const bodyLimit = options.bodyLimitBytes ?? 1 << 20;
   const decoder = new TextDecoder();
@@ -100,6 +102,12 @@ export function createKvApp(options: KvAppOptions): KvServiceApp {
     "Commands run through the HTTP API.",
     ["outcome"],
   );
+
+  /** One command's entry in a pipeline or transaction answer (counted). */
+  const answer = (r: Reply, base64: boolean): Json => {
+    commands.inc({ outcome: r instanceof ReplyError ? "error" : "ok" });
+    return r instanceof ReplyError ? { error: r.message } : { result: toJson(r, base64) };
+  };
 
   const fail = (status: number, message: string, headers?: Record<string, string>) =>
     Response.json({ error: message }, { status, headers });
@@ -148,12 +156,7 @@ export function createKvApp(options: KvAppOptions): KvServiceApp {
     req: Request,
     kind: "one" | "pipeline" | "transaction",
   ): Promise<Response> => {
-    if (options.token !== "") {
-      const auth = req.headers.get("authorization") ?? "";
-      if (auth !== `Bearer ${options.token}`) {
-        return fail(401, "Unauthorized", { "www-authenticate": "Bearer" });
-      }
-    }
+    if (!authorized(req)) return fail(401, "Unauthorized", { "www-authenticate": "Bearer" });
     const url = new URL(req.url);
     const base64 = req.headers.get("upstash-encoding")?.toLowerCase() === "base64" ||
       url.searchParams.get("encoding") === "base64";
@@ -185,18 +188,9 @@ export function createKvApp(options: KvAppOptions): KvServiceApp {
         if (exec instanceof ReplyError) return fail(400, exec.message);
         const queued = replies.slice(1, -1).find((r) => r instanceof ReplyError);
         if (queued !== undefined) return fail(400, (queued as ReplyError).message);
-        return Response.json(
-          (exec as Reply[]).map((r) =>
-            r instanceof ReplyError ? { error: r.message } : { result: toJson(r, base64) }
-          ),
-        );
+        return Response.json((exec as Reply[]).map((r) => answer(r, base64)));
       }
-      return Response.json(
-        replies.map((r) => {
-          commands.inc({ outcome: r instanceof ReplyError ? "error" : "ok" });
-          return r instanceof ReplyError ? { error: r.message } : { result: toJson(r, base64) };
-        }),
-      );
+      return Response.json(replies.map((r) => answer(r, base64)));
     } catch (e) {
       if (e instanceof BadRequest) return fail(400, e.message);
       if (e instanceof HttpError) return fail(e.status, e.message, e.headers);

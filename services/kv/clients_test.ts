@@ -9,6 +9,7 @@ import { ALL_COMMANDS } from "./commands/mod.ts";
 import { Engine } from "./engine.ts";
 import { RespServer } from "./resp_server.ts";
 import { raw } from "./_testing/raw.ts";
+import { have } from "../../bench/lib/process.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
 
@@ -27,16 +28,6 @@ async function withServer(
     await fn(server.addr.port, engine);
   } finally {
     await server.close();
-  }
-}
-
-async function has(cmd: string): Promise<boolean> {
-  try {
-    const r = await new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output();
-    return r.success;
-  } catch {
-    return false;
   }
 }
 
@@ -208,7 +199,7 @@ Deno.test("RESP server: before AUTH, Redis's tight limits; after, the normal one
 
 Deno.test({
   name: "redis-cli and redis-benchmark (Debian's) work against the server",
-  ignore: !(await has("redis-cli")) || !(await has("redis-benchmark")),
+  ignore: !(await have("redis-cli")) || !(await have("redis-benchmark")),
   fn: () =>
     withServer(async (port) => {
       const cli = async (...args: string[]) => {

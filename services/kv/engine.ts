@@ -10,7 +10,7 @@
  * @module
  */
 import { type Db, Keyspace, type Value, type Watcher } from "./keyspace.ts";
-import { binaryToUtf8, RespWriter } from "./resp.ts";
+import { binaryToUtf8, limitsFor, type RespLimits, type RespReader, RespWriter } from "./resp.ts";
 
 /** What the commands see of the persistence layer. */
 export interface PersistenceHandle {
@@ -268,6 +268,31 @@ export class Engine {
   disconnect(c: Client): void {
     c.unwatchAll();
     this.clients.delete(c.id);
+  }
+
+  /** The request limits of `client` now (tighter before AUTH). */
+  limitsFor(client: Client): RespLimits {
+    const c = this.config;
+    return limitsFor(client.authenticated, c["proto-max-bulk-len"], c["client-query-buffer-limit"]);
+  }
+
+  /**
+   * Runs the complete commands `reader` holds for `client`, replies into `out`, until none is
+   * left, the client asked to be closed, or the replies reach `maxReplyBytes`: then it returns
+   * true (send them, then call again). Raises the reader's limits once the client authenticates.
+   * A RespProtocolError from the reader passes through.
+   */
+  runBatch(client: Client, reader: RespReader, out: RespWriter, maxReplyBytes: number): boolean {
+    for (;;) {
+      if (client.closing) return false;
+      if (out.length >= maxReplyBytes) return true;
+      const args = reader.next();
+      if (args === null) return false;
+      if (args.length === 0) continue;
+      const authed = client.authenticated;
+      this.execute(client, args, out);
+      if (client.authenticated !== authed) reader.limits = this.limitsFor(client);
+    }
   }
 
   /** Runs one command of `client`, its reply written to `out`. */

@@ -14,25 +14,9 @@
  * @module
  */
 import type { Client, Engine } from "./engine.ts";
-import {
-  DEFAULT_LIMITS,
-  RespProtocolError,
-  RespReader,
-  RespWriter,
-  UNAUTHENTICATED_MAX_ARGS,
-  UNAUTHENTICATED_MAX_BULK_BYTES,
-} from "./resp.ts";
-import { doorbellValue, newDoorbell, Ring, waitDoorbell } from "./ring.ts";
-
-/** Frame types: worker → executor, then executor → worker. */
-export const FRAME = {
-  OPEN: 1,
-  DATA: 2,
-  CLOSED: 3,
-  REPLY: 10,
-  CLOSE: 11,
-  FORGET: 12,
-} as const;
+import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
+import { FLUSH_BYTES } from "./resp_server.ts";
+import { doorbellValue, FRAME, newDoorbell, Ring, ringDoorbell, waitDoorbell } from "./ring.ts";
 
 /** Options of {@link IoThreads.start}. */
 export interface IoThreadsOptions {
@@ -54,7 +38,8 @@ interface ConnState {
   client: Client;
   reader: RespReader;
   out: RespWriter;
-  authed: boolean;
+  /** Complete commands wait in the reader (it stopped at FLUSH_BYTES of replies). */
+  more: boolean;
   /** Close once the replies so far are sent. */
   closeAfter: boolean;
 }
@@ -98,8 +83,7 @@ export class IoThreads {
         }
       }
       // Wake the executor: the close goes out now, not at the next request.
-      Atomics.add(new Int32Array(this.#bell), 0, 1);
-      Atomics.notify(new Int32Array(this.#bell), 0);
+      ringDoorbell(this.#bell);
     };
   }
 
@@ -149,15 +133,6 @@ export class IoThreads {
     return this.#conns.size;
   }
 
-  #limits(authed: boolean) {
-    const c = this.#engine.config;
-    return {
-      maxBulkBytes: authed ? c["proto-max-bulk-len"] : UNAUTHENTICATED_MAX_BULK_BYTES,
-      maxArgs: authed ? DEFAULT_LIMITS.maxArgs : UNAUTHENTICATED_MAX_ARGS,
-      maxQueryBufferBytes: c["client-query-buffer-limit"],
-    };
-  }
-
   #onFrame(worker: number, id: number, type: number, payload: Uint8Array): void {
     const key = worker * 2 ** 32 + id;
     const engine = this.#engine;
@@ -168,9 +143,9 @@ export class IoThreads {
         worker,
         id,
         client,
-        reader: new RespReader(this.#limits(client.authenticated)),
+        reader: new RespReader(engine.limitsFor(client)),
         out: new RespWriter(),
-        authed: client.authenticated,
+        more: false,
         closeAfter: false,
       };
       this.#conns.set(key, c);
@@ -192,32 +167,26 @@ export class IoThreads {
       return;
     }
     if (c.closeAfter) return; // replies after a protocol error or QUIT are not read
+    c.reader.push(payload);
+    this.#process(c);
+    this.#dirty.add(c);
+  }
+
+  /** Runs what the connection's reader holds, up to FLUSH_BYTES of replies (see #run). */
+  #process(c: ConnState): void {
     try {
-      c.reader.push(payload);
-      for (;;) {
-        const args = c.reader.next();
-        if (args === null) break;
-        if (args.length === 0) continue;
-        engine.execute(c.client, args, c.out);
-        if (c.client.authenticated !== c.authed) {
-          c.authed = c.client.authenticated;
-          c.reader.limits = this.#limits(c.authed);
-        }
-        if (c.client.closing) {
-          c.closeAfter = true;
-          break;
-        }
-      }
+      c.more = this.#engine.runBatch(c.client, c.reader, c.out, FLUSH_BYTES);
+      if (c.client.closing) c.closeAfter = true;
     } catch (e) {
       if (!(e instanceof RespProtocolError)) throw e;
       c.out.error(`ERR Protocol error: ${e.message}`);
       c.closeAfter = true;
+      c.more = false;
     }
     this.#dirty.add(c);
   }
 
   async #run(): Promise<void> {
-    let seen = doorbellValue(this.#bell);
     while (!this.#stopped) {
       try {
         const before = doorbellValue(this.#bell);
@@ -226,13 +195,20 @@ export class IoThreads {
           frames += this.#in[w].drain((id, type, p) => this.#onFrame(w, id, type, p));
         }
         if (this.#dirty.size > 0) await this.#flush();
-        if (frames === 0) seen = await waitDoorbell(this.#bell, before, 1000);
-        else seen = before;
+        // Connections that stopped at FLUSH_BYTES of replies go on, a batch at a time.
+        for (let more = this.#withMore(); more.length > 0; more = this.#withMore()) {
+          for (const c of more) this.#process(c);
+          await this.#flush();
+        }
+        if (frames === 0) await waitDoorbell(this.#bell, before, 1000);
       } catch (e) {
         this.#onError(e);
       }
     }
-    void seen;
+  }
+
+  #withMore(): ConnState[] {
+    return [...this.#conns.values()].filter((c) => c.more && !c.closeAfter);
   }
 
   async #flush(): Promise<void> {
@@ -279,8 +255,7 @@ export class IoThreads {
       })
     ));
     for (const w of this.#workers) w.terminate();
-    Atomics.add(new Int32Array(this.#bell), 0, 1);
-    Atomics.notify(new Int32Array(this.#bell), 0);
+    ringDoorbell(this.#bell);
     await this.#loop;
     for (const c of this.#conns.values()) this.#engine.disconnect(c.client);
     this.#conns.clear();

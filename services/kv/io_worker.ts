@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { Ring, waitDoorbell } from "./ring.ts";
-import { FRAME } from "./io_threads.ts";
+import { FRAME, Ring, waitDoorbell } from "./ring.ts";
 import { closeQuietly, writeAll } from "./socket.ts";
 
 interface Start {

@@ -3,38 +3,17 @@
  */
 import assert from "node:assert/strict";
 import { KvConnection } from "./client.ts";
+import { freePort, startDeno } from "../../bench/lib/process.ts";
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = l.addr.port;
-  l.close();
-  return p;
-}
-
+/** The service with `env`, RESP and HTTP on free ports, once it is ready. */
 async function start(env: Record<string, string>) {
-  const resp = freePort(), http = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname],
-    env: {
-      ...env,
-      RESP_PORT: String(resp),
-      PORT: String(http),
-      ACCESS_LOG: "false",
-      LOG_LEVEL: "warn",
-    },
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  for (let i = 0;; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${http}/readyz`);
-      await r.body?.cancel();
-      if (r.ok) break;
-    } catch { /* not up yet */ }
-    if (i > 300) throw new Error("the service did not start");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, resp, http };
+  const resp = freePort();
+  const svc = await startDeno(
+    new URL("./main.ts", import.meta.url).pathname,
+    { ...env, RESP_PORT: String(resp), LOG_LEVEL: "warn" },
+    { healthPath: "/readyz" },
+  );
+  return { child: svc.child, resp, http: Number(new URL(svc.url).port) };
 }
 
 Deno.test("kv process: acknowledged writes survive kill -9 (APPENDFSYNC=always), HTTP sees RESP's", async () => {

@@ -301,6 +301,8 @@ class Loader {
   #client;
   #out = new RespWriter();
   #replies = new ReplyReader();
+  /** One reader for every record (each leaves it empty, or the load fails). */
+  #reader = new RespReader();
 
   #aux: AuxState | undefined;
 
@@ -352,7 +354,7 @@ class Loader {
     if (payload.length < 2) throw new RespProtocolError("a record without its database");
     const db = payload[0] | (payload[1] << 8);
     this.#client.db = this.#engine.db(db);
-    const reader = new RespReader();
+    const reader = this.#reader;
     reader.push(payload.subarray(2));
     let n = 0;
     for (let args = reader.next(); args !== null; args = reader.next()) {

@@ -43,6 +43,19 @@ export const DEFAULT_LIMITS: RespLimits = {
   maxQueryBufferBytes: MAX_QUERY_BUFFER_BYTES_DEFAULT,
 };
 
+/** The limits of a connection, by whether it has authenticated (see the module documentation). */
+export function limitsFor(
+  authenticated: boolean,
+  maxBulkBytes: number,
+  maxQueryBufferBytes: number,
+): RespLimits {
+  return authenticated ? { maxBulkBytes, maxArgs: MAX_ARGS_DEFAULT, maxQueryBufferBytes } : {
+    maxBulkBytes: UNAUTHENTICATED_MAX_BULK_BYTES,
+    maxArgs: UNAUTHENTICATED_MAX_ARGS,
+    maxQueryBufferBytes,
+  };
+}
+
 /** Malformed or oversized input: reply `-ERR Protocol error: <message>`, then close. */
 export class RespProtocolError extends Error {
   constructor(message: string) {
@@ -660,6 +673,7 @@ export function bytesToBinary(buf: Uint8Array, start: number, end: number): stri
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** The bytes of a binary string (chars above 255 are not binary strings: they keep their low byte). */
 export function binaryToBytes(s: string): Uint8Array {
@@ -692,7 +706,7 @@ export function utf8ToBinary(s: string): string {
 export function binaryToUtf8(s: string): string {
   // deno-lint-ignore no-control-regex
   if (/^[\x00-\x7f]*$/.test(s)) return s;
-  return new TextDecoder().decode(binaryToBytes(s));
+  return decoder.decode(binaryToBytes(s));
 }
 
 /** Reads commands from a connection's bytes; see the module documentation. */
@@ -1034,10 +1048,10 @@ export class RespWriter {
 
   /** An error line; `message` starts with its code (`ERR ...`, `WRONGTYPE ...`). */
   error(message: string): void {
-    const m = message.replace(/[\r\n]+/g, " ");
+    const m = utf8ToBinary(message.replace(/[\r\n]+/g, " "));
     this.#room(m.length + 3);
     this.#buf[this.#len++] = 45;
-    this.#len = writeBinary(this.#buf, this.#len, utf8ToBinary(m));
+    this.#len = writeBinary(this.#buf, this.#len, m);
     this.#crlf();
   }
 

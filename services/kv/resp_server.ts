@@ -11,15 +11,7 @@
  * @module
  */
 import type { Engine } from "./engine.ts";
-import {
-  DEFAULT_LIMITS,
-  type RespLimits,
-  RespProtocolError,
-  RespReader,
-  RespWriter,
-  UNAUTHENTICATED_MAX_ARGS,
-  UNAUTHENTICATED_MAX_BULK_BYTES,
-} from "./resp.ts";
+import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
 import { closeQuietly, isDisconnect, writeAll } from "./socket.ts";
 
 /** Replies buffered before a batch is written out mid-way. */
@@ -102,21 +94,6 @@ export class RespServer {
     }
   }
 
-  #limits(authenticated: boolean): RespLimits {
-    const c = this.#engine.config;
-    return authenticated
-      ? {
-        maxBulkBytes: c["proto-max-bulk-len"],
-        maxArgs: DEFAULT_LIMITS.maxArgs,
-        maxQueryBufferBytes: c["client-query-buffer-limit"],
-      }
-      : {
-        maxBulkBytes: UNAUTHENTICATED_MAX_BULK_BYTES,
-        maxArgs: UNAUTHENTICATED_MAX_ARGS,
-        maxQueryBufferBytes: c["client-query-buffer-limit"],
-      };
-  }
-
   async #serve(conn: Deno.TcpConn): Promise<void> {
     const engine = this.#engine;
     try {
@@ -125,8 +102,7 @@ export class RespServer {
     const ra = conn.remoteAddr, la = conn.localAddr;
     const client = engine.connect(`${ra.hostname}:${ra.port}`, `${la.hostname}:${la.port}`);
     this.#byClient.set(client.id, conn);
-    let authed = client.authenticated;
-    const reader = new RespReader(this.#limits(authed));
+    const reader = new RespReader(engine.limitsFor(client));
     const out = new RespWriter();
     try {
       for (;;) {
@@ -135,20 +111,7 @@ export class RespServer {
         let failure: RespProtocolError | null = null;
         try {
           reader.commit(n);
-          for (;;) {
-            const args = reader.next();
-            if (args === null) break;
-            if (args.length === 0) continue;
-            engine.execute(client, args, out);
-            if (client.authenticated !== authed) {
-              authed = client.authenticated;
-              reader.limits = this.#limits(authed);
-            }
-            if (client.closing) break;
-            if (out.length >= FLUSH_BYTES) {
-              await this.#reply(conn, out);
-            }
-          }
+          while (engine.runBatch(client, reader, out, FLUSH_BYTES)) await this.#reply(conn, out);
         } catch (e) {
           if (!(e instanceof RespProtocolError)) throw e;
           failure = e;

@@ -25,12 +25,15 @@ export interface RingHandle {
   doorbell: SharedArrayBuffer;
 }
 
-/** A decoded frame (the payload is a copy). */
-export interface Frame {
-  conn: number;
-  type: number;
-  payload: Uint8Array;
-}
+/** Frame types: worker → executor, then executor → worker. */
+export const FRAME = {
+  OPEN: 1,
+  DATA: 2,
+  CLOSED: 3,
+  REPLY: 10,
+  CLOSE: 11,
+  FORGET: 12,
+} as const;
 
 /** A new doorbell (one Int32) to share between rings. */
 export function newDoorbell(): SharedArrayBuffer {
@@ -42,7 +45,6 @@ export class Ring {
   readonly capacity: number;
   #ctl: Int32Array;
   #data: Uint8Array;
-  #bell: Int32Array;
   #mask: number;
   #header = new Uint8Array(FRAME_HEADER);
   #headerView = new DataView(this.#header.buffer);
@@ -51,7 +53,6 @@ export class Ring {
     this.handle = handle;
     this.#ctl = new Int32Array(handle.control);
     this.#data = new Uint8Array(handle.data);
-    this.#bell = new Int32Array(handle.doorbell);
     this.capacity = this.#data.length;
     this.#mask = this.capacity - 1;
   }
@@ -129,8 +130,7 @@ export class Ring {
 
   /** Tells the consumer there is something to read. */
   ring(): void {
-    Atomics.add(this.#bell, 0, 1);
-    Atomics.notify(this.#bell, 0);
+    ringDoorbell(this.handle.doorbell);
   }
 
   /** Reads every complete frame there is; frees their room (and wakes a waiting producer). */
@@ -165,6 +165,13 @@ export async function waitDoorbell(
   const r = Atomics.waitAsync(bell, 0, seen, timeoutMs);
   if (r.async) await r.value;
   return Atomics.load(bell, 0);
+}
+
+/** Bumps a doorbell and wakes whoever waits on it. */
+export function ringDoorbell(doorbell: SharedArrayBuffer): void {
+  const bell = new Int32Array(doorbell);
+  Atomics.add(bell, 0, 1);
+  Atomics.notify(bell, 0);
 }
 
 /** The doorbell's value now. */

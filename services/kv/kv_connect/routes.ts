@@ -37,6 +37,7 @@ import {
 import { ProtobufError } from "./protobuf.ts";
 import { type KvConnectStore, MemoryKvConnectStore } from "./store.ts";
 import { compareBytes } from "./ordered_map.ts";
+import { tokenChecker } from "../bearer.ts";
 
 /** Options of {@link mountKvConnect}. */
 export interface KvConnectOptions {
@@ -107,25 +108,6 @@ function protobuf(body: Uint8Array): Response {
   });
 }
 
-/** Compares two strings in time independent of where they differ. */
-function timingSafeEqual(a: string, b: string): boolean {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
-  let diff = x.length ^ y.length;
-  const n = Math.max(x.length, y.length);
-  for (let i = 0; i < n; i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
-  return diff === 0;
-}
-
-/** The token of `Authorization: Bearer <token>`, or undefined. */
-function bearer(req: Request): string | undefined {
-  const auth = req.headers.get("authorization");
-  if (auth === null) return undefined;
-  const space = auth.indexOf(" ");
-  if (space < 0 || auth.slice(0, space).toLowerCase() !== "bearer") return undefined;
-  return auth.slice(space + 1).trim();
-}
-
 /** The origin (plus prefix) the client reached us at, for the absolute data-path URL. */
 function publicBase(req: Request, configured: string | undefined): string {
   if (configured !== undefined) return configured.replace(/\/+$/, "");
@@ -170,11 +152,8 @@ export function mountKvConnect(
   const unauthorized = (why: string) => text(401, why, { "www-authenticate": "Bearer" });
   const watches = new Set<WatchStream>();
 
-  const authorized = (req: Request): boolean => {
-    if (options.token === "") return true;
-    const token = bearer(req);
-    return token !== undefined && timingSafeEqual(token, options.token);
-  };
+  const authorized = tokenChecker(options.token);
+  const dataAuthorized = tokenChecker(dataToken);
 
   const metadataExchange = async (req: Request): Promise<Response> => {
     if (!authorized(req)) return unauthorized("invalid or missing access token");
@@ -226,10 +205,7 @@ export function mountKvConnect(
 
   /** Checks a data-path request's headers; returns its protocol version or an error response. */
   const admit = (req: Request): number | Response => {
-    const token = bearer(req);
-    if (token === undefined || !timingSafeEqual(token, dataToken)) {
-      return unauthorized("invalid or missing access token");
-    }
+    if (!dataAuthorized(req)) return unauthorized("invalid or missing access token");
     const versionHeader = req.headers.get("x-denokv-version");
     let version: number;
     let id: string | null;
