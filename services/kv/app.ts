@@ -210,7 +210,7 @@ export function createKvApp(options: KvAppOptions): KvServiceApp {
   app.post("/multi-exec", (c) => handle(c.req.raw, "transaction"));
   app.get("/stats", (c) =>
     c.json({
-      keys: engine.keyspace.dbs.reduce((n, db) => n + db.size, 0),
+      keys: engine.keyspace.size,
       clients: engine.clients.size,
       commands: engine.stats.commands,
       memory: Deno.memoryUsage(),

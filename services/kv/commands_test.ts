@@ -501,3 +501,20 @@ Deno.test("server: INFO sections, COMMAND, CONFIG GET/SET, DBSIZE, unknown comma
   assert.equal(cmd("gEt", "k"), "v"); // any case
   assert.equal((cmd("TIME") as string[]).length, 2);
 });
+
+Deno.test("keys: an active-expiry tick repeats rounds while a quarter of a round expired", () => {
+  const { cmd, advance, engine } = harness();
+  for (let i = 0; i < 1000; i++) cmd("SET", `e${i}`, "v", "PX", 10);
+  for (let i = 0; i < 1000; i++) cmd("SET", `keep${i}`, "v", "EX", 1000);
+  advance(11);
+  // Rounds of 100 keys: the expired ones go, round after round, until rounds find few.
+  const removed = engine.keyspace.activeExpireCycle(100, Infinity, () => 0);
+  assert.ok(removed >= 900, `${removed}`);
+  assert.equal(cmd("DBSIZE"), 1000 + (1000 - removed));
+  // A time budget already spent: one round per database at most.
+  for (let i = 0; i < 1000; i++) cmd("SET", `f${i}`, "v", "PX", 10);
+  advance(11);
+  let t = 0;
+  assert.ok(engine.keyspace.activeExpireCycle(100, 0, () => t++) <= 100);
+  assert.equal(engine.keyspace.size, cmd("DBSIZE"));
+});

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { bool, httpEnvShape, int, parseEnv, port } from "@deno-stores/shared/config";
 import type { Env } from "@deno-stores/shared/config";
+import { MAX_BULK_BYTES_DEFAULT, MAX_QUERY_BUFFER_BYTES_DEFAULT } from "./resp.ts";
 
 /** Default HTTP port (the HTTP API, health and metrics). */
 export const KV_PORT_DEFAULT = 8005;
@@ -30,9 +31,9 @@ export function kvConfigSchema() {
     DATABASES: int(16, 1, 1024),
     MAXCLIENTS: int(10_000, 1, 1_000_000),
     /** Largest bulk string a client may send (Redis's `proto-max-bulk-len`). */
-    PROTO_MAX_BULK_LEN: int(512 * 1024 * 1024, 1024, 2 ** 31),
+    PROTO_MAX_BULK_LEN: int(MAX_BULK_BYTES_DEFAULT, 1024, 2 ** 31),
     /** Bytes a client may have buffered unparsed (Redis's `client-query-buffer-limit`). */
-    CLIENT_QUERY_BUFFER_LIMIT: int(1024 * 1024 * 1024, 1024 * 1024, 2 ** 32),
+    CLIENT_QUERY_BUFFER_LIMIT: int(MAX_QUERY_BUFFER_BYTES_DEFAULT, 1024 * 1024, 2 ** 32),
     /** Keys with a TTL examined per database per active-expiry tick (10 ticks a second). */
     ACTIVE_EXPIRE_KEYS: int(200, 1, 1_000_000),
     /** Most milliseconds one active-expiry tick may take. */

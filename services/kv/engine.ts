@@ -10,7 +10,15 @@
  * @module
  */
 import { type Db, Keyspace, type Value, type Watcher } from "./keyspace.ts";
-import { binaryToUtf8, limitsFor, type RespLimits, type RespReader, RespWriter } from "./resp.ts";
+import {
+  binaryToUtf8,
+  limitsFor,
+  MAX_BULK_BYTES_DEFAULT,
+  MAX_QUERY_BUFFER_BYTES_DEFAULT,
+  type RespLimits,
+  type RespReader,
+  RespWriter,
+} from "./resp.ts";
 
 /** What the commands see of the persistence layer. */
 export interface PersistenceHandle {
@@ -45,7 +53,7 @@ export const OVERFLOW = "ERR increment or decrement would overflow";
 
 /** Command flags that change how the engine treats a command. */
 export interface CommandFlags {
-  /** Changes data (refused... nowhere yet; counted for persistence and stats). */
+  /** Changes data: logged for persistence, refused (MISCONF) when writes cannot be made durable. */
   write?: boolean;
   /** Runs before AUTH (AUTH, HELLO, QUIT...). */
   noAuth?: boolean;
@@ -153,7 +161,6 @@ export interface EngineStats {
 /** Per command counters (INFO commandstats). */
 export interface CommandStat {
   calls: number;
-  usec: number;
   failed: number;
 }
 
@@ -207,8 +214,8 @@ export class Engine {
     this.config = {
       requirepass: "",
       databases: 16,
-      "proto-max-bulk-len": 512 * 1024 * 1024,
-      "client-query-buffer-limit": 1024 * 1024 * 1024,
+      "proto-max-bulk-len": MAX_BULK_BYTES_DEFAULT,
+      "client-query-buffer-limit": MAX_QUERY_BUFFER_BYTES_DEFAULT,
       maxclients: 10_000,
       appendonly: "no",
       appendfsync: "everysec",
@@ -398,7 +405,7 @@ export class Engine {
 
   #stat(name: string): CommandStat {
     let s = this.commandStats.get(name);
-    if (s === undefined) this.commandStats.set(name, s = { calls: 0, usec: 0, failed: 0 });
+    if (s === undefined) this.commandStats.set(name, s = { calls: 0, failed: 0 });
     return s;
   }
 

@@ -268,6 +268,32 @@ export class Keyspace {
     return n;
   }
 
+  /**
+   * One tick of active expiry, as Redis's cycle: per database, rounds of `keysPerRound` keys
+   * with a TTL while a quarter or more of a round had expired, until `budgetMs` of `clock` is
+   * spent; returns the keys removed.
+   */
+  activeExpireCycle(keysPerRound: number, budgetMs: number, clock: () => number): number {
+    const deadline = clock() + budgetMs;
+    let n = 0;
+    for (const db of this.dbs) {
+      for (;;) {
+        const removed = db.activeExpire(keysPerRound);
+        n += removed;
+        if (removed < keysPerRound / 4 || clock() > deadline) break;
+      }
+      if (clock() > deadline) break;
+    }
+    return n;
+  }
+
+  /** Keys in every database. */
+  get size(): number {
+    let n = 0;
+    for (const db of this.dbs) n += db.size;
+    return n;
+  }
+
   get expiredKeys(): number {
     return this.dbs.reduce((n, db) => n + db.expiredKeys, 0);
   }

@@ -69,7 +69,7 @@ async function run(config: KvConfig): Promise<void> {
     engine.config.appendfsync = config.APPENDFSYNC;
     logger.info("append-only file loaded", {
       dir: config.DATA_DIR,
-      keys: engine.keyspace.dbs.reduce((n, db) => n + db.size, 0),
+      keys: engine.keyspace.size,
       ms: Math.round(performance.now() - started),
       ...aof.load,
     });
@@ -104,7 +104,7 @@ async function run(config: KvConfig): Promise<void> {
     maxInflightRequests: config.MAX_INFLIGHT_REQUESTS,
   });
   service.registry.gauge("kv_keys", "Keys in every database.", [], (g) => {
-    g.set(engine.keyspace.dbs.reduce((n, db) => n + db.size, 0));
+    g.set(engine.keyspace.size);
   });
   service.registry.gauge("kv_connected_clients", "RESP connections open.", [], (g) => {
     g.set(resp.connections);
@@ -113,15 +113,13 @@ async function run(config: KvConfig): Promise<void> {
     g.set(engine.stats.commands);
   });
 
-  // Active expiry, as Redis's cycle: rounds of keys while a quarter or more of them had expired
-  // and the tick's time budget lasts.
+  // Active expiry, ten ticks a second (CONFIG SET active-expire-keys applies at the next one).
   const expiry = setInterval(() => {
-    const started = performance.now();
-    const per = config.ACTIVE_EXPIRE_KEYS;
-    for (;;) {
-      const removed = engine.keyspace.activeExpire(per);
-      if (removed < per / 4 || performance.now() - started > config.ACTIVE_EXPIRE_BUDGET_MS) break;
-    }
+    engine.keyspace.activeExpireCycle(
+      engine.config["active-expire-keys"],
+      config.ACTIVE_EXPIRE_BUDGET_MS,
+      () => performance.now(),
+    );
   }, 100);
 
   const server = Deno.serve({

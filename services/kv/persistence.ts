@@ -6,7 +6,7 @@
  * What is logged is what a command did, in a form that replays to the same state at any later
  * time: relative expiry becomes an absolute `PXAT` / `PEXPIREAT`, `INCRBYFLOAT` becomes the `SET`
  * of its result, `SPOP` the `SREM` of the members it chose (the commands say so through
- * `Context.propagate`). One record per command, or per `EXEC` for a transaction, so a torn tail
+ * `Context.propagated`). One record per command, or per `EXEC` for a transaction, so a torn tail
  * never replays half a transaction. Payload: the database (u16 LE), then the commands as RESP
  * arrays.
  *
@@ -27,6 +27,7 @@
 import {
   DenoFileSystem,
   type FileSystem,
+  RECORD_HEADER_BYTES,
   SnapshotFiles,
   Wal,
   type WalLogger,
@@ -175,7 +176,7 @@ export class Aof implements PersistenceHandle {
   recordAux(payload: Uint8Array): void {
     this.#wal.append(RECORD_AUX, payload);
     this.#pending += payload.length;
-    this.#bytesSinceRewrite += payload.length + 9;
+    this.#bytesSinceRewrite += payload.length + RECORD_HEADER_BYTES;
   }
 
   /** Logs writes (the engine's hook): buffered until {@link commit}. */
@@ -184,7 +185,7 @@ export class Aof implements PersistenceHandle {
     const payload = encodeWrite(write);
     this.#wal.append(RECORD_COMMANDS, payload);
     this.#pending += payload.length;
-    this.#bytesSinceRewrite += payload.length + 9;
+    this.#bytesSinceRewrite += payload.length + RECORD_HEADER_BYTES;
   }
 
   /**

@@ -10,7 +10,12 @@
  *
  * @module
  */
-import { bytesToBinary, RespProtocolError } from "./resp.ts";
+import {
+  bytesToBinary,
+  MAX_BULK_BYTES_DEFAULT,
+  MAX_INLINE_BYTES,
+  RespProtocolError,
+} from "./resp.ts";
 
 /** An error reply (`-ERR ...`): `code` is its first word. */
 export class ReplyError extends Error {
@@ -42,7 +47,7 @@ export interface ReplyLimits {
 }
 
 export const DEFAULT_REPLY_LIMITS: ReplyLimits = {
-  maxBulkBytes: 512 * 1024 * 1024,
+  maxBulkBytes: MAX_BULK_BYTES_DEFAULT,
   maxElements: 64 * 1024 * 1024,
   maxDepth: 64,
 };
@@ -106,7 +111,9 @@ export class ReplyReader {
         return r;
       }
     }
-    if (this.#end - this.#pos > 64 * 1024) throw new RespProtocolError("reply line too long");
+    if (this.#end - this.#pos > MAX_INLINE_BYTES) {
+      throw new RespProtocolError("reply line too long");
+    }
     throw NEED_MORE;
   }
 

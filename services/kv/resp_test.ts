@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Prng } from "@deno-stores/shared/sim";
 import {
   binaryToBytes,
   bytesToBinary,
@@ -111,8 +112,8 @@ Deno.test("RespReader reads a 3 MB value and a 100,000-argument command in small
 });
 
 Deno.test("RespReader survives random garbage: only protocol errors, never a hang", () => {
-  let seed = 12345;
-  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const prng = new Prng(12345);
+  const rnd = () => prng.next();
   const alphabet = te.encode("*$:+-\r\n0123456789-abc\"' \\x");
   for (let round = 0; round < 2000; round++) {
     const n = Math.floor(rnd() * 200);

@@ -18,7 +18,7 @@ import {
   SYNTAX,
   upper,
 } from "../engine.ts";
-import { globMatch } from "../glob.ts";
+import { compileGlob } from "../glob.ts";
 import { binaryToUtf8, utf8ToBinary } from "../resp.ts";
 import type { Value } from "../keyspace.ts";
 import { command, WRITE } from "./define.ts";
@@ -242,12 +242,12 @@ function infoText(ctx: Context, sections: Set<string>): string {
   ]);
   section("Replication", [["role", "master"], ["connected_slaves", 0]]);
   section("CPU", []);
-  if (want("commandstats") && (all || sections.has("commandstats"))) {
+  if (all || sections.has("commandstats")) {
     section(
       "Commandstats",
       [...engine.commandStats].map(([name, st]) => [
         `cmdstat_${name}`,
-        `calls=${st.calls},usec=${st.usec},usec_per_call=0.00,rejected_calls=0,failed_calls=${st.failed}`,
+        `calls=${st.calls},rejected_calls=0,failed_calls=${st.failed}`,
       ]),
     );
   }
@@ -380,7 +380,8 @@ function config(ctx: Context, args: string[]): void {
     ];
     const found = new Map<string, string>();
     for (const pat of args.slice(2)) {
-      for (const [k, v] of all) if (globMatch(pat.toLowerCase(), k)) found.set(k, v);
+      const match = compileGlob(pat.toLowerCase());
+      for (const [k, v] of all) if (match(k)) found.set(k, v);
     }
     out.map(found.size);
     for (const [k, v] of found) {
@@ -476,7 +477,7 @@ function memory(ctx: Context, args: string[]): void {
   }
   if (sub === "STATS" && args.length === 2) {
     const m = Deno.memoryUsage();
-    const keys = ctx.engine.keyspace.dbs.reduce((n, db) => n + db.size, 0);
+    const keys = ctx.engine.keyspace.size;
     const fields: [string, number][] = [
       ["peak.allocated", m.heapTotal + m.external],
       ["total.allocated", m.heapUsed + m.external],

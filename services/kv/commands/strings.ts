@@ -17,11 +17,11 @@ import {
   SYNTAX,
   upper,
 } from "../engine.ts";
-import { formatDouble } from "../resp.ts";
+import { formatDouble, MAX_BULK_BYTES_DEFAULT } from "../resp.ts";
 import { command, expireAtMs, WRITE } from "./define.ts";
 
 /** Largest string (Redis's proto-max-bulk-len default). */
-export const STRING_BYTES_MAX = 512 * 1024 * 1024;
+export const STRING_BYTES_MAX = MAX_BULK_BYTES_DEFAULT;
 const TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
 function get(ctx: Context, args: string[]): void {
