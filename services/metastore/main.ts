@@ -14,7 +14,7 @@ import {
 } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-stores/shared/raft";
-import { DenoFileSystem } from "@deno-stores/shared/wal";
+import { DenoFileSystem, dirname, type FileSystem } from "@deno-stores/shared/wal";
 import { Prng } from "@deno-stores/shared/sim";
 import { createMetastoreApp } from "./app.ts";
 import {
@@ -46,7 +46,9 @@ async function run(config: MetastoreConfig): Promise<void> {
   }
   // The member id is kept in the data directory: chosen once (from the name for an initial
   // member, from the peer URL for one added with member/add), the same on every restart.
+  const fs = new DenoFileSystem();
   const memberId = await loadMemberId(
+    fs,
     `${config.DATA_DIR}/member.json`,
     () =>
       config.INITIAL_CLUSTER_STATE === "existing"
@@ -63,7 +65,6 @@ async function run(config: MetastoreConfig): Promise<void> {
     isLearner: false,
   }));
 
-  const fs = new DenoFileSystem();
   const persistence = await DurableStorage.open(fs, `${config.DATA_DIR}/raft`, {
     logger: { warn: (msg, f) => logger.warn(msg, f), info: (msg, f) => logger.info(msg, f) },
   });
@@ -204,25 +205,31 @@ function withFaultInjection(
 }
 
 /** Reads this member's id from `path`, or picks one with `choose` and writes it durably. */
-async function loadMemberId(path: string, choose: () => number): Promise<number> {
+async function loadMemberId(
+  fs: FileSystem,
+  path: string,
+  choose: () => number,
+): Promise<number> {
   try {
-    const o = JSON.parse(await Deno.readTextFile(path));
+    const o = JSON.parse(new TextDecoder().decode(await fs.readFile(path)));
     if (Number.isSafeInteger(o.id) && o.id > 0) return o.id;
     throw new Error(`${path}: no member id`);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const id = choose();
-  const dir = path.slice(0, path.lastIndexOf("/"));
-  await Deno.mkdir(dir, { recursive: true });
+  const dir = dirname(path);
+  await fs.mkdir(dir);
   const tmp = `${path}.tmp`;
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const f = await fs.open(tmp, { create: true, truncate: true });
   try {
-    await f.write(new TextEncoder().encode(JSON.stringify({ id }) + "\n"));
-    await f.syncData();
+    await f.writeAt(0, new TextEncoder().encode(JSON.stringify({ id }) + "\n"));
+    await f.sync();
   } finally {
-    f.close();
+    await f.close();
   }
-  await Deno.rename(tmp, path);
+  // The rename is durable once the directory is synced.
+  await fs.rename(tmp, path);
+  await fs.syncDir(dir);
   return id;
 }
