@@ -21,8 +21,8 @@ import { parseArgs } from "node:util";
 import { startDeno } from "./lib/process.ts";
 import { Prng } from "../shared/sim/prng.ts";
 import { FakeEngine, hasPyzmq, PYTHON } from "../services/kv-events/_testing/fake_engine.ts";
-import { BlockHasher } from "../services/kv-events/block_hash.ts";
-import { decodeEventBatch } from "../services/kv-events/events.ts";
+import { BlockHasher, intBlockHash } from "../services/kv-events/block_hash.ts";
+import { ParsedBatch, readEventBatch } from "../services/kv-events/fast_events.ts";
 import { Ingest } from "../services/kv-events/ingest.ts";
 import { encodeMsgpack } from "../services/kv-events/msgpack.ts";
 import { Router } from "../services/kv-events/router.ts";
@@ -87,7 +87,7 @@ function inProcess() {
     // Routed prompts are sampled from the whole fill (every 4th prompt), not only the oldest.
     if (p % 4 === 0 && prompts.length < 2000) prompts.push(tokens);
     const digests = hasher.all(tokens);
-    const ints = digests.map((d) => new DataView(d.buffer).getBigUint64(24));
+    const ints = digests.map(intBlockHash);
     // Each prompt cached on 1 or 2 pods, the second often only a prefix of it.
     const pod = p % PODS;
     map.apply(`pod-${pod}`, "m", [{
@@ -214,7 +214,7 @@ function inProcess() {
   // off), and followed through the links its stored event taught (the default).
   for (const len of [100, 1_000, 10_000, 50_000]) {
     const tokens = Array.from({ length: len }, () => rnd.nextInt(150_000));
-    const ints = hasher.all(tokens).map((d) => new DataView(d.buffer).getBigUint64(24));
+    const ints = hasher.all(tokens).map(intBlockHash);
     map.apply("pod-0", "m", [{
       type: "BlockStored",
       blockHashes: ints,
@@ -249,13 +249,15 @@ function inProcess() {
       "GPU",
     ]]]));
   }
+  // The service's path: the allocation-free reader, then the parsed batch applied.
+  const parsed = new ParsedBatch();
   const lat: number[] = [];
   let blocks = 0;
   const t0 = performance.now();
   for (let i = 0; i < batches.length; i++) {
     const s = performance.now();
-    const batch = decodeEventBatch(batches[i]);
-    blocks += map.apply(`pod-${i % PODS}`, "m", batch.events).stored;
+    readEventBatch(batches[i], parsed);
+    blocks += map.applyParsed(`pod-${i % PODS}`, "m", parsed).stored;
     lat.push((performance.now() - s) * 1000);
   }
   const secs = (performance.now() - t0) / 1000;
@@ -430,7 +432,7 @@ async function concurrency() {
     for (let p = 0; p < 64; p++) {
       const tokens = Array.from({ length: 2000 }, () => rnd.nextInt(150_000));
       prompts.push(tokens);
-      const hashes = hasher.all(tokens).map((d) => new DataView(d.buffer).getBigUint64(24));
+      const hashes = hasher.all(tokens).map(intBlockHash);
       const body = encodeMsgpack([0, [["BlockStored", hashes, null, [], 16, null, null]]]);
       const r = await fetch(`${svc.url}/events?pod=pod-${p % 32}&model=default`, {
         method: "POST",
@@ -560,7 +562,7 @@ async function render(file: URL): Promise<void> {
     "learned links; each routing figure is from routes after a warm-up, as in a running service.",
     "`hash.block_ns` is the time to hash one block of 16 tokens with each SHA-256 implementation.",
     "`memory.chain_bytes_per_block` counts both learned-link tables.",
-    "`process.batch` is decode + index of one 8-block batch;",
+    "`process.batch` is read + index of one 8-block batch (the service's reader);",
     "`ingest.*` are over ZMQ from 1 or 4 publishers sending as fast as they can;",
     "`burst.10k` sends 10,000 batches at once (queue depth = published but not yet indexed,",
     "recovery = last publish to last indexed); `concurrency.N` are N concurrent HTTP clients",

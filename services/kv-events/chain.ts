@@ -59,7 +59,7 @@ class LinkTable {
   readonly row: number;
   /** Told about an entry about to be replaced by another key (key, then value words). */
   onEvict: ((keyHi: number, keyLo: number, hi: number, lo: number) => void) | null = null;
-  /** The value of the last successful {@link get}, and where its entry starts in {@link rows}. */
+  /** The value of the last successful {@link get}; where the entry of the last get or set starts. */
   hi = 0;
   lo = 0;
   offset = -1;
@@ -161,6 +161,7 @@ class LinkTable {
     }
     if (w >= 0) {
       const o = (set * WAYS + w) * this.row;
+      this.offset = o;
       if (r[o + 2] !== hi || r[o + 3] !== lo) {
         if (!(r[o + 2] === AMBIGUOUS && r[o + 3] === AMBIGUOUS)) this.ambiguous++;
         r[o + 2] = AMBIGUOUS;
@@ -197,6 +198,7 @@ class LinkTable {
     r[o + 1] = keyLo;
     r[o + 2] = hi;
     r[o + 3] = lo;
+    this.offset = o;
     this.stored++;
     this.#touchWay(set, w);
   }
@@ -411,7 +413,8 @@ export class ChainTable {
 
   /**
    * Records block (hi, lo) of model `modelId` as the one at prefix key (keyHi, keyLo), reached
-   * with prefix state (stateHi, stateLo) (what {@link advance} left).
+   * with prefix state (stateHi, stateLo) (what {@link advance} left), and, when `gpu` >= 0, the
+   * pods that hold it (GPU and offloaded masks, see {@link syncMasks}).
    */
   learn(
     modelId: number,
@@ -421,9 +424,19 @@ export class ChainTable {
     stateLo: number,
     hi: number,
     lo: number,
+    gpu = -1,
+    off = 0,
   ): void {
     if ((hi | lo) === 0) return; // would read as an empty way
-    this.#blocks.set(keyHi, keyLo, hi, lo);
+    const b = this.#blocks;
+    b.set(keyHi, keyLo, hi, lo);
+    if (gpu >= 0 && b.rows[b.offset + 2] === hi && b.rows[b.offset + 3] === lo) {
+      // The pods that hold it, straight into the entry just written (no second lookup).
+      const r = b.rows, o = b.offset;
+      r[o + MASK_GPU] = gpu;
+      r[o + MASK_OFF] = off;
+      r[o + MASK_FLAGS] = 1;
+    }
     this.#blockKey(modelId, hi, lo);
     this.#prefixes.set(this.#bkHi, this.#bkLo, stateHi, stateLo);
   }

@@ -2,8 +2,8 @@
  * `deno bench` for kv-events' hot paths (the full report with percentiles and peers is
  * bench/kv_events.ts).
  */
-import { BlockHasher } from "./block_hash.ts";
-import { decodeEventBatch } from "./events.ts";
+import { BlockHasher, intBlockHash } from "./block_hash.ts";
+import { ParsedBatch, readEventBatch } from "./fast_events.ts";
 import { encodeMsgpack } from "./msgpack.ts";
 import { Router } from "./router.ts";
 import { CacheMap } from "./store.ts";
@@ -11,7 +11,7 @@ import { CacheMap } from "./store.ts";
 const tokens = Array.from({ length: 2000 }, (_, i) => (i * 7919) % 150_000);
 const map = new CacheMap({ maxPods: 32 });
 const ints = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 }).all(tokens)
-  .map((d) => new DataView(d.buffer).getBigUint64(24));
+  .map((d) => intBlockHash(d));
 map.apply("pod-1", "m", [{
   type: "BlockStored",
   blockHashes: ints,
@@ -43,6 +43,8 @@ Deno.bench("route 2,000 tokens, every block hashed", { group: "route" }, () => {
 Deno.bench("route 2,000 tokens, digests cached", { group: "route", baseline: true }, () => {
   warm.route("m", { tokens }, candidates);
 });
-Deno.bench("decode + index a batch of 8 blocks", () => {
-  map.apply("pod-2", "m", decodeEventBatch(batch).events);
+const parsed = new ParsedBatch();
+Deno.bench("read + index a batch of 8 blocks", () => {
+  readEventBatch(batch, parsed);
+  map.applyParsed("pod-2", "m", parsed);
 });

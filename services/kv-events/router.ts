@@ -238,8 +238,17 @@ export class Router {
         if (!fromLink && s >= 0 && k >= fromHasher && k < keyed) {
           // A block hashed here that a pod holds: teach its link, so the next prompt through
           // it needs no hashing (links lost, or stored before this process learned them).
-          chain!.learn(modelId, ck[k * 2], ck[k * 2 + 1], cs[k * 2], cs[k * 2 + 1], hi, lo);
-          if (w === 1) chain!.syncMasks(modelId, hi, lo, ix.gpuWord(s, 0), ix.offWord(s, 0));
+          chain!.learn(
+            modelId,
+            ck[k * 2],
+            ck[k * 2 + 1],
+            cs[k * 2],
+            cs[k * 2 + 1],
+            hi,
+            lo,
+            w === 1 ? ix.gpuWord(s, 0) : -1,
+            w === 1 ? ix.offWord(s, 0) : 0,
+          );
         }
         live = false;
         for (let j = 0; j < w; j++) {

@@ -181,16 +181,19 @@ export class CacheMap {
     }
     for (let i = from; i < to; i++) {
       if (!chain.advance(tokens, tokenStart + (i - from) * bs, bs)) return i;
+      const hi = hs[i * 2], lo = hs[i * 2 + 1];
+      const slot = this.#masks ? ix.find(hi, lo) : -1;
       chain.learn(
         id,
         chain.keyHi,
         chain.keyLo,
         chain.stateHi,
         chain.stateLo,
-        hs[i * 2],
-        hs[i * 2 + 1],
+        hi,
+        lo,
+        slot >= 0 ? ix.gpuWord(slot, 0) : this.#masks ? 0 : -1,
+        slot >= 0 ? ix.offWord(slot, 0) : 0,
       );
-      if (this.#masks) this.#sync(ix, id, hs[i * 2], hs[i * 2 + 1]);
     }
     return to;
   }
