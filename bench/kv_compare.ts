@@ -24,7 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import { KvConnection, KvPool } from "../services/kv/client.ts";
-import { freePort, median, startDeno } from "./lib/process.ts";
+import { freePort, median, pct, startDeno } from "./lib/process.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -120,10 +120,6 @@ async function redisBenchmark(
 function medianRow(rounds: Record<string, Row>[], test: string): Row {
   const med = (f: (r: Row) => number) => median(rounds.map((r) => f(r[test])));
   return { rps: med((r) => r.rps), p50: med((r) => r.p50), p99: med((r) => r.p99) };
-}
-
-function pct(sorted: Float64Array, p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 /** The seed's client-side tests through our client. */

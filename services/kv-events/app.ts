@@ -11,6 +11,7 @@ import {
   HttpError,
   type Logger,
   readBodyBytes,
+  readJson,
   type Registry,
   type ServiceApp,
 } from "@deno-stores/shared/http";
@@ -149,7 +150,6 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
   const { map, router, ingest } = options;
   const maxTokens = options.maxRouteTokens ?? 1_000_000;
   const bodyLimit = options.bodyLimitBytes ?? 8 << 20;
-  const decoder = new TextDecoder();
 
   const routeSeconds = registry.histogram(
     "kv_events_route_seconds",
@@ -163,17 +163,8 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
   );
   registerIngestMetrics(registry, options);
 
-  const parseJson = async (req: Request): Promise<unknown> => {
-    const bytes = await readBodyBytes(req, bodyLimit);
-    try {
-      return JSON.parse(decoder.decode(bytes));
-    } catch {
-      throw new HttpError(400, "invalid_json", "request body is not JSON");
-    }
-  };
-
   app.post("/route", async (c) => {
-    const body = await parseJson(c.req.raw);
+    const body = await readJson(c.req.raw, bodyLimit);
     if (!isObject(body)) throw bad("body must be a JSON object");
     const model = optString(body.model, "model") ?? ingest.defaultModel;
     const keys = {
@@ -262,7 +253,7 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
       if (!ok) throw new HttpError(409, "pod_limit", `no room for pod "${pod}" (MAX_PODS)`);
       return c.json({ applied: true, pod: map.pod(pod) ? podJson(map, pod) : null });
     }
-    const body = await parseJson(c.req.raw);
+    const body = await readJson(c.req.raw, bodyLimit);
     if (!isObject(body)) throw bad("body must be a JSON object");
     const pod = optString(body.pod, "pod");
     if (pod === null || pod === "") throw bad("pod is required");

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { httpEnvShape, int, parseEnv } from "@deno-stores/shared/config";
 import type { Env } from "@deno-stores/shared/config";
-import { HASH_ALGOS } from "./block_hash.ts";
+import { HASH_ALGOS, type HashAlgo } from "./block_hash.ts";
 import { SHA256_CHOICES, type Sha256Choice } from "./sha256.ts";
 import { parseTcpEndpoint } from "./zmtp.ts";
 
@@ -66,7 +66,7 @@ export function kvEventsConfigSchema() {
     TOPIC: z.string().max(1024).default(""),
     /** Model of messages whose topic is not `kv@<pod>@<model>`. */
     DEFAULT_MODEL: z.string().min(1).max(512).default("default"),
-    HASH_ALGO: z.enum(HASH_ALGOS as [string, ...string[]]).default("sha256_cbor"),
+    HASH_ALGO: z.enum(HASH_ALGOS as [HashAlgo, ...HashAlgo[]]).default("sha256_cbor"),
     /** The engines' PYTHONHASHSEED (NONE_HASH comes from it). */
     HASH_SEED: z.string().max(4096).default("0"),
     BLOCK_SIZE: int(16, 1, 65536),

@@ -12,7 +12,7 @@ import {
 } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { createKvEventsApp } from "./app.ts";
-import { BlockHasher, type HashAlgo } from "./block_hash.ts";
+import { BlockHasher } from "./block_hash.ts";
 import { type KvEventsConfig, loadKvEventsConfig } from "./config.ts";
 import { Ingest } from "./ingest.ts";
 import { Router } from "./router.ts";
@@ -46,7 +46,7 @@ function run(config: KvEventsConfig): void {
       : undefined,
   });
   const hasher = new BlockHasher({
-    algo: config.HASH_ALGO as HashAlgo,
+    algo: config.HASH_ALGO,
     seed: config.HASH_SEED,
     blockSize: config.BLOCK_SIZE,
     cacheBlocks: config.HASH_CACHE_BLOCKS,

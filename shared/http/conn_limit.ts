@@ -27,7 +27,7 @@ export interface LimitedServer {
   readonly refused: number;
   /** Stops accepting, lets requests in progress finish (Deno.serve's shutdown), closes all. */
   shutdown(): Promise<void>;
-  /** Resolves when the server has stopped. */
+  /** Resolves when the accept loop has ended (after shutdown() stops accepting). */
   readonly finished: Promise<void>;
 }
 

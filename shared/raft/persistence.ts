@@ -12,7 +12,6 @@ import { MemoryStorage as MemoryStorageImpl } from "./storage.ts";
 import { type ConfState, RaftError } from "./types.ts";
 import { bootstrap } from "./membership.ts";
 
-/** Where a node's Raft state lives: a MemoryStorage the core reads, made durable by save(). */
 /** What one Ready asks a persistence to save. */
 export interface SaveUpdate {
   hardState?: HardState;
@@ -22,6 +21,7 @@ export interface SaveUpdate {
   mustSync?: boolean;
 }
 
+/** Where a node's Raft state lives: a MemoryStorage the core reads, made durable by save(). */
 export interface RaftPersistence {
   readonly storage: MemoryStorage;
   /**
