@@ -1,7 +1,15 @@
 /**
- * A running 64-bit fingerprint of token ids, two u32 lanes mixed with multiplications: the key of
- * the digest cache (block_hash.ts) and of the learned chains (chain.ts). Fast, not cryptographic:
- * both tables check what a key must not get wrong, or seed it per process.
+ * A running 64-bit fingerprint of token ids: the key of the digest cache (block_hash.ts) and of
+ * the learned chains (chain.ts). Fast, not cryptographic: both tables check what a key must not
+ * get wrong, or seed it per process.
+ *
+ * Each call mixes its tokens into four independent 64-bit lanes (token `k` of the call into lane
+ * `k % 4`, two u32 words each, a multiply-xorshift step per word), then folds the lanes back into
+ * the 64-bit state. The lanes do not wait for one another, so the processor runs their
+ * multiplications side by side (a single chain waits ~7 cycles per token). Every step is a
+ * bijection of a lane for a given token, different tokens give different lane states, and the
+ * fold is injective in each lane given the others: a prompt differing in one token always
+ * differs in its fingerprint.
  *
  * @module
  */
@@ -14,18 +22,68 @@ export class TokenFingerprint {
    * integer.
    */
   mix(tokens: ArrayLike<number>, from: number, count: number): boolean {
-    let h1 = this.hi, h2 = this.lo;
+    const hi = this.hi, lo = this.lo;
+    let a0 = hi, b0 = lo;
+    let a1 = hi ^ 0x243f6a88, b1 = (lo + 0x85a308d3) | 0;
+    let a2 = hi ^ 0x13198a2e, b2 = (lo + 0x03707344) | 0;
+    let a3 = hi ^ 0xa4093822, b3 = (lo + 0x299f31d0) | 0;
     const end = from + count;
-    for (let j = from; j < end; j++) {
-      const v = tokens[j];
-      if ((v >>> 0) !== v) return false; // not a u32 integer (NaN, fractions, out of range)
-      h1 = Math.imul(h1 ^ v, 0x85ebca6b);
-      h1 ^= h1 >>> 15;
-      h2 = Math.imul(h2 + v, 0xc2b2ae35) ^ h1;
-      h2 ^= h2 >>> 13;
+    let j = from;
+    for (; j + 4 <= end; j += 4) {
+      const v0 = tokens[j], v1 = tokens[j + 1], v2 = tokens[j + 2], v3 = tokens[j + 3];
+      // Not u32 integers (NaN, fractions, out of range).
+      if ((v0 >>> 0) !== v0 || (v1 >>> 0) !== v1 || (v2 >>> 0) !== v2 || (v3 >>> 0) !== v3) {
+        return false;
+      }
+      a0 = Math.imul(a0 ^ v0, 0x85ebca6b);
+      a1 = Math.imul(a1 ^ v1, 0x85ebca6b);
+      a2 = Math.imul(a2 ^ v2, 0x85ebca6b);
+      a3 = Math.imul(a3 ^ v3, 0x85ebca6b);
+      a0 ^= a0 >>> 15;
+      a1 ^= a1 >>> 15;
+      a2 ^= a2 >>> 15;
+      a3 ^= a3 >>> 15;
+      b0 = Math.imul(b0 + v0, 0xc2b2ae35) ^ a0;
+      b1 = Math.imul(b1 + v1, 0xc2b2ae35) ^ a1;
+      b2 = Math.imul(b2 + v2, 0xc2b2ae35) ^ a2;
+      b3 = Math.imul(b3 + v3, 0xc2b2ae35) ^ a3;
+      b0 ^= b0 >>> 13;
+      b1 ^= b1 >>> 13;
+      b2 ^= b2 >>> 13;
+      b3 ^= b3 >>> 13;
     }
-    this.hi = h1 >>> 0;
-    this.lo = h2 >>> 0;
+    // The last 0-3 tokens, into lanes 0, 1, 2.
+    for (let lane = 0; j < end; j++, lane++) {
+      const v = tokens[j];
+      if ((v >>> 0) !== v) return false;
+      if (lane === 0) {
+        a0 = Math.imul(a0 ^ v, 0x85ebca6b);
+        a0 ^= a0 >>> 15;
+        b0 = Math.imul(b0 + v, 0xc2b2ae35) ^ a0;
+        b0 ^= b0 >>> 13;
+      } else if (lane === 1) {
+        a1 = Math.imul(a1 ^ v, 0x85ebca6b);
+        a1 ^= a1 >>> 15;
+        b1 = Math.imul(b1 + v, 0xc2b2ae35) ^ a1;
+        b1 ^= b1 >>> 13;
+      } else {
+        a2 = Math.imul(a2 ^ v, 0x85ebca6b);
+        a2 ^= a2 >>> 15;
+        b2 = Math.imul(b2 + v, 0xc2b2ae35) ^ a2;
+        b2 ^= b2 >>> 13;
+      }
+    }
+    // Fold: h = f(f(f(a0) ^ a1) ^ a2) ^ a3 with f a bijection (odd multiply, xorshift), so h is
+    // injective in each lane; the same for l over the b lanes.
+    let h = a0, l = b0;
+    h = Math.imul(h ^ (h >>> 16), 0x7feb352d) ^ a1;
+    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ b1;
+    h = Math.imul(h ^ (h >>> 16), 0x7feb352d) ^ a2;
+    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ b2;
+    h = Math.imul(h ^ (h >>> 16), 0x7feb352d) ^ a3;
+    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ b3;
+    this.hi = h >>> 0;
+    this.lo = (l ^ (h >>> 7)) >>> 0;
     return true;
   }
 }

@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { Prng } from "@deno-stores/shared/sim";
+import { TokenFingerprint } from "./fingerprint.ts";
+
+function fp(
+  tokens: ArrayLike<number>,
+  blockSize = tokens.length,
+  hi = 1,
+  lo = 2,
+): [number, number] {
+  const f = new TokenFingerprint();
+  f.hi = hi;
+  f.lo = lo;
+  for (let i = 0; i < tokens.length; i += blockSize) {
+    assert.ok(f.mix(tokens, i, Math.min(blockSize, tokens.length - i)));
+  }
+  return [f.hi, f.lo];
+}
+
+Deno.test("fingerprint: deterministic, the same for arrays and typed arrays", () => {
+  const t = [5, 150_000, 0, 0xffffffff, 7, 9, 11];
+  assert.deepEqual(fp(t), fp(t));
+  assert.deepEqual(fp(t), fp(Uint32Array.from(t)));
+  assert.notDeepEqual(fp(t, 7, 1, 2), fp(t, 7, 1, 3), "the starting state counts");
+});
+
+Deno.test("fingerprint: any one token changed, at any position and block length, changes it", () => {
+  const rnd = new Prng(11);
+  for (let len = 1; len <= 21; len++) {
+    const base = Array.from({ length: len }, () => rnd.nextInt(200_000));
+    const seen = new Set<string>([fp(base).join()]);
+    for (let pos = 0; pos < len; pos++) {
+      for (const delta of [1, 2, 0x10000, 0x80000000]) {
+        const t = base.slice();
+        t[pos] = (t[pos] ^ delta) >>> 0;
+        const key = fp(t).join();
+        assert.ok(!seen.has(key), `len ${len} pos ${pos} delta ${delta}`);
+        seen.add(key);
+      }
+    }
+  }
+});
+
+Deno.test("fingerprint: order, block boundaries and history count; no collisions in 200,000 prompts", () => {
+  assert.notDeepEqual(fp([1, 2, 3, 4]), fp([2, 1, 3, 4]));
+  assert.notDeepEqual(fp([1, 2, 3, 4, 5, 6, 7, 8]), fp([5, 6, 7, 8, 1, 2, 3, 4]));
+  assert.notDeepEqual(fp([1, 2, 3, 4, 5, 6, 7, 8], 4), fp([1, 2, 3, 4, 5, 6, 7, 8], 8));
+  // Lane swaps: tokens 0 and 4 land in the same lane, 0 and 1 in different ones.
+  assert.notDeepEqual(fp([9, 0, 0, 0, 8, 0, 0, 0]), fp([8, 0, 0, 0, 9, 0, 0, 0]));
+  assert.notDeepEqual(fp([0, 0, 0, 0, 0, 0, 0, 0]), fp([0, 0, 0, 0, 0, 0, 0, 0, 0]));
+  const rnd = new Prng(3);
+  const seen = new Set<string>();
+  for (let i = 0; i < 200_000; i++) {
+    // Short prompts over a tiny vocabulary: many near-identical inputs.
+    const t = Array.from({ length: 1 + rnd.nextInt(12) }, () => rnd.nextInt(4));
+    seen.add(`${t.join(",")}|${fp(t, 4).join()}`);
+  }
+  const byKey = new Map<string, string>();
+  for (const s of seen) {
+    const [tokens, key] = s.split("|");
+    const other = byKey.get(key);
+    assert.ok(other === undefined || other === tokens, `${tokens} and ${other} collide`);
+    byKey.set(key, tokens);
+  }
+});
+
+Deno.test("fingerprint: a token that is not a u32 integer is refused, the state unchanged", () => {
+  for (const bad of [-1, 1.5, NaN, 2 ** 32, Infinity]) {
+    for (let pos = 0; pos < 6; pos++) {
+      const t = [1, 2, 3, 4, 5, 6];
+      t[pos] = bad;
+      const f = new TokenFingerprint();
+      f.hi = 7;
+      f.lo = 8;
+      assert.equal(f.mix(t, 0, t.length), false);
+      assert.deepEqual([f.hi, f.lo], [7, 8]);
+    }
+  }
+});
