@@ -1,0 +1,512 @@
+/**
+ * The log against the disk and NATS JetStream, in one run:
+ *
+ *   deno task bench:log [--quick] [--doc]
+ *
+ * 1. the disk: `dd` sequential write (1 MiB blocks, fdatasync at the end) and read (page cache
+ *    warm) of the same amount of data the log writes;
+ * 2. produce, batched 1 KB records (900 per batch), acks=write, then one fsync: MB/s against
+ *    dd's write (the same data made durable the same way);
+ * 3. produce with acks=fsync (group commit), 1 KB records, 64 appenders one record each: in
+ *    process, and over the HTTP API (64 connections, one record per request), against JetStream
+ *    (file storage, 64 publishes in flight awaiting their acks, npm:nats);
+ * 4. sequential fetch of the whole log (1 MiB reads, page cache warm) against dd's read;
+ *    cached fetch latency: random recent offsets, in process and over HTTP (p50, p99);
+ * 5. compaction of 100 MB (quick: 20 MB) at 50% duplicate keys while a producer appends: time,
+ *    and the longest append (produce pause) during it;
+ * 6. one partition vs four, produce and fetch MB/s (the topic manager's scaling).
+ *
+ * Results go to docs/results/log.json; with --doc also docs/log-performance.md. Percentiles
+ * from sorted samples; each MB/s the median of its rounds.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { DenoFileSystem } from "@deno-stores/shared/wal";
+import { Partition } from "../services/log/partition.ts";
+import type { LogRecord } from "../services/log/record_batch.ts";
+import { decodeBatches } from "../services/log/record_batch.ts";
+import { freePort, have, median, pct, startDeno } from "./lib/process.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    doc: { type: "boolean", default: false },
+    render: { type: "boolean", default: false },
+  },
+});
+const QUICK = args.values.quick;
+const root = new URL("../", import.meta.url);
+const MB = 1e6;
+const WRITE_MB = QUICK ? 256 : 1024;
+const ROUNDS = QUICK ? 1 : 3;
+const COMPACT_MB = QUICK ? 20 : 100;
+const td = new TextDecoder();
+const clock = { now: () => Date.now() };
+const quiet = { warn: () => {}, info: () => {} };
+
+interface Metric {
+  value: number;
+  unit: string;
+}
+const results: Record<string, Metric> = {};
+const put = (name: string, value: number, unit: string) => {
+  results[name] = { value: Math.round(value * 1000) / 1000, unit };
+  console.log(`${name.padEnd(44)} ${String(results[name].value).padStart(12)} ${unit}`);
+};
+const sortNum = (a: number[]) => Float64Array.from(a).sort();
+
+async function sh(cmd: string, args: string[]): Promise<string> {
+  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!r.success) throw new Error(`${cmd} ${args.join(" ")}: ${td.decode(r.stderr)}`);
+  return td.decode(r.stdout) + td.decode(r.stderr);
+}
+
+/** dd's own figure: "... bytes ... copied, S s, ..." -> bytes / S. */
+async function dd(args: string[]): Promise<number> {
+  const out = await sh("dd", args);
+  const m = /(\d+) bytes .* copied, ([0-9.]+) s/.exec(out);
+  if (!m) throw new Error(`cannot read dd's output: ${out}`);
+  return Number(m[1]) / Number(m[2]) / MB;
+}
+
+const records1k = (n: number, keyed = false): LogRecord[] =>
+  Array.from({ length: n }, (_, i) => ({
+    key: keyed ? new TextEncoder().encode(`key-${i}`) : null,
+    value: new Uint8Array(1024).fill(97 + (i % 26)),
+  }));
+
+async function open(dir: string, config: Record<string, unknown> = {}): Promise<Partition> {
+  return await Partition.open(new DenoFileSystem(), dir, config, { clock, logger: quiet });
+}
+
+async function main(): Promise<void> {
+  const base = await Deno.makeTempDir({ dir: await ensureDir(".data"), prefix: "bench-log-" });
+  try {
+    // 1 + 2. Write: dd, then the log, alternating, same bytes, both made durable at the end.
+    const ddW: number[] = [], logW: number[] = [], ddR: number[] = [], logR: number[] = [];
+    const logRDecoded: number[] = [];
+    const batch = records1k(900);
+    const batchBytes = 900 * 1024;
+    const batches = Math.ceil((WRITE_MB * MB) / batchBytes);
+    for (let round = 0; round < ROUNDS; round++) {
+      const file = `${base}/dd-${round}.bin`;
+      ddW.push(
+        await dd(["if=/dev/zero", `of=${file}`, "bs=1M", `count=${WRITE_MB}`, "conv=fdatasync"]),
+      );
+      await dd([`if=${file}`, "of=/dev/null", "bs=1M"]); // into the page cache
+      ddR.push(await dd([`if=${file}`, "of=/dev/null", "bs=1M"]));
+      await Deno.remove(file);
+
+      const dir = `${base}/seq-${round}`;
+      const p = await open(dir, { segmentBytes: 256 * 1024 * 1024 });
+      const t0 = performance.now();
+      const pending: Promise<unknown>[] = [];
+      for (let b = 0; b < batches; b++) {
+        pending.push(p.append(batch, { acks: "write" }));
+        if (pending.length >= 4) await pending.shift();
+      }
+      await Promise.all(pending);
+      await p.flush();
+      const s = (performance.now() - t0) / 1000;
+      logW.push((batches * batchBytes) / s / MB);
+
+      // 4. Sequential fetch of what was written (page cache warm: it was just written).
+      for (const decode of [false, true]) {
+        let offset = p.logStartOffset, bytes = 0, records = 0;
+        const r0 = performance.now();
+        while (offset < p.highWatermark) {
+          const r = await p.read(offset, 1024 * 1024);
+          bytes += r.bytes.length;
+          if (decode) records += decodeBatches(r.bytes, offset).length;
+          offset = r.nextOffset;
+        }
+        const rs = (performance.now() - r0) / 1000;
+        (decode ? logRDecoded : logR).push(bytes / rs / MB);
+        if (decode && records !== p.highWatermark) throw new Error(`read ${records} records`);
+      }
+      if (round === ROUNDS - 1) await cachedFetch(p);
+      await p.close();
+      await Deno.remove(dir, { recursive: true });
+      console.log(
+        `round ${round + 1}: dd write ${ddW.at(-1)!.toFixed(0)} MB/s, log ${
+          logW.at(-1)!.toFixed(0)
+        } MB/s`,
+      );
+    }
+    put("disk.dd_write_mb_s", median(ddW), "MB/s");
+    put("disk.dd_read_mb_s", median(ddR), "MB/s");
+    put("produce.batched_1k_write_mb_s", median(logW), "MB/s");
+    put("produce.batched_1k_write_vs_dd", median(logW) / median(ddW), "x");
+    put("fetch.sequential_mb_s", median(logR), "MB/s");
+    put("fetch.sequential_vs_dd", median(logR) / median(ddR), "x");
+    put("fetch.sequential_decoded_mb_s", median(logRDecoded), "MB/s");
+
+    // 3. fsync group commit, in process.
+    {
+      const dir = `${base}/fsync`;
+      const p = await open(dir);
+      const one = records1k(1);
+      const N = QUICK ? 10_000 : 30_000;
+      let sent = 0;
+      const lat: number[] = [];
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 64 }, async () => {
+        while (sent < N) {
+          sent++;
+          const a = performance.now();
+          await p.append(one, { acks: "fsync" });
+          lat.push(performance.now() - a);
+        }
+      }));
+      const s = (performance.now() - t0) / 1000;
+      const fsyncs = p.stats.fsyncs;
+      put("produce.fsync_64_records_s", N / s, "rec/s");
+      put("produce.fsync_64_mb_s", (N * 1024) / s / MB, "MB/s");
+      put("produce.fsync_64_records_per_fsync", N / Math.max(1, fsyncs), "rec");
+      const sl = sortNum(lat);
+      put("produce.fsync_64_p50_ms", pct(sl, 50), "ms");
+      put("produce.fsync_64_p99_ms", pct(sl, 99), "ms");
+      await p.close();
+    }
+
+    // 3b. The same over HTTP, and JetStream.
+    await httpPhase(base);
+    await jetStream(base);
+
+    // 5. Compaction under produce.
+    await compaction(base);
+
+    // 6. Partitions: produce and fetch with one and four partitions (batched, acks=write).
+    for (const parts of [1, 4]) {
+      const ps = await Promise.all(
+        Array.from({ length: parts }, (_, i) => open(`${base}/parts-${parts}-${i}`)),
+      );
+      const per = Math.ceil((QUICK ? 128 : 256) * MB / batchBytes / parts);
+      const t0 = performance.now();
+      await Promise.all(ps.map(async (p) => {
+        for (let b = 0; b < per; b++) await p.append(batch, { acks: "write" });
+      }));
+      const s = (performance.now() - t0) / 1000;
+      put(`partitions_${parts}.produce_mb_s`, (per * parts * batchBytes) / s / MB, "MB/s");
+      const r0 = performance.now();
+      let bytes = 0;
+      await Promise.all(ps.map(async (p) => {
+        let offset = 0;
+        while (offset < p.highWatermark) {
+          const r = await p.read(offset, 1024 * 1024);
+          bytes += r.bytes.length;
+          offset = r.nextOffset;
+        }
+      }));
+      put(`partitions_${parts}.fetch_mb_s`, bytes / ((performance.now() - r0) / 1000) / MB, "MB/s");
+      await Promise.all(ps.map((p) => p.close()));
+    }
+  } finally {
+    await Deno.remove(base, { recursive: true }).catch(() => {});
+  }
+  const result = {
+    date: new Date().toISOString().slice(0, 10),
+    deno: Deno.version.deno,
+    nats: await have("nats-server") ? (await sh("nats-server", ["--version"])).trim() : null,
+    kernel: (await sh("uname", ["-r"])).trim(),
+    cpu: /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "unknown",
+    cores: navigator.hardwareConcurrency,
+    quick: QUICK,
+    writeMb: WRITE_MB,
+    results,
+  };
+  await Deno.mkdir(new URL("docs/results/", root), { recursive: true });
+  await Deno.writeTextFile(
+    new URL("docs/results/log.json", root),
+    JSON.stringify(result, null, 2) + "\n",
+  );
+  console.log("wrote docs/results/log.json");
+  if (args.values.doc) await render();
+}
+
+async function ensureDir(d: string): Promise<string> {
+  await Deno.mkdir(d, { recursive: true });
+  return d;
+}
+
+/** Random reads of recent data (the last 64 MB), 64 KB each: the page cache holds them. */
+async function cachedFetch(p: Partition): Promise<void> {
+  const hw = p.highWatermark;
+  const span = Math.min(hw, 64 * 1024);
+  const lat: number[] = [];
+  let x = 12345;
+  for (let i = 0; i < (QUICK ? 2000 : 10_000); i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const offset = hw - 1 - (x % span);
+    const t0 = performance.now();
+    const r = await p.read(offset, 64 * 1024);
+    decodeBatches(r.bytes, offset);
+    lat.push(performance.now() - t0);
+  }
+  const s = sortNum(lat);
+  put("fetch.cached_p50_ms", pct(s, 50), "ms");
+  put("fetch.cached_p99_ms", pct(s, 99), "ms");
+}
+
+async function httpPhase(base: string): Promise<void> {
+  const svc = await startDeno(new URL("services/log/main.ts", root).pathname, {
+    DATA_DIR: `${base}/http`,
+    LOG_LEVEL: "warn",
+  }, { healthPath: "/readyz" });
+  try {
+    const url = svc.url;
+    await fetch(`${url}/topics`, {
+      method: "POST",
+      body: JSON.stringify({ name: "b", partitions: 1 }),
+      headers: { "content-type": "application/json" },
+    }).then((r) => r.body?.cancel());
+    const value = "x".repeat(1024);
+    const body = JSON.stringify({ format: "string", acks: "fsync", records: [{ value }] });
+    const N = QUICK ? 5000 : 20_000;
+    let sent = 0;
+    const lat: number[] = [];
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 64 }, async () => {
+      while (sent < N) {
+        sent++;
+        const a = performance.now();
+        const r = await fetch(`${url}/topics/b/partitions/0`, {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/json" },
+        });
+        await r.arrayBuffer();
+        if (!r.ok) throw new Error(`produce: ${r.status}`);
+        lat.push(performance.now() - a);
+      }
+    }));
+    const s = (performance.now() - t0) / 1000;
+    put("http.produce_fsync_64_records_s", N / s, "rec/s");
+    put("http.produce_fsync_64_mb_s", (N * 1024) / s / MB, "MB/s");
+    const sl = sortNum(lat);
+    put("http.produce_fsync_64_p99_ms", pct(sl, 99), "ms");
+    // Cached fetch over HTTP: one recent record, JSON.
+    const fl: number[] = [];
+    for (let i = 0; i < (QUICK ? 1000 : 5000); i++) {
+      const offset = N - 1 - (i % 1000);
+      const a = performance.now();
+      const r = await fetch(
+        `${url}/topics/b/partitions/0/records?offset=${offset}&max_bytes=2048&format=string`,
+      );
+      await r.arrayBuffer();
+      fl.push(performance.now() - a);
+    }
+    const fs = sortNum(fl);
+    put("http.fetch_cached_p50_ms", pct(fs, 50), "ms");
+    put("http.fetch_cached_p99_ms", pct(fs, 99), "ms");
+    // Sequential fetch over HTTP, raw batches.
+    let offset = 0, bytes = 0;
+    const r0 = performance.now();
+    while (true) {
+      const r = await fetch(
+        `${url}/topics/b/partitions/0/records?offset=${offset}&max_bytes=1048576`,
+        {
+          headers: { accept: "application/octet-stream" },
+        },
+      );
+      bytes += (await r.arrayBuffer()).byteLength;
+      const next = Number(r.headers.get("x-next-offset"));
+      if (next === offset || next >= Number(r.headers.get("x-high-watermark"))) break;
+      offset = next;
+    }
+    put("http.fetch_sequential_raw_mb_s", bytes / ((performance.now() - r0) / 1000) / MB, "MB/s");
+  } finally {
+    await svc.stop();
+  }
+}
+
+async function jetStream(base: string): Promise<void> {
+  if (!(await have("nats-server"))) {
+    console.log("nats-server not installed: JetStream skipped");
+    results["jetstream.skipped"] = { value: 1, unit: "" };
+    return;
+  }
+  const port = freePort();
+  const conf = `${base}/nats.conf`;
+  await Deno.writeTextFile(conf, `port: ${port}\njetstream { store_dir: "${base}/js" }\n`);
+  const child = new Deno.Command("nats-server", {
+    args: ["-c", conf],
+    stdout: "null",
+    stderr: "null",
+  })
+    .spawn();
+  try {
+    const { connect } = await import("nats");
+    let nc;
+    for (let i = 0;; i++) {
+      try {
+        nc = await connect({ servers: `127.0.0.1:${port}` });
+        break;
+      } catch (e) {
+        if (i > 50) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.add({ name: "bench", subjects: ["bench.>"], storage: "file" as never });
+    const js = nc.jetstream();
+    const payload = new Uint8Array(1024).fill(97);
+    const N = QUICK ? 10_000 : 30_000;
+    let sent = 0;
+    const lat: number[] = [];
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 64 }, async () => {
+      while (sent < N) {
+        sent++;
+        const a = performance.now();
+        await js.publish("bench.x", payload);
+        lat.push(performance.now() - a);
+      }
+    }));
+    const s = (performance.now() - t0) / 1000;
+    put("jetstream.publish_64_records_s", N / s, "rec/s");
+    put("jetstream.publish_64_mb_s", (N * 1024) / s / MB, "MB/s");
+    put("jetstream.publish_64_p99_ms", pct(sortNum(lat), 99), "ms");
+    await nc.close();
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+}
+
+/** A compacted partition of COMPACT_MB, half of its records older versions of a key. */
+async function compaction(base: string): Promise<void> {
+  const dir = `${base}/compact`;
+  const p = await open(dir, { cleanupPolicy: "compact", segmentBytes: 16 * 1024 * 1024 });
+  const total = Math.round((COMPACT_MB * MB) / 1024);
+  const keys = total / 2;
+  const enc = new TextEncoder();
+  const value = new Uint8Array(1000).fill(98);
+  for (let i = 0; i < total; i += 500) {
+    const recs: LogRecord[] = [];
+    for (let k = i; k < Math.min(total, i + 500); k++) {
+      recs.push({ key: enc.encode(`key-${(k * 7919) % keys}`), value });
+    }
+    await p.append(recs, { acks: "write" });
+  }
+  await p.roll();
+  await p.flush();
+  const before = p.size;
+  // A producer appending while compaction runs; the longest append is the produce pause.
+  let stop = false, maxAppend = 0, appends = 0;
+  const one: LogRecord[] = [{ key: enc.encode("live"), value }];
+  const producer = (async () => {
+    while (!stop) {
+      const a = performance.now();
+      await p.append(one, { acks: "write" });
+      maxAppend = Math.max(maxAppend, performance.now() - a);
+      appends++;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  })();
+  const t0 = performance.now();
+  const r = await p.compact();
+  const ms = performance.now() - t0;
+  stop = true;
+  await producer;
+  put("compaction.input_mb", before / MB, "MB");
+  put("compaction.ms", ms, "ms");
+  put("compaction.mb_s", before / MB / (ms / 1000), "MB/s");
+  put("compaction.output_mb", p.size / MB, "MB");
+  put("compaction.records_removed", r.recordsRemoved, "rec");
+  put("compaction.max_produce_pause_ms", maxAppend, "ms");
+  put("compaction.appends_during", appends, "appends");
+  await p.close();
+}
+
+const fmt = (n: number, d = 0) =>
+  n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+
+/** docs/log-performance.md from docs/results/log.json. */
+async function render(): Promise<void> {
+  const r = JSON.parse(await Deno.readTextFile(new URL("docs/results/log.json", root)));
+  const v = (k: string) => r.results[k]?.value as number | undefined;
+  const ratio = (
+    a?: number,
+    b?: number,
+  ) => (a === undefined || b === undefined ? "n/a" : `${(a / b).toFixed(2)}x`);
+  const row = (target: string, measured: string, met: boolean | undefined) =>
+    `| ${target} | ${measured} | ${met === undefined ? "n/a" : met ? "yes" : "**no**"} |`;
+  const js = v("jetstream.publish_64_records_s");
+  const lines = [
+    "# log performance",
+    "",
+    `Generated by \`deno task bench:log${
+      r.quick ? ":quick" : ""
+    } --doc\` (bench/log_compare.ts) on ${r.date}: ` +
+    `Deno ${r.deno}, ${r.cpu} (${r.cores} cores), Linux ${r.kernel}, ext4 on a virtual disk; ` +
+    `${r.nats ?? "NATS not installed"}. The disk, JetStream and the log are measured in the same ` +
+    `run; MB/s figures are medians of ${
+      r.quick ? 1 : 3
+    } rounds. Do not edit by hand: rerun the script.`,
+    "",
+    "## Against the issue's targets",
+    "",
+    "| target | measured | met |",
+    "| --- | --- | --- |",
+    row(
+      "batched 1 KB produce (acks=write, then one fsync) >= 0.7x dd write",
+      `${fmt(v("produce.batched_1k_write_mb_s")!)} vs ${fmt(v("disk.dd_write_mb_s")!)} MB/s = ${
+        ratio(v("produce.batched_1k_write_mb_s"), v("disk.dd_write_mb_s"))
+      }`,
+      v("produce.batched_1k_write_vs_dd")! >= 0.7,
+    ),
+    row(
+      "acks=fsync (group commit) >= JetStream acked publishes (64 in flight, 1 KB)",
+      `in process ${fmt(v("produce.fsync_64_records_s")!)}, HTTP ${
+        fmt(v("http.produce_fsync_64_records_s")!)
+      } vs ` +
+        `${js === undefined ? "n/a" : fmt(js)} rec/s`,
+      js === undefined ? undefined : v("http.produce_fsync_64_records_s")! >= js,
+    ),
+    row(
+      "sequential fetch >= 0.7x dd read (page cache warm)",
+      `${fmt(v("fetch.sequential_mb_s")!)} vs ${fmt(v("disk.dd_read_mb_s")!)} MB/s = ${
+        ratio(v("fetch.sequential_mb_s"), v("disk.dd_read_mb_s"))
+      }`,
+      v("fetch.sequential_vs_dd")! >= 0.7,
+    ),
+    row(
+      "cached fetch p99 < 1 ms",
+      `in process ${v("fetch.cached_p99_ms")} ms, HTTP ${v("http.fetch_cached_p99_ms")} ms`,
+      v("fetch.cached_p99_ms")! < 1 && v("http.fetch_cached_p99_ms")! < 1,
+    ),
+    row(
+      `compaction of ${fmt(v("compaction.input_mb")!)} MB at 50% duplicates < 1 s`,
+      `${fmt(v("compaction.ms")!)} ms`,
+      v("compaction.ms")! < 1000 && v("compaction.input_mb")! >= 100,
+    ),
+    row(
+      "produce pauses < 10 ms during compaction",
+      `longest append ${v("compaction.max_produce_pause_ms")} ms`,
+      v("compaction.max_produce_pause_ms")! < 10,
+    ),
+    "",
+    "JetStream here is nats-server " + (r.nats ?? "(absent)") +
+    ": its acknowledgements do not wait for an " +
+    "fsync (2.9 has no `sync_interval: always`); the log's acks=fsync figures do.",
+    "",
+    "## Every figure",
+    "",
+    "| metric | value | unit |",
+    "| --- | --- | --- |",
+    ...Object.entries(r.results as Record<string, Metric>).map(([k, m]) =>
+      `| ${k} | ${fmt(m.value, m.value < 100 ? 3 : 0)} | ${m.unit} |`
+    ),
+    "",
+  ];
+  await Deno.writeTextFile(new URL("docs/log-performance.md", root), lines.join("\n"));
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "docs/log-performance.md"], cwd: root })
+    .output();
+  console.log("wrote docs/log-performance.md");
+}
+
+if (args.values.render) await render();
+else await main();

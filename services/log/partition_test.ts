@@ -1,0 +1,609 @@
+import assert from "node:assert/strict";
+import { ManualClock, Prng, SimDisk } from "@deno-stores/shared/sim";
+import { DenoFileSystem, type FileSystem } from "@deno-stores/shared/wal";
+import {
+  decodeBatches,
+  type DecodedRecord,
+  type LogRecord,
+  readBatchHeader,
+} from "./record_batch.ts";
+import { Partition, type PartitionConfig } from "./partition.ts";
+import {
+  BatchTooLargeError,
+  InvalidConfigError,
+  InvalidRecordError,
+  LogClosedError,
+  OffsetOutOfRangeError,
+} from "./errors.ts";
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+const DIR = "/data/topic-0";
+
+function rec(value: string | null, key?: string | null, timestamp?: number): LogRecord {
+  return {
+    key: key === undefined || key === null ? null : te.encode(key),
+    value: value === null ? null : te.encode(value),
+    timestamp,
+  };
+}
+
+function setup(config: PartitionConfig = {}, seed = 1) {
+  const disk = new SimDisk({ rand: new Prng(seed) });
+  const clock = new ManualClock(1_000_000);
+  const warnings: string[] = [];
+  const logger = { warn: (msg: string) => warnings.push(msg) };
+  const open = (fs: FileSystem = disk.mount(), cfg: PartitionConfig = config) =>
+    Partition.open(fs, DIR, cfg, { clock, logger });
+  return { disk, clock, warnings, open };
+}
+
+/** Reads every record from `from` to the high watermark in small fetches. */
+async function readAll(p: Partition, from = p.logStartOffset, maxBytes = 300) {
+  const out: DecodedRecord[] = [];
+  let at = from;
+  while (at < p.highWatermark) {
+    const r = await p.read(at, maxBytes);
+    if (r.bytes.length === 0) break;
+    out.push(...decodeBatches(r.bytes, at, { verifyCrc: true }));
+    assert.ok(r.nextOffset > at);
+    at = r.nextOffset;
+  }
+  return out;
+}
+
+const values = (rs: DecodedRecord[]) =>
+  rs.map((r) => (r.value === null ? null : td.decode(r.value)));
+
+Deno.test("Partition append and read round-trip with consecutive offsets", async () => {
+  const { open } = setup();
+  const p = await open();
+  const a = await p.append([rec("a"), rec("b"), rec("c")], { acks: "write" });
+  const b = await p.append([rec("d")], { acks: "fsync" });
+  assert.deepEqual(a, { baseOffset: 0, lastOffset: 2 });
+  assert.deepEqual(b, { baseOffset: 3, lastOffset: 3 });
+  assert.equal(p.highWatermark, 4);
+  assert.equal(p.durableOffset, 4);
+  const all = await readAll(p);
+  assert.deepEqual(values(all), ["a", "b", "c", "d"]);
+  assert.deepEqual(all.map((r) => r.offset), [0, 1, 2, 3]);
+  // Reading inside a batch returns the whole batch; the helper filters.
+  const mid = await p.read(1, 1 << 20);
+  assert.equal(readBatchHeader(mid.bytes).baseOffset, 0);
+  assert.deepEqual(values(decodeBatches(mid.bytes, 1)), ["b", "c", "d"]);
+  assert.equal(mid.nextOffset, 4);
+  const atEnd = await p.read(4, 100);
+  assert.equal(atEnd.bytes.length, 0);
+  assert.equal(atEnd.highWatermark, 4);
+  await assert.rejects(() => p.read(5, 100), OffsetOutOfRangeError);
+  await assert.rejects(() => p.read(-1, 100), OffsetOutOfRangeError);
+  await p.close();
+  await assert.rejects(() => p.append([rec("x")]), LogClosedError);
+});
+
+Deno.test("Partition.read returns at least one batch and whole batches within maxBytes", async () => {
+  const { open } = setup();
+  const p = await open();
+  await p.append([rec("x".repeat(500))], { acks: "write" });
+  for (let i = 0; i < 5; i++) await p.append([rec(`s${i}`)], { acks: "write" });
+  const big = await p.read(0, 10);
+  assert.equal(decodeBatches(big.bytes).length, 1); // larger than maxBytes, still returned
+  const small = await p.read(1, 200);
+  const got = decodeBatches(small.bytes);
+  assert.ok(got.length >= 2 && got.length <= 5);
+  assert.ok(small.bytes.length <= 200);
+  await p.close();
+});
+
+Deno.test("Partition rejects over-limit batches without consuming offsets", async () => {
+  const { open } = setup({ maxBatchBytes: 256 });
+  const p = await open();
+  await assert.rejects(() => p.append([rec("x".repeat(300))]), BatchTooLargeError);
+  await assert.rejects(() => p.append([]), InvalidRecordError);
+  assert.equal((await p.append([rec("ok")])).baseOffset, 0);
+  await p.close();
+});
+
+Deno.test("Partition rolls by size, writes indexes on seal, and reads across segments", async () => {
+  const { open, disk } = setup({ segmentBytes: 1024, indexIntervalBytes: 128 });
+  const p = await open();
+  for (let i = 0; i < 60; i++) {
+    await p.append([rec(`value-${i}-${"p".repeat(40)}`)], { acks: "write" });
+  }
+  assert.ok(p.segmentCount > 3, `segments: ${p.segmentCount}`);
+  const bases = p.segmentBaseOffsets();
+  const files = disk.listFiles();
+  for (const b of bases.slice(0, -1)) {
+    const stem = `${DIR}/${String(b).padStart(20, "0")}`;
+    assert.ok(files.includes(stem + ".log") && files.includes(stem + ".index"));
+    assert.ok(files.includes(stem + ".timeindex"));
+  }
+  const all = await readAll(p, 0, 150);
+  assert.equal(all.length, 60);
+  assert.deepEqual(all.map((r) => r.offset), [...Array(60).keys()]);
+  for (let o = 0; o < 60; o += 7) {
+    const r = await p.read(o, 1);
+    assert.equal(decodeBatches(r.bytes, o)[0].offset, o);
+  }
+  await p.close();
+});
+
+Deno.test("Partition rolls by age using the injected clock", async () => {
+  const { open, clock } = setup({ segmentMs: 1000 });
+  const p = await open();
+  await p.append([rec("a")]);
+  clock.advance(500);
+  await p.append([rec("b")]);
+  assert.equal(p.segmentCount, 1);
+  clock.advance(600);
+  await p.append([rec("c")]);
+  assert.equal(p.segmentCount, 2);
+  assert.deepEqual(p.segmentBaseOffsets(), [0, 2]);
+  assert.deepEqual(values(await readAll(p)), ["a", "b", "c"]);
+  await p.close();
+});
+
+Deno.test("Partition rebuilds missing or damaged index files on open", async () => {
+  const { open, disk } = setup({ segmentBytes: 2048, indexIntervalBytes: 100 });
+  let p = await open();
+  const ts0 = 5_000_000;
+  for (let i = 0; i < 80; i++) {
+    await p.append([rec(`v${i}-${"z".repeat(30)}`, null, ts0 + i * 10)], { acks: "write" });
+  }
+  await p.close();
+  const idx = disk.listFiles().filter((f) => f.endsWith(".index") || f.endsWith(".timeindex"));
+  assert.ok(idx.length >= 4);
+  await disk.remove(idx[0]);
+  disk.flipByte(idx[3], 60);
+  p = await open();
+  assert.ok(p.stats.indexRebuilds >= 2, `rebuilds ${p.stats.indexRebuilds}`);
+  assert.equal((await readAll(p)).length, 80);
+  assert.deepEqual(await p.offsetForTimestamp(ts0 + 555), { offset: 56, timestamp: ts0 + 560 });
+  await p.close();
+  // Reopening after a clean close scans nothing and rebuilds nothing.
+  p = await open();
+  assert.equal(p.stats.indexRebuilds, 0);
+  assert.equal(p.highWatermark, 80);
+  await p.close();
+});
+
+Deno.test("Partition.offsetForTimestamp finds the first record in log order with ts >= target", async () => {
+  const { open } = setup({ segmentBytes: 1024, indexIntervalBytes: 64 });
+  const p = await open();
+  const rng = new Prng(3);
+  const stamps: number[] = [];
+  for (let i = 0; i < 120; i++) {
+    const ts = 10_000 + i * 100 + rng.intBetween(-250, 250); // not monotonic
+    stamps.push(ts);
+    await p.append([rec(`r${i}-${"q".repeat(20)}`, null, ts)], { acks: "write" });
+  }
+  assert.ok(p.segmentCount > 3);
+  for (const target of [0, 9_000, 10_000, 12_345, 15_000, 21_000, 21_600, 30_000]) {
+    const i = stamps.findIndex((t) => t >= target);
+    const got = await p.offsetForTimestamp(target);
+    if (i < 0) assert.equal(got, null);
+    else assert.deepEqual(got, { offset: i, timestamp: stamps[i] }, `target ${target}`);
+  }
+  await p.close();
+});
+
+Deno.test("Partition.waitForData resolves on append, on timeout, on abort and on close", async () => {
+  const { open } = setup();
+  const p = await open();
+  assert.equal(await p.waitForData(0, 0), false);
+  const waiting = p.waitForData(0, 60_000);
+  await p.append([rec("x")], { acks: "write" });
+  assert.equal(await waiting, true);
+  assert.equal(await p.waitForData(0, 10), true); // already there
+  assert.equal(await p.waitForData(1, 5), false); // times out (short real timer)
+  const ac = new AbortController();
+  const aborted = p.waitForData(1, 60_000, ac.signal);
+  ac.abort();
+  assert.equal(await aborted, false);
+  const pending = p.waitForData(1, 60_000);
+  await p.close();
+  assert.equal(await pending, false);
+});
+
+Deno.test("Partition retention by size deletes oldest closed segments, never the active one", async () => {
+  const { open, disk } = setup({ segmentBytes: 1024, retentionBytes: 2500, retentionMs: -1 });
+  const p = await open();
+  for (let i = 0; i < 100; i++) await p.append([rec(`v${i}-${"r".repeat(50)}`)], { acks: "write" });
+  const before = p.segmentCount;
+  const deleted = await p.enforceRetention();
+  assert.ok(deleted > 0 && p.segmentCount === before - deleted);
+  assert.ok(p.size >= 2500 - 1024 && p.size < 2500 + 1024, `size ${p.size}`);
+  assert.equal(p.logStartOffset, p.segmentBaseOffsets()[0]);
+  await assert.rejects(() => p.read(0, 100), OffsetOutOfRangeError);
+  const rest = await readAll(p);
+  assert.equal(rest[0].offset, p.logStartOffset);
+  assert.equal(rest[rest.length - 1].offset, 99);
+  assert.equal(p.stats.retentionDeletions, deleted);
+  assert.ok(!disk.listFiles().includes(`${DIR}/${"0".repeat(20)}.log`));
+  // A second run has nothing to do.
+  assert.equal(await p.enforceRetention(), 0);
+  await p.close();
+  const q = await setup().open(disk.mount(), { segmentBytes: 1024 });
+  assert.equal(q.logStartOffset, p.logStartOffset);
+  await q.close();
+});
+
+Deno.test("Partition retention by time uses each segment's newest timestamp", async () => {
+  const { open, clock } = setup({ segmentBytes: 1024, retentionMs: 10_000 });
+  const p = await open();
+  for (let i = 0; i < 60; i++) {
+    await p.append([rec(`v${i}-${"t".repeat(60)}`, null, clock.now())], { acks: "write" });
+    clock.advance(1000);
+  }
+  const n = p.segmentCount;
+  assert.ok(n > 3);
+  clock.advance(5_000); // records older than 55 s after the start expire
+  const deleted = await p.enforceRetention();
+  assert.ok(deleted > 0 && deleted < n - 1);
+  const first = (await readAll(p))[0];
+  assert.ok(first.timestamp < clock.now() - 10_000); // the segment's newest record keeps it
+  assert.ok(first.timestamp >= clock.now() - 10_000 - 10_000); // within one segment's span
+  clock.advance(1_000_000);
+  await p.enforceRetention();
+  assert.equal(p.segmentCount, 1); // only the active segment is left
+  assert.equal((await readAll(p)).length > 0, true);
+  await p.close();
+});
+
+Deno.test("Partition with cleanup policy delete ignores compaction and vice versa", async () => {
+  const { open } = setup({ segmentBytes: 1024, retentionBytes: 0, cleanupPolicy: "compact" });
+  const p = await open();
+  for (let i = 0; i < 40; i++) await p.append([rec(`v${i}-${"x".repeat(50)}`, `k${i % 3}`)]);
+  assert.equal(await p.enforceRetention(), 0);
+  await assert.rejects(() => p.append([rec("no key")]), InvalidRecordError);
+  await p.close();
+  const d = setup({ segmentBytes: 1024 });
+  const q = await d.open();
+  await q.append([rec("v", "k")]);
+  assert.equal((await q.compact()).segmentsCleaned, 0);
+  // reconfigure switches the policy on an open partition (and validates).
+  assert.throws(() => q.reconfigure({ segmentBytes: -5 }), InvalidConfigError);
+  q.reconfigure({ cleanupPolicy: "compact,delete" });
+  assert.equal(q.config.cleanupPolicy, "compact,delete");
+  assert.equal(q.config.segmentBytes, 1024);
+  await assert.rejects(() => q.append([rec("no key")]), InvalidRecordError);
+  await q.close();
+});
+
+/** Latest value per key over records, in the compacted-log sense. */
+function latestByKey(rs: DecodedRecord[]): Map<string, string | null> {
+  const m = new Map<string, string | null>();
+  for (const r of rs) m.set(td.decode(r.key!), r.value === null ? null : td.decode(r.value));
+  return m;
+}
+
+Deno.test("Partition.compact keeps the latest record per key and preserves offsets", async () => {
+  const { open, clock } = setup({
+    segmentBytes: 1024,
+    cleanupPolicy: "compact",
+    deleteRetentionMs: 5000,
+  });
+  const p = await open();
+  const rng = new Prng(11);
+  for (let i = 0; i < 200; i++) {
+    const k = `key-${rng.nextInt(10)}`;
+    const tomb = rng.chance(0.1);
+    await p.append([rec(tomb ? null : `v${i}`, k)], { acks: "write" });
+  }
+  await p.roll();
+  const before = await readAll(p);
+  const expected = latestByKey(before);
+  const r1 = await p.compact();
+  assert.ok(r1.segmentsCleaned > 0 && r1.recordsRemoved > 0 && r1.bytesAfter < r1.bytesBefore);
+  const after = await readAll(p, 0, 100);
+  assert.deepEqual(latestByKey(after), expected);
+  // Exactly one record per key, each at its original offset.
+  assert.equal(after.length, expected.size);
+  const byOffset = new Map(before.map((r) => [r.offset, r]));
+  for (const r of after) {
+    const orig = byOffset.get(r.offset)!;
+    assert.deepEqual(r.key, orig.key);
+    assert.deepEqual(r.value, orig.value);
+  }
+  // Every offset up to the high watermark is still readable: reads step over gaps.
+  for (let o = 0; o < p.highWatermark; o += 13) {
+    const got = decodeBatches((await p.read(o, 1)).bytes, o);
+    assert.ok(got.length === 0 || got[0].offset >= o);
+  }
+  // Tombstones survive until deleteRetentionMs after the first cleaning, then go.
+  const tombKeys = [...expected].filter(([, v]) => v === null).map(([k]) => k);
+  assert.ok(tombKeys.length > 0, "seed should produce a latest tombstone");
+  await p.compact();
+  assert.equal(after.filter((r) => r.value === null).length, tombKeys.length);
+  assert.equal((await readAll(p)).filter((r) => r.value === null).length, tombKeys.length);
+  clock.advance(5000);
+  const r3 = await p.compact();
+  assert.equal(r3.tombstonesRemoved, tombKeys.length);
+  const final = await readAll(p);
+  assert.equal(final.filter((r) => r.value === null).length, 0);
+  for (const [k, v] of expected) {
+    if (v !== null) assert.equal(latestByKey(final).get(k), v);
+  }
+  // Survives a reopen (indexes rewritten for the cleaned segments).
+  await p.close();
+  const q = await open();
+  assert.deepEqual(values(await readAll(q)), values(final));
+  assert.equal(q.stats.indexRebuilds, 0);
+  await q.close();
+});
+
+Deno.test("Partition.compact runs concurrently with appends and reads", async () => {
+  const { open } = setup({ segmentBytes: 4096, cleanupPolicy: "compact" });
+  const p = await open();
+  for (let i = 0; i < 300; i++) await p.append([rec(`v${i}`, `k${i % 20}`)], { acks: "write" });
+  const compaction = p.compact();
+  const appends: Promise<unknown>[] = [];
+  for (let i = 300; i < 400; i++) appends.push(p.append([rec(`v${i}`, `k${i % 20}`)]));
+  const reads = readAll(p, 0, 500);
+  const [res] = await Promise.all([compaction, Promise.all(appends), reads]);
+  assert.ok(res.segmentsCleaned > 0);
+  const all = await readAll(p);
+  const m = latestByKey(all);
+  for (let k = 0; k < 20; k++) assert.equal(m.get(`k${k}`), `v${380 + k}`);
+  for (let i = 1; i < all.length; i++) assert.ok(all[i].offset > all[i - 1].offset);
+  await p.close();
+});
+
+/** A file system whose `.log` fsyncs wait for the test to open a gate. */
+function gatedFs(inner: FileSystem) {
+  let open: () => void = () => {};
+  let gate = new Promise<void>((r) => (open = r));
+  let syncs = 0;
+  let passThrough = false;
+  const fs: FileSystem = {
+    ...inner,
+    open: async (path, options) => {
+      const h = await inner.open(path, options);
+      if (!path.endsWith(".log")) return h;
+      return {
+        path: h.path,
+        size: () => h.size(),
+        read: (o, l) => h.read(o, l),
+        writeAt: (o, d) => h.writeAt(o, d),
+        append: (d) => h.append(d),
+        truncate: (n) => h.truncate(n),
+        close: () => h.close(),
+        sync: async () => {
+          syncs++;
+          if (!passThrough) await gate;
+          await h.sync();
+        },
+      };
+    },
+  };
+  return {
+    fs,
+    syncs: () => syncs,
+    passThrough: () => {
+      passThrough = true;
+      open();
+    },
+    release: () => {
+      open();
+      gate = new Promise<void>((r) => (open = r));
+    },
+  };
+}
+
+Deno.test("Partition group commit shares fsyncs between concurrent appenders", async () => {
+  const { open, disk } = setup();
+  const gated = gatedFs(disk.mount());
+  const p = await open(gated.fs);
+  const all = Array.from({ length: 16 }, (_, i) => p.append([rec(`c${i}`)], { acks: "fsync" }));
+  // Let every write land while the first fsync is held at the gate.
+  for (let i = 0; i < 200; i++) await Promise.resolve();
+  assert.equal(gated.syncs(), 1); // one running, the other 15 wait for one more round
+  gated.release();
+  for (let i = 0; i < 200 && gated.syncs() < 2; i++) await Promise.resolve();
+  gated.release();
+  const res = await Promise.all(all);
+  assert.equal(gated.syncs(), 2);
+  assert.deepEqual(res.map((r) => r.baseOffset).sort((a, b) => a - b), [...Array(16).keys()]);
+  assert.equal(p.durableOffset, 16);
+  gated.passThrough();
+  await p.close();
+});
+
+Deno.test("Partition fsync count stays below the append count under concurrency", async () => {
+  const { open } = setup();
+  const p = await open();
+  const before = p.stats.fsyncs;
+  const res = await Promise.all(
+    Array.from({ length: 16 }, (_, i) => p.append([rec(`c${i}`)], { acks: "fsync" })),
+  );
+  assert.deepEqual(res.map((r) => r.baseOffset).sort((a, b) => a - b), [...Array(16).keys()]);
+  const fsyncs = p.stats.fsyncs - before;
+  assert.ok(fsyncs <= 17, `fsyncs ${fsyncs}`); // SimDisk fsyncs cost a microtask, like writes
+  assert.equal(p.durableOffset, 16);
+  await p.close();
+});
+
+Deno.test("Partition with logAppend time stamps batches with the clock", async () => {
+  const { open, clock } = setup({ timestampType: "logAppend" });
+  const p = await open();
+  clock.set(2_000_000);
+  const r = await p.append([rec("a", null, 5)]);
+  assert.equal(r.logAppendTime, 2_000_000);
+  assert.equal((await readAll(p))[0].timestamp, 2_000_000);
+  await p.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Crashes (SimDisk)
+
+Deno.test("Partition crash keeps fsync-acked records and never reuses lost write-acked offsets", async () => {
+  const { open, disk } = setup({ offsetReserveStep: 50 });
+  const p = await open();
+  await p.append([rec("durable-1"), rec("durable-2")], { acks: "fsync" });
+  let lastHanded = -1;
+  for (let i = 0; i < 120; i++) {
+    lastHanded = (await p.append([rec(`w${i}`)], { acks: "write" })).lastOffset;
+  }
+  disk.crash();
+  const q = await open();
+  const all = await readAll(q);
+  assert.deepEqual(values(all).slice(0, 2), ["durable-1", "durable-2"]);
+  assert.ok(q.highWatermark > lastHanded, `hw ${q.highWatermark} <= ${lastHanded}`);
+  const next = await q.append([rec("after")], { acks: "fsync" });
+  assert.ok(next.baseOffset > lastHanded);
+  // A reader parked inside the lost range steps over the gap batch.
+  const parked = await q.read(5, 1000);
+  assert.ok(parked.bytes.length > 0);
+  assert.ok(decodeBatches(parked.bytes, 5).every((r) => r.offset > lastHanded));
+  assert.deepEqual(values(await readAll(q, 5)), ["after"]);
+  await q.close();
+});
+
+Deno.test("Partition truncates a CRC-corrupted batch in the active segment's tail", async () => {
+  const { open, disk, warnings } = setup();
+  const p = await open();
+  const sizes: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    await p.append([rec(`v${i}`)], { acks: "write" });
+    sizes.push(p.size);
+  }
+  await p.flush();
+  const file = `${DIR}/${"0".repeat(20)}.log`;
+  disk.crash();
+  disk.flipByte(file, sizes[6] + 30); // inside the 8th batch (offset 7)
+  const q = await open();
+  assert.deepEqual(values(await readAll(q)), ["v0", "v1", "v2", "v3", "v4", "v5", "v6"]);
+  assert.equal(q.stats.truncatedBytes, sizes[9] - sizes[6]);
+  assert.ok(warnings.some((w) => w.includes("truncating")));
+  // Offsets 7..9 were handed out before: they are not reused.
+  assert.ok((await q.append([rec("new")])).baseOffset >= 10);
+  await q.close();
+});
+
+Deno.test("Partition survives randomized torn crashes with concurrent appenders (seeded)", async () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const rng = new Prng(seed);
+    const { open, disk } = setup({
+      segmentBytes: 2048,
+      indexIntervalBytes: 256,
+      offsetReserveStep: 20,
+    }, seed);
+    const acked: { offset: number; value: string }[] = [];
+    let maxHanded = -1;
+    let p = await open();
+    for (let round = 0; round < 3; round++) {
+      const inflight: Promise<void>[] = [];
+      const n = rng.intBetween(5, 40);
+      for (let i = 0; i < n; i++) {
+        const value = `s${seed}-r${round}-${i}-${"x".repeat(rng.nextInt(80))}`;
+        const count = rng.intBetween(1, 3);
+        const acks = rng.chance(0.5) ? "fsync" : "write";
+        const recs = Array.from({ length: count }, (_, j) => rec(`${value}/${j}`));
+        inflight.push(
+          p.append(recs, { acks }).then((r) => {
+            maxHanded = Math.max(maxHanded, r.lastOffset);
+            if (acks === "fsync") {
+              for (let j = 0; j < count; j++) {
+                acked.push({ offset: r.baseOffset + j, value: `${value}/${j}` });
+              }
+            }
+          }, () => {}),
+        );
+        if (rng.chance(0.3)) await inflight[inflight.length - 1];
+      }
+      // Crash at a random moment while appends are in flight.
+      for (let k = rng.nextInt(20); k > 0; k--) await Promise.resolve();
+      disk.crash({ torn: true });
+      await Promise.allSettled(inflight);
+      p = await open();
+      const all = await readAll(p, 0, 4096);
+      const byOffset = new Map(all.map((r) => [r.offset, td.decode(r.value!)]));
+      for (const a of acked) {
+        assert.equal(
+          byOffset.get(a.offset),
+          a.value,
+          `seed ${seed}: acked offset ${a.offset} lost`,
+        );
+      }
+      for (let i = 1; i < all.length; i++) assert.ok(all[i].offset > all[i - 1].offset);
+      assert.ok(p.highWatermark > maxHanded, `seed ${seed}: offsets may be reused`);
+    }
+    await p.close();
+  }
+});
+
+Deno.test("Partition crash at any step of compaction leaves a consistent log", async () => {
+  // Count the disk operations of one compaction, then crash before each of them in turn.
+  const build = async (disk: SimDisk, open: () => Promise<Partition>) => {
+    const p = await open();
+    for (let i = 0; i < 120; i++) {
+      await p.append([rec(i % 7 === 0 ? null : `v${i}`, `k${i % 9}`)], { acks: "write" });
+    }
+    await p.roll();
+    await p.flush();
+    const expected = latestByKey(await readAll(p));
+    disk.resetStats();
+    return { p, expected };
+  };
+  const cfg: PartitionConfig = { segmentBytes: 1500, cleanupPolicy: "compact" };
+  const probe = setup(cfg);
+  let ops = 0;
+  const { p: p0 } = await build(probe.disk, () => probe.open());
+  probe.disk.failWith(() => {
+    ops++;
+    return undefined;
+  });
+  await p0.compact();
+  probe.disk.failWith(null);
+  await p0.close();
+  assert.ok(ops > 10);
+  for (let k = 0; k < ops; k += Math.max(1, Math.floor(ops / 25))) {
+    const { disk, open } = setup(cfg, k + 1);
+    const { p, expected } = await build(disk, () => open());
+    let n = 0;
+    disk.failWith(() => (n++ === k ? new Error("power cut") : undefined));
+    await p.compact().catch(() => {});
+    disk.failWith(null);
+    disk.crash({ torn: true });
+    const q = await open();
+    const all = await readAll(q);
+    assert.deepEqual(latestByKey(all), expected, `crash before op ${k}`);
+    for (let i = 1; i < all.length; i++) assert.ok(all[i].offset > all[i - 1].offset);
+    assert.ok(!disk.listFiles().some((f) => f.endsWith(".cleaned")));
+    // And compaction completes after recovery.
+    await q.compact();
+    assert.deepEqual(latestByKey(await readAll(q)), expected);
+    await q.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Real disk
+
+Deno.test("Partition on the real file system: append, roll, reopen, read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "log-partition-" });
+  try {
+    const fs = new DenoFileSystem();
+    const clock = new ManualClock(1_000);
+    const cfg: PartitionConfig = { segmentBytes: 4096 };
+    let p = await Partition.open(fs, `${dir}/p0`, cfg, { clock });
+    const appends = [];
+    for (let i = 0; i < 200; i++) {
+      appends.push(
+        p.append([rec(`value-${i}`, `k${i}`)], { acks: i % 10 === 0 ? "fsync" : "write" }),
+      );
+    }
+    await Promise.all(appends);
+    assert.ok(p.segmentCount > 1);
+    const reads = await Promise.all([readAll(p), readAll(p, 100)]);
+    assert.equal(reads[0].length, 200);
+    assert.equal(reads[1][0].offset, 100);
+    await p.close();
+    p = await Partition.open(fs, `${dir}/p0`, cfg, { clock });
+    assert.equal(p.highWatermark, 200);
+    assert.deepEqual(values(await readAll(p)).slice(198), ["value-198", "value-199"]);
+    await p.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

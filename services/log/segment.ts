@@ -1,0 +1,782 @@
+/**
+ * One log segment: `<base offset, 20 digits>.log` holding whole record batches, plus two sparse
+ * indexes kept in memory in typed arrays and written to disk when the segment is sealed (or the
+ * partition closed):
+ *
+ * - `.index`: relative offset (u32) → file position (u32) of a batch, one entry per
+ *   `indexIntervalBytes` of log. A lookup gives the largest entry at or below an offset; reads
+ *   scan forward from there.
+ * - `.timeindex`: (max timestamp of every batch before the entry's batch, relative offset of
+ *   that batch). Entries have strictly increasing timestamps. A lookup for `ts` gives the last
+ *   entry whose timestamp is `< ts`: every record before its batch is older than `ts`, so the
+ *   search for the first record with timestamp `>= ts` may start there.
+ *
+ * Index file layout (big-endian): `.index` = magic "LOIX", CRC-32C of the rest, version 1,
+ * entry count, log size the index describes, base offset, next offset, max timestamp, cleaned-at
+ * time (ms, -1 = never), then 8-byte entries. `.timeindex` = magic "LOTI", CRC, version, count,
+ * log size, base offset, then 12-byte entries (i64 timestamp, u32 relative offset). An index
+ * whose CRC, base offset or log size does not match is ignored and rebuilt by scanning the log.
+ *
+ * File handles: all reads and writes of a segment go through one queue (the `FileHandle`
+ * contract has one position per handle), fsync does not. A segment that is deleted or replaced
+ * while reads are in flight is closed when the last reader releases it.
+ *
+ * @module
+ */
+
+import { crc32cUpdate, type FileHandle, type FileSystem, joinPath } from "@deno-stores/shared/wal";
+import { CorruptBatchError, LogCorruptError } from "./errors.ts";
+import {
+  baseOffsetAt,
+  BATCH_HEADER_BYTES,
+  BATCH_LENGTH_PREFIX_BYTES,
+  type BatchHeader,
+  batchSizeAt,
+  forEachRecord,
+  lastOffsetAt,
+  maxTimestampAt,
+  readBatchHeader,
+} from "./record_batch.ts";
+
+/** Suffix of segment data files. */
+export const LOG_SUFFIX = ".log";
+/** Suffix of offset index files. */
+export const INDEX_SUFFIX = ".index";
+/** Suffix of time index files. */
+export const TIMEINDEX_SUFFIX = ".timeindex";
+/** Suffix of a compacted copy being written (deleted on recovery). */
+export const CLEANED_SUFFIX = ".cleaned";
+/** Largest segment file: positions are u32 and must stay below 2^31. */
+export const MAX_SEGMENT_BYTES = 0x7fffffff;
+/** Offsets inside a segment are stored relative to its base as u32; stay far below. */
+export const MAX_RELATIVE_OFFSET = 0x7fffffff;
+
+const INDEX_MAGIC = 0x4c4f4958; // "LOIX"
+const TIMEINDEX_MAGIC = 0x4c4f5449; // "LOTI"
+const INDEX_HEADER_BYTES = 52;
+const TIMEINDEX_HEADER_BYTES = 28;
+const SCAN_CHUNK_BYTES = 1024 * 1024;
+const TWO_32 = 4294967296;
+
+/** File name of a segment: the base offset as 20 digits plus `suffix`. */
+export function segmentFileName(baseOffset: number, suffix: string = LOG_SUFFIX): string {
+  return String(baseOffset).padStart(20, "0") + suffix;
+}
+
+const NAME_RE = /^(\d{20})\.log$/;
+
+/** The base offset of a `.log` file name, or null if the name is not a segment. */
+export function parseSegmentFileName(name: string): number | null {
+  const m = NAME_RE.exec(name);
+  if (m === null) return null;
+  const v = Number(m[1]);
+  return Number.isSafeInteger(v) ? v : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-memory indexes
+
+/** Sparse offset index: relative offset → file position, in two growing typed arrays. */
+export class OffsetIndex {
+  #rel = new Uint32Array(16);
+  #pos = new Uint32Array(16);
+  #count = 0;
+
+  /** Number of entries. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Adds an entry; relative offsets and positions must increase. */
+  append(rel: number, pos: number): void {
+    if (this.#count === this.#rel.length) {
+      const r = new Uint32Array(this.#count * 2);
+      r.set(this.#rel);
+      this.#rel = r;
+      const p = new Uint32Array(this.#count * 2);
+      p.set(this.#pos);
+      this.#pos = p;
+    }
+    this.#rel[this.#count] = rel;
+    this.#pos[this.#count] = pos;
+    this.#count++;
+  }
+
+  /** Index of the largest entry with relative offset <= rel, or -1. */
+  #floor(rel: number): number {
+    let lo = 0;
+    let hi = this.#count - 1;
+    let ans = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#rel[mid] <= rel) {
+        ans = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return ans;
+  }
+
+  /** File position of the largest entry at or below `rel` (0 when there is none). */
+  lookup(rel: number): number {
+    const i = this.#floor(rel);
+    return i < 0 ? 0 : this.#pos[i];
+  }
+
+  /** Position of the last entry (0 when empty). */
+  lastPosition(): number {
+    return this.#count === 0 ? 0 : this.#pos[this.#count - 1];
+  }
+
+  /** Entry `i` as [rel, pos]. */
+  entry(i: number): [number, number] {
+    return [this.#rel[i], this.#pos[i]];
+  }
+
+  /** Bytes of memory held. */
+  get memoryBytes(): number {
+    return this.#rel.byteLength + this.#pos.byteLength;
+  }
+}
+
+/** Sparse time index: strictly increasing timestamps → relative offsets. */
+export class TimeIndex {
+  #ts = new Float64Array(16);
+  #rel = new Uint32Array(16);
+  #count = 0;
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Adds an entry if `ts` is larger than the last one (otherwise it would tell nothing). */
+  maybeAppend(ts: number, rel: number): void {
+    if (this.#count > 0 && ts <= this.#ts[this.#count - 1]) return;
+    if (this.#count === this.#ts.length) {
+      const t = new Float64Array(this.#count * 2);
+      t.set(this.#ts);
+      this.#ts = t;
+      const r = new Uint32Array(this.#count * 2);
+      r.set(this.#rel);
+      this.#rel = r;
+    }
+    this.#ts[this.#count] = ts;
+    this.#rel[this.#count] = rel;
+    this.#count++;
+  }
+
+  /** Relative offset where a search for the first timestamp >= ts may start (0 if none). */
+  lookup(ts: number): number {
+    let lo = 0;
+    let hi = this.#count - 1;
+    let ans = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#ts[mid] < ts) {
+        ans = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return ans < 0 ? 0 : this.#rel[ans];
+  }
+
+  entry(i: number): [number, number] {
+    return [this.#ts[i], this.#rel[i]];
+  }
+
+  get memoryBytes(): number {
+    return this.#ts.byteLength + this.#rel.byteLength;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index files
+
+function putU32(b: Uint8Array, p: number, v: number): void {
+  b[p] = v >>> 24;
+  b[p + 1] = v >>> 16;
+  b[p + 2] = v >>> 8;
+  b[p + 3] = v;
+}
+
+function getU32(b: Uint8Array, p: number): number {
+  return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+}
+
+function putI64(b: Uint8Array, p: number, v: number): void {
+  const hi = Math.floor(v / TWO_32);
+  putU32(b, p, hi >>> 0);
+  putU32(b, p + 4, (v - hi * TWO_32) >>> 0);
+}
+
+function getI64(b: Uint8Array, p: number): number {
+  const hi = getU32(b, p) | 0;
+  return hi * TWO_32 + getU32(b, p + 4);
+}
+
+/** What the `.index` header records about the log. */
+interface IndexMeta {
+  logBytes: number;
+  nextOffset: number;
+  maxTimestamp: number;
+  cleanedAtMs: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment
+
+/** How a segment is opened or created. */
+export interface SegmentOptions {
+  fs: FileSystem;
+  dir: string;
+  /** One offset-index entry per this many bytes of log. */
+  indexIntervalBytes: number;
+  /** Largest batch believed when scanning. */
+  maxBatchBytes: number;
+}
+
+/** What opening a segment found. */
+export interface SegmentRecovery {
+  /** The index files were missing or invalid and were rebuilt by scanning. */
+  indexRebuilt: boolean;
+  /** Bytes scanned (CRC-checked). */
+  scannedBytes: number;
+  /** Set when an invalid tail was cut off. */
+  truncated?: { position: number; droppedBytes: number; reason: string };
+}
+
+/** A batch found by {@link Segment.scan}. */
+export type BatchVisitor = (
+  buf: Uint8Array,
+  pos: number,
+  header: BatchHeader,
+  filePos: number,
+) => boolean | void;
+
+/** A located batch range: bytes of whole batches and the offsets they cover. */
+export interface BatchRange {
+  bytes: Uint8Array;
+  /** Base offset of the first batch (NaN if empty). */
+  firstOffset: number;
+  /** Last offset of the last batch (NaN if empty). */
+  lastOffset: number;
+}
+
+const EMPTY: Uint8Array = new Uint8Array(0);
+
+/**
+ * One segment of a partition. Mutated by one writer (the partition's append lock or the
+ * compactor writing a fresh copy); read concurrently.
+ */
+export class Segment {
+  readonly baseOffset: number;
+  /** Path of the `.log` file (changes once when a compacted copy is renamed into place). */
+  path: string;
+  readonly #fs: FileSystem;
+  readonly #dir: string;
+  readonly #indexInterval: number;
+  readonly #maxBatchBytes: number;
+
+  /** Bytes of completed writes; reads never go past this (invariant: whole batches only). */
+  sizeBytes = 0;
+  /** Offset after the last batch; `baseOffset` when empty. */
+  nextOffset: number;
+  /** Largest record timestamp, -1 when empty. */
+  maxTimestamp = -1;
+  /** When compaction first cleaned this segment (ms), -1 if never. */
+  cleanedAtMs = -1;
+  /** Clock time the segment started (for rolling by age). */
+  rollStartMs = 0;
+  readonly offsetIndex = new OffsetIndex();
+  readonly timeIndex = new TimeIndex();
+  #bytesSinceIndex = 0;
+
+  #handle: FileHandle | null = null;
+  #opening: Promise<FileHandle> | null = null;
+  /**
+   * A second handle used only for fsync. fdatasync flushes the file (the inode), whichever
+   * descriptor it is called on, and Deno runs the operations of one file resource one at a
+   * time: a sync on the write handle would hold up the writes of the next group-commit round.
+   */
+  #syncHandle: Promise<FileHandle> | null = null;
+  #queue: Promise<unknown> = Promise.resolve();
+  #refs = 0;
+  #retired = false;
+  #closed = false;
+
+  private constructor(options: SegmentOptions, baseOffset: number, path?: string) {
+    this.#fs = options.fs;
+    this.#dir = options.dir;
+    this.#indexInterval = options.indexIntervalBytes;
+    this.#maxBatchBytes = options.maxBatchBytes;
+    this.baseOffset = baseOffset;
+    this.nextOffset = baseOffset;
+    this.path = path ?? joinPath(options.dir, segmentFileName(baseOffset));
+  }
+
+  /**
+   * Creates a new empty segment file (`createNew`). The caller makes the name durable with a
+   * directory fsync before acknowledging anything written to it.
+   */
+  static async create(
+    options: SegmentOptions,
+    baseOffset: number,
+    nowMs: number,
+    path?: string,
+  ): Promise<Segment> {
+    const seg = new Segment(options, baseOffset, path);
+    seg.#handle = await options.fs.open(seg.path, { createNew: true });
+    seg.rollStartMs = nowMs;
+    return seg;
+  }
+
+  /**
+   * Opens an existing segment. A closed segment is trusted when its index files match its size
+   * (no scan); otherwise, and for the active segment from its last index entry, batches are
+   * scanned with CRC checks and an invalid tail is truncated (and reported).
+   */
+  static async open(
+    options: SegmentOptions,
+    baseOffset: number,
+    active: boolean,
+    nowMs: number,
+  ): Promise<{ segment: Segment; recovery: SegmentRecovery }> {
+    const seg = new Segment(options, baseOffset);
+    seg.rollStartMs = nowMs;
+    const st = await options.fs.stat(seg.path);
+    if (st === null) throw new LogCorruptError(seg.path, "segment file vanished");
+    const fileSize = st.size;
+    if (fileSize > MAX_SEGMENT_BYTES) {
+      throw new LogCorruptError(seg.path, `segment of ${fileSize} bytes is too large`);
+    }
+    const recovery: SegmentRecovery = { indexRebuilt: false, scannedBytes: 0 };
+    const meta = await seg.#loadIndexes(fileSize, active);
+    let scanFrom = 0;
+    if (meta !== null) {
+      seg.sizeBytes = meta.logBytes;
+      seg.nextOffset = meta.nextOffset;
+      seg.maxTimestamp = meta.maxTimestamp;
+      seg.cleanedAtMs = meta.cleanedAtMs;
+      if (!active) return { segment: seg, recovery };
+      scanFrom = seg.offsetIndex.lastPosition();
+    } else {
+      recovery.indexRebuilt = true;
+    }
+    // Scan [scanFrom, fileSize): indexes and metadata are (re)built for what is found.
+    seg.sizeBytes = scanFrom;
+    let prevNext = scanFrom === 0 ? baseOffset : -1;
+    const res = await seg.scan(scanFrom, fileSize, { verifyCrc: true }, (_b, _p, h, filePos) => {
+      if (h.baseOffset < baseOffset || (prevNext >= 0 && h.baseOffset < prevNext)) {
+        throw new CorruptBatchError(
+          `batch base offset ${h.baseOffset} goes backwards (expected >= ${prevNext})`,
+          filePos,
+        );
+      }
+      if (h.lastOffset - baseOffset > MAX_RELATIVE_OFFSET) {
+        throw new CorruptBatchError(`offset ${h.lastOffset} too far from the base`, filePos);
+      }
+      prevNext = h.lastOffset + 1;
+      seg.#track(filePos, h.sizeBytes, h.baseOffset, h.lastOffset, h.maxTimestamp);
+    });
+    recovery.scannedBytes = res.end - scanFrom;
+    if (res.error !== undefined) {
+      const dropped = fileSize - res.end;
+      recovery.truncated = { position: res.end, droppedBytes: dropped, reason: res.error.message };
+      const h = await seg.#getHandle();
+      await seg.#io(() => h.truncate(res.end));
+      await h.sync();
+    }
+    return { segment: seg, recovery };
+  }
+
+  /** Number of readers holding the segment. */
+  get refs(): number {
+    return this.#refs;
+  }
+
+  /** Whether the segment holds no batch. */
+  get isEmpty(): boolean {
+    return this.sizeBytes === 0;
+  }
+
+  /** Runs `fn` after every earlier read/write of this segment. */
+  #io<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#queue.then(fn);
+    this.#queue = p.catch(() => {});
+    return p;
+  }
+
+  #getHandle(): Promise<FileHandle> {
+    if (this.#handle !== null) return Promise.resolve(this.#handle);
+    if (this.#closed) return Promise.reject(new Error(`segment ${this.path} is closed`));
+    if (this.#opening === null) {
+      this.#opening = this.#fs.open(this.path).then((h) => {
+        this.#handle = h;
+        this.#opening = null;
+        return h;
+      }, (e) => {
+        this.#opening = null;
+        throw e;
+      });
+    }
+    return this.#opening;
+  }
+
+  /** Records a batch just written at `pos` in the indexes and metadata. */
+  #track(pos: number, size: number, base: number, last: number, maxTs: number): void {
+    if (pos > 0 && this.#bytesSinceIndex >= this.#indexInterval) {
+      const rel = base - this.baseOffset;
+      this.offsetIndex.append(rel, pos);
+      if (this.maxTimestamp >= 0) this.timeIndex.maybeAppend(this.maxTimestamp, rel);
+      this.#bytesSinceIndex = 0;
+    }
+    this.#bytesSinceIndex += size;
+    this.sizeBytes = pos + size;
+    this.nextOffset = last + 1;
+    if (maxTs > this.maxTimestamp) this.maxTimestamp = maxTs;
+  }
+
+  /**
+   * Appends one encoded batch at the end. The caller serializes appends and has checked the
+   * offsets (`baseOffset >= nextOffset`). Readers see the batch once this resolves.
+   */
+  async append(batch: Uint8Array, base: number, last: number, maxTs: number): Promise<void> {
+    const pos = this.sizeBytes;
+    const h = await this.#getHandle();
+    await this.#io(() => h.writeAt(pos, batch));
+    this.#track(pos, batch.length, base, last, maxTs);
+  }
+
+  /**
+   * Appends a chunk of whole, already validated batches with one write (the compactor's
+   * output) and indexes them.
+   */
+  async appendBatches(chunk: Uint8Array): Promise<void> {
+    const pos = this.sizeBytes;
+    const h = await this.#getHandle();
+    await this.#io(() => h.writeAt(pos, chunk));
+    let p = 0;
+    while (p < chunk.length) {
+      const size = batchSizeAt(chunk, p);
+      this.#track(
+        pos + p,
+        size,
+        baseOffsetAt(chunk, p),
+        lastOffsetAt(chunk, p),
+        maxTimestampAt(chunk, p),
+      );
+      p += size;
+    }
+  }
+
+  /** fdatasync of the segment file (through its own handle, so writes are not held up). */
+  async sync(): Promise<void> {
+    await this.#getHandle(); // the file exists under `path` (and stays open for writes)
+    if (this.#closed) throw new Error(`segment ${this.path} is closed`);
+    if (this.#syncHandle === null) {
+      const opening = this.#fs.open(this.path);
+      this.#syncHandle = opening;
+      opening.catch(() => {
+        if (this.#syncHandle === opening) this.#syncHandle = null;
+      });
+    }
+    const h = await this.#syncHandle;
+    await h.sync();
+  }
+
+  /** Reads `length` bytes at `pos` (shorter only at the end of the file). */
+  async readAt(pos: number, length: number): Promise<Uint8Array> {
+    const h = await this.#getHandle();
+    return this.#io(() => h.read(pos, length));
+  }
+
+  /**
+   * Calls `visit` for each batch in `[from, end)`, reading in chunks of about 1 MiB. Stops at
+   * the first invalid batch and returns its position as `end` with the error; a visitor may
+   * also throw a {@link CorruptBatchError} to stop there, or return false to stop early.
+   */
+  async scan(
+    from: number,
+    end: number,
+    options: { verifyCrc: boolean },
+    visit: BatchVisitor,
+  ): Promise<{ end: number; error?: CorruptBatchError }> {
+    let bufStart = from;
+    let buf = EMPTY;
+    let pos = from;
+    while (pos < end) {
+      let rel = pos - bufStart;
+      if (rel + BATCH_LENGTH_PREFIX_BYTES > buf.length) {
+        buf = await this.readAt(pos, Math.min(SCAN_CHUNK_BYTES, end - pos));
+        bufStart = pos;
+        rel = 0;
+        if (buf.length < Math.min(BATCH_LENGTH_PREFIX_BYTES, end - pos)) {
+          return { end: pos, error: new CorruptBatchError("file shorter than expected", pos) };
+        }
+      }
+      if (rel + BATCH_LENGTH_PREFIX_BYTES <= buf.length) {
+        const size = batchSizeAt(buf, rel);
+        if (
+          size >= BATCH_HEADER_BYTES && size <= this.#maxBatchBytes && pos + size <= end &&
+          rel + size > buf.length
+        ) {
+          buf = await this.readAt(pos, Math.max(size, Math.min(SCAN_CHUNK_BYTES, end - pos)));
+          bufStart = pos;
+          rel = 0;
+        }
+      }
+      let header: BatchHeader;
+      try {
+        header = readBatchHeader(buf, rel, Math.min(buf.length, end - bufStart), {
+          verifyCrc: options.verifyCrc,
+          maxBatchBytes: this.#maxBatchBytes,
+        });
+        if (visit(buf, rel, header, pos) === false) return { end: pos + header.sizeBytes };
+      } catch (e) {
+        if (!(e instanceof CorruptBatchError)) throw e;
+        const err = new CorruptBatchError(
+          e.message.replace(/^corrupt record batch at \d+: /, ""),
+          pos,
+        );
+        return { end: pos, error: err };
+      }
+      pos += header.sizeBytes;
+    }
+    return { end: pos };
+  }
+
+  /**
+   * Reads whole batches starting with the first batch whose last offset is `>= offset`, up to
+   * `maxBytes` (at least one whole batch, however large). One buffer; the result is a view of
+   * it. Empty if no batch in the segment reaches `offset`.
+   */
+  async readFrom(offset: number, maxBytes: number): Promise<BatchRange> {
+    const end = this.sizeBytes;
+    const rel = Math.max(0, Math.min(offset - this.baseOffset, MAX_RELATIVE_OFFSET));
+    let pos = this.offsetIndex.lookup(rel);
+    const want = Math.max(1, maxBytes);
+    let bufStart = pos;
+    let buf = pos < end
+      ? await this.readAt(pos, Math.min(end - pos, this.#indexInterval + want + BATCH_HEADER_BYTES))
+      : EMPTY;
+    // Find the first batch reaching `offset`.
+    let first = -1;
+    let firstSize = 0;
+    while (pos < end) {
+      let r = pos - bufStart;
+      if (r + BATCH_HEADER_BYTES > buf.length) {
+        buf = await this.readAt(pos, Math.min(end - pos, want + this.#indexInterval));
+        bufStart = pos;
+        r = 0;
+        if (buf.length < BATCH_HEADER_BYTES) this.#corrupt(pos, "short read");
+      }
+      const size = batchSizeAt(buf, r);
+      if (size < BATCH_HEADER_BYTES || pos + size > end) this.#corrupt(pos, `bad length ${size}`);
+      if (lastOffsetAt(buf, r) >= offset) {
+        first = pos;
+        firstSize = size;
+        break;
+      }
+      pos += size;
+    }
+    if (first < 0) return { bytes: EMPTY, firstOffset: NaN, lastOffset: NaN };
+    // Make sure one buffer holds the first batch and as much after it as maxBytes allows.
+    const need = Math.min(end - first, Math.max(firstSize, want));
+    if (first - bufStart + need > buf.length) {
+      buf = await this.readAt(first, need);
+      bufStart = first;
+      if (buf.length < firstSize) this.#corrupt(first, "short read");
+    }
+    const s = first - bufStart;
+    let q = s + firstSize;
+    let lastOff = lastOffsetAt(buf, s);
+    while (q + BATCH_LENGTH_PREFIX_BYTES <= buf.length) {
+      const size = batchSizeAt(buf, q);
+      if (size < BATCH_HEADER_BYTES) this.#corrupt(bufStart + q, `bad length ${size}`);
+      if (q + size > buf.length || q + size - s > want) break;
+      lastOff = lastOffsetAt(buf, q);
+      q += size;
+    }
+    const bytes = buf.subarray(s, q);
+    return { bytes, firstOffset: baseOffsetAt(buf, s), lastOffset: lastOff };
+  }
+
+  #corrupt(pos: number, why: string): never {
+    throw new LogCorruptError(this.path, `at position ${pos}: ${why}`);
+  }
+
+  /**
+   * The first record (in log order) whose timestamp is `>= ts`, or null. Uses the time index to
+   * skip batches that are certainly older, then scans.
+   */
+  async findTimestamp(ts: number): Promise<{ offset: number; timestamp: number } | null> {
+    if (this.maxTimestamp < ts) return null;
+    const rel = this.timeIndex.lookup(ts);
+    const from = this.offsetIndex.lookup(rel);
+    let found: { offset: number; timestamp: number } | null = null;
+    const res = await this.scan(from, this.sizeBytes, { verifyCrc: false }, (buf, pos, h) => {
+      if (h.maxTimestamp < ts) return true;
+      forEachRecord(buf, pos, h, (c) => {
+        if (found === null && c.timestamp >= ts) {
+          found = { offset: c.offset, timestamp: c.timestamp };
+        }
+      });
+      return found === null;
+    });
+    if (res.error !== undefined) throw new LogCorruptError(this.path, res.error.message);
+    return found;
+  }
+
+  /** Encodes the `.index` file. */
+  #encodeIndex(): Uint8Array {
+    const n = this.offsetIndex.count;
+    const b = new Uint8Array(INDEX_HEADER_BYTES + n * 8);
+    putU32(b, 0, INDEX_MAGIC);
+    putU32(b, 8, 1);
+    putU32(b, 12, n);
+    putU32(b, 16, this.sizeBytes);
+    putI64(b, 20, this.baseOffset);
+    putI64(b, 28, this.nextOffset);
+    putI64(b, 36, this.maxTimestamp);
+    putI64(b, 44, this.cleanedAtMs);
+    for (let i = 0; i < n; i++) {
+      const [rel, pos] = this.offsetIndex.entry(i);
+      putU32(b, INDEX_HEADER_BYTES + i * 8, rel);
+      putU32(b, INDEX_HEADER_BYTES + i * 8 + 4, pos);
+    }
+    putU32(b, 4, crc32cUpdate(0, b, 8, b.length));
+    return b;
+  }
+
+  /** Encodes the `.timeindex` file. */
+  #encodeTimeIndex(): Uint8Array {
+    const n = this.timeIndex.count;
+    const b = new Uint8Array(TIMEINDEX_HEADER_BYTES + n * 12);
+    putU32(b, 0, TIMEINDEX_MAGIC);
+    putU32(b, 8, 1);
+    putU32(b, 12, n);
+    putU32(b, 16, this.sizeBytes);
+    putI64(b, 20, this.baseOffset);
+    for (let i = 0; i < n; i++) {
+      const [ts, rel] = this.timeIndex.entry(i);
+      putI64(b, TIMEINDEX_HEADER_BYTES + i * 12, ts);
+      putU32(b, TIMEINDEX_HEADER_BYTES + i * 12 + 8, rel);
+    }
+    putU32(b, 4, crc32cUpdate(0, b, 8, b.length));
+    return b;
+  }
+
+  /**
+   * Writes both index files for the current content and fsyncs them. Their names become
+   * durable with the next directory fsync; a missing or stale index is rebuilt on open.
+   */
+  async writeIndexes(): Promise<void> {
+    const base = joinPath(this.#dir, segmentFileName(this.baseOffset, ""));
+    for (
+      const [suffix, data] of [
+        [INDEX_SUFFIX, this.#encodeIndex()],
+        [TIMEINDEX_SUFFIX, this.#encodeTimeIndex()],
+      ] as const
+    ) {
+      const h = await this.#fs.open(base + suffix, { create: true, truncate: true });
+      try {
+        await h.writeAt(0, data);
+        await h.sync();
+      } finally {
+        await h.close();
+      }
+    }
+  }
+
+  /** Loads both index files if they are valid for a log of `fileSize` bytes, else null. */
+  async #loadIndexes(fileSize: number, active: boolean): Promise<IndexMeta | null> {
+    const base = joinPath(this.#dir, segmentFileName(this.baseOffset, ""));
+    let idx: Uint8Array;
+    let tix: Uint8Array;
+    try {
+      idx = await this.#fs.readFile(base + INDEX_SUFFIX);
+      tix = await this.#fs.readFile(base + TIMEINDEX_SUFFIX);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return null;
+      throw e;
+    }
+    if (
+      idx.length < INDEX_HEADER_BYTES || getU32(idx, 0) !== INDEX_MAGIC ||
+      getU32(idx, 4) !== crc32cUpdate(0, idx, 8, idx.length) || getU32(idx, 8) !== 1
+    ) return null;
+    if (
+      tix.length < TIMEINDEX_HEADER_BYTES || getU32(tix, 0) !== TIMEINDEX_MAGIC ||
+      getU32(tix, 4) !== crc32cUpdate(0, tix, 8, tix.length) || getU32(tix, 8) !== 1
+    ) return null;
+    const n = getU32(idx, 12);
+    const tn = getU32(tix, 12);
+    const logBytes = getU32(idx, 16);
+    if (idx.length !== INDEX_HEADER_BYTES + n * 8) return null;
+    if (tix.length !== TIMEINDEX_HEADER_BYTES + tn * 12) return null;
+    if (getI64(idx, 20) !== this.baseOffset || getI64(tix, 20) !== this.baseOffset) return null;
+    if (getU32(tix, 16) !== logBytes) return null;
+    if (active ? logBytes > fileSize : logBytes !== fileSize) return null;
+    const meta: IndexMeta = {
+      logBytes,
+      nextOffset: getI64(idx, 28),
+      maxTimestamp: getI64(idx, 36),
+      cleanedAtMs: getI64(idx, 44),
+    };
+    if (!(meta.nextOffset >= this.baseOffset) || !Number.isSafeInteger(meta.nextOffset)) {
+      return null;
+    }
+    let prevRel = -1;
+    let prevPos = -1;
+    for (let i = 0; i < n; i++) {
+      const rel = getU32(idx, INDEX_HEADER_BYTES + i * 8);
+      const pos = getU32(idx, INDEX_HEADER_BYTES + i * 8 + 4);
+      if (rel <= prevRel || pos <= prevPos || pos >= logBytes) return null;
+      this.offsetIndex.append(rel, pos);
+      prevRel = rel;
+      prevPos = pos;
+    }
+    for (let i = 0; i < tn; i++) {
+      this.timeIndex.maybeAppend(
+        getI64(tix, TIMEINDEX_HEADER_BYTES + i * 12),
+        getU32(tix, TIMEINDEX_HEADER_BYTES + i * 12 + 8),
+      );
+    }
+    return meta;
+  }
+
+  /** Takes a reference for a reader (the file stays open until released). */
+  retain(): void {
+    this.#refs++;
+  }
+
+  /** Drops a reader's reference; closes the file if the segment was retired meanwhile. */
+  release(): void {
+    this.#refs--;
+    if (this.#refs === 0 && this.#retired) void this.close();
+  }
+
+  /** Marks the segment deleted or replaced: its file closes once no reader holds it. */
+  retire(): void {
+    this.#retired = true;
+    if (this.#refs === 0) void this.close();
+  }
+
+  /** Closes the file handle after queued reads and writes. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#queue;
+    if (this.#opening !== null) await this.#opening.catch(() => {});
+    const h = this.#handle;
+    this.#handle = null;
+    if (h !== null) await h.close();
+    const sh = this.#syncHandle;
+    this.#syncHandle = null;
+    if (sh !== null) await (await sh.catch(() => null))?.close();
+  }
+
+  /** Approximate memory held by the indexes. */
+  get indexMemoryBytes(): number {
+    return this.offsetIndex.memoryBytes + this.timeIndex.memoryBytes;
+  }
+}
