@@ -23,7 +23,7 @@ async function withLog(
   let now = 1_700_000_000_000;
   const open = async () => {
     const log = await LogService.open({
-      fs: new DenoFileSystem(),
+      fs: new DenoFileSystem({ syncIo: true }),
       dataDir: dir,
       offsetsPartitions: 2,
       clock: { now: () => now++ },

@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from "zod";
-import { httpEnvShape, int, parseEnv } from "@deno-stores/shared/config";
+import { bool, httpEnvShape, int, parseEnv } from "@deno-stores/shared/config";
 import type { Env } from "@deno-stores/shared/config";
 
 /** Default HTTP port. */
@@ -16,6 +16,12 @@ export function logConfigSchema() {
     ...httpEnvShape(LOG_PORT_DEFAULT),
     /** Where topics live. */
     DATA_DIR: z.string().min(1).max(4096).default(".data/log"),
+    /**
+     * Read and write segment files with synchronous calls (fast from the page cache: a log's
+     * tail); `false` goes through the runtime's thread pool (a read from the disk then does not
+     * block the event loop). fsync is asynchronous either way.
+     */
+    SYNC_IO: bool(true),
     /** Produce bodies up to this size (records of up to LOG_MAX_MESSAGE_BYTES each). */
     MAX_REQUEST_BYTES: int(16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     /** Partitions of a topic created without a count. */

@@ -28,7 +28,7 @@ async function run(config: LogConfig): Promise<void> {
   });
   const started = performance.now();
   const log = await LogService.open({
-    fs: new DenoFileSystem(),
+    fs: new DenoFileSystem({ syncIo: config.SYNC_IO }),
     dataDir: config.DATA_DIR,
     offsetsPartitions: config.OFFSETS_TOPIC_PARTITIONS,
     defaults: {

@@ -98,11 +98,47 @@ class DenoFileHandle implements FileHandle {
   /** Kernel file position, or -1 when unknown. */
   #pos = 0;
   #size: number;
+  readonly #syncIo: boolean;
 
-  constructor(path: string, file: Deno.FsFile, size: number) {
+  constructor(path: string, file: Deno.FsFile, size: number, syncIo: boolean) {
     this.path = path;
     this.#file = file;
     this.#size = size;
+    this.#syncIo = syncIo;
+  }
+
+  #seekSync(offset: number): void {
+    if (this.#pos !== offset) {
+      this.#pos = -1;
+      this.#file.seekSync(offset, Deno.SeekMode.Start);
+      this.#pos = offset;
+    }
+  }
+
+  #readSync(offset: number, out: Uint8Array): number {
+    this.#seekSync(offset);
+    let n = 0;
+    try {
+      while (n < out.length) {
+        const r = this.#file.readSync(out.subarray(n));
+        if (r === null) break;
+        n += r;
+      }
+    } finally {
+      this.#pos = n === out.length ? offset + n : -1;
+    }
+    return n;
+  }
+
+  #writeSync(offset: number, data: Uint8Array): void {
+    this.#seekSync(offset);
+    let n = 0;
+    try {
+      while (n < data.length) n += this.#file.writeSync(data.subarray(n));
+    } finally {
+      this.#pos = n === data.length ? offset + n : -1;
+      if (offset + n > this.#size) this.#size = offset + n;
+    }
   }
 
   size(): number {
@@ -121,6 +157,10 @@ class DenoFileHandle implements FileHandle {
     const want = Math.max(0, Math.min(length, this.#size - offset));
     const out = new Uint8Array(want);
     if (want === 0) return out;
+    if (this.#syncIo) {
+      const n = this.#readSync(offset, out);
+      return n === want ? out : out.subarray(0, n);
+    }
     await this.#seek(offset);
     let n = 0;
     try {
@@ -136,6 +176,7 @@ class DenoFileHandle implements FileHandle {
   }
 
   async writeAt(offset: number, data: Uint8Array): Promise<void> {
+    if (this.#syncIo) return this.#writeSync(offset, data);
     await this.#seek(offset);
     let n = 0;
     try {
@@ -179,9 +220,19 @@ class DenoFileHandle implements FileHandle {
  */
 export class DenoFileSystem implements FileSystem {
   readonly #strictDirSync: boolean;
+  readonly #syncIo: boolean;
 
-  constructor(options: { strictDirSync?: boolean } = {}) {
+  /**
+   * `syncIo`: handles read and write with Deno's synchronous file calls (`seekSync`,
+   * `readSync`, `writeSync`) instead of the asynchronous ones, which each take a trip through
+   * the runtime's blocking thread pool (~80 µs for a 2 KiB read from the page cache against
+   * ~5 µs synchronously, here). Right when the data is mostly in the page cache (a log's tail);
+   * a read that goes to the disk then blocks the event loop for the disk's latency. fsync stays
+   * asynchronous either way.
+   */
+  constructor(options: { strictDirSync?: boolean; syncIo?: boolean } = {}) {
     this.#strictDirSync = options.strictDirSync ?? false;
+    this.#syncIo = options.syncIo ?? false;
   }
 
   async open(path: string, options: OpenOptions = {}): Promise<FileHandle> {
@@ -194,7 +245,7 @@ export class DenoFileSystem implements FileSystem {
     });
     try {
       const info = await file.stat();
-      return new DenoFileHandle(path, file, info.size);
+      return new DenoFileHandle(path, file, info.size, this.#syncIo);
     } catch (e) {
       file.close();
       throw e;

@@ -49,11 +49,11 @@ function simEnv(): Promise<Env> {
   });
 }
 
-async function realEnv(): Promise<Env> {
+async function realEnv(syncIo = false): Promise<Env> {
   const root = await Deno.makeTempDir({ prefix: "wal_test_" });
   return {
-    name: "real disk",
-    fs: new DenoFileSystem(),
+    name: syncIo ? "real disk, synchronous I/O" : "real disk",
+    fs: new DenoFileSystem({ syncIo }),
     dir: joinPath(root, "wal"),
     async flipByte(p, o) {
       const b = await Deno.readFile(p);
@@ -69,8 +69,13 @@ async function realEnv(): Promise<Env> {
 
 /** Runs `fn` once on SimDisk and once on the real file system. */
 function bothDisks(name: string, fn: (env: Env) => Promise<void>): void {
-  for (const make of [simEnv, realEnv]) {
-    Deno.test(`wal: ${name} (${make === simEnv ? "SimDisk" : "real disk"})`, async () => {
+  const envs: [string, () => Promise<Env>][] = [
+    ["SimDisk", simEnv],
+    ["real disk", () => realEnv(false)],
+    ["real disk, synchronous I/O", () => realEnv(true)],
+  ];
+  for (const [label, make] of envs) {
+    Deno.test(`wal: ${name} (${label})`, async () => {
       const env = await make();
       try {
         await fn(env);
