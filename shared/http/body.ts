@@ -21,6 +21,12 @@ export async function readBodyBytes(req: Request, maxBytes: number): Promise<Uin
       throw new HttpError(400, "bad_request", "invalid Content-Length");
     }
     if (n > maxBytes) throw tooLarge(maxBytes);
+    // The framing bounds the body to the declared length: read it whole (Deno takes a body
+    // that has already arrived in one call, a fifth of the cost of the stream reader below).
+    if (req.body === null) return new Uint8Array(0);
+    const bytes = await req.bytes();
+    if (bytes.byteLength > maxBytes) throw tooLarge(maxBytes); // a Request built in process
+    return bytes;
   }
   if (req.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
