@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   try {
     // 1 + 2. Write: dd, then the log, alternating, same bytes, both made durable at the end.
     const ddW: number[] = [], logW: number[] = [], ddR: number[] = [], logR: number[] = [];
-    const logRDecoded: number[] = [];
+    const logRDecoded: number[] = [], logRFresh: number[] = [];
     const batch = records1k(900);
     const batchBytes = 900 * 1024;
     const batches = Math.ceil((WRITE_MB * MB) / batchBytes);
@@ -115,18 +115,21 @@ async function main(): Promise<void> {
       const s = (performance.now() - t0) / 1000;
       logW.push((batches * batchBytes) / s / MB);
 
-      // 4. Sequential fetch of what was written (page cache warm: it was just written).
-      for (const decode of [false, true]) {
+      // 4. Sequential fetch of what was written (page cache warm: it was just written), through
+      // one reused buffer as dd reads, then with a new buffer per read, then decoding records.
+      const into = new Uint8Array(1024 * 1024 + 64 * 1024);
+      for (const mode of ["reused", "fresh", "decoded"] as const) {
+        const decode = mode === "decoded";
         let offset = p.logStartOffset, bytes = 0, records = 0;
         const r0 = performance.now();
         while (offset < p.highWatermark) {
-          const r = await p.read(offset, 1024 * 1024);
+          const r = await p.read(offset, 1024 * 1024, mode === "fresh" ? {} : { into });
           bytes += r.bytes.length;
           if (decode) records += decodeBatches(r.bytes, offset).length;
           offset = r.nextOffset;
         }
         const rs = (performance.now() - r0) / 1000;
-        (decode ? logRDecoded : logR).push(bytes / rs / MB);
+        ({ reused: logR, fresh: logRFresh, decoded: logRDecoded })[mode].push(bytes / rs / MB);
         if (decode && records !== p.highWatermark) throw new Error(`read ${records} records`);
       }
       if (round === ROUNDS - 1) await cachedFetch(p);
@@ -144,6 +147,7 @@ async function main(): Promise<void> {
     put("produce.batched_1k_write_vs_dd", median(logW) / median(ddW), "x");
     put("fetch.sequential_mb_s", median(logR), "MB/s");
     put("fetch.sequential_vs_dd", median(logR) / median(ddR), "x");
+    put("fetch.sequential_new_buffers_mb_s", median(logRFresh), "MB/s");
     put("fetch.sequential_decoded_mb_s", median(logRDecoded), "MB/s");
 
     // 3. fsync group commit, in process.

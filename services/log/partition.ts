@@ -788,9 +788,16 @@ export class Partition {
    * compaction gaps) up to `maxBytes`, but always at least one whole batch. The bytes may
    * start before `offset`: decode with {@link decodeBatches}`(bytes, offset)`.
    * `offset == highWatermark` gives empty bytes; below `logStartOffset` or above the high
-   * watermark throws {@link OffsetOutOfRangeError}.
+   * watermark throws {@link OffsetOutOfRangeError}. With `into` (at least `maxBytes` plus the
+   * index interval and a batch header), the bytes are read into it when they fit: the result is
+   * then a view of `into`, valid until the caller reuses it (a sequential consumer reads its
+   * whole log through one buffer, with no allocation per read).
    */
-  async read(offset: number, maxBytes: number): Promise<ReadResult> {
+  async read(
+    offset: number,
+    maxBytes: number,
+    options: { into?: Uint8Array } = {},
+  ): Promise<ReadResult> {
     this.#check();
     const hw = this.#hw;
     const lso = this.#logStartOffset;
@@ -807,7 +814,7 @@ export class Partition {
       seg.retain();
       let r;
       try {
-        r = await seg.readFrom(at, maxBytes);
+        r = await seg.readFrom(at, maxBytes, options.into);
       } finally {
         seg.release();
       }

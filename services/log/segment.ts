@@ -485,8 +485,13 @@ export class Segment {
   }
 
   /** Reads `length` bytes at `pos` (shorter only at the end of the file). */
-  async readAt(pos: number, length: number): Promise<Uint8Array> {
+  /** Reads `length` bytes at `pos` (shorter at the end), into `into` when it is big enough. */
+  async readAt(pos: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const h = await this.#getHandle();
+    if (into !== undefined && into.length >= length && h.readInto !== undefined) {
+      const n = await this.#io(() => h.readInto!(pos, into.subarray(0, length)));
+      return into.subarray(0, n);
+    }
     return this.#io(() => h.read(pos, length));
   }
 
@@ -550,14 +555,18 @@ export class Segment {
    * `maxBytes` (at least one whole batch, however large). One buffer; the result is a view of
    * it. Empty if no batch in the segment reaches `offset`.
    */
-  async readFrom(offset: number, maxBytes: number): Promise<BatchRange> {
+  async readFrom(offset: number, maxBytes: number, into?: Uint8Array): Promise<BatchRange> {
     const end = this.sizeBytes;
     const rel = Math.max(0, Math.min(offset - this.baseOffset, MAX_RELATIVE_OFFSET));
     let pos = this.offsetIndex.lookup(rel);
     const want = Math.max(1, maxBytes);
     let bufStart = pos;
     let buf = pos < end
-      ? await this.readAt(pos, Math.min(end - pos, this.#indexInterval + want + BATCH_HEADER_BYTES))
+      ? await this.readAt(
+        pos,
+        Math.min(end - pos, this.#indexInterval + want + BATCH_HEADER_BYTES),
+        into,
+      )
       : EMPTY;
     // Find the first batch reaching `offset`.
     let first = -1;

@@ -41,6 +41,11 @@ export interface FileHandle {
   size(): number;
   /** Reads up to `length` bytes at `offset`; the result is shorter only at the end of file. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Optional: like {@link read} into the caller's buffer (`into.length` bytes at most), so that a
+   * reader can reuse one buffer; the count read. Implementations without it get `read`.
+   */
+  readInto?(offset: number, into: Uint8Array): Promise<number>;
   /** Writes all of `data` at `offset`; writing past the end extends the file (gap reads as 0). */
   writeAt(offset: number, data: Uint8Array): Promise<void>;
   /** Writes all of `data` at the end of the file. */
@@ -173,6 +178,25 @@ class DenoFileHandle implements FileHandle {
       this.#pos = n === want ? offset + n : -1;
     }
     return n === want ? out : out.subarray(0, n);
+  }
+
+  async readInto(offset: number, into: Uint8Array): Promise<number> {
+    const want = Math.max(0, Math.min(into.length, this.#size - offset));
+    if (want === 0) return 0;
+    const out = want === into.length ? into : into.subarray(0, want);
+    if (this.#syncIo) return this.#readSync(offset, out);
+    await this.#seek(offset);
+    let n = 0;
+    try {
+      while (n < want) {
+        const r = await this.#file.read(out.subarray(n));
+        if (r === null) break;
+        n += r;
+      }
+    } finally {
+      this.#pos = n === want ? offset + n : -1;
+    }
+    return n;
   }
 
   async writeAt(offset: number, data: Uint8Array): Promise<void> {
