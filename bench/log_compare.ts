@@ -213,6 +213,7 @@ async function main(): Promise<void> {
   } finally {
     await Deno.remove(base, { recursive: true }).catch(() => {});
   }
+  const benches = await denoBench();
   const result = {
     date: new Date().toISOString().slice(0, 10),
     deno: Deno.version.deno,
@@ -223,6 +224,7 @@ async function main(): Promise<void> {
     quick: QUICK,
     writeMb: WRITE_MB,
     results,
+    benches,
   };
   await Deno.mkdir(new URL("docs/results/", root), { recursive: true });
   await Deno.writeTextFile(
@@ -231,6 +233,51 @@ async function main(): Promise<void> {
   );
   console.log("wrote docs/results/log.json");
   if (args.values.doc) await render();
+}
+
+/** One case of services/log/log_bench.ts: time per iteration and what an iteration moves. */
+interface BenchRow {
+  group: string;
+  name: string;
+  avgMs: number;
+  p99Ms: number;
+  mbPerS: number | null;
+  msgsPerS: number | null;
+}
+
+/** The nineteen categories (services/log/log_bench.ts) through `deno bench --json`. */
+async function denoBench(): Promise<BenchRow[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["bench", "-A", "--json", "services/log/log_bench.ts"],
+    cwd: root,
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!out.success) throw new Error("deno bench services/log/log_bench.ts failed");
+  const json = JSON.parse(td.decode(out.stdout)) as {
+    benches: { group: string; name: string; results: { ok?: { avg: number; p99: number } }[] }[];
+  };
+  const rows: BenchRow[] = [];
+  for (const b of json.benches) {
+    const ok = b.results[0]?.ok;
+    if (ok === undefined) throw new Error(`bench ${b.name} failed`);
+    const m = /\[bytes=(\d+) msgs=(\d+)\]$/.exec(b.name);
+    const s = ok.avg / 1e9;
+    rows.push({
+      group: b.group,
+      name: b.name.replace(/ \[bytes=.*$/, ""),
+      avgMs: ok.avg / 1e6,
+      p99Ms: ok.p99 / 1e6,
+      mbPerS: m && Number(m[1]) > 0 ? Number(m[1]) / s / MB : null,
+      msgsPerS: m ? Number(m[2]) / s : null,
+    });
+    console.log(
+      `${b.group.padEnd(30)} ${rows.at(-1)!.name.slice(0, 60).padEnd(60)} ${
+        (ok.avg / 1e6).toFixed(3)
+      } ms`,
+    );
+  }
+  return rows;
 }
 
 async function ensureDir(d: string): Promise<string> {
@@ -285,20 +332,20 @@ async function httpPhase(base: string): Promise<void> {
     put("http.produce_fsync_64_records_s", w.requestsPerSec, "rec/s");
     put("http.produce_fsync_64_mb_s", (w.requestsPerSec * 1024) / MB, "MB/s");
     put("http.produce_fsync_64_p99_ms", w.latencyMs.p99, "ms");
-    // Cached fetch over HTTP: one recent record, JSON.
-    const fl: number[] = [];
-    for (let i = 0; i < (QUICK ? 1000 : 5000); i++) {
-      const offset = N - 1 - (i % 1000);
-      const a = performance.now();
-      const r = await fetch(
-        `${url}/topics/b/partitions/0/records?offset=${offset}&max_bytes=2048&format=string`,
-      );
-      await r.arrayBuffer();
-      fl.push(performance.now() - a);
+    // Cached fetch over HTTP: one recent record (JSON), wrk with one connection (latency).
+    const f = await runWrk(`${url}/topics/b/partitions/0/records`, {
+      connections: 1,
+      threads: 1,
+      durationS: QUICK ? 3 : 6,
+      script: new URL("bench/wrk/log_fetch.lua", root).pathname,
+      env: { LOG_END: String(N), LOG_RECENT: "1000" },
+    });
+    if (f.errors > 0 || f.non2xx > 0) {
+      throw new Error(`wrk: ${f.errors} errors, ${f.non2xx} non-2xx`);
     }
-    const fs = sortNum(fl);
-    put("http.fetch_cached_p50_ms", pct(fs, 50), "ms");
-    put("http.fetch_cached_p99_ms", pct(fs, 99), "ms");
+    put("http.fetch_cached_p50_ms", f.latencyMs.p50, "ms");
+    put("http.fetch_cached_p99_ms", f.latencyMs.p99, "ms");
+    put("http.fetch_cached_requests_s", f.requestsPerSec, "req/s");
     // Sequential fetch over HTTP, raw batches.
     let offset = 0, bytes = 0;
     const r0 = performance.now();
@@ -490,6 +537,18 @@ async function render(): Promise<void> {
     "JetStream here is nats-server " + (r.nats ?? "(absent)") +
     ": its acknowledgements do not wait for an " +
     "fsync (2.9 has no `sync_interval: always`); the log's acks=fsync figures do.",
+    "",
+    "## The nineteen categories (`deno bench`, services/log/log_bench.ts)",
+    "",
+    "Time per iteration from `deno bench --json`; MB/s and msg/s from what one iteration moves.",
+    "",
+    "| category | case | ms/op (avg) | p99 ms | MB/s | msg/s |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...(r.benches as BenchRow[] ?? []).map((b) =>
+      `| ${b.group} | ${b.name} | ${b.avgMs.toFixed(3)} | ${b.p99Ms.toFixed(3)} | ${
+        b.mbPerS === null ? "" : fmt(b.mbPerS)
+      } | ${b.msgsPerS === null ? "" : fmt(b.msgsPerS)} |`
+    ),
     "",
     "## Every figure",
     "",
