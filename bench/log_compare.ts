@@ -225,13 +225,21 @@ async function main(): Promise<void> {
     writeMb: WRITE_MB,
     results,
     benches,
+    hotspots,
   };
   await Deno.mkdir(new URL("docs/results/", root), { recursive: true });
   await Deno.writeTextFile(
     new URL("docs/results/log.json", root),
     JSON.stringify(result, null, 2) + "\n",
   );
-  console.log("wrote docs/results/log.json");
+  // A timestamped copy of every run (bench/results is not committed).
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  await Deno.mkdir(new URL("bench/results/", root), { recursive: true });
+  await Deno.writeTextFile(
+    new URL(`bench/results/log-${stamp}${QUICK ? "-quick" : ""}.json`, root),
+    JSON.stringify(result, null, 2) + "\n",
+  );
+  console.log(`wrote docs/results/log.json and bench/results/log-${stamp}.json`);
   if (args.values.doc) await render();
 }
 
@@ -305,10 +313,12 @@ async function cachedFetch(p: Partition): Promise<void> {
 }
 
 async function httpPhase(base: string): Promise<void> {
+  // Profiled: the report lists where the service spends its time under this load.
+  const profDir = `${base}/profile`;
   const svc = await startDeno(new URL("services/log/main.ts", root).pathname, {
     DATA_DIR: `${base}/http`,
     LOG_LEVEL: "warn",
-  }, { healthPath: "/readyz" });
+  }, { healthPath: "/readyz", denoFlags: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] });
   try {
     const url = svc.url;
     await fetch(`${url}/topics`, {
@@ -366,6 +376,44 @@ async function httpPhase(base: string): Promise<void> {
   } finally {
     await svc.stop();
   }
+  hotspots = await readProfile(profDir);
+}
+
+/** The functions with the most self time in a CPU profile (idle excluded). */
+let hotspots: { name: string; where: string; percent: number }[] = [];
+
+async function readProfile(dir: string): Promise<typeof hotspots> {
+  let file: string | undefined;
+  try {
+    for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".cpuprofile")) file = e.name;
+  } catch {
+    return [];
+  }
+  if (file === undefined) return [];
+  const prof = JSON.parse(await Deno.readTextFile(`${dir}/${file}`)) as {
+    nodes: {
+      callFrame: { functionName: string; url: string; lineNumber: number };
+      hitCount?: number;
+    }[];
+  };
+  const self = new Map<string, number>();
+  let busy = 0;
+  for (const n of prof.nodes) {
+    const f = n.callFrame;
+    if (f.functionName === "(idle)" || (n.hitCount ?? 0) === 0) continue;
+    const url = f.url
+      .replace(/^.*node_modules\/\.deno\/[^/]+\/node_modules\//, "npm:")
+      .replace(/^file:\/\/.*?\/(services|shared|bench)\//, "$1/");
+    const key = `${f.functionName || "(anonymous)"}\u0000${
+      url ? `${url}:${f.lineNumber + 1}` : ""
+    }`;
+    self.set(key, (self.get(key) ?? 0) + (n.hitCount ?? 0));
+    busy += n.hitCount ?? 0;
+  }
+  return [...self].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, v]) => {
+    const [name, where] = k.split("\u0000");
+    return { name, where, percent: (100 * v) / busy };
+  });
 }
 
 async function jetStream(base: string): Promise<void> {
@@ -539,6 +587,17 @@ async function render(): Promise<void> {
     `JetStream here is ${r.nats ?? "absent"}` +
     ": its acknowledgements do not wait for an " +
     "fsync (2.9 has no `sync_interval: always`); the log's acks=fsync figures do.",
+    "",
+    "## Where the service spends its time",
+    "",
+    "Self time of the busiest functions in a CPU profile of the service during the HTTP phase",
+    "(group commit under wrk, cached and sequential fetches); the event loop's idle time excluded.",
+    "",
+    "| function | where | self time |",
+    "| --- | --- | --- |",
+    ...(r.hotspots as typeof hotspots ?? []).map((h) =>
+      `| \`${h.name}\` | ${h.where || "(runtime)"} | ${h.percent.toFixed(1)}% |`
+    ),
     "",
     "## The nineteen categories (`deno bench`, services/log/log_bench.ts)",
     "",
