@@ -19,6 +19,7 @@ import {
 import { LogError, OffsetOutOfRangeError } from "./errors.ts";
 import type { GroupStore } from "./groups.ts";
 import {
+  type BatchLimits,
   decodeBatches,
   type DecodedRecord,
   type LogRecord,
@@ -29,6 +30,7 @@ import {
   CreateTopicBody,
   FetchQuery,
   type Format,
+  GROUP_ID,
   OffsetsQuery,
   ProduceBody,
   TopicConfigPatch,
@@ -37,7 +39,7 @@ import { type PartitionHandle, type Topic, TopicError, type TopicManager } from 
 
 /** What the API needs of a partition (partition.ts's `Partition`). */
 export interface ApiPartition extends PartitionHandle {
-  readonly config: { readonly maxBatchBytes: number; readonly maxRecordsPerBatch: number };
+  readonly config: Readonly<BatchLimits>;
   append(
     records: LogRecord[],
     options: { acks: "write" | "fsync" },
@@ -156,6 +158,28 @@ function recordSize(r: LogRecord): number {
   let n = 40 + (r.key?.length ?? 0) + (r.value?.length ?? 0);
   for (const h of r.headers ?? []) n += 10 + h.key.length * 3 + (h.value?.length ?? 0);
   return n;
+}
+
+/** What makes a record break a partition's limits (the storage layer's checks, made first). */
+function recordProblem(r: LogRecord, l: Readonly<BatchLimits>): string | null {
+  if (r.key !== null && r.key.length > l.maxKeyBytes) {
+    return `key of ${r.key.length} bytes (at most ${l.maxKeyBytes})`;
+  }
+  if (r.value !== null && r.value.length > l.maxValueBytes) {
+    return `value of ${r.value.length} bytes (at most ${l.maxValueBytes})`;
+  }
+  const hs = r.headers ?? [];
+  if (hs.length > l.maxHeadersPerRecord) {
+    return `${hs.length} headers (at most ${l.maxHeadersPerRecord})`;
+  }
+  for (const h of hs) {
+    const k = encoder.encode(h.key).length;
+    if (k > l.maxHeaderKeyBytes) return `header key of ${k} bytes (at most ${l.maxHeaderKeyBytes})`;
+    if (h.value !== null && h.value.length > l.maxHeaderValueBytes) {
+      return `header value of ${h.value.length} bytes (at most ${l.maxHeaderValueBytes})`;
+    }
+  }
+  return null;
 }
 
 const bad = (message: string) => new HttpError(400, "bad_request", message);
@@ -327,7 +351,8 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
     // written.
     const sizes = new Map<number, number[]>();
     for (const [p, g] of groups) {
-      const limit = t.partitions[p].config.maxBatchBytes - BATCH_OVERHEAD;
+      const limits = t.partitions[p].config;
+      const limit = limits.maxBatchBytes - BATCH_OVERHEAD;
       sizes.set(
         p,
         g.records.map((r, k) => {
@@ -337,6 +362,10 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
               "invalid_record",
               `records[${g.at[k]}]: topic ${t.name} is compacted: every record needs a key`,
             );
+          }
+          const problem = recordProblem(r, limits);
+          if (problem !== null) {
+            throw new HttpError(413, "record_too_large", `records[${g.at[k]}]: ${problem}`);
           }
           const n = recordSize(r);
           if (n > limit) {
@@ -510,8 +539,6 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
 }
 
 function groupId(raw: string): string {
-  if (!/^[\x21-\x7e]{1,255}$/.test(raw)) {
-    throw bad("group ids are 1-255 printable ASCII characters");
-  }
+  if (!GROUP_ID.test(raw)) throw bad("group ids are 1-255 printable ASCII characters but /");
   return raw;
 }

@@ -234,6 +234,32 @@ Deno.test("log api: big requests split into batches; a record too large fails th
     });
     assert.equal(big.status, 413);
     assert.equal((await req("GET", "/topics/t/partitions/0")).json.high_watermark, 40);
+    // Every limit of the storage layer is checked before anything is written: a key, a header
+    // key (in UTF-8 bytes), a header value too big for partition 1 refuses the good record for
+    // partition 0 too.
+    await req("POST", "/topics", { name: "two", partitions: 2 });
+    for (
+      const badRecord of [
+        { key: "k".repeat(70_000), value: 1, partition: 1 },
+        { value: 1, partition: 1, headers: [{ key: "é".repeat(1000), value: 1 }] },
+        { value: 1, partition: 1, headers: [{ key: "h", value: "v".repeat(70_000) }] },
+        {
+          value: 1,
+          partition: 1,
+          headers: Array.from({ length: 65 }, () => ({ key: "h", value: 1 })),
+        },
+      ]
+    ) {
+      const r = await req("POST", "/topics/two", {
+        records: [{ value: "ok", partition: 0 }, badRecord],
+      });
+      assert.ok(r.status === 413 || r.status === 400, `${r.status}`);
+    }
+    const two = await req("GET", "/topics/two");
+    assert.deepEqual(two.json.partitions.map((p: { high_watermark: number }) => p.high_watermark), [
+      0,
+      0,
+    ]);
     // Compacted topics need keys, checked before anything is written.
     await req("POST", "/topics", { name: "c", config: { "cleanup.policy": "compact" } });
     const nk = await req("POST", "/topics/c", { records: [{ key: "k", value: 1 }, { value: 2 }] });
@@ -318,5 +344,34 @@ Deno.test("log api: offsets by time, consumer groups, and everything after a res
     await restart();
     assert.deepEqual((await req("GET", "/consumers")).json.groups, []);
     assert.equal((await req("GET", "/topics/t")).status, 404);
+  });
+});
+
+Deno.test("log api: concurrent settings changes and a delete racing them leave a topic that reopens", async () => {
+  await withLog(async ({ req, restart }) => {
+    await req("POST", "/topics", { name: "t" });
+    const rs = await Promise.all([
+      req("PATCH", "/topics/t/config", { config: { "retention.ms": 1000 } }),
+      req("PATCH", "/topics/t/config", { config: { "retention.bytes": 5000 } }),
+      req("PATCH", "/topics/t/config", { config: { "segment.ms": 60_000 } }),
+    ]);
+    assert.deepEqual(rs.map((r) => r.status), [200, 200, 200]);
+    await restart();
+    const d = await req("GET", "/topics/t");
+    assert.equal(d.json.config["retention.ms"], 1000);
+    assert.equal(d.json.config["retention.bytes"], 5000);
+    assert.equal(d.json.config["segment.ms"], 60_000);
+    await req("POST", "/topics", { name: "u" });
+    const [p, del] = await Promise.all([
+      req("PATCH", "/topics/u/config", { config: { "retention.ms": 1000 } }),
+      req("DELETE", "/topics/u"),
+    ]);
+    // Changes of a topic run one after another: the change lands before the delete or finds
+    // the topic gone.
+    assert.ok(p.status === 200 || p.status === 404, `${p.status}`);
+    assert.equal(del.status, 204);
+    await restart();
+    assert.equal((await req("GET", "/topics/u")).status, 404, "a deleted topic stays deleted");
+    assert.equal((await req("GET", "/consumers/a%2Fb/offsets")).status, 400);
   });
 });

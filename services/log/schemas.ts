@@ -24,7 +24,7 @@ export const TopicConfigSchema = z.object({
   "cleanup.policy": z.enum(["delete", "compact", "compact,delete", "delete,compact"]),
   "segment.bytes": z.number().int().min(14 * 1024).max(2 ** 31 - 1),
   "segment.ms": z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-  "index.interval.bytes": z.number().int().min(1).max(2 ** 30),
+  "index.interval.bytes": z.number().int().min(1).max(1024 * 1024),
   "retention.bytes": z.number().int().min(-1).max(Number.MAX_SAFE_INTEGER),
   "retention.ms": ms,
   "delete.retention.ms": z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),

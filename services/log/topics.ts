@@ -124,6 +124,8 @@ export class TopicManager<P extends PartitionHandle> {
   readonly #topics = new Map<string, Topic<P>>();
   /** Topic names being created or deleted (one change per name at a time). */
   readonly #busy = new Set<string>();
+  /** Per topic, the tail of its queue of changes. */
+  readonly #changes = new Map<string, Promise<unknown>>();
   #closed = false;
 
   private constructor(options: TopicManagerOptions<P>) {
@@ -163,7 +165,16 @@ export class TopicManager<P extends PartitionHandle> {
         await this.#removeTree(dir);
         continue;
       }
-      const meta = JSON.parse(decoder.decode(await fs.readFile(metaPath))) as TopicFile;
+      // Temporary files of settings changes a crash cut short.
+      for (const f of await fs.readDir(dir)) {
+        if (/^topic\.json\..*\.tmp$/.test(f)) await fs.remove(joinPath(dir, f));
+      }
+      let meta: TopicFile;
+      try {
+        meta = JSON.parse(decoder.decode(await fs.readFile(metaPath))) as TopicFile;
+      } catch (e) {
+        throw new Error(`${metaPath} is damaged: ${(e as Error).message}`);
+      }
       if (meta.name !== name || !TOPIC_NAME.test(name)) {
         throw new Error(`${metaPath} names topic ${JSON.stringify(meta.name)}`);
       }
@@ -259,10 +270,28 @@ export class TopicManager<P extends PartitionHandle> {
     }
   }
 
+  /** Runs `fn` after every earlier change of topic `name` (reconfigure, delete) finished. */
+  #serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#changes.get(name) ?? Promise.resolve();
+    const run = prev.then(fn);
+    const tail = run.catch(() => {});
+    this.#changes.set(name, tail);
+    tail.then(() => {
+      if (this.#changes.get(name) === tail) this.#changes.delete(name);
+    });
+    return run;
+  }
+
   /** Changes settings of a topic (durable when this resolves); returns the new settings. */
-  async reconfigure(name: string, changes: Partial<TopicConfig>): Promise<TopicConfig> {
+  reconfigure(name: string, changes: Partial<TopicConfig>): Promise<TopicConfig> {
     this.#check();
-    const t = this.require(name);
+    this.require(name);
+    return this.#serial(name, () => this.#reconfigureNow(name, changes));
+  }
+
+  async #reconfigureNow(name: string, changes: Partial<TopicConfig>): Promise<TopicConfig> {
+    this.#check();
+    const t = this.require(name); // deleted meanwhile: unknown_topic
     const overrides = { ...t.overrides, ...changes };
     const config = { ...this.#defaults, ...overrides };
     await this.#writeMeta(joinPath(this.#root, name), {
@@ -279,7 +308,16 @@ export class TopicManager<P extends PartitionHandle> {
   }
 
   /** Deletes a topic and its data. */
-  async delete(name: string, internal = false): Promise<void> {
+  delete(name: string, internal = false): Promise<void> {
+    this.#check();
+    const t = this.require(name);
+    if (t.internal && !internal) {
+      throw new TopicError("internal_topic", `internal topic ${name} cannot be deleted`);
+    }
+    return this.#serial(name, () => this.#deleteNow(name, internal));
+  }
+
+  async #deleteNow(name: string, internal: boolean): Promise<void> {
     this.#check();
     const t = this.require(name);
     if (t.internal && !internal) {
@@ -314,10 +352,11 @@ export class TopicManager<P extends PartitionHandle> {
 
   async #writeMeta(dir: string, meta: TopicFile): Promise<void> {
     const fs = this.#fs;
-    const tmp = joinPath(dir, "topic.json.tmp");
-    const f = await fs.open(tmp, { create: true, truncate: true });
+    // A name of its own: two writers never share a temporary file.
+    const tmp = joinPath(dir, `topic.json.${crypto.randomUUID()}.tmp`);
+    const f = await fs.open(tmp, { createNew: true });
     try {
-      await f.append(encoder.encode(JSON.stringify(meta, null, 2) + "\n"));
+      await f.writeAt(0, encoder.encode(JSON.stringify(meta, null, 2) + "\n"));
       await f.sync();
     } finally {
       await f.close();
