@@ -13,11 +13,14 @@
  *   as durable.
  * - Retention deletes whole closed segments; compaction rewrites closed segments keeping the
  *   latest record per key, in bounded async steps, swapping each cleaned copy in atomically.
+ *   A cleaner checkpoint (`cleaner.checkpoint`) remembers how far the log has been cleaned, so
+ *   each pass maps only the dirty part after it.
+ * - Closed segments keep no file open while nobody reads them.
  *
  * @module
  */
 
-import { dirname, type FileSystem, joinPath } from "@deno-stores/shared/wal";
+import { crc32cUpdate, dirname, type FileSystem, joinPath } from "@deno-stores/shared/wal";
 import {
   InvalidConfigError,
   LogClosedError,
@@ -232,8 +235,77 @@ const EMPTY: Uint8Array = new Uint8Array(0);
 /** Bytes of compaction work between yields to the event loop. */
 const COMPACTION_SLICE_BYTES = 1024 * 1024;
 
+/**
+ * A real macrotask turn (timers and I/O callbacks run). With synchronous file I/O every await of
+ * a read is only a microtask, so compaction must yield like this to let requests through.
+ */
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** File name of the cleaner checkpoint inside a partition directory. */
+export const CLEANER_CHECKPOINT_FILE = "cleaner.checkpoint";
+const CLEANER_CHECKPOINT_MAGIC = 0x4c4f4343; // "LOCC"
+const CLEANER_CHECKPOINT_BYTES = 20;
+
+/** magic u32, version u32 (1), offset u64, CRC-32C of the first 16 bytes (big-endian). */
+function encodeCleanerCheckpoint(offset: number): Uint8Array {
+  const b = new Uint8Array(CLEANER_CHECKPOINT_BYTES);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, CLEANER_CHECKPOINT_MAGIC);
+  dv.setUint32(4, 1);
+  dv.setUint32(8, Math.floor(offset / 4294967296));
+  dv.setUint32(12, offset >>> 0);
+  dv.setUint32(16, crc32cUpdate(0, b, 0, 16));
+  return b;
+}
+
+/**
+ * The cleaner checkpoint of `dir`: 0 (the log start) when the file is missing or damaged (a
+ * damaged one is logged). Starting over only costs work: compaction never depends on it for
+ * what it may drop beyond "this prefix holds at most one record per key".
+ */
+async function readCleanerCheckpoint(
+  fs: FileSystem,
+  dir: string,
+  logger: PartitionLogger,
+): Promise<number> {
+  let b: Uint8Array;
+  try {
+    b = await fs.readFile(joinPath(dir, CLEANER_CHECKPOINT_FILE));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return 0;
+    throw e;
+  }
+  if (b.length === CLEANER_CHECKPOINT_BYTES) {
+    const dv = new DataView(b.buffer, b.byteOffset, b.length);
+    const value = dv.getUint32(8) * 4294967296 + dv.getUint32(12);
+    if (
+      dv.getUint32(0) === CLEANER_CHECKPOINT_MAGIC && dv.getUint32(4) === 1 &&
+      dv.getUint32(16) === crc32cUpdate(0, b, 0, 16) && Number.isSafeInteger(value)
+    ) return value;
+  }
+  logger.warn("log: cleaner checkpoint unreadable; compaction starts over from the log start", {
+    dir,
+  });
+  return 0;
+}
+
+/**
+ * Replaces the cleaner checkpoint atomically: a fsynced temporary file renamed over it. Without
+ * a directory fsync a crash may bring back the previous checkpoint, which is valid too.
+ */
+async function writeCleanerCheckpoint(fs: FileSystem, dir: string, offset: number): Promise<void> {
+  const path = joinPath(dir, CLEANER_CHECKPOINT_FILE);
+  const tmp = path + ".tmp";
+  const h = await fs.open(tmp, { create: true, truncate: true });
+  try {
+    await h.writeAt(0, encodeCleanerCheckpoint(offset));
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await fs.rename(tmp, path);
 }
 
 interface Waiter {
@@ -294,9 +366,20 @@ export class Partition {
   readonly #sealing = new Set<Promise<void>>();
   #queuedSync: Promise<void> | null = null;
   #failed: unknown = undefined;
-  /** close() was called: new appends are refused, queued ones still run. */
+  /**
+   * close() was called: new appends and maintenance runs are refused, queued appends still run
+   * and are acknowledged by a final sync round.
+   */
   #closing = false;
+  /** Closed: every call throws {@link LogClosedError}. */
   #closed = false;
+  #closePromise: Promise<void> | null = null;
+  /**
+   * Cleaner checkpoint: every offset below it has been through a compaction pass whose key map
+   * covered it, so records below it hold at most one record per key (among themselves). The
+   * next pass maps keys from here on.
+   */
+  #cleanerCheckpoint = 0;
   readonly #waiters = new Set<Waiter>();
   readonly #stats: PartitionStats = {
     appends: 0,
@@ -384,6 +467,7 @@ export class Partition {
     const bases = names.map(parseSegmentFileName).filter((b): b is number => b !== null)
       .sort((a, b) => a - b);
     const state = await OffsetReservation.read(fs, dir);
+    const cleanerCheckpoint = await readCleanerCheckpoint(fs, dir, logger);
     const segments: Segment[] = [];
     const recovery: PartitionRecovery = {
       segments: bases.length,
@@ -425,7 +509,7 @@ export class Partition {
       for (const s of segments) await s.close();
       throw e;
     }
-    const recoveredEnd = segments.length > 0
+    let recoveredEnd = segments.length > 0
       ? segments[segments.length - 1].nextOffset
       : (state.kind === "ok" ? state.value : 0);
     let next = recoveredEnd;
@@ -441,6 +525,9 @@ export class Partition {
       logger.warn("log: offset reservation checkpoint missing", { dir, recoveredEnd });
     }
     if (segments.length === 0) {
+      // No data at all: the log simply starts at `next` (no gap batch; a batch below the
+      // segment's base offset would be cut off as corrupt by the next open).
+      recoveredEnd = next;
       segments.push(await Segment.create(segOpts, next, now));
     }
     let reservation: OffsetReservation;
@@ -470,6 +557,8 @@ export class Partition {
       recoveredEnd,
       recovery,
     );
+    // Never trust a checkpoint past the recovered log (it only lets compaction skip mapping).
+    p.#cleanerCheckpoint = Math.min(cleanerCheckpoint, segments[segments.length - 1].nextOffset);
     p.#stats.truncatedBytes = recovery.truncatedBytes;
     p.#stats.truncations = recovery.truncations;
     p.#stats.indexRebuilds = recovery.indexRebuilds;
@@ -564,6 +653,11 @@ export class Partition {
     return this.#reservation.value;
   }
 
+  /** Where the next compaction pass starts mapping keys (everything below has been cleaned). */
+  get cleanerCheckpoint(): number {
+    return this.#cleanerCheckpoint;
+  }
+
   #check(): void {
     if (this.#closed) throw new LogClosedError();
     if (this.#failed !== undefined) throw new LogFailedError(this.#failed);
@@ -589,10 +683,11 @@ export class Partition {
     return p;
   }
 
-  /** Runs `fn` after every earlier retention or compaction run. */
+  /** Runs `fn` after every earlier retention or compaction run (refused once closing). */
   #maintenance<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.#maintenanceTail.then(() => {
       this.#check();
+      if (this.#closing) throw new LogClosedError();
       return fn();
     });
     this.#maintenanceTail = p.catch(() => {});
@@ -680,7 +775,8 @@ export class Partition {
 
   /**
    * Starts a new active segment at the next offset and seals the old one in the background
-   * (fsync, then its indexes), so appends do not wait for a whole segment to reach the disk.
+   * (fsync, then its indexes, then its file handles are closed: reads reopen them on demand),
+   * so appends do not wait for a whole segment to reach the disk.
    * Every fsync round waits for the seals started before it, so `durableOffset` and acks=fsync
    * still cover the old segment. A crash before the seal completes leaves a closed segment
    * without a valid index: recovery scans it with CRC checks and cuts a torn tail.
@@ -698,6 +794,7 @@ export class Partition {
         await old.sync();
         this.#stats.fsyncs++;
         await old.writeIndexes();
+        await old.seal(); // no more writes: its files close while nobody reads it
       } catch (e) {
         this.#fail(e);
         throw new LogFailedError(e);
@@ -788,7 +885,9 @@ export class Partition {
    * compaction gaps) up to `maxBytes`, but always at least one whole batch. The bytes may
    * start before `offset`: decode with {@link decodeBatches}`(bytes, offset)`.
    * `offset == highWatermark` gives empty bytes; below `logStartOffset` or above the high
-   * watermark throws {@link OffsetOutOfRangeError}. With `into` (at least `maxBytes` plus the
+   * watermark throws {@link OffsetOutOfRangeError}. Empty bytes below the high watermark (no
+   * segment holds a batch there any more) come with `nextOffset` moved past the hole. With
+   * `into` (at least `maxBytes` plus the
    * index interval and a batch header), the bytes are read into it when they fit: the result is
    * then a view of `into`, valid until the caller reuses it (a sequential consumer reads its
    * whole log through one buffer, with no allocation per read).
@@ -829,11 +928,15 @@ export class Partition {
       // No batch of `seg` reaches `at` any more: go on after it (nextOffset > at, so this ends).
       at = seg.nextOffset;
     }
+    // No segment holds anything at or after `at`. Segments are updated before the high
+    // watermark, so whatever lies in [offset, hw) is a hole (nothing to read): move the reader
+    // to the high watermark (which is `offset` in the usual case of reading at the end).
+    const hwNow = this.#hw;
     return {
       bytes: EMPTY,
-      highWatermark: this.#hw,
+      highWatermark: hwNow,
       logStartOffset: this.#logStartOffset,
-      nextOffset: offset,
+      nextOffset: Math.max(offset, hwNow),
     };
   }
 
@@ -843,7 +946,7 @@ export class Partition {
    */
   waitForData(offset: number, maxWaitMs: number, signal?: AbortSignal): Promise<boolean> {
     if (this.#hw > offset) return Promise.resolve(true);
-    if (this.#closed || maxWaitMs <= 0 || signal?.aborted === true) return Promise.resolve(false);
+    if (this.#closing || maxWaitMs <= 0 || signal?.aborted === true) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
       const onAbort = () => w.done(false);
       const timer = setTimeout(() => w.done(this.#hw > offset), maxWaitMs);
@@ -863,22 +966,34 @@ export class Partition {
 
   /**
    * The earliest offset (in log order) whose record timestamp is `>= ts`, with that timestamp,
-   * or null if there is none (Kafka's offsetsForTimes).
+   * or null if there is none (Kafka's offsetsForTimes). Like {@link read}, the segment list is
+   * read again at each step, so segments deleted or replaced meanwhile are never opened; a
+   * result below a log start offset moved meanwhile is dropped and the search goes on there.
    */
   async offsetForTimestamp(ts: number): Promise<{ offset: number; timestamp: number } | null> {
-    this.#check();
-    const segs = this.#segments;
-    for (const seg of segs) {
-      if (seg.maxTimestamp < ts) continue;
+    let at = this.#logStartOffset;
+    for (;;) {
+      this.#check();
+      const segs = this.#segments;
+      at = Math.max(at, this.#logStartOffset);
+      let i = floorSegment(segs, at);
+      while (
+        i < segs.length &&
+        (segs[i].nextOffset <= at || segs[i].maxTimestamp < ts || segs[i].retired)
+      ) i++;
+      if (i >= segs.length) return null;
+      const seg = segs[i];
       seg.retain();
+      let found;
       try {
-        const found = await seg.findTimestamp(ts);
-        if (found !== null && found.offset >= this.#logStartOffset) return found;
+        found = await seg.findTimestamp(ts);
       } finally {
         seg.release();
       }
+      if (found !== null && found.offset >= this.#logStartOffset) return found;
+      // Nothing (or only something retention removed meanwhile): go on after this segment.
+      at = seg.nextOffset;
     }
-    return null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -952,9 +1067,18 @@ export class Partition {
    * preserved: a filtered batch keeps its base and last offset, and the last batch of each
    * segment is kept even when empty, so reads step over gaps.
    *
-   * Each segment is rewritten into `<base>.cleaned`, fsynced, renamed over `<base>.log` and
-   * the directory fsynced: a crash leaves either the old or the new segment. The work runs in
-   * ~1 MiB steps that yield to the event loop, concurrently with appends and reads.
+   * 1. Key map: key → latest offset over the dirty part of the closed segments, from the
+   *    cleaner checkpoint on, as far as `compactionMapBytesMax` allows (a full map is logged
+   *    and the pass covers the log up to the map's end only).
+   * 2. Every closed segment up to the map's end, the already cleaned ones too, drops the records
+   *    at or before the map's end whose key has a newer offset in the map. A segment whose
+   *    records all stay is not rewritten (nor buffered). Otherwise it is rewritten into
+   *    `<base>.cleaned` (the unchanged prefix copied in bounded steps), fsynced, renamed over
+   *    `<base>.log` and the directory fsynced: a crash leaves either the old or the new segment.
+   * 3. The cleaner checkpoint moves to the map's end + 1 (the next pass resumes there).
+   *
+   * The work runs in ~1 MiB steps that yield to the event loop (a macrotask, so also with
+   * synchronous file I/O), concurrently with appends and reads.
    */
   compact(): Promise<CompactionResult> {
     return this.#maintenance(async () => {
@@ -971,43 +1095,51 @@ export class Partition {
       const closed = this.#segments.slice(0, -1);
       if (closed.length === 0) return result;
       const now = this.#clock.now();
-      // Phase 1: key → latest offset over the closed segments (as far as the budget allows).
+      // Phase 1: key → latest offset over the dirty part (as far as the budget allows).
+      const from = Math.max(this.#cleanerCheckpoint, this.#logStartOffset);
       const map = new KeyOffsetMap({ maxBytes: this.config.compactionMapBytesMax });
-      let mapEnd = -1;
-      outer: for (const seg of closed) {
-        let sinceYield = 0;
-        let full = false;
-        seg.retain();
-        try {
-          const res = await seg.scan(0, seg.sizeBytes, { verifyCrc: false }, (buf, pos, h) => {
-            forEachRecord(buf, pos, h, (c) => {
-              if (full) return;
-              if (c.keyLength >= 0 && !map.put(buf, c.keyStart, c.keyLength, c.offset)) {
-                full = true;
-                return;
-              }
-              mapEnd = c.offset;
-            });
-            sinceYield += h.sizeBytes;
-            return !full;
-          });
-          if (res.error !== undefined) throw new LogCorruptError(seg.path, res.error.message);
-        } finally {
-          seg.release();
-        }
-        if (sinceYield > 0) await yieldToEventLoop();
-        this.#abortIfClosed();
-        if (full) {
-          result.mapFull = true;
-          break outer;
-        }
+      /** Every offset in [from, mapEnd] is in the map (or has a null key, or none). */
+      let mapEnd = from - 1;
+      let full = false;
+      for (const seg of closed) {
+        if (seg.nextOffset <= from) continue;
+        await this.#mapSegment(seg, from, map, (offset, isFull) => {
+          if (isFull) full = true;
+          else if (offset > mapEnd) mapEnd = offset;
+        });
+        if (full) break;
+        mapEnd = Math.max(mapEnd, seg.nextOffset - 1);
       }
-      if (mapEnd < 0) return result;
-      // Phase 2: rewrite each closed segment up to the map's end, oldest first.
+      if (full) {
+        result.mapFull = true;
+        this.#logger.warn("log: compaction key map full; cleaning up to its end, the rest later", {
+          dir: this.dir,
+          from,
+          mapEnd,
+          keys: map.size,
+          compactionMapBytesMax: this.config.compactionMapBytesMax,
+        });
+      }
+      // Phase 2: rewrite each closed segment up to the map's end, oldest first. With nothing
+      // mapped, only segments that may still hold expired tombstones are worth a look.
       for (const seg of closed) {
         if (seg.baseOffset > mapEnd) break;
         if (!this.#segments.includes(seg)) continue;
+        if (map.size === 0 && seg.cleanedAtMs >= 0 && !this.#tombstonesDue(seg, now)) continue;
         await this.#cleanSegment(seg, map, mapEnd, now, result);
+      }
+      // Phase 3: everything up to the map's end is clean now.
+      if (mapEnd + 1 > this.#cleanerCheckpoint) {
+        this.#cleanerCheckpoint = mapEnd + 1;
+        try {
+          await writeCleanerCheckpoint(this.#fs, this.dir, this.#cleanerCheckpoint);
+        } catch (e) {
+          // Only costs work after a restart (the previous checkpoint, or none, is still valid).
+          this.#logger.warn("log: could not write the cleaner checkpoint", {
+            dir: this.dir,
+            error: e instanceof Error ? e.message : String(e),
+          });
+        }
       }
       this.#stats.compactions++;
       return result;
@@ -1018,7 +1150,59 @@ export class Partition {
   }
 
   #abortIfClosed(): void {
-    if (this.#closed) throw new Aborted();
+    if (this.#closing) throw new Aborted();
+  }
+
+  /** Whether compaction may still find a tombstone to drop in `seg`. */
+  #tombstonesDue(seg: Segment, now: number): boolean {
+    return !seg.tombstonesPurged && seg.cleanedAtMs >= 0 &&
+      now - seg.cleanedAtMs >= this.config.deleteRetentionMs;
+  }
+
+  /**
+   * Phase 1 for one segment: puts the keys of its records at offsets `>= from` into `map`,
+   * calling `mapped(offset, false)` for each record (or batch) covered and `mapped(-1, true)`
+   * when the map is full (the scan stops there). Scans ~1 MiB per step, then yields.
+   */
+  async #mapSegment(
+    seg: Segment,
+    from: number,
+    map: KeyOffsetMap,
+    mapped: (offset: number, full: boolean) => void,
+  ): Promise<void> {
+    let full = false;
+    seg.retain();
+    try {
+      let pos = seg.baseOffset >= from
+        ? 0
+        : seg.offsetIndex.lookup(Math.min(from - seg.baseOffset, MAX_RELATIVE_OFFSET));
+      const end = seg.sizeBytes;
+      while (pos < end && !full) {
+        const sliceStart = pos;
+        const res = await seg.scan(pos, end, { verifyCrc: false }, (buf, p, h, filePos) => {
+          if (h.lastOffset >= from) {
+            forEachRecord(buf, p, h, (c) => {
+              if (full || c.offset < from) return;
+              if (c.keyLength >= 0 && !map.put(buf, c.keyStart, c.keyLength, c.offset)) {
+                full = true;
+                mapped(-1, true);
+                return;
+              }
+              mapped(c.offset, false);
+            });
+            if (full) return false;
+            mapped(h.lastOffset, false);
+          }
+          return filePos + h.sizeBytes - sliceStart < COMPACTION_SLICE_BYTES;
+        });
+        if (res.error !== undefined) throw new LogCorruptError(seg.path, res.error.message);
+        pos = res.end;
+        await yieldToEventLoop();
+        this.#abortIfClosed();
+      }
+    } finally {
+      seg.release();
+    }
   }
 
   async #cleanSegment(
@@ -1030,23 +1214,19 @@ export class Partition {
   ): Promise<void> {
     const dropTombstones = seg.cleanedAtMs >= 0 &&
       now - seg.cleanedAtMs >= this.config.deleteRetentionMs;
+    /** The whole segment is covered by the map (so this pass cleans all of it). */
+    const whole = seg.nextOffset - 1 <= mapEnd;
     const cleanedPath = joinPath(this.dir, segmentFileName(seg.baseOffset, CLEANED_SUFFIX));
     const logPath = joinPath(this.dir, segmentFileName(seg.baseOffset, LOG_SUFFIX));
     let out: Segment | null = null;
     let chunk = new Uint8Array(COMPACTION_SLICE_BYTES + 64 * 1024);
     let chunkLen = 0;
+    /** Until the first change: the batches before this file position stay as they are. */
+    let prefixEnd = 0;
     let changed = false;
     let removed = 0;
     let tombstones = 0;
     const ranges: number[] = [];
-    const flush = async () => {
-      if (chunkLen === 0) return;
-      if (out === null) {
-        out = await Segment.create(this.#segOpts, seg.baseOffset, seg.rollStartMs, cleanedPath);
-      }
-      await out.appendBatches(chunk.subarray(0, chunkLen));
-      chunkLen = 0;
-    };
     const ensure = (n: number) => {
       if (chunkLen + n > chunk.length) {
         const next = new Uint8Array(Math.max(chunk.length * 2, chunkLen + n));
@@ -1083,9 +1263,11 @@ export class Partition {
             } else removed++;
           });
           if (kept === h.recordCount) {
-            ensure(h.sizeBytes);
-            chunk.set(buf.subarray(p, p + h.sizeBytes), chunkLen);
-            chunkLen += h.sizeBytes;
+            if (changed) {
+              ensure(h.sizeBytes);
+              chunk.set(buf.subarray(p, p + h.sizeBytes), chunkLen);
+              chunkLen += h.sizeBytes;
+            } else prefixEnd = filePos + h.sizeBytes; // nothing buffered before a change
           } else {
             changed = true;
             // Never launder a damaged batch into a fresh CRC.
@@ -1106,22 +1288,28 @@ export class Partition {
         });
         if (res.error !== undefined) throw new LogCorruptError(seg.path, res.error.message);
         pos = res.end;
-        if (changed) await flush();
+        if (changed) {
+          if (out === null) {
+            out = await Segment.create(this.#segOpts, seg.baseOffset, seg.rollStartMs, cleanedPath);
+            await this.#copyBatches(seg, prefixEnd, out);
+          }
+          if (chunkLen > 0) await out.appendBatches(chunk.subarray(0, chunkLen));
+          chunkLen = 0;
+        }
         await yieldToEventLoop();
         this.#abortIfClosed();
       }
-      const firstClean = seg.cleanedAtMs < 0 ? now : seg.cleanedAtMs;
-      if (!changed) {
-        if (out !== null) await this.#discard(out, cleanedPath);
-        if (seg.cleanedAtMs < 0) {
+      const firstClean = seg.cleanedAtMs >= 0 ? seg.cleanedAtMs : whole ? now : -1;
+      // After a pass that dropped expired tombstones over the whole segment none is left.
+      const purged = seg.tombstonesPurged || (dropTombstones && whole);
+      if (out === null) {
+        // Nothing changed: nothing was written; just remember when it was first cleaned.
+        seg.tombstonesPurged = purged;
+        if (seg.cleanedAtMs !== firstClean) {
           seg.cleanedAtMs = firstClean;
           await seg.writeIndexes();
         }
         return;
-      }
-      await flush();
-      if (out === null) {
-        out = await Segment.create(this.#segOpts, seg.baseOffset, seg.rollStartMs, cleanedPath);
       }
       const cleaned: Segment = out;
       await cleaned.sync();
@@ -1140,10 +1328,13 @@ export class Partition {
       this.#stats.dirSyncs++;
       cleaned.path = logPath;
       cleaned.cleanedAtMs = firstClean;
+      cleaned.tombstonesPurged = purged;
       cleaned.nextOffset = Math.max(cleaned.nextOffset, seg.nextOffset);
       this.#segments = this.#segments.map((s) => (s === seg ? cleaned : s));
       seg.retire();
+      out = null;
       await cleaned.writeIndexes();
+      await cleaned.seal(); // closed segment: its files close while nobody reads it
       result.segmentsCleaned++;
       result.bytesBefore += seg.sizeBytes;
       result.bytesAfter += cleaned.sizeBytes;
@@ -1151,12 +1342,41 @@ export class Partition {
       result.tombstonesRemoved += tombstones;
       this.#stats.compactedSegments++;
       this.#stats.compactionBytesRemoved += seg.sizeBytes - cleaned.sizeBytes;
-      out = null;
     } catch (e) {
       if (out !== null) await this.#discard(out, cleanedPath).catch(() => {});
       throw e;
     } finally {
       seg.release();
+    }
+  }
+
+  /**
+   * Copies the whole batches of `from` in `[0, end)` to the end of `to`, ~1 MiB per write,
+   * yielding between writes (the unchanged prefix of a segment being compacted).
+   */
+  async #copyBatches(from: Segment, end: number, to: Segment): Promise<void> {
+    let buf = new Uint8Array(0);
+    let pos = 0;
+    while (pos < end) {
+      const sliceStart = pos;
+      let len = 0;
+      const res = await from.scan(pos, end, { verifyCrc: false }, (b, p, h, filePos) => {
+        if (len + h.sizeBytes > buf.length) {
+          const next = new Uint8Array(
+            Math.max(COMPACTION_SLICE_BYTES + 64 * 1024, len + h.sizeBytes),
+          );
+          next.set(buf.subarray(0, len));
+          buf = next;
+        }
+        buf.set(b.subarray(p, p + h.sizeBytes), len);
+        len += h.sizeBytes;
+        return filePos + h.sizeBytes - sliceStart < COMPACTION_SLICE_BYTES;
+      });
+      if (res.error !== undefined) throw new LogCorruptError(from.path, res.error.message);
+      if (len > 0) await to.appendBatches(buf.subarray(0, len));
+      pos = res.end;
+      await yieldToEventLoop();
+      this.#abortIfClosed();
     }
   }
 
@@ -1173,17 +1393,28 @@ export class Partition {
   // Close
 
   /**
-   * Waits for appends in flight, stops compaction at its next step, fsyncs, writes the active
-   * segment's indexes (so the next open scans nothing) and closes every file. Pending
-   * `waitForData` calls resolve false.
+   * Refuses new appends and maintenance runs, waits for the appends in flight, stops compaction
+   * at its next step, then runs a final group-commit round: appenders waiting for an fsync of
+   * data written before close() resolve successfully (they reject only if the partition failed).
+   * Then the partition is closed: the active segment's indexes are written (so the next open
+   * scans nothing) and every file is closed. Pending `waitForData` calls resolve false. Calling
+   * it again returns the same promise.
    */
-  async close(): Promise<void> {
-    if (this.#closing) return;
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
     this.#closing = true;
     await this.#appendTail;
-    this.#closed = true;
     for (const w of [...this.#waiters]) w.done(false);
     await this.#maintenanceTail;
+    if (this.#failed === undefined) {
+      // Acknowledge every waiting acks=fsync appender (a failure rejects them by itself).
+      await this.#syncUpTo(this.#hw).catch(() => {});
+    }
+    this.#closed = true;
     await this.#queuedSync?.catch(() => {});
     await this.#runningSync?.promise.catch(() => {});
     await this.#awaitSeals().catch(() => {});

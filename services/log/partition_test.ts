@@ -1,13 +1,19 @@
 import assert from "node:assert/strict";
 import { ManualClock, Prng, SimDisk } from "@deno-stores/shared/sim";
-import { DenoFileSystem, type FileSystem } from "@deno-stores/shared/wal";
+import {
+  crc32cUpdate,
+  DenoFileSystem,
+  type FileHandle,
+  type FileSystem,
+} from "@deno-stores/shared/wal";
 import {
   decodeBatches,
   type DecodedRecord,
   type LogRecord,
   readBatchHeader,
 } from "./record_batch.ts";
-import { Partition, type PartitionConfig } from "./partition.ts";
+import { CLEANER_CHECKPOINT_FILE, Partition, type PartitionConfig } from "./partition.ts";
+import { Segment } from "./segment.ts";
 import {
   BatchTooLargeError,
   InvalidConfigError,
@@ -621,4 +627,392 @@ for (const syncIo of [false, true]) {
       await Deno.remove(dir, { recursive: true });
     }
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions
+
+/**
+ * A FileSystem wrapper (delegating every method explicitly, so class instances work) that
+ * counts open handles, records writes per path, can hold reads at a gate and reports opens.
+ */
+function trackedFs(inner: FileSystem) {
+  const state = {
+    openHandles: 0,
+    /** Largest single write per path. */
+    maxWrite: new Map<string, number>(),
+    /** Paths written to (any write). */
+    written: new Set<string>(),
+    onOpen: (_path: string) => {},
+    /** While set, reads of `.log` files wait for it. */
+    readGate: null as Promise<void> | null,
+  };
+  const wrap = (h: FileHandle): FileHandle => {
+    let closed = false;
+    const note = (n: number) => {
+      state.written.add(h.path);
+      state.maxWrite.set(h.path, Math.max(state.maxWrite.get(h.path) ?? 0, n));
+    };
+    return {
+      get path() {
+        return h.path;
+      },
+      size: () => h.size(),
+      read: async (o, l) => {
+        if (state.readGate !== null && h.path.endsWith(".log")) await state.readGate;
+        return h.read(o, l);
+      },
+      writeAt: (o, d) => {
+        note(d.length);
+        return h.writeAt(o, d);
+      },
+      append: (d) => {
+        note(d.length);
+        return h.append(d);
+      },
+      truncate: (n) => h.truncate(n),
+      sync: () => h.sync(),
+      close: () => {
+        if (!closed) state.openHandles--;
+        closed = true;
+        return h.close();
+      },
+    };
+  };
+  const fs: FileSystem = {
+    open: async (path, options) => {
+      const h = await inner.open(path, options);
+      state.openHandles++;
+      state.onOpen(path);
+      return wrap(h);
+    },
+    readFile: (path) => inner.readFile(path),
+    stat: (path) => inner.stat(path),
+    readDir: (path) => inner.readDir(path),
+    mkdir: (path) => inner.mkdir(path),
+    rename: (from, to) => inner.rename(from, to),
+    remove: (path) => inner.remove(path),
+    syncDir: (path) => inner.syncDir(path),
+  };
+  return { fs, state };
+}
+
+const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
+
+/** `n` records with distinct keys `k<from>..` and values of `valueBytes` bytes. */
+function distinct(from: number, n: number, valueBytes: number, tag = "v"): LogRecord[] {
+  const out: LogRecord[] = [];
+  for (let i = from; i < from + n; i++) {
+    out.push(rec(tag + "-" + "x".repeat(valueBytes), `k${i}`));
+  }
+  return out;
+}
+
+Deno.test("Partition.compact yields to the event loop while building the key map (syncIo)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "log-compact-yield-" });
+  try {
+    const { fs, state } = trackedFs(new DenoFileSystem({ syncIo: true }));
+    const p = await Partition.open(fs, `${dir}/p0`, { cleanupPolicy: "compact" }, {
+      clock: new ManualClock(1_000),
+      logger: { warn: () => {} },
+    });
+    // ~4 MiB of distinct keys; the last record repeats the first key, so phase 2 changes the
+    // first batch and opens the `.cleaned` file in its first slice (before it yields).
+    for (let b = 0; b < 45; b++) await p.append(distinct(b * 100, 100, 1000), { acks: "write" });
+    await p.append([rec("again", "k0")], { acks: "write" });
+    await p.roll();
+    await p.flush();
+    assert.ok(p.size > 4 * 1024 * 1024);
+    let ticks = 0;
+    let running = true;
+    const tick = () => {
+      ticks++;
+      if (running) setTimeout(tick, 0);
+    };
+    setTimeout(tick, 0);
+    let ticksBeforePhase2 = -1;
+    state.onOpen = (path) => {
+      if (path.endsWith(".cleaned") && ticksBeforePhase2 < 0) ticksBeforePhase2 = ticks;
+    };
+    const r = await p.compact();
+    running = false;
+    await macrotask();
+    assert.equal(r.recordsRemoved, 1);
+    // Phase 1 alone (4 MiB, read synchronously) let the event loop turn several times.
+    assert.ok(ticksBeforePhase2 >= 4, `event-loop turns during phase 1: ${ticksBeforePhase2}`);
+    await p.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Partition.compact copies an unchanged prefix in bounded writes and leaves unchanged segments alone", async () => {
+  const { disk, open } = setup({ cleanupPolicy: "compact" });
+  const { fs, state } = trackedFs(disk.mount());
+  const p = await open(fs);
+  // ~3 MiB of distinct keys, then the last key again: only the second to last batch changes,
+  // everything before it is an unchanged prefix of ~3 MiB.
+  for (let b = 0; b < 30; b++) await p.append(distinct(b * 100, 100, 1000), { acks: "write" });
+  await p.append([rec("new", "k2999")], { acks: "write" }); // supersedes the previous batch's last
+  await p.roll();
+  await p.flush();
+  const seg0 = `${DIR}/00000000000000000000`;
+  const r1 = await p.compact();
+  assert.equal(r1.recordsRemoved, 1);
+  assert.equal(r1.segmentsCleaned, 1);
+  // The 3 MiB prefix was copied in ~1 MiB writes, never buffered whole.
+  const biggest = state.maxWrite.get(`${seg0}.cleaned`) ?? 0;
+  // (a slice is ~1 MiB plus the batch that crosses it; before the fix one write of ~3 MiB)
+  assert.ok(biggest > 0 && biggest <= 1.5 * 1024 * 1024, `write of ${biggest}`);
+  const m = latestByKey(await readAll(p, 0, 1 << 20));
+  assert.equal(m.size, 3000);
+  assert.equal(m.get("k2999"), "new");
+  // A second pass with new keys elsewhere: the first segment is scanned, nothing is dropped and
+  // no segment file is written (the new segment is unchanged too).
+  await p.append(distinct(5000, 50, 10), { acks: "write" });
+  await p.roll();
+  await p.flush();
+  state.written.clear();
+  const logBefore = disk.contents(`${seg0}.log`);
+  const r2 = await p.compact();
+  assert.equal(r2.recordsRemoved, 0);
+  assert.equal(r2.segmentsCleaned, 0);
+  assert.deepEqual([...state.written].filter((f) => /\.(log|cleaned)$/.test(f)), []);
+  assert.deepEqual(disk.contents(`${seg0}.log`), logBefore);
+  assert.ok(!disk.listFiles().some((f) => f.endsWith(".cleaned")));
+  await p.close();
+});
+
+Deno.test("Partition.compact gets past a full key map with a cleaner checkpoint", async () => {
+  const { open, warnings, disk } = setup({
+    cleanupPolicy: "compact",
+    compactionMapBytesMax: 64 * 1024,
+  });
+  const p = await open();
+  // Six full rounds of updates of the same 600 keys, one segment each: 3600 records.
+  for (let round = 0; round < 6; round++) {
+    for (let k = 0; k < 600; k += 100) {
+      const recs: LogRecord[] = [];
+      for (let i = k; i < k + 100; i++) recs.push(rec(`r${round}`, `key${i}`));
+      await p.append(recs, { acks: "write" });
+    }
+    await p.roll();
+  }
+  await p.flush();
+  const before = p.size;
+  let passes = 0;
+  let sawFull = false;
+  for (; passes < 30; passes++) {
+    const r = await p.compact();
+    if (r.mapFull) sawFull = true;
+    if (!r.mapFull && r.recordsRemoved === 0) break;
+  }
+  const all = await readAll(p, 0, 1 << 20);
+  assert.equal(all.length, 600, `after ${passes} passes`);
+  assert.ok(sawFull, "the tiny map should fill");
+  assert.ok(warnings.some((w) => w.includes("key map full")));
+  assert.ok(all.every((r) => td.decode(r.value!) === "r5"));
+  assert.deepEqual(all.map((r) => r.offset), [...Array(600).keys()].map((i) => 3000 + i));
+  assert.ok(p.size < before / 3);
+  assert.equal(p.cleanerCheckpoint, 3600);
+  // The checkpoint survives a reopen; a damaged one only makes compaction start over.
+  await p.close();
+  let q = await open();
+  assert.equal(q.cleanerCheckpoint, 3600);
+  for (let k = 0; k < 100; k++) await q.append([rec("late", `key${k}`)], { acks: "write" });
+  await q.roll();
+  await q.close();
+  disk.flipByte(`${DIR}/${CLEANER_CHECKPOINT_FILE}`, 10);
+  q = await open();
+  assert.equal(q.cleanerCheckpoint, 0);
+  assert.ok(warnings.some((w) => w.includes("cleaner checkpoint unreadable")));
+  for (let i = 0; i < 30; i++) {
+    const r = await q.compact();
+    if (!r.mapFull && r.recordsRemoved === 0) break;
+  }
+  const m = latestByKey(await readAll(q, 0, 1 << 20));
+  assert.equal(m.size, 600);
+  for (let k = 0; k < 600; k++) assert.equal(m.get(`key${k}`), k < 100 ? "late" : "r5");
+  assert.equal((await readAll(q, 0, 1 << 20)).length, 600);
+  await q.close();
+});
+
+Deno.test("Partition with an unreadable reservation checkpoint and no segment keeps acked data", async () => {
+  const { disk, open } = setup({ offsetReserveStep: 100 });
+  await disk.mkdir(DIR);
+  const h = await disk.open(`${DIR}/offsets.reserved`, { create: true });
+  await h.writeAt(0, new Uint8Array(48));
+  await h.sync();
+  await h.close();
+  await disk.syncDir(DIR);
+  const p = await open();
+  assert.deepEqual(p.segmentBaseOffsets(), [100]);
+  assert.equal(p.recovery.recoveredEnd, 100);
+  assert.equal(p.highWatermark, 100);
+  const r = await p.append([rec("acked")], { acks: "fsync" });
+  assert.equal(r.baseOffset, 100);
+  disk.crash();
+  const q = await open();
+  assert.equal(q.recovery.truncations, 0);
+  const got = await readAll(q);
+  assert.deepEqual(got.map((x) => [x.offset, td.decode(x.value!)]), [[100, "acked"]]);
+  await q.close();
+});
+
+Deno.test("Partition.offsetForTimestamp survives segments deleted while it runs", async () => {
+  const { open } = setup({ retentionBytes: -1, retentionMs: -1 });
+  const p = await open();
+  for (let s = 0; s < 4; s++) {
+    for (let i = 0; i < 5; i++) {
+      await p.append([rec("x".repeat(100), null, 5000)], { acks: "write" });
+    }
+    await p.roll();
+  }
+  await p.flush();
+  assert.deepEqual(p.segmentBaseOffsets(), [0, 5, 10, 15, 20]);
+  p.reconfigure({ retentionBytes: 1 });
+  const q = p.offsetForTimestamp(5000);
+  const deleted = p.enforceRetention();
+  assert.deepEqual(await q, { offset: 15, timestamp: 5000 });
+  assert.equal(await deleted, 3);
+  assert.equal(p.logStartOffset, 15);
+  await p.close();
+});
+
+Deno.test("Partition reads cut by close() fail with LogClosedError", async () => {
+  const { disk, open } = setup({});
+  const { fs, state } = trackedFs(disk.mount());
+  const p = await open(fs);
+  // A closed segment of ~1.5 MiB: finding the last timestamp takes two reads.
+  for (let b = 0; b < 15; b++) {
+    const recs: LogRecord[] = [];
+    for (let i = 0; i < 100; i++) recs.push(rec("x".repeat(1000), null, 1000));
+    await p.append(recs, { acks: "write" });
+  }
+  await p.append([rec("late", null, 9000)], { acks: "write" });
+  await p.roll();
+  await p.flush();
+  let openGate = () => {};
+  state.readGate = new Promise((r) => (openGate = r));
+  const found = p.offsetForTimestamp(9000).then((v) => v, (e) => e);
+  await macrotask(); // the first read waits at the gate
+  const closing = p.close();
+  await macrotask(); // close() waits for the segment's queued read
+  state.readGate = null;
+  openGate();
+  await closing;
+  const r = await found;
+  assert.ok(r instanceof LogClosedError, `got ${r}`);
+});
+
+Deno.test("Partition.read moves past offsets that no segment holds any more", async () => {
+  const { disk, open } = setup({});
+  let p = await open();
+  for (let i = 0; i < 5; i++) await p.append([rec(`a${i}`), rec(`b${i}`)], { acks: "write" });
+  await p.roll();
+  await p.close();
+  // Lose the closed segment's last batch (offsets 8-9) while its index still says it ends at
+  // 10: the index is re-signed for the shorter log, so it is trusted at open.
+  const stem = `${DIR}/00000000000000000000`;
+  const size = disk.contents(`${stem}.log`).length;
+  const cut = size - size / 5;
+  disk.truncateFile(`${stem}.log`, cut);
+  for (const suffix of [".index", ".timeindex"]) {
+    const b = disk.contents(stem + suffix);
+    new DataView(b.buffer).setUint32(16, cut);
+    new DataView(b.buffer).setUint32(4, crc32cUpdate(0, b, 8, b.length));
+    disk.writeGarbage(stem + suffix, 0, b);
+  }
+  p = await open();
+  assert.equal(p.highWatermark, 10);
+  assert.equal(p.recovery.indexRebuilds, 0);
+  const r = await p.read(8, 1 << 20);
+  assert.equal(r.bytes.length, 0);
+  assert.equal(r.nextOffset, 10); // not 8: the consumer moves on
+  assert.equal(r.highWatermark, 10);
+  assert.equal((await p.read(10, 100)).nextOffset, 10);
+  await p.close();
+});
+
+Deno.test("Partition.close acknowledges acks=fsync appends written before it", async () => {
+  const { disk, open } = setup();
+  const gated = gatedFs(disk.mount());
+  const p = await open(gated.fs);
+  const results: string[] = [];
+  const note = (pr: Promise<{ baseOffset: number }>) =>
+    pr.then((r) => results.push(`ok ${r.baseOffset}`), (e) => results.push(`err ${e.name}`));
+  const all = [note(p.append([rec("a0")], { acks: "fsync" }))];
+  await macrotask(); // the first round holds at the gate
+  for (let i = 1; i < 4; i++) all.push(note(p.append([rec(`a${i}`)], { acks: "fsync" })));
+  await macrotask(); // written, waiting for the next round
+  const closing = p.close();
+  await assert.rejects(() => p.append([rec("late")]), LogClosedError);
+  await macrotask();
+  gated.passThrough();
+  await Promise.all(all);
+  await closing;
+  assert.deepEqual(results.sort(), ["ok 0", "ok 1", "ok 2", "ok 3"]);
+  assert.equal(p.close(), closing); // a second call returns the same promise
+  disk.crash();
+  const q = await open();
+  assert.deepEqual(values(await readAll(q)), ["a0", "a1", "a2", "a3"]);
+  await q.close();
+});
+
+Deno.test("Partition keeps a bounded number of files open however many segments it has", async () => {
+  const { disk, open } = setup({ segmentBytes: 1024, cleanupPolicy: "compact,delete" });
+  const { fs, state } = trackedFs(disk.mount());
+  // Idle sealed segments keep their files open up to this many (the most recently read).
+  const idleMax = Segment.idleHandlesMax;
+  Segment.idleHandlesMax = 2;
+  try {
+    await boundedHandles(fs, state, open);
+  } finally {
+    Segment.idleHandlesMax = idleMax;
+  }
+});
+
+async function boundedHandles(
+  fs: FileSystem,
+  state: { openHandles: number; onOpen: (path: string) => void },
+  open: (fs?: FileSystem) => Promise<Partition>,
+) {
+  const IDLE = 2;
+  let p = await open(fs);
+  for (let i = 0; i < 300; i++) {
+    await p.append([rec(`value-${i}-${"p".repeat(60)}`, `k${i % 40}`)], { acks: "write" });
+  }
+  await p.flush();
+  await macrotask();
+  assert.ok(p.segmentCount > 30, `segments: ${p.segmentCount}`);
+  // The active segment (write + fsync handle) and the reservation checkpoint.
+  assert.ok(state.openHandles <= 4 + IDLE, `open handles after rolls: ${state.openHandles}`);
+  // Closed segments are still readable (reopened on demand), then closed again.
+  const all = await readAll(p, 0, 200);
+  assert.equal(all.length, 300);
+  assert.equal((await p.offsetForTimestamp(0))?.offset, 0);
+  await macrotask();
+  // An old segment read again and again keeps its file open meanwhile (no reopen per read).
+  let opens = 0;
+  state.onOpen = () => opens++;
+  for (let i = 0; i < 5; i++) await p.read(0, 100);
+  assert.ok(opens <= 1, `opens for 5 reads of one old segment: ${opens}`);
+  state.onOpen = () => {};
+  assert.ok(state.openHandles <= 4 + IDLE, `open handles after reads: ${state.openHandles}`);
+  // Compaction and retention close what they open.
+  const r = await p.compact();
+  assert.ok(r.segmentsCleaned > 0);
+  p.reconfigure({ retentionBytes: 4096 });
+  assert.ok((await p.enforceRetention()) > 0);
+  await macrotask();
+  assert.ok(state.openHandles <= 4 + IDLE, `open handles after maintenance: ${state.openHandles}`);
+  assert.equal(latestByKey(await readAll(p, p.logStartOffset, 500)).size > 0, true);
+  await p.close();
+  assert.equal(state.openHandles, 0);
+  // Reopened: closed segments are not kept open either.
+  p = await open(fs);
+  await macrotask();
+  assert.ok(state.openHandles <= 4 + IDLE, `open handles after reopen: ${state.openHandles}`);
+  await p.close();
+  assert.equal(state.openHandles, 0);
 }

@@ -18,14 +18,19 @@
  * whose CRC, base offset or log size does not match is ignored and rebuilt by scanning the log.
  *
  * File handles: all reads and writes of a segment go through one queue (the `FileHandle`
- * contract has one position per handle), fsync does not. A segment that is deleted or replaced
- * while reads are in flight is closed when the last reader releases it.
+ * contract has one position per handle), fsync does not (it has its own handle). The handle is
+ * opened lazily inside the queue. A sealed segment (closed: no more writes) keeps no file open
+ * while nobody reads it: its fsync handle is closed once no fsync runs, its read handle when the
+ * last reader releases it (the next read reopens it), so a partition holds a bounded number of
+ * descriptors however many segments it has. A segment that is deleted or replaced while reads
+ * are in flight is closed when the last reader releases it. Operations queued after
+ * {@link Segment.close} fail with {@link LogClosedError}.
  *
  * @module
  */
 
 import { crc32cUpdate, type FileHandle, type FileSystem, joinPath } from "@deno-stores/shared/wal";
-import { CorruptBatchError, LogCorruptError } from "./errors.ts";
+import { CorruptBatchError, LogClosedError, LogCorruptError } from "./errors.ts";
 import {
   baseOffsetAt,
   BATCH_HEADER_BYTES,
@@ -291,18 +296,32 @@ export class Segment {
   readonly timeIndex = new TimeIndex();
   #bytesSinceIndex = 0;
 
+  /**
+   * Compaction found no tombstone left to drop in this segment (in memory only): a pass with
+   * nothing new to map may skip it.
+   */
+  tombstonesPurged = false;
+
+  /** The read/write handle; only touched inside the queue (opened lazily there). */
   #handle: FileHandle | null = null;
-  #opening: Promise<FileHandle> | null = null;
   /**
    * A second handle used only for fsync. fdatasync flushes the file (the inode), whichever
    * descriptor it is called on, and Deno runs the operations of one file resource one at a
    * time: a sync on the write handle would hold up the writes of the next group-commit round.
    */
   #syncHandle: Promise<FileHandle> | null = null;
+  /** fsyncs in flight (the sync handle of a sealed segment is closed when this drops to 0). */
+  #syncs = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #refs = 0;
   #retired = false;
+  /** No more writes: handles are closed whenever the segment is idle. */
+  #sealed = false;
+  /** close() was called: new operations are refused. */
+  #closing = false;
+  /** The queue reached close(): operations queued after it fail. */
   #closed = false;
+  #closePromise: Promise<void> | null = null;
 
   private constructor(options: SegmentOptions, baseOffset: number, path?: string) {
     this.#fs = options.fs;
@@ -333,7 +352,8 @@ export class Segment {
   /**
    * Opens an existing segment. A closed segment is trusted when its index files match its size
    * (no scan); otherwise, and for the active segment from its last index entry, batches are
-   * scanned with CRC checks and an invalid tail is truncated (and reported).
+   * scanned with CRC checks and an invalid tail is truncated (and reported). A closed segment
+   * is opened sealed: its file is not kept open.
    */
   static async open(
     options: SegmentOptions,
@@ -343,6 +363,7 @@ export class Segment {
   ): Promise<{ segment: Segment; recovery: SegmentRecovery }> {
     const seg = new Segment(options, baseOffset);
     seg.rollStartMs = nowMs;
+    seg.#sealed = !active;
     const st = await options.fs.stat(seg.path);
     if (st === null) throw new LogCorruptError(seg.path, "segment file vanished");
     const fileSize = st.size;
@@ -382,10 +403,12 @@ export class Segment {
     if (res.error !== undefined) {
       const dropped = fileSize - res.end;
       recovery.truncated = { position: res.end, droppedBytes: dropped, reason: res.error.message };
-      const h = await seg.#getHandle();
-      await seg.#io(() => h.truncate(res.end));
-      await h.sync();
+      await seg.#withHandle(async (h) => {
+        await h.truncate(res.end);
+        await h.sync();
+      });
     }
+    if (!active) await seg.#closeIdleHandle();
     return { segment: seg, recovery };
   }
 
@@ -399,6 +422,16 @@ export class Segment {
     return this.sizeBytes === 0;
   }
 
+  /** Whether the segment was deleted or replaced (it closes once no reader holds it). */
+  get retired(): boolean {
+    return this.#retired;
+  }
+
+  /** Whether the segment is sealed (no more writes; files closed while idle). */
+  get sealed(): boolean {
+    return this.#sealed;
+  }
+
   /** Runs `fn` after every earlier read/write of this segment. */
   #io<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.#queue.then(fn);
@@ -406,20 +439,53 @@ export class Segment {
     return p;
   }
 
-  #getHandle(): Promise<FileHandle> {
-    if (this.#handle !== null) return Promise.resolve(this.#handle);
-    if (this.#closed) return Promise.reject(new Error(`segment ${this.path} is closed`));
-    if (this.#opening === null) {
-      this.#opening = this.#fs.open(this.path).then((h) => {
-        this.#handle = h;
-        this.#opening = null;
-        return h;
-      }, (e) => {
-        this.#opening = null;
-        throw e;
-      });
+  /**
+   * Runs `fn` with the read/write handle, in the queue; opens the file if it is not open.
+   * Throws {@link LogClosedError} once the segment is closed.
+   */
+  #withHandle<T>(fn: (h: FileHandle) => Promise<T>): Promise<T> {
+    return this.#io(async () => {
+      if (this.#closed) throw new LogClosedError();
+      if (this.#handle === null) this.#handle = await this.#fs.open(this.path);
+      return fn(this.#handle);
+    });
+  }
+
+  /** Closes the read/write handle after the queued operations (it reopens on the next use). */
+  #closeIdleHandle(): Promise<void> {
+    return this.#io(async () => {
+      const h = this.#handle;
+      this.#handle = null;
+      if (h !== null) await h.close();
+    });
+  }
+
+  /** Closes the fsync handle (callers make sure no fsync is in flight). */
+  async #closeSyncHandle(): Promise<void> {
+    const sh = this.#syncHandle;
+    this.#syncHandle = null;
+    if (sh !== null) await (await sh.catch(() => null))?.close();
+  }
+
+  /**
+   * Marks the segment sealed (fsynced, no more writes): its fsync handle is closed once no
+   * fsync runs and its read/write handle once no reader holds it; reads reopen it lazily.
+   */
+  async seal(): Promise<void> {
+    this.#sealed = true;
+    if (this.#closing) return;
+    if (this.#syncs === 0) await this.#closeSyncHandle().catch(() => {});
+    if (this.#refs === 0) await this.#closeIdleHandle().catch(() => {});
+  }
+
+  #checkOffsets(base: number, last: number): void {
+    if (!(base >= this.baseOffset && base >= this.nextOffset && last >= base)) {
+      // An invariant of the caller is broken: never write a batch the next open would cut off.
+      throw new Error(
+        `batch [${base}, ${last}] does not fit segment ${this.path} ` +
+          `(base ${this.baseOffset}, next offset ${this.nextOffset})`,
+      );
     }
-    return this.#opening;
   }
 
   /** Records a batch just written at `pos` in the indexes and metadata. */
@@ -437,24 +503,26 @@ export class Segment {
   }
 
   /**
-   * Appends one encoded batch at the end. The caller serializes appends and has checked the
-   * offsets (`baseOffset >= nextOffset`). Readers see the batch once this resolves.
+   * Appends one encoded batch at the end. The caller serializes appends; the offsets must fit
+   * (`base >= nextOffset >= baseOffset`, else this throws without writing). Readers see the
+   * batch once this resolves.
    */
   async append(batch: Uint8Array, base: number, last: number, maxTs: number): Promise<void> {
+    this.#checkOffsets(base, last);
     const pos = this.sizeBytes;
-    const h = await this.#getHandle();
-    await this.#io(() => h.writeAt(pos, batch));
+    await this.#withHandle((h) => h.writeAt(pos, batch));
     this.#track(pos, batch.length, base, last, maxTs);
   }
 
   /**
-   * Appends a chunk of whole, already validated batches with one write (the compactor's
-   * output) and indexes them.
+   * Appends a chunk of whole, already validated batches in increasing offset order with one
+   * write (the compactor's output) and indexes them.
    */
   async appendBatches(chunk: Uint8Array): Promise<void> {
+    if (chunk.length === 0) return;
+    this.#checkOffsets(baseOffsetAt(chunk, 0), lastOffsetAt(chunk, 0));
     const pos = this.sizeBytes;
-    const h = await this.#getHandle();
-    await this.#io(() => h.writeAt(pos, chunk));
+    await this.#withHandle((h) => h.writeAt(pos, chunk));
     let p = 0;
     while (p < chunk.length) {
       const size = batchSizeAt(chunk, p);
@@ -469,30 +537,40 @@ export class Segment {
     }
   }
 
-  /** fdatasync of the segment file (through its own handle, so writes are not held up). */
+  /**
+   * fdatasync of the segment file (through its own handle, so writes are not held up). On a
+   * sealed segment the handle is closed again when no other fsync runs.
+   */
   async sync(): Promise<void> {
-    await this.#getHandle(); // the file exists under `path` (and stays open for writes)
-    if (this.#closed) throw new Error(`segment ${this.path} is closed`);
-    if (this.#syncHandle === null) {
-      const opening = this.#fs.open(this.path);
-      this.#syncHandle = opening;
-      opening.catch(() => {
-        if (this.#syncHandle === opening) this.#syncHandle = null;
-      });
+    if (this.#closing) throw new LogClosedError();
+    this.#syncs++;
+    try {
+      if (this.#syncHandle === null) {
+        const opening = this.#fs.open(this.path);
+        this.#syncHandle = opening;
+        opening.catch(() => {
+          if (this.#syncHandle === opening) this.#syncHandle = null;
+        });
+      }
+      const h = await this.#syncHandle;
+      await h.sync();
+    } finally {
+      this.#syncs--;
+      if (this.#syncs === 0 && this.#sealed && !this.#closing) {
+        await this.#closeSyncHandle().catch(() => {}); // the fsync itself succeeded
+      }
     }
-    const h = await this.#syncHandle;
-    await h.sync();
   }
 
-  /** Reads `length` bytes at `pos` (shorter only at the end of the file). */
   /** Reads `length` bytes at `pos` (shorter at the end), into `into` when it is big enough. */
-  async readAt(pos: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    const h = await this.#getHandle();
-    if (into !== undefined && into.length >= length && h.readInto !== undefined) {
-      const n = await this.#io(() => h.readInto!(pos, into.subarray(0, length)));
-      return into.subarray(0, n);
-    }
-    return this.#io(() => h.read(pos, length));
+  readAt(pos: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.#withHandle(async (h) => {
+      if (into !== undefined && into.length >= length && h.readInto !== undefined) {
+        const n = await h.readInto(pos, into.subarray(0, length));
+        return into.subarray(0, n);
+      }
+      return h.read(pos, length);
+    });
   }
 
   /**
@@ -753,15 +831,42 @@ export class Segment {
     return meta;
   }
 
+  /**
+   * Sealed segments whose file is open while no reader holds them, least recently used first:
+   * a consumer reading an old segment read after read does not reopen its file each time, and
+   * at most {@link Segment.idleHandlesMax} such files stay open in the process.
+   */
+  static readonly #idle = new Map<Segment, true>();
+  /** Most idle sealed-segment files kept open (per process). */
+  static idleHandlesMax = 64;
+
+  #park(): void {
+    const idle = Segment.#idle;
+    idle.delete(this);
+    idle.set(this, true);
+    while (idle.size > Segment.idleHandlesMax) {
+      const oldest = idle.keys().next().value!;
+      idle.delete(oldest);
+      void oldest.#closeIdleHandle().catch(() => {});
+    }
+  }
+
   /** Takes a reference for a reader (the file stays open until released). */
   retain(): void {
     this.#refs++;
+    Segment.#idle.delete(this);
   }
 
-  /** Drops a reader's reference; closes the file if the segment was retired meanwhile. */
+  /**
+   * Drops a reader's reference; the last one closes the segment if it was retired meanwhile,
+   * or parks its file if it is sealed (kept open among the most recently read idle files, else
+   * closed; the next read reopens it).
+   */
   release(): void {
     this.#refs--;
-    if (this.#refs === 0 && this.#retired) void this.close();
+    if (this.#refs !== 0 || this.#closing) return;
+    if (this.#retired) void this.close();
+    else if (this.#sealed) this.#park();
   }
 
   /** Marks the segment deleted or replaced: its file closes once no reader holds it. */
@@ -770,18 +875,24 @@ export class Segment {
     if (this.#refs === 0) void this.close();
   }
 
-  /** Closes the file handle after queued reads and writes. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#queue;
-    if (this.#opening !== null) await this.#opening.catch(() => {});
-    const h = this.#handle;
-    this.#handle = null;
-    if (h !== null) await h.close();
-    const sh = this.#syncHandle;
-    this.#syncHandle = null;
-    if (sh !== null) await (await sh.catch(() => null))?.close();
+  /**
+   * Closes the file handles after the reads and writes queued so far; later ones (and fsyncs)
+   * fail with {@link LogClosedError}.
+   */
+  close(): Promise<void> {
+    if (this.#closePromise !== null) return this.#closePromise;
+    this.#closing = true;
+    Segment.#idle.delete(this);
+    this.#closePromise = (async () => {
+      await this.#io(async () => {
+        this.#closed = true;
+        const h = this.#handle;
+        this.#handle = null;
+        if (h !== null) await h.close();
+      });
+      await this.#closeSyncHandle();
+    })();
+    return this.#closePromise;
   }
 
   /** Approximate memory held by the indexes. */
