@@ -220,7 +220,8 @@ function readVarint(buf: Uint8Array, pos: number, end: number): number {
 // ---------------------------------------------------------------------------------------------
 // Fixed-width helpers
 
-function readU32(buf: Uint8Array, pos: number): number {
+/** Big-endian integer access (shared with segment.ts). */
+export function readU32(buf: Uint8Array, pos: number): number {
   return ((buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]) >>> 0;
 }
 
@@ -228,7 +229,8 @@ function readI32(buf: Uint8Array, pos: number): number {
   return (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3];
 }
 
-function writeU32(buf: Uint8Array, pos: number, v: number): void {
+/** Big-endian integer access (shared with segment.ts). */
+export function writeU32(buf: Uint8Array, pos: number, v: number): void {
   buf[pos] = v >>> 24;
   buf[pos + 1] = v >>> 16;
   buf[pos + 2] = v >>> 8;
@@ -236,7 +238,8 @@ function writeU32(buf: Uint8Array, pos: number, v: number): void {
 }
 
 /** Reads an i64 as a number; NaN if it is not a safe integer. */
-function readI64(buf: Uint8Array, pos: number): number {
+/** Big-endian integer access (shared with segment.ts). */
+export function readI64(buf: Uint8Array, pos: number): number {
   const hi = readI32(buf, pos);
   const lo = readU32(buf, pos + 4);
   if (hi > 0x1fffff || hi < -0x200000) return NaN;
@@ -245,7 +248,8 @@ function readI64(buf: Uint8Array, pos: number): number {
 }
 
 /** Writes a safe integer as an i64. */
-function writeI64(buf: Uint8Array, pos: number, v: number): void {
+/** Big-endian integer access (shared with segment.ts). */
+export function writeI64(buf: Uint8Array, pos: number, v: number): void {
   const hi = Math.floor(v / TWO_32);
   writeU32(buf, pos, hi >>> 0);
   writeU32(buf, pos + 4, (v - hi * TWO_32) >>> 0);

@@ -41,6 +41,10 @@ import {
   lastOffsetAt,
   maxTimestampAt,
   readBatchHeader,
+  readI64,
+  readU32,
+  writeI64,
+  writeU32,
 } from "./record_batch.ts";
 
 /** Suffix of segment data files. */
@@ -61,7 +65,6 @@ const TIMEINDEX_MAGIC = 0x4c4f5449; // "LOTI"
 const INDEX_HEADER_BYTES = 52;
 const TIMEINDEX_HEADER_BYTES = 28;
 const SCAN_CHUNK_BYTES = 1024 * 1024;
-const TWO_32 = 4294967296;
 
 /** File name of a segment: the base offset as 20 digits plus `suffix`. */
 export function segmentFileName(baseOffset: number, suffix: string = LOG_SUFFIX): string {
@@ -196,28 +199,6 @@ export class TimeIndex {
 
 // ---------------------------------------------------------------------------------------------
 // Index files
-
-function putU32(b: Uint8Array, p: number, v: number): void {
-  b[p] = v >>> 24;
-  b[p + 1] = v >>> 16;
-  b[p + 2] = v >>> 8;
-  b[p + 3] = v;
-}
-
-function getU32(b: Uint8Array, p: number): number {
-  return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
-}
-
-function putI64(b: Uint8Array, p: number, v: number): void {
-  const hi = Math.floor(v / TWO_32);
-  putU32(b, p, hi >>> 0);
-  putU32(b, p + 4, (v - hi * TWO_32) >>> 0);
-}
-
-function getI64(b: Uint8Array, p: number): number {
-  const hi = getU32(b, p) | 0;
-  return hi * TWO_32 + getU32(b, p + 4);
-}
 
 /** What the `.index` header records about the log. */
 interface IndexMeta {
@@ -718,20 +699,20 @@ export class Segment {
   #encodeIndex(): Uint8Array {
     const n = this.offsetIndex.count;
     const b = new Uint8Array(INDEX_HEADER_BYTES + n * 8);
-    putU32(b, 0, INDEX_MAGIC);
-    putU32(b, 8, 1);
-    putU32(b, 12, n);
-    putU32(b, 16, this.sizeBytes);
-    putI64(b, 20, this.baseOffset);
-    putI64(b, 28, this.nextOffset);
-    putI64(b, 36, this.maxTimestamp);
-    putI64(b, 44, this.cleanedAtMs);
+    writeU32(b, 0, INDEX_MAGIC);
+    writeU32(b, 8, 1);
+    writeU32(b, 12, n);
+    writeU32(b, 16, this.sizeBytes);
+    writeI64(b, 20, this.baseOffset);
+    writeI64(b, 28, this.nextOffset);
+    writeI64(b, 36, this.maxTimestamp);
+    writeI64(b, 44, this.cleanedAtMs);
     for (let i = 0; i < n; i++) {
       const [rel, pos] = this.offsetIndex.entry(i);
-      putU32(b, INDEX_HEADER_BYTES + i * 8, rel);
-      putU32(b, INDEX_HEADER_BYTES + i * 8 + 4, pos);
+      writeU32(b, INDEX_HEADER_BYTES + i * 8, rel);
+      writeU32(b, INDEX_HEADER_BYTES + i * 8 + 4, pos);
     }
-    putU32(b, 4, crc32cUpdate(0, b, 8, b.length));
+    writeU32(b, 4, crc32cUpdate(0, b, 8, b.length));
     return b;
   }
 
@@ -739,17 +720,17 @@ export class Segment {
   #encodeTimeIndex(): Uint8Array {
     const n = this.timeIndex.count;
     const b = new Uint8Array(TIMEINDEX_HEADER_BYTES + n * 12);
-    putU32(b, 0, TIMEINDEX_MAGIC);
-    putU32(b, 8, 1);
-    putU32(b, 12, n);
-    putU32(b, 16, this.sizeBytes);
-    putI64(b, 20, this.baseOffset);
+    writeU32(b, 0, TIMEINDEX_MAGIC);
+    writeU32(b, 8, 1);
+    writeU32(b, 12, n);
+    writeU32(b, 16, this.sizeBytes);
+    writeI64(b, 20, this.baseOffset);
     for (let i = 0; i < n; i++) {
       const [ts, rel] = this.timeIndex.entry(i);
-      putI64(b, TIMEINDEX_HEADER_BYTES + i * 12, ts);
-      putU32(b, TIMEINDEX_HEADER_BYTES + i * 12 + 8, rel);
+      writeI64(b, TIMEINDEX_HEADER_BYTES + i * 12, ts);
+      writeU32(b, TIMEINDEX_HEADER_BYTES + i * 12 + 8, rel);
     }
-    putU32(b, 4, crc32cUpdate(0, b, 8, b.length));
+    writeU32(b, 4, crc32cUpdate(0, b, 8, b.length));
     return b;
   }
 
@@ -788,26 +769,26 @@ export class Segment {
       throw e;
     }
     if (
-      idx.length < INDEX_HEADER_BYTES || getU32(idx, 0) !== INDEX_MAGIC ||
-      getU32(idx, 4) !== crc32cUpdate(0, idx, 8, idx.length) || getU32(idx, 8) !== 1
+      idx.length < INDEX_HEADER_BYTES || readU32(idx, 0) !== INDEX_MAGIC ||
+      readU32(idx, 4) !== crc32cUpdate(0, idx, 8, idx.length) || readU32(idx, 8) !== 1
     ) return null;
     if (
-      tix.length < TIMEINDEX_HEADER_BYTES || getU32(tix, 0) !== TIMEINDEX_MAGIC ||
-      getU32(tix, 4) !== crc32cUpdate(0, tix, 8, tix.length) || getU32(tix, 8) !== 1
+      tix.length < TIMEINDEX_HEADER_BYTES || readU32(tix, 0) !== TIMEINDEX_MAGIC ||
+      readU32(tix, 4) !== crc32cUpdate(0, tix, 8, tix.length) || readU32(tix, 8) !== 1
     ) return null;
-    const n = getU32(idx, 12);
-    const tn = getU32(tix, 12);
-    const logBytes = getU32(idx, 16);
+    const n = readU32(idx, 12);
+    const tn = readU32(tix, 12);
+    const logBytes = readU32(idx, 16);
     if (idx.length !== INDEX_HEADER_BYTES + n * 8) return null;
     if (tix.length !== TIMEINDEX_HEADER_BYTES + tn * 12) return null;
-    if (getI64(idx, 20) !== this.baseOffset || getI64(tix, 20) !== this.baseOffset) return null;
-    if (getU32(tix, 16) !== logBytes) return null;
+    if (readI64(idx, 20) !== this.baseOffset || readI64(tix, 20) !== this.baseOffset) return null;
+    if (readU32(tix, 16) !== logBytes) return null;
     if (active ? logBytes > fileSize : logBytes !== fileSize) return null;
     const meta: IndexMeta = {
       logBytes,
-      nextOffset: getI64(idx, 28),
-      maxTimestamp: getI64(idx, 36),
-      cleanedAtMs: getI64(idx, 44),
+      nextOffset: readI64(idx, 28),
+      maxTimestamp: readI64(idx, 36),
+      cleanedAtMs: readI64(idx, 44),
     };
     if (!(meta.nextOffset >= this.baseOffset) || !Number.isSafeInteger(meta.nextOffset)) {
       return null;
@@ -815,8 +796,8 @@ export class Segment {
     let prevRel = -1;
     let prevPos = -1;
     for (let i = 0; i < n; i++) {
-      const rel = getU32(idx, INDEX_HEADER_BYTES + i * 8);
-      const pos = getU32(idx, INDEX_HEADER_BYTES + i * 8 + 4);
+      const rel = readU32(idx, INDEX_HEADER_BYTES + i * 8);
+      const pos = readU32(idx, INDEX_HEADER_BYTES + i * 8 + 4);
       if (rel <= prevRel || pos <= prevPos || pos >= logBytes) return null;
       this.offsetIndex.append(rel, pos);
       prevRel = rel;
@@ -824,8 +805,8 @@ export class Segment {
     }
     for (let i = 0; i < tn; i++) {
       this.timeIndex.maybeAppend(
-        getI64(tix, TIMEINDEX_HEADER_BYTES + i * 12),
-        getU32(tix, TIMEINDEX_HEADER_BYTES + i * 12 + 8),
+        readI64(tix, TIMEINDEX_HEADER_BYTES + i * 12),
+        readU32(tix, TIMEINDEX_HEADER_BYTES + i * 12 + 8),
       );
     }
     return meta;

@@ -159,25 +159,9 @@ class DenoFileHandle implements FileHandle {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    const want = Math.max(0, Math.min(length, this.#size - offset));
-    const out = new Uint8Array(want);
-    if (want === 0) return out;
-    if (this.#syncIo) {
-      const n = this.#readSync(offset, out);
-      return n === want ? out : out.subarray(0, n);
-    }
-    await this.#seek(offset);
-    let n = 0;
-    try {
-      while (n < want) {
-        const r = await this.#file.read(out.subarray(n));
-        if (r === null) break;
-        n += r;
-      }
-    } finally {
-      this.#pos = n === want ? offset + n : -1;
-    }
-    return n === want ? out : out.subarray(0, n);
+    const out = new Uint8Array(Math.max(0, Math.min(length, this.#size - offset)));
+    const n = await this.readInto(offset, out);
+    return n === out.length ? out : out.subarray(0, n);
   }
 
   async readInto(offset: number, into: Uint8Array): Promise<number> {
