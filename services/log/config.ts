@@ -22,6 +22,11 @@ export function logConfigSchema() {
      * block the event loop). fsync is asynchronous either way.
      */
     SYNC_IO: bool(true),
+    /**
+     * Bytes of its newest data each partition's active segment keeps in memory: fetches of the
+     * tail are answered without a system call. 0 turns it off.
+     */
+    TAIL_CACHE_BYTES: int(256 * 1024, 0, 1024 * 1024 * 1024),
     /** Produce bodies up to this size (records of up to LOG_MAX_MESSAGE_BYTES each). */
     MAX_REQUEST_BYTES: int(16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     /** Partitions of a topic created without a count. */

@@ -17,6 +17,7 @@ import { DenoFileSystem } from "@deno-stores/shared/wal";
 import { createLogApp } from "./app.ts";
 import { loadLogConfig, type LogConfig } from "./config.ts";
 import { LogService } from "./service.ts";
+import { Segment } from "./segment.ts";
 
 async function run(config: LogConfig): Promise<void> {
   const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
@@ -27,6 +28,7 @@ async function run(config: LogConfig): Promise<void> {
     now: Date.now,
   });
   const started = performance.now();
+  Segment.tailCacheBytes = config.TAIL_CACHE_BYTES;
   const log = await LogService.open({
     fs: new DenoFileSystem({ syncIo: config.SYNC_IO }),
     dataDir: config.DATA_DIR,

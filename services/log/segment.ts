@@ -454,6 +454,7 @@ export class Segment {
    */
   async seal(): Promise<void> {
     this.#sealed = true;
+    this.#tail = null; // only the active segment keeps its tail in memory
     if (this.#closing) return;
     if (this.#syncs === 0) await this.#closeSyncHandle().catch(() => {});
     if (this.#refs === 0) await this.#closeIdleHandle().catch(() => {});
@@ -492,7 +493,49 @@ export class Segment {
     this.#checkOffsets(base, last);
     const pos = this.sizeBytes;
     await this.#withHandle((h) => h.writeAt(pos, batch));
+    this.#remember(pos, batch);
     this.#track(pos, batch.length, base, last, maxTs);
+  }
+
+  /**
+   * The newest bytes of the active segment, as written: reads of the log's tail (what consumers
+   * that keep up ask for) are answered from memory, with no system call. Up to
+   * {@link Segment.tailCacheBytes}; grown as needed, dropped when the segment is sealed.
+   */
+  #tail: Uint8Array | null = null;
+  /** File position of `#tail[0]`, and how many bytes it holds. */
+  #tailStart = 0;
+  #tailLength = 0;
+  /** Bytes of its tail each active segment keeps in memory (per process; 0: none). */
+  static tailCacheBytes = 256 * 1024;
+
+  #remember(pos: number, batch: Uint8Array): void {
+    const cap = Segment.tailCacheBytes;
+    if (cap <= 0 || this.#sealed) return;
+    const n = batch.length;
+    if (pos !== this.#tailStart + this.#tailLength || n > cap) {
+      // Not contiguous with what is held (or too big): start over after it.
+      this.#tailStart = pos + (n > cap ? n : 0);
+      this.#tailLength = 0;
+      if (n > cap) return;
+    }
+    if (this.#tailLength + n > cap) {
+      // Keep the newest half: each byte is moved about once on average.
+      const drop = Math.min(this.#tailLength, this.#tailLength + n - (cap >> 1));
+      this.#tail!.copyWithin(0, drop, this.#tailLength);
+      this.#tailStart += drop;
+      this.#tailLength -= drop;
+    }
+    const need = this.#tailLength + n;
+    if (this.#tail === null || this.#tail.length < need) {
+      const grown = new Uint8Array(
+        Math.min(cap, Math.max(need, 2 * (this.#tail?.length ?? 32 * 1024))),
+      );
+      if (this.#tail !== null) grown.set(this.#tail.subarray(0, this.#tailLength));
+      this.#tail = grown;
+    }
+    this.#tail.set(batch, this.#tailLength);
+    this.#tailLength += n;
   }
 
   /**
@@ -545,6 +588,17 @@ export class Segment {
 
   /** Reads `length` bytes at `pos` (shorter at the end), into `into` when it is big enough. */
   readAt(pos: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    const t = this.#tail;
+    if (
+      t !== null && pos >= this.#tailStart && pos + length <= this.#tailStart + this.#tailLength
+    ) {
+      const from = pos - this.#tailStart;
+      if (into !== undefined && into.length >= length) {
+        into.set(t.subarray(from, from + length));
+        return Promise.resolve(into.subarray(0, length));
+      }
+      return Promise.resolve(t.slice(from, from + length));
+    }
     return this.#withHandle(async (h) => {
       if (into !== undefined && into.length >= length && h.readInto !== undefined) {
         const n = await h.readInto(pos, into.subarray(0, length));
