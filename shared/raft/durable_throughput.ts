@@ -1,6 +1,6 @@
 /**
  * Fsynced 100-byte Raft entries per second through `DurableStorage` on the real disk, with group
- * commit (many entries per `save`). `deno run -A shared/raft/durable_bench.ts [--seconds=3]
+ * commit (many entries per `save`). `deno run -A shared/raft/durable_throughput.ts [--seconds=3]
  * [--dir=...]`.
  *
  * @module

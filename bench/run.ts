@@ -1,0 +1,367 @@
+/**
+ * Every `deno bench` file of the project, one JSON result and a table, and a regression gate that
+ * holds on a noisy shared machine:
+ *
+ *   deno task bench                   every *_bench.ts, once; bench/results/bench-<time>.json
+ *   deno task bench:quick             the quick set (CPU-bound micro benchmarks), 3 runs
+ *   deno task bench:gate              the quick set, this tree against the accepted commit
+ *                                     (bench/baselines/bench.json), interleaved; CI runs it
+ *   deno task bench:gate:baseline     accepts HEAD: records its commit as the one to compare with
+ *                                     (run no benchmark; commit the file)
+ *
+ * Options: `--quick`, `--runs N`, `--check`, `--against REV`, `--baseline`, `--threshold 0.1`,
+ * `--files a,b`.
+ *
+ * The gate never compares with times stored from another day: on this kind of machine a case's
+ * time drifts by tens of percent from one minute to the next, and so do ratios between unlike
+ * cases. It measures the accepted commit (checked out in a temporary git worktree) and this tree
+ * in the same run, alternating whole `deno bench` invocations (A B A B ...), and takes for each
+ * case the median of the paired ratios (this tree's fastest iteration over the accepted commit's
+ * in the adjacent run). A case regressed when that median exceeds 1 + threshold and every pair
+ * agrees on the direction; one whose pairs disagree is reported as too noisy to judge.
+ *
+ * The table also gives each case's ratio to its group's `baseline: true` case in the same run
+ * (ours against a plain `Map`, a raw write, the previous implementation).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { median } from "./lib/process.ts";
+
+const root = new URL("../", import.meta.url);
+
+/** The quick set: CPU-bound micro benchmarks with in-process baselines (stable ratios). */
+export const QUICK_FILES: readonly string[] = [
+  "shared/shard/shard_bench.ts",
+  "bench/load/histogram_bench.ts",
+  "bench/tasks_store_bench.ts",
+  "services/kv/kv_bench.ts",
+  "services/kv-events/kv_events_bench.ts",
+];
+
+/** One case of one run. */
+export interface Case {
+  /** `<file>::<group>::<name>`. */
+  key: string;
+  file: string;
+  group: string;
+  name: string;
+  baseline: boolean;
+  /** Mean time per iteration, ns. */
+  avgNs: number;
+  /** Fastest iteration, ns: what the gate compares (noise only ever adds time). */
+  minNs: number;
+}
+
+/** What `deno bench --json` prints (the parts read here). */
+interface BenchJson {
+  runtime: string;
+  cpu: string;
+  benches: {
+    origin: string;
+    group: string | null;
+    name: string;
+    baseline: boolean;
+    results: { ok?: { avg: number; min: number }; failed?: unknown }[];
+  }[];
+}
+
+/**
+ * Parses `deno bench --json` output. Bench files may print before the JSON document; that text
+ * is skipped.
+ */
+export function parseBenchJson(
+  text: string,
+  rootPath: string,
+): { cases: Case[]; meta: { runtime: string; cpu: string } } {
+  const start = text.indexOf('{\n  "version"');
+  if (start < 0) throw new Error("no deno bench JSON document in the output");
+  const json = JSON.parse(text.slice(start)) as BenchJson;
+  const cases: Case[] = [];
+  for (const b of json.benches) {
+    const r = b.results[0];
+    if (r?.ok === undefined) throw new Error(`bench failed: ${b.name}`);
+    const file = b.origin.replace(/^file:\/\//, "").replace(rootPath, "");
+    const group = b.group ?? "";
+    cases.push({
+      key: `${file}::${group}::${b.name}`,
+      file,
+      group,
+      name: b.name,
+      baseline: b.baseline,
+      avgNs: r.ok.avg,
+      minNs: r.ok.min,
+    });
+  }
+  return { cases, meta: { runtime: json.runtime, cpu: json.cpu } };
+}
+
+/**
+ * Each case's fastest iteration over its group's baseline's in the same run (undefined: no
+ * baseline). The fastest iteration, not the mean: on a shared machine noise only ever adds time,
+ * and the minimum of many iterations is the figure it disturbs least.
+ */
+export function ratios(cases: readonly Case[]): Map<string, number | undefined> {
+  const base = new Map<string, number>();
+  for (const c of cases) {
+    if (c.baseline && c.group !== "") base.set(`${c.file}::${c.group}`, c.avgNs);
+  }
+  const out = new Map<string, number | undefined>();
+  for (const c of cases) {
+    const b = base.get(`${c.file}::${c.group}`);
+    out.set(c.key, b === undefined || c.baseline ? undefined : c.minNs / b);
+  }
+  return out;
+}
+
+/** The verdict on one case. */
+export interface Verdict {
+  key: string;
+  /** Median of the paired ratios (this tree over the accepted commit). */
+  median: number;
+  /** Each pair's ratio. */
+  pairs: number[];
+  status: "ok" | "regressed" | "improved" | "noisy";
+}
+
+/**
+ * Judges each case measured in both trees: `current[i]` and `accepted[i]` are adjacent runs.
+ * Regressed: median ratio above 1 + threshold and every pair slower; improved: the mirror
+ * image; noisy: past the threshold but the pairs disagree on the direction.
+ */
+export function judge(
+  current: readonly Case[][],
+  accepted: readonly Case[][],
+  threshold: number,
+): Verdict[] {
+  const index = (runs: readonly Case[][]) =>
+    runs.map((cases) => new Map(cases.map((c) => [c.key, c.minNs])));
+  const cur = index(current), acc = index(accepted);
+  const keys = [...new Set(current.flatMap((cs) => cs.map((c) => c.key)))].sort();
+  const out: Verdict[] = [];
+  for (const key of keys) {
+    const pairs: number[] = [];
+    for (let i = 0; i < Math.min(cur.length, acc.length); i++) {
+      const a = cur[i].get(key), b = acc[i].get(key);
+      if (a !== undefined && b !== undefined && b > 0) pairs.push(a / b);
+    }
+    if (pairs.length === 0) continue; // new case: nothing to compare with
+    const m = median(pairs);
+    let status: Verdict["status"] = "ok";
+    if (m > 1 + threshold) status = pairs.every((r) => r > 1) ? "regressed" : "noisy";
+    else if (m < 1 - threshold) status = pairs.every((r) => r < 1) ? "improved" : "noisy";
+    out.push({ key, median: m, pairs, status });
+  }
+  return out;
+}
+
+async function benchFiles(quick: boolean, only?: string): Promise<string[]> {
+  if (only !== undefined) return only.split(",").filter((f) => f !== "");
+  if (quick) return [...QUICK_FILES];
+  const found: string[] = [];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(new URL(dir, root))) {
+      if (e.name === "node_modules" || e.name.startsWith(".")) continue;
+      const path = `${dir}${e.name}`;
+      if (e.isDirectory) await walk(`${path}/`);
+      else if (e.name.endsWith("_bench.ts")) found.push(path);
+    }
+  };
+  for (const d of ["shared/", "services/", "bench/"]) await walk(d);
+  return found.sort();
+}
+
+async function runOnce(
+  files: string[],
+  dir: URL = root,
+): Promise<ReturnType<typeof parseBenchJson>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["bench", "-A", "--json", ...files],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    throw new Error(`deno bench failed:\n${new TextDecoder().decode(out.stderr).slice(-4000)}`);
+  }
+  return parseBenchJson(text, dir.pathname);
+}
+
+async function git(...args: string[]): Promise<string> {
+  const out = await new Deno.Command("git", { args, cwd: root, stdout: "piped", stderr: "piped" })
+    .output();
+  if (!out.success) {
+    throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+/** A temporary worktree of `rev` sharing this tree's node_modules. */
+async function worktree(rev: string): Promise<{ dir: URL; remove(): Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "bench-gate-" });
+  await Deno.remove(path);
+  await git("worktree", "add", "--detach", path, rev);
+  try {
+    await Deno.symlink(new URL("node_modules", root).pathname, `${path}/node_modules`);
+  } catch {
+    // no node_modules here: the worktree resolves its own
+  }
+  return {
+    dir: new URL(`file://${path}/`),
+    remove: async () => {
+      await git("worktree", "remove", "--force", path).catch(() =>
+        Deno.remove(path, { recursive: true })
+      );
+    },
+  };
+}
+
+const fmtNs = (ns: number) =>
+  ns >= 1e6
+    ? `${(ns / 1e6).toFixed(2)} ms`
+    : ns >= 1e3
+    ? `${(ns / 1e3).toFixed(2)} µs`
+    : `${ns.toFixed(0)} ns`;
+
+async function main(): Promise<void> {
+  const args = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      runs: { type: "string" },
+      baseline: { type: "boolean", default: false },
+      check: { type: "boolean", default: false },
+      threshold: { type: "string", default: "0.1" },
+      files: { type: "string" },
+      against: { type: "string" },
+    },
+  });
+  const v = args.values;
+  const quick = v.quick || v.baseline || v.check;
+  const runsWanted = Number(v.runs ?? (quick ? 3 : 1));
+  const threshold = Number(v.threshold);
+  if (v.baseline) {
+    const commit = await git("rev-parse", "HEAD");
+    await Deno.writeTextFile(
+      new URL("bench/baselines/bench.json", root),
+      JSON.stringify({ commit, date: new Date().toISOString() }, null, 2) + "\n",
+    );
+    console.log(`accepted ${commit}: bench:gate now compares with it (commit the file)`);
+    return;
+  }
+  const files = await benchFiles(quick, v.files);
+  if (v.check) {
+    const ok = await gate(files, runsWanted, threshold, v.against);
+    if (!ok) Deno.exit(1);
+    return;
+  }
+  console.log(`deno bench over ${files.length} files, ${runsWanted} run(s)`);
+  const runs: { cases: Case[]; ratios: Map<string, number | undefined> }[] = [];
+  let meta = { runtime: "", cpu: "" };
+  for (let i = 0; i < runsWanted; i++) {
+    const t0 = performance.now();
+    const r = await runOnce(files);
+    meta = r.meta;
+    runs.push({ cases: r.cases, ratios: ratios(r.cases) });
+    console.log(
+      `run ${i + 1}: ${r.cases.length} cases in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+    );
+  }
+
+  // Medians across runs, per case.
+  const byKey = new Map<string, Case[]>();
+  for (const r of runs) for (const c of r.cases) byKey.set(c.key, [...(byKey.get(c.key) ?? []), c]);
+  const rows = [...byKey.entries()].map(([key, cs]) => {
+    const rs = runs.map((r) => r.ratios.get(key)).filter((x): x is number => x !== undefined);
+    return {
+      key,
+      file: cs[0].file,
+      group: cs[0].group,
+      name: cs[0].name,
+      baseline: cs[0].baseline,
+      avgNs: median(cs.map((c) => c.avgNs)),
+      ratio: rs.length > 0 ? median(rs) : undefined,
+    };
+  });
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  await Deno.mkdir(new URL("bench/results/", root), { recursive: true });
+  const result = {
+    date: new Date().toISOString(),
+    runtime: meta.runtime,
+    cpu: meta.cpu,
+    cores: navigator.hardwareConcurrency,
+    quick,
+    runs: runsWanted,
+    files,
+    cases: rows,
+  };
+  const out = new URL(`bench/results/bench-${stamp}${quick ? "-quick" : ""}.json`, root);
+  await Deno.writeTextFile(out, JSON.stringify(result, null, 2) + "\n");
+
+  // The table.
+  let lastFile = "";
+  for (const r of rows) {
+    if (r.file !== lastFile) console.log(`\n${r.file}`);
+    lastFile = r.file;
+    const ratio = r.baseline ? "baseline" : r.ratio === undefined ? "" : `${r.ratio.toFixed(3)}x`;
+    console.log(
+      `  ${r.group.slice(0, 28).padEnd(28)} ${r.name.slice(0, 58).padEnd(58)} ${
+        fmtNs(r.avgNs).padStart(11)
+      } ${ratio.padStart(9)}`,
+    );
+  }
+  console.log(`\nwrote ${new URL(out).pathname.replace(new URL(root).pathname, "")}`);
+}
+
+/** The gate: this tree against the accepted commit, in alternating runs. */
+async function gate(files: string[], runsWanted: number, threshold: number, against?: string) {
+  const baselinePath = new URL("bench/baselines/bench.json", root);
+  const rev = against ?? JSON.parse(await Deno.readTextFile(baselinePath)).commit as string;
+  const tree = await worktree(rev);
+  try {
+    // Only the files both trees have.
+    const present: string[] = [];
+    for (const f of files) {
+      try {
+        await Deno.stat(new URL(f, tree.dir));
+        present.push(f);
+      } catch {
+        console.log(`${f}: not in ${rev.slice(0, 12)}, skipped`);
+      }
+    }
+    const current: Case[][] = [], accepted: Case[][] = [];
+    for (let i = 0; i < runsWanted; i++) {
+      // Alternate which tree goes first.
+      for (const which of i % 2 === 0 ? ["current", "accepted"] : ["accepted", "current"]) {
+        const r = await runOnce(present, which === "current" ? root : tree.dir);
+        (which === "current" ? current : accepted).push(r.cases);
+      }
+      console.log(`pair ${i + 1} of ${runsWanted} measured`);
+    }
+    const verdicts = judge(current, accepted, threshold);
+    for (const x of verdicts.filter((x) => x.status !== "ok")) {
+      const pairs = x.pairs.map((r) => r.toFixed(2)).join(", ");
+      console.log(
+        `${x.status.toUpperCase().padEnd(9)} ${x.key}: ${
+          ((x.median - 1) * 100).toFixed(1)
+        }% (pairs ${pairs})`,
+      );
+    }
+    const regressed = verdicts.filter((x) => x.status === "regressed");
+    console.log(
+      `gate against ${rev.slice(0, 12)}: ${verdicts.length} cases, threshold ${
+        (threshold * 100).toFixed(0)
+      }%: ` +
+        `${regressed.length} regressed, ${
+          verdicts.filter((x) => x.status === "noisy").length
+        } too noisy to judge, ` +
+        `${verdicts.filter((x) => x.status === "improved").length} improved`,
+    );
+    return regressed.length === 0;
+  } finally {
+    await tree.remove();
+  }
+}
+
+if (import.meta.main) await main();
