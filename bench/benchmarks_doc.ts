@@ -1,10 +1,14 @@
 /**
- * docs/benchmarks.md from the committed results (docs/results/*.json, written by each service's
- * comparison script): how to run each benchmark, the latest ratio against each peer, and the
- * machine. `deno task bench:doc`. Nothing in the page is typed by hand.
+ * docs/benchmarks.md and docs/benchmarks.html from the committed results (docs/results/*.json,
+ * written by each service's comparison script): how to run each benchmark, the latest ratio
+ * against each peer, latency distributions, and the machine. `deno task bench:doc`. The HTML page
+ * is self-contained (inline SVG charts, no script); benchmarks_doc_test.ts renders it in headless
+ * Chromium. Nothing in either page is typed by hand.
  *
  * @module
  */
+import { escapeHtml, PALETTE } from "./load/svg.ts";
+
 const root = new URL("../", import.meta.url);
 
 /** One row of the ratio table. */
@@ -17,6 +21,8 @@ export interface RatioRow {
   /** Higher is better for us (throughput) or lower (latency, time). */
   better: "higher" | "lower";
   date: string;
+  /** Latency percentiles (ms), ours and the peer's, where the script measured them. */
+  latency?: { ours: { p50: number; p99: number }; peer: { p50: number; p99: number } };
 }
 
 async function readJson(name: string): Promise<Record<string, unknown> | null> {
@@ -46,6 +52,10 @@ export async function ratioRows(): Promise<RatioRow[]> {
       ratio: tasks.get.ours.rps / tasks.get.bare.rps,
       better: "higher",
       date: tasks.date,
+      latency: {
+        ours: { p50: tasks.get.ours.p50, p99: tasks.get.ours.p99 },
+        peer: { p50: tasks.get.bare.p50, p99: tasks.get.bare.p99 },
+      },
     });
   }
   const meta = await readJson("metastore-compare.json") as Any;
@@ -61,6 +71,10 @@ export async function ratioRows(): Promise<RatioRow[]> {
         ratio: r.ratio,
         better: "higher",
         date: String(meta.date).slice(0, 10),
+        latency: {
+          ours: { p50: r.metastore.p50Ms, p99: r.metastore.p99Ms },
+          peer: { p50: r.etcd.p50Ms, p99: r.etcd.p99Ms },
+        },
       });
     }
   }
@@ -78,6 +92,10 @@ export async function ratioRows(): Promise<RatioRow[]> {
           ratio: t.kv.rps / t.redis.rps,
           better: "higher",
           date: kv.date,
+          latency: {
+            ours: { p50: t.kv.p50, p99: t.kv.p99 },
+            peer: { p50: t.redis.p50, p99: t.redis.p99 },
+          },
         });
       }
     }
@@ -121,13 +139,151 @@ export async function ratioRows(): Promise<RatioRow[]> {
   return rows;
 }
 
+/** A horizontal bar per row: ours over the peer, with the parity line at 1x. */
+export function ratioChart(rows: readonly RatioRow[]): string {
+  const rowH = 22, left = 330, right = 70, top = 30, w = 900;
+  const h = top + rows.length * rowH + 30;
+  const maxR = Math.max(2, ...rows.map((r) => r.ratio));
+  const x = (v: number) => left + (v / maxR) * (w - left - right);
+  const parts = [
+    `<text x="${
+      w / 2
+    }" y="18" text-anchor="middle" class="title">Ours over the peer (higher is better)</text>`,
+  ];
+  rows.forEach((r, i) => {
+    const y = top + i * rowH;
+    const color = r.ratio >= 1 ? PALETTE[2] : PALETTE[3];
+    parts.push(
+      `<text x="${left - 8}" y="${y + 15}" text-anchor="end" class="tick">${
+        escapeHtml(`${r.service}: ${r.measure}`)
+      }</text>`,
+      `<rect x="${left}" y="${y + 3}" width="${(x(r.ratio) - left).toFixed(1)}" height="${
+        rowH - 6
+      }" fill="${color}"><title>${escapeHtml(`${r.ours} vs ${r.peer}`)}</title></rect>`,
+      `<text x="${(x(r.ratio) + 4).toFixed(1)}" y="${y + 15}" class="tick">${
+        r.ratio.toFixed(2)
+      }x</text>`,
+    );
+  });
+  parts.push(
+    `<line x1="${x(1)}" x2="${x(1)}" y1="${top - 4}" y2="${h - 24}" class="parity"/>`,
+    `<text x="${x(1)}" y="${h - 10}" text-anchor="middle" class="tick">1x (parity)</text>`,
+  );
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img">${
+    parts.join("")
+  }</svg>`;
+}
+
+/** p50 and p99 of ours and the peer, per row that has them (log scale: ms). */
+export function latencyChart(rows: readonly RatioRow[]): string {
+  const withLat = rows.filter((r) => r.latency !== undefined);
+  const rowH = 40, left = 330, right = 90, top = 44, w = 900;
+  const h = top + withLat.length * rowH + 34;
+  const all = withLat.flatMap((
+    r,
+  ) => [r.latency!.ours.p99, r.latency!.peer.p99, r.latency!.ours.p50]);
+  const lo = Math.log10(Math.max(0.01, Math.min(...all, 1) / 2)),
+    hi = Math.log10(Math.max(...all, 1) * 1.5);
+  const x = (v: number) =>
+    left + ((Math.log10(Math.max(v, 1e-3)) - lo) / (hi - lo)) * (w - left - right);
+  const parts = [
+    `<text x="${
+      w / 2
+    }" y="18" text-anchor="middle" class="title">Latency, ms (log scale): p50 mark, bar to p99</text>`,
+    `<rect x="${left}" y="26" width="10" height="8" fill="${PALETTE[0]}"/><text x="${
+      left + 14
+    }" y="34" class="tick">ours</text>`,
+    `<rect x="${left + 70}" y="26" width="10" height="8" fill="${PALETTE[1]}"/><text x="${
+      left + 84
+    }" y="34" class="tick">peer</text>`,
+  ];
+  withLat.forEach((r, i) => {
+    const y = top + i * rowH;
+    parts.push(
+      `<text x="${left - 8}" y="${y + 20}" text-anchor="end" class="tick">${
+        escapeHtml(`${r.service}: ${r.measure}`)
+      }</text>`,
+    );
+    ([["ours", 0], ["peer", 1]] as const).forEach(([who, k]) => {
+      const l = r.latency![who];
+      const yy = y + 4 + k * 16;
+      parts.push(
+        `<rect x="${x(l.p50).toFixed(1)}" y="${yy}" width="${
+          Math.max(1, x(l.p99) - x(l.p50)).toFixed(1)
+        }" height="12" fill="${PALETTE[k]}" opacity="0.7"><title>${
+          escapeHtml(`${who}: p50 ${l.p50} ms, p99 ${l.p99} ms`)
+        }</title></rect>`,
+        `<rect x="${(x(l.p50) - 1).toFixed(1)}" y="${yy - 2}" width="3" height="16" fill="${
+          PALETTE[k]
+        }"/>`,
+        `<text x="${(x(l.p99) + 4).toFixed(1)}" y="${yy + 10}" class="tick">${l.p99} ms</text>`,
+      );
+    });
+  });
+  for (const t of [0.1, 1, 10, 100]) {
+    if (Math.log10(t) < lo || Math.log10(t) > hi) continue;
+    parts.push(
+      `<line x1="${x(t)}" x2="${x(t)}" y1="${top - 4}" y2="${h - 24}" class="grid"/>`,
+      `<text x="${x(t)}" y="${h - 10}" text-anchor="middle" class="tick">${t} ms</text>`,
+    );
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img">${
+    parts.join("")
+  }</svg>`;
+}
+
+/** The self-contained HTML page (no scripts, no external resources). */
+export function renderHtml(rows: readonly RatioRow[], machine: string): string {
+  const table = rows.map((r) =>
+    `<tr><td>${escapeHtml(r.service)}</td><td>${escapeHtml(r.measure)}</td><td class="n">${
+      escapeHtml(r.ours)
+    }</td><td class="n">${escapeHtml(r.peer)}</td><td class="n ${r.ratio >= 1 ? "win" : "lose"}">${
+      r.ratio.toFixed(2)
+    }x</td><td>${escapeHtml(r.date)}</td></tr>`
+  ).join("\n");
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>deno-stores benchmarks</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #111; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
+table { border-collapse: collapse; } td, th { border-bottom: 1px solid #ddd; padding: 4px 10px; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; } .win { color: #15803d; } .lose { color: #b45309; }
+svg .title { font-weight: 600; font-size: 13px; } svg .tick { font-size: 11px; fill: #333; }
+svg .grid { stroke: #e5e7eb; } svg .parity { stroke: #111; stroke-dasharray: 4 3; }
+</style></head><body>
+<h1>deno-stores: each service against the system it must beat</h1>
+<p>${
+    escapeHtml(machine)
+  }. Generated by <code>deno task bench:doc</code> from docs/results/*.json; each
+comparison measured ours and the peer in the same run. The ratios are the point, not the absolute
+numbers.</p>
+<h2 id="ratios">Throughput against the peers</h2>
+${ratioChart(rows)}
+<h2 id="latency">Latency distributions</h2>
+${latencyChart(rows)}
+<h2 id="table">Every figure</h2>
+<table><thead><tr><th>service</th><th>measure</th><th>ours</th><th>peer</th><th>ratio</th><th>measured</th></tr></thead>
+<tbody>
+${table}
+</tbody></table>
+</body></html>
+`;
+}
+
 async function render(): Promise<void> {
   const rows = await ratioRows();
   const kve = await readJson("kv-events.json") as Any;
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).match(
+    /model name\s*:\s*(.*)/,
+  )?.[1] ?? "unknown";
+  const machine = `${navigator.hardwareConcurrency} cores (${cpu}), Deno ${Deno.version.deno}, ` +
+    "a virtual machine shared with other tenants; the load generator, the peer and our service " +
+    "share the cores";
   const lines = [
     "# Benchmarks",
     "",
     "Generated by `deno task bench:doc` (bench/benchmarks_doc.ts) from the committed results in",
+    "[docs/results/](results/), with charts in [benchmarks.html](benchmarks.html);",
     "[docs/results/](results/); every figure comes from a script, none is typed in. Each service's",
     "comparison script starts the peer and ours on loopback and measures both in the same run, in",
     "alternating rounds where the script says so, because this machine drifts by tens of percent",
@@ -135,11 +291,7 @@ async function render(): Promise<void> {
     "",
     "## The machine",
     "",
-    `${navigator.hardwareConcurrency} cores (${
-      (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).match(/model name\s*:\s*(.*)/)
-        ?.[1] ?? "unknown"
-    }), Deno ${Deno.version.deno}, a virtual machine shared with other tenants; the load generator,`,
-    "the peer and our service share the cores.",
+    `${machine}.`,
     "",
     "## Latest ratios against the peers",
     "",
@@ -184,7 +336,11 @@ async function render(): Promise<void> {
     "",
   ];
   await Deno.writeTextFile(new URL("docs/benchmarks.md", root), lines.join("\n"));
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", "docs/benchmarks.md"], cwd: root })
+  await Deno.writeTextFile(new URL("docs/benchmarks.html", root), renderHtml(rows, machine));
+  await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "docs/benchmarks.md", "docs/benchmarks.html"],
+    cwd: root,
+  })
     .output();
   console.log("wrote docs/benchmarks.md");
 }
