@@ -8,7 +8,7 @@ import { parseDurationMs } from "./duration.ts";
 import { renderHtmlReport } from "./html_report.ts";
 import { runScenario } from "./runner.ts";
 import { findScenario, type ScenarioEntry, SCENARIOS } from "./scenarios/mod.ts";
-import { type RunningService, startTasksService } from "./service.ts";
+import { type RunningService, startLogService, startTasksService } from "./service.ts";
 import { buildSummary, comparisonMarkdown, type LoadSummary } from "./summary.ts";
 
 /** Default output directory (ignored by git, see the root .gitignore). */
@@ -181,6 +181,8 @@ async function startFor(
   switch (entry.service) {
     case "tasks":
       return await startTasksService(storage);
+    case "log":
+      return await startLogService();
   }
 }
 
@@ -218,7 +220,8 @@ export async function runCommand(
     let service: RunningService | undefined;
     let url = args.url;
     if (url === undefined) {
-      log(`starting ${entry.service} with STORAGE_TYPE=${storage} ...`);
+      const how = entry.service === "tasks" ? ` with STORAGE_TYPE=${storage}` : "";
+      log(`starting ${entry.service}${how} ...`);
       service = await startFor(entry, storage);
       url = service.url;
       log(

@@ -13,6 +13,7 @@ import {
   tasksReadHeavy,
   tasksStress,
 } from "./tasks.ts";
+import { logProduceConsume } from "./log.ts";
 
 /** Parameters a scenario factory accepts from the command line. */
 export type ScenarioParams = TasksParams;
@@ -21,7 +22,7 @@ export type ScenarioParams = TasksParams;
 export interface ScenarioEntry {
   name: string;
   /** The service it drives (the CLI knows how to start it). */
-  service: "tasks";
+  service: "tasks" | "log";
   build(params: ScenarioParams): Scenario<unknown>;
   /** When set, the CLI runs the scenario once per storage type and writes a comparison. */
   storages?: readonly string[];
@@ -32,6 +33,7 @@ export const SCENARIOS: readonly ScenarioEntry[] = [
   { name: "tasks-baseline", service: "tasks", build: tasksBaseline },
   { name: "tasks-stress", service: "tasks", build: tasksStress },
   { name: "tasks-read-heavy", service: "tasks", build: tasksReadHeavy },
+  { name: "log-produce-consume", service: "log", build: logProduceConsume },
   {
     name: "tasks-comparative",
     service: "tasks",
