@@ -55,8 +55,10 @@ Deno.test("every scenario is registered and findable by short name", () => {
     "tasks-stress",
     "tasks-read-heavy",
     "tasks-comparative",
+    "log-produce-consume",
   ]);
   assert.equal(findScenario("stress")?.name, "tasks-stress");
+  assert.equal(findScenario("log-produce-consume")?.service, "log");
   assert.deepEqual(findScenario("tasks-comparative")?.storages, [
     "memory",
     "shard",

@@ -33,13 +33,13 @@ export const SCENARIOS: readonly ScenarioEntry[] = [
   { name: "tasks-baseline", service: "tasks", build: tasksBaseline },
   { name: "tasks-stress", service: "tasks", build: tasksStress },
   { name: "tasks-read-heavy", service: "tasks", build: tasksReadHeavy },
-  { name: "log-produce-consume", service: "log", build: logProduceConsume },
   {
     name: "tasks-comparative",
     service: "tasks",
     build: tasksComparative,
     storages: COMPARATIVE_STORAGES,
   },
+  { name: "log-produce-consume", service: "log", build: logProduceConsume },
 ];
 
 /** Looks a scenario up by name (also accepts the short form without the service prefix). */
