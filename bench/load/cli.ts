@@ -8,7 +8,12 @@ import { parseDurationMs } from "./duration.ts";
 import { renderHtmlReport } from "./html_report.ts";
 import { runScenario } from "./runner.ts";
 import { findScenario, type ScenarioEntry, SCENARIOS } from "./scenarios/mod.ts";
-import { type RunningService, startLogService, startTasksService } from "./service.ts";
+import {
+  type RunningService,
+  startLogService,
+  startOtherService,
+  startTasksService,
+} from "./service.ts";
 import { buildSummary, comparisonMarkdown, type LoadSummary } from "./summary.ts";
 
 /** Default output directory (ignored by git, see the root .gitignore). */
@@ -183,6 +188,8 @@ async function startFor(
       return await startTasksService(storage);
     case "log":
       return await startLogService();
+    default:
+      return await startOtherService(entry.service);
   }
 }
 

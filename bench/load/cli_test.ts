@@ -56,6 +56,9 @@ Deno.test("every scenario is registered and findable by short name", () => {
     "tasks-read-heavy",
     "tasks-comparative",
     "log-produce-consume",
+    "kv-http",
+    "metastore-kv",
+    "kv-events-route",
   ]);
   assert.equal(findScenario("stress")?.name, "tasks-stress");
   assert.equal(findScenario("log-produce-consume")?.service, "log");

@@ -218,3 +218,30 @@ export async function startLogService(env: Record<string, string> = {}): Promise
     throw e;
   }
 }
+
+/** Starts another service of this repository (`services/<name>/main.ts`) with a temporary data directory. */
+export async function startOtherService(
+  name: "kv" | "metastore" | "kv-events",
+  env: Record<string, string> = {},
+): Promise<RunningService> {
+  const dir = await Deno.makeTempDir({ prefix: `load-${name}-` });
+  const script = new URL(`../../services/${name}/main.ts`, import.meta.url).pathname;
+  const extra: Record<string, string> = { DATA_DIR: dir, ...env };
+  // kv's RESP port is not used by these scenarios: a free one, so that a running Redis is no bother.
+  if (name === "kv" && extra.RESP_PORT === undefined) extra.RESP_PORT = String(freePort());
+  // The same for the metastore's Raft peer port (one member).
+  if (name === "metastore" && extra.PEER_PORT === undefined) extra.PEER_PORT = String(freePort());
+  try {
+    const svc = await startService({ script, env: extra });
+    return {
+      ...svc,
+      async stop() {
+        await svc.stop();
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      },
+    };
+  } catch (e) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}

@@ -14,6 +14,7 @@ import {
   tasksStress,
 } from "./tasks.ts";
 import { logProduceConsume } from "./log.ts";
+import { kvEventsRoute, kvHttp, metastoreKv } from "./services.ts";
 
 /** Parameters a scenario factory accepts from the command line. */
 export type ScenarioParams = TasksParams;
@@ -22,7 +23,7 @@ export type ScenarioParams = TasksParams;
 export interface ScenarioEntry {
   name: string;
   /** The service it drives (the CLI knows how to start it). */
-  service: "tasks" | "log";
+  service: "tasks" | "log" | "kv" | "metastore" | "kv-events";
   build(params: ScenarioParams): Scenario<unknown>;
   /** When set, the CLI runs the scenario once per storage type and writes a comparison. */
   storages?: readonly string[];
@@ -40,6 +41,9 @@ export const SCENARIOS: readonly ScenarioEntry[] = [
     storages: COMPARATIVE_STORAGES,
   },
   { name: "log-produce-consume", service: "log", build: logProduceConsume },
+  { name: "kv-http", service: "kv", build: kvHttp },
+  { name: "metastore-kv", service: "metastore", build: metastoreKv },
+  { name: "kv-events-route", service: "kv-events", build: kvEventsRoute },
 ];
 
 /** Looks a scenario up by name (also accepts the short form without the service prefix). */
