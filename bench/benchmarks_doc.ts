@@ -311,6 +311,7 @@ async function render(): Promise<void> {
     "",
     "| command | what | report |",
     "| --- | --- | --- |",
+    "| `deno task bench:compare [--quick] [--doc]` | every peer comparison below in turn (a missing peer is reported as skipped), then this page | this page and each service's report |",
     "| `deno task bench` | every `*_bench.ts` (`deno bench --json`), one JSON in `bench/results/` and a table with each case's ratio to its group's baseline | the terminal |",
     "| `deno task bench:quick` | the quick set (CPU-bound micro benchmarks), 3 runs | the terminal |",
     "| `deno task bench:gate` | regression gate: this tree against the accepted commit (`bench/baselines/bench.json`) in alternating runs, median of the paired ratios, 10% threshold; `bench:gate:baseline` accepts HEAD | the terminal; CI prints it |",
