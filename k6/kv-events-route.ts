@@ -10,7 +10,7 @@
 import { check } from "k6";
 import http from "k6/http";
 import type { Options } from "k6/options";
-import { scaled, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
+import { rampTo50, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
 
 seedRandom();
 
@@ -21,11 +21,7 @@ const PROMPTS = 200;
 const promptHashes = (p: number) => Array.from({ length: 125 }, (_, b) => String(p * 1000 + b + 1));
 
 export const options: Options = {
-  stages: scaled([
-    { duration: "10s", target: 50 },
-    { duration: "25s", target: 50 },
-    { duration: "5s", target: 0 },
-  ]),
+  stages: rampTo50(),
   thresholds: {
     http_req_failed: ["rate==0"],
     "http_req_duration{name:route}": ["p(99)<50"],

@@ -9,7 +9,7 @@
 import { check } from "k6";
 import http from "k6/http";
 import type { Options } from "k6/options";
-import { scaled, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
+import { rampTo50, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
 
 seedRandom();
 
@@ -19,11 +19,7 @@ const KEYS = 10_000;
 const VALUE = "v".repeat(100);
 
 export const options: Options = {
-  stages: scaled([
-    { duration: "10s", target: 50 },
-    { duration: "25s", target: 50 },
-    { duration: "5s", target: 0 },
-  ]),
+  stages: rampTo50(),
   thresholds: {
     http_req_failed: ["rate==0"],
     http_req_duration: ["p(99)<100"],

@@ -10,7 +10,7 @@
 import { check } from "k6";
 import http from "k6/http";
 import type { Options } from "k6/options";
-import { scaled, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
+import { rampTo50, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
 
 seedRandom();
 
@@ -21,11 +21,7 @@ const JSON_HEADERS = { headers: { "content-type": "application/json" } };
 const VALUE = "x".repeat(1024);
 
 export const options: Options = {
-  stages: scaled([
-    { duration: "10s", target: 50 },
-    { duration: "25s", target: 50 },
-    { duration: "5s", target: 0 },
-  ]),
+  stages: rampTo50(),
   thresholds: {
     http_req_failed: ["rate==0"],
     "http_req_duration{op:produce}": ["p(99)<50"],

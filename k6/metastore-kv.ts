@@ -10,7 +10,7 @@ import encoding from "k6/encoding";
 import { check, sleep } from "k6";
 import http from "k6/http";
 import type { Options } from "k6/options";
-import { scaled, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
+import { rampTo50, seedRandom, SUMMARY_TREND_STATS } from "./lib/config.ts";
 
 seedRandom();
 
@@ -21,11 +21,7 @@ const VALUE = encoding.b64encode("v".repeat(100));
 const key = (i: number) => encoding.b64encode(`key:${i}`);
 
 export const options: Options = {
-  stages: scaled([
-    { duration: "10s", target: 50 },
-    { duration: "25s", target: 50 },
-    { duration: "5s", target: 0 },
-  ]),
+  stages: rampTo50(),
   thresholds: {
     http_req_failed: ["rate==0"],
     http_req_duration: ["p(99)<250"],

@@ -8,12 +8,7 @@ import { parseDurationMs } from "./duration.ts";
 import { renderHtmlReport } from "./html_report.ts";
 import { runScenario } from "./runner.ts";
 import { findScenario, type ScenarioEntry, SCENARIOS } from "./scenarios/mod.ts";
-import {
-  type RunningService,
-  startLogService,
-  startOtherService,
-  startTasksService,
-} from "./service.ts";
+import { type RunningService, startOtherService, startTasksService } from "./service.ts";
 import { buildSummary, comparisonMarkdown, type LoadSummary } from "./summary.ts";
 
 /** Default output directory (ignored by git, see the root .gitignore). */
@@ -186,8 +181,6 @@ async function startFor(
   switch (entry.service) {
     case "tasks":
       return await startTasksService(storage);
-    case "log":
-      return await startLogService();
     default:
       return await startOtherService(entry.service);
   }

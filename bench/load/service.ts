@@ -198,30 +198,9 @@ export async function startTasksService(
   }
 }
 
-/** Path of the log service entry point in this repository. */
-export const LOG_MAIN = new URL("../../services/log/main.ts", import.meta.url).pathname;
-
-/** Starts the log service on a temporary data directory removed on stop. */
-export async function startLogService(env: Record<string, string> = {}): Promise<RunningService> {
-  const dir = await Deno.makeTempDir({ prefix: "load-log-" });
-  try {
-    const svc = await startService({ script: LOG_MAIN, env: { DATA_DIR: dir, ...env } });
-    return {
-      ...svc,
-      async stop() {
-        await svc.stop();
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
-      },
-    };
-  } catch (e) {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    throw e;
-  }
-}
-
 /** Starts another service of this repository (`services/<name>/main.ts`) with a temporary data directory. */
 export async function startOtherService(
-  name: "kv" | "metastore" | "kv-events",
+  name: "log" | "kv" | "metastore" | "kv-events",
   env: Record<string, string> = {},
 ): Promise<RunningService> {
   const dir = await Deno.makeTempDir({ prefix: `load-${name}-` });

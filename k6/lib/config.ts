@@ -61,3 +61,12 @@ export const SUMMARY_TREND_STATS = [
   "p(95)",
   "p(99)",
 ];
+
+/** The ramp the service scripts share: to 50 VUs in 10 s, 25 s there, down in 5 s (scaled). */
+export function rampTo50(): Stage[] {
+  return scaled([
+    { duration: "10s", target: 50 },
+    { duration: "25s", target: 50 },
+    { duration: "5s", target: 0 },
+  ]);
+}

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Scenario, VuContext } from "../scenario.ts";
+import { STAGES } from "./services.ts";
 
 const TOPIC = "load-events";
 const PARTITIONS = 4;
@@ -49,11 +50,7 @@ export function logProduceConsume(): Scenario<LogData> {
     name: "log-produce-consume",
     description:
       "Log: 2 VUs in 3 produce 10 x 1 KiB (acks=fsync), 1 in 3 long-polls and commits, 50 VUs",
-    stages: [
-      { duration: "10s", target: 50 },
-      { duration: "25s", target: 50 },
-      { duration: "5s", target: 0 },
-    ],
+    stages: STAGES,
     thresholds: {
       http_req_failed: ["rate==0"],
       "http_req_duration{name:produce}": ["p(99)<50"],
