@@ -60,6 +60,7 @@ const COMPARISONS: Comparison[] = [
   {
     service: "log",
     needs: ["dd", "wrk"],
+    denoFlags: ["--v8-flags=--expose-gc"],
     args: (
       quick,
       doc,

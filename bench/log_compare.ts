@@ -15,7 +15,8 @@
  *    cached fetch latency: random recent offsets, in process and over HTTP (p50, p99);
  * 5. compaction of 100 MB (quick: 20 MB) at 50% duplicate keys while a producer appends: time,
  *    and the longest append (produce pause) during it;
- * 6. one partition vs four, produce and fetch MB/s (the topic manager's scaling).
+ * 6. one partition vs four, produce and fetch MB/s (the topic manager's scaling);
+ * 7. JS heap allocated per append, read and decode (with `--v8-flags=--expose-gc`).
  *
  * Results go to docs/results/log.json; with --doc also docs/log-performance.md. Percentiles
  * from sorted samples; each MB/s the median of its rounds.
@@ -193,6 +194,9 @@ async function main(): Promise<void> {
     // 5. Compaction under produce.
     await compaction(base);
 
+    // 7. Allocations: JS heap allocated per operation.
+    await allocations(base);
+
     // 6. Partitions: produce and fetch with one and four partitions (batched, acks=write).
     for (const parts of [1, 4]) {
       const ps = await Promise.all(
@@ -294,6 +298,46 @@ async function denoBench(): Promise<BenchRow[]> {
     );
   }
   return rows;
+}
+
+/**
+ * JS heap allocated per operation (objects; the bytes of buffers live outside the heap and are
+ * not counted): growth over a run of operations short enough that no collection happens in it (a
+ * run whose heap shrank is measured again), after a full collection. Needs `--v8-flags=--expose-gc` (the bench:log tasks pass it); skipped without.
+ */
+async function allocations(base: string): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) {
+    console.log("allocations: run with --v8-flags=--expose-gc to measure them");
+    return;
+  }
+  const p = await open(`${base}/alloc`, { segmentBytes: 64 * 1024 * 1024 });
+  const batch = records1k(100);
+  for (let i = 0; i < 200; i++) await p.append(batch, { acks: "write" });
+  const into = new Uint8Array(128 * 1024);
+  const perOp = async (name: string, n: number, op: (i: number) => Promise<unknown>) => {
+    for (let i = 0; i < n; i++) await op(i); // warm
+    for (let attempt = 0; attempt < 5; attempt++) {
+      gc();
+      const h0 = Deno.memoryUsage().heapUsed;
+      for (let i = 0; i < n; i++) await op(i);
+      const grown = Deno.memoryUsage().heapUsed - h0;
+      if (grown > 0) {
+        put(`alloc.${name}_heap_kb`, grown / n / 1024, "KB/op");
+        return;
+      }
+    }
+  };
+  const hw = p.highWatermark;
+  await perOp("append_100x1k", 50, () => p.append(batch, { acks: "write" }));
+  await perOp("read_64k_into", 200, (i) => p.read((i * 997) % hw, 64 * 1024, { into }));
+  await perOp("read_64k", 200, (i) => p.read((i * 997) % hw, 64 * 1024));
+  await perOp(
+    "read_decode_64k",
+    100,
+    async (i) => decodeBatches((await p.read((i * 997) % hw, 64 * 1024, { into })).bytes, 0),
+  );
+  await p.close();
 }
 
 async function ensureDir(d: string): Promise<string> {
