@@ -20,7 +20,8 @@
  * the adjacent run: noise only ever adds time; the 75th percentile and the mean showed a steady
  * bias between two checkouts of the same code here). Only cases of groups with a
  * `baseline: true` case are judged. A case regressed when that median exceeds 1 + threshold and every pair
- * agrees on the direction; one whose pairs disagree is reported as too noisy to judge.
+ * agrees on the direction; one whose pairs disagree is reported as too noisy to judge. Cases under
+ * 100 ns an iteration are not judged: the JIT's choices move them by tens of percent.
  *
  * The table also gives each case's ratio to its group's `baseline: true` case in the same run
  * (ours against a plain `Map`, a raw write, the previous implementation).
@@ -119,6 +120,9 @@ export function ratios(cases: readonly Case[]): Map<string, number | undefined> 
   return out;
 }
 
+/** Cases faster than this per iteration are not judged by the gate. */
+export const FLOOR_NS = 100;
+
 /** The verdict on one case. */
 export interface Verdict {
   key: string;
@@ -155,7 +159,10 @@ export function judge(
     const pairs: number[] = [];
     for (let i = 0; i < Math.min(cur.length, acc.length); i++) {
       const a = cur[i].get(key), b = acc[i].get(key);
-      if (a !== undefined && b !== undefined && b > 0) pairs.push(a / b);
+      // Cases of a few nanoseconds swing with the JIT's choices from run to run: not judged.
+      if (a !== undefined && b !== undefined && b > 0 && Math.min(a, b) >= FLOOR_NS) {
+        pairs.push(a / b);
+      }
     }
     if (pairs.length === 0) continue; // new case: nothing to compare with
     const m = median(pairs);

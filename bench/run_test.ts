@@ -41,11 +41,12 @@ Deno.test("bench run: ratios are to the group's baseline in the same run", () =>
 });
 
 Deno.test("bench run: the gate judges paired runs: regressed only when every pair agrees", () => {
+  // Times in units of 100 ns (the gate does not judge cases under 100 ns).
   const run = (ours: number, other: number, lone: number) => [
-    c("g", "base", 10, true),
-    c("g", "ours", ours),
-    c("g", "other", other),
-    c("", "lone", lone),
+    c("g", "base", 1000, true),
+    c("g", "ours", ours * 100),
+    c("g", "other", other * 100),
+    c("", "lone", lone * 100),
   ];
   const accepted = [run(20, 20, 5), run(20, 20, 5), run(20, 20, 5)];
   // "ours" 30% slower in every pair; "other" slower in two pairs, faster in one.
@@ -56,6 +57,12 @@ Deno.test("bench run: the gate judges paired runs: regressed only when every pai
   assert.equal(v.get("f.ts::g::other")!.status, "noisy");
   assert.equal(v.get("f.ts::g::base")!.status, "ok");
   assert.equal(v.has("f.ts::::lone"), false, "cases of groups without a baseline are not judged");
+  // Cases of a few nanoseconds are not judged either, however far apart.
+  const tiny = judge([[c("g", "base", 10, true), c("g", "t", 90)]], [[
+    c("g", "base", 10, true),
+    c("g", "t", 30),
+  ]], 0.1);
+  assert.equal(tiny.some((x) => x.key === "f.ts::g::t"), false);
   // Faster in every pair: improved; within the threshold: ok.
   const faster = judge([run(15, 21, 5)], [run(20, 20, 5)], 0.1);
   assert.deepEqual(
