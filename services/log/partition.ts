@@ -20,7 +20,13 @@
  * @module
  */
 
-import { crc32cUpdate, dirname, type FileSystem, joinPath } from "@deno-stores/shared/wal";
+import {
+  crc32cUpdate,
+  dirname,
+  type FileSystem,
+  joinPath,
+  writeFileAtomic,
+} from "@deno-stores/shared/wal";
 import {
   InvalidConfigError,
   LogClosedError,
@@ -295,17 +301,9 @@ async function readCleanerCheckpoint(
  * Replaces the cleaner checkpoint atomically: a fsynced temporary file renamed over it. Without
  * a directory fsync a crash may bring back the previous checkpoint, which is valid too.
  */
-async function writeCleanerCheckpoint(fs: FileSystem, dir: string, offset: number): Promise<void> {
+function writeCleanerCheckpoint(fs: FileSystem, dir: string, offset: number): Promise<void> {
   const path = joinPath(dir, CLEANER_CHECKPOINT_FILE);
-  const tmp = path + ".tmp";
-  const h = await fs.open(tmp, { create: true, truncate: true });
-  try {
-    await h.writeAt(0, encodeCleanerCheckpoint(offset));
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  await fs.rename(tmp, path);
+  return writeFileAtomic(fs, path, encodeCleanerCheckpoint(offset), { syncDir: false });
 }
 
 interface Waiter {

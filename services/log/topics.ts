@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { type FileSystem, joinPath } from "@deno-stores/shared/wal";
+import { type FileSystem, joinPath, writeFileAtomic } from "@deno-stores/shared/wal";
 import type { TopicConfig } from "./schemas.ts";
 import { TOPIC_NAME } from "./schemas.ts";
 import { Partitioner } from "./partitioner.ts";
@@ -350,19 +350,14 @@ export class TopicManager<P extends PartitionHandle> {
     if (this.#closed) throw new Error("topic manager is closed");
   }
 
-  async #writeMeta(dir: string, meta: TopicFile): Promise<void> {
-    const fs = this.#fs;
-    // A name of its own: two writers never share a temporary file.
-    const tmp = joinPath(dir, `topic.json.${crypto.randomUUID()}.tmp`);
-    const f = await fs.open(tmp, { createNew: true });
-    try {
-      await f.writeAt(0, encoder.encode(JSON.stringify(meta, null, 2) + "\n"));
-      await f.sync();
-    } finally {
-      await f.close();
-    }
-    await fs.rename(tmp, joinPath(dir, "topic.json"));
-    await fs.syncDir(dir);
+  #writeMeta(dir: string, meta: TopicFile): Promise<void> {
+    // A temporary name of its own: two writers never share a temporary file.
+    return writeFileAtomic(
+      this.#fs,
+      joinPath(dir, "topic.json"),
+      encoder.encode(JSON.stringify(meta, null, 2) + "\n"),
+      { tmpPath: joinPath(dir, `topic.json.${crypto.randomUUID()}.tmp`) },
+    );
   }
 
   async #removeTree(path: string): Promise<void> {

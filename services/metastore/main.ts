@@ -14,7 +14,7 @@ import {
 } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-stores/shared/raft";
-import { DenoFileSystem, dirname, type FileSystem } from "@deno-stores/shared/wal";
+import { DenoFileSystem, dirname, type FileSystem, writeFileAtomic } from "@deno-stores/shared/wal";
 import { Prng } from "@deno-stores/shared/sim";
 import { createMetastoreApp } from "./app.ts";
 import {
@@ -218,18 +218,7 @@ async function loadMemberId(
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const id = choose();
-  const dir = dirname(path);
-  await fs.mkdir(dir);
-  const tmp = `${path}.tmp`;
-  const f = await fs.open(tmp, { create: true, truncate: true });
-  try {
-    await f.writeAt(0, new TextEncoder().encode(JSON.stringify({ id }) + "\n"));
-    await f.sync();
-  } finally {
-    await f.close();
-  }
-  // The rename is durable once the directory is synced.
-  await fs.rename(tmp, path);
-  await fs.syncDir(dir);
+  await fs.mkdir(dirname(path));
+  await writeFileAtomic(fs, path, new TextEncoder().encode(JSON.stringify({ id }) + "\n"));
   return id;
 }

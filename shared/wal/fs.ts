@@ -97,6 +97,30 @@ export function basename(path: string): string {
   return trimmed.slice(trimmed.lastIndexOf("/") + 1);
 }
 
+/**
+ * Replaces the file at `path` with `data` atomically: written to a temporary file (`tmpPath`,
+ * default `<path>.tmp`), fsynced, renamed over `path`, then the directory fsynced (unless
+ * `syncDir` is false, for a file whose previous version is as good after a crash). A crash leaves
+ * the old or the new content, never a mix; a leftover temporary file is the caller's to remove.
+ */
+export async function writeFileAtomic(
+  fs: FileSystem,
+  path: string,
+  data: Uint8Array,
+  options: { tmpPath?: string; syncDir?: boolean } = {},
+): Promise<void> {
+  const tmp = options.tmpPath ?? `${path}.tmp`;
+  const f = await fs.open(tmp, { create: true, truncate: true });
+  try {
+    await f.writeAt(0, data);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+  await fs.rename(tmp, path);
+  if (options.syncDir ?? true) await fs.syncDir(dirname(path));
+}
+
 class DenoFileHandle implements FileHandle {
   readonly path: string;
   #file: Deno.FsFile;

@@ -15,6 +15,7 @@ export {
   type FileSystem,
   joinPath,
   type OpenOptions,
+  writeFileAtomic,
 } from "./fs.ts";
 export {
   encodeRecord,
