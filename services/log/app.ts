@@ -19,7 +19,9 @@ import {
 import { LogError, OffsetOutOfRangeError } from "./errors.ts";
 import type { GroupStore } from "./groups.ts";
 import {
+  BATCH_HEADER_BYTES,
   type BatchLimits,
+  checkRecord,
   decodeBatches,
   type DecodedRecord,
   type LogRecord,
@@ -148,38 +150,6 @@ export function fromBytes(b: Uint8Array | null, format: Format, what: string): u
       `${what} is not JSON; fetch with format=binary or string`,
     );
   }
-}
-
-/** Room left in a batch for its header. */
-const BATCH_OVERHEAD = 64;
-
-/** An upper bound of a record's encoded size (varints at their widest). */
-function recordSize(r: LogRecord): number {
-  let n = 40 + (r.key?.length ?? 0) + (r.value?.length ?? 0);
-  for (const h of r.headers ?? []) n += 10 + h.key.length * 3 + (h.value?.length ?? 0);
-  return n;
-}
-
-/** What makes a record break a partition's limits (the storage layer's checks, made first). */
-function recordProblem(r: LogRecord, l: Readonly<BatchLimits>): string | null {
-  if (r.key !== null && r.key.length > l.maxKeyBytes) {
-    return `key of ${r.key.length} bytes (at most ${l.maxKeyBytes})`;
-  }
-  if (r.value !== null && r.value.length > l.maxValueBytes) {
-    return `value of ${r.value.length} bytes (at most ${l.maxValueBytes})`;
-  }
-  const hs = r.headers ?? [];
-  if (hs.length > l.maxHeadersPerRecord) {
-    return `${hs.length} headers (at most ${l.maxHeadersPerRecord})`;
-  }
-  for (const h of hs) {
-    const k = encoder.encode(h.key).length;
-    if (k > l.maxHeaderKeyBytes) return `header key of ${k} bytes (at most ${l.maxHeaderKeyBytes})`;
-    if (h.value !== null && h.value.length > l.maxHeaderValueBytes) {
-      return `header value of ${h.value.length} bytes (at most ${l.maxHeaderValueBytes})`;
-    }
-  }
-  return null;
 }
 
 const bad = (message: string) => new HttpError(400, "bad_request", message);
@@ -343,65 +313,60 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
       g.at.push(i);
       bytes += (key?.length ?? 0) + (value?.length ?? 0);
     });
-    const offsets: { partition: number; offset: number }[] = new Array(body.records.length);
-    // A partition's records in batches under its size limit, all appended before any is
-    // awaited: the partition serializes appends in call order, so the batches get consecutive
-    // offsets and share one fsync.
-    // Sizes first: a record that cannot fit any batch fails the request before anything is
-    // written.
-    const sizes = new Map<number, number[]>();
+    // Every record is checked and each partition's records are cut into batches under its size
+    // limit before anything is written: a refused request writes nothing.
+    const plans: { p: number; g: { records: LogRecord[]; at: number[] }; cuts: number[] }[] = [];
     for (const [p, g] of groups) {
       const limits = t.partitions[p].config;
-      const limit = limits.maxBatchBytes - BATCH_OVERHEAD;
-      sizes.set(
-        p,
-        g.records.map((r, k) => {
-          if (t.compacted && r.key === null) {
-            throw new HttpError(
-              400,
-              "invalid_record",
-              `records[${g.at[k]}]: topic ${t.name} is compacted: every record needs a key`,
-            );
-          }
-          const problem = recordProblem(r, limits);
-          if (problem !== null) {
-            throw new HttpError(413, "record_too_large", `records[${g.at[k]}]: ${problem}`);
-          }
-          const n = recordSize(r);
-          if (n > limit) {
-            throw new HttpError(
-              413,
-              "record_too_large",
-              `records[${g.at[k]}] takes ~${n} bytes; topic ${t.name} takes up to ${limit}`,
-            );
-          }
-          return n;
-        }),
-      );
-    }
-    const appends: Promise<void>[] = [];
-    for (const [p, g] of groups) {
-      const part = t.partitions[p];
-      const limit = part.config.maxBatchBytes - BATCH_OVERHEAD;
-      const sz = sizes.get(p)!;
+      const room = limits.maxBatchBytes - BATCH_HEADER_BYTES;
+      const cuts: number[] = [];
       let start = 0, size = 0;
-      const flush = (end: number) => {
-        const at = g.at.slice(start, end);
-        appends.push(
-          part.append(g.records.slice(start, end), { acks }).then(({ baseOffset }) => {
-            at.forEach((i, k) => offsets[i] = { partition: p, offset: baseOffset + k });
-          }),
-        );
-      };
-      for (let k = 0; k < g.records.length; k++) {
-        if (k > start && (size + sz[k] > limit || k - start >= part.config.maxRecordsPerBatch)) {
-          flush(k);
+      g.records.forEach((r, k) => {
+        let n: number;
+        try {
+          n = checkRecord(r, limits, t.compacted);
+        } catch (e) {
+          const mapped = e instanceof LogError ? mapLogError(e) : undefined;
+          if (mapped === undefined) throw e;
+          throw new HttpError(
+            mapped.status,
+            mapped.code,
+            `records[${g.at[k]}]: ${(e as Error).message}`,
+          );
+        }
+        if (n > room) {
+          throw new HttpError(
+            413,
+            "record_too_large",
+            `records[${
+              g.at[k]
+            }] takes up to ${n} bytes; topic ${t.name} takes batches of ${limits.maxBatchBytes}`,
+          );
+        }
+        if (k > start && (size + n > room || k - start >= limits.maxRecordsPerBatch)) {
+          cuts.push(k);
           start = k;
           size = 0;
         }
-        size += sz[k];
+        size += n;
+      });
+      plans.push({ p, g, cuts: [...cuts, g.records.length] });
+    }
+    // All appended before any is awaited: the partition serializes appends in call order, so a
+    // partition's batches get consecutive offsets and share one fsync.
+    const offsets: { partition: number; offset: number }[] = new Array(body.records.length);
+    const appends: Promise<void>[] = [];
+    for (const { p, g, cuts } of plans) {
+      let start = 0;
+      for (const end of cuts) {
+        const at = g.at.slice(start, end);
+        appends.push(
+          t.partitions[p].append(g.records.slice(start, end), { acks }).then(({ baseOffset }) => {
+            at.forEach((i, k) => offsets[i] = { partition: p, offset: baseOffset + k });
+          }),
+        );
+        start = end;
       }
-      flush(g.records.length);
     }
     await Promise.all(appends);
     produced.inc({ topic: t.name }, body.records.length);

@@ -289,6 +289,89 @@ function checkTimestamp(ts: number, what: string): void {
 }
 
 /**
+ * The encoded size of record `r` without its length prefix, at the given timestamp and offset
+ * deltas; checks it against `limits` (and that it has a key when `requireKeys`). Throws
+ * {@link RecordTooLargeError} or {@link InvalidRecordError}.
+ */
+function recordBody(
+  r: LogRecord,
+  tsDelta: number,
+  offsetDelta: number,
+  limits: Readonly<BatchLimits>,
+  requireKeys: boolean,
+): number {
+  const key = r.key;
+  const value = r.value;
+  let body = 1 + varintSize(tsDelta) + varintSize(offsetDelta);
+  if (key === null) {
+    if (requireKeys) {
+      throw new InvalidRecordError("records on a compacted log need a key (null key)");
+    }
+    body += 1;
+  } else {
+    if (key.length > limits.maxKeyBytes) {
+      throw new RecordTooLargeError(
+        `key of ${key.length} bytes exceeds maxKeyBytes ${limits.maxKeyBytes}`,
+      );
+    }
+    body += varintSize(key.length) + key.length;
+  }
+  if (value === null) body += 1;
+  else {
+    if (value.length > limits.maxValueBytes) {
+      throw new RecordTooLargeError(
+        `value of ${value.length} bytes exceeds maxValueBytes ${limits.maxValueBytes}`,
+      );
+    }
+    body += varintSize(value.length) + value.length;
+  }
+  const headers = r.headers;
+  const hc = headers === undefined ? 0 : headers.length;
+  if (hc > limits.maxHeadersPerRecord) {
+    throw new RecordTooLargeError(
+      `${hc} headers exceed maxHeadersPerRecord ${limits.maxHeadersPerRecord}`,
+    );
+  }
+  body += varintSize(hc);
+  for (let h = 0; h < hc; h++) {
+    const hdr = headers![h];
+    const kl = utf8Length(hdr.key);
+    if (kl > limits.maxHeaderKeyBytes) {
+      throw new RecordTooLargeError(
+        `header key of ${kl} bytes exceeds maxHeaderKeyBytes ${limits.maxHeaderKeyBytes}`,
+      );
+    }
+    body += varintSize(kl) + kl;
+    if (hdr.value === null) body += 1;
+    else {
+      if (hdr.value.length > limits.maxHeaderValueBytes) {
+        throw new RecordTooLargeError(
+          `header value of ${hdr.value.length} bytes exceeds maxHeaderValueBytes ${limits.maxHeaderValueBytes}`,
+        );
+      }
+      body += varintSize(hdr.value.length) + hdr.value.length;
+    }
+  }
+  return body;
+}
+
+/**
+ * Checks a record as {@link encodeBatch} will (its timestamp, key, value and header limits, a key
+ * on a compacted log) before anything is written, and returns an upper bound of the bytes it
+ * takes in a batch (whatever its place in the batch). Throws the same typed errors.
+ */
+export function checkRecord(
+  r: LogRecord,
+  limits: Readonly<BatchLimits>,
+  requireKeys = false,
+): number {
+  if (r.timestamp !== undefined) checkTimestamp(r.timestamp, "record timestamp");
+  // Zero deltas take a byte each; the largest take 10 (a 64-bit varint).
+  const body = recordBody(r, 0, 0, limits, requireKeys) + 18;
+  return varintSize(body) + body;
+}
+
+/**
  * Encodes `records` as one batch starting at `baseOffset` (use 0 and {@link setBaseOffset}
  * later if the offset is not known yet). One allocation: the returned buffer.
  *
@@ -341,58 +424,7 @@ export function encodeBatch(
     const ts = logAppend ? now : r.timestamp ?? now;
     if (r.timestamp !== undefined) checkTimestamp(r.timestamp, "record timestamp");
     if (ts > maxTs) maxTs = ts;
-    const key = r.key;
-    const value = r.value;
-    let body = 1 + varintSize(ts - firstTs) + varintSize(i);
-    if (key === null) {
-      if (requireKeys) {
-        throw new InvalidRecordError("records on a compacted log need a key (null key)");
-      }
-      body += 1;
-    } else {
-      if (key.length > limits.maxKeyBytes) {
-        throw new RecordTooLargeError(
-          `key of ${key.length} bytes exceeds maxKeyBytes ${limits.maxKeyBytes}`,
-        );
-      }
-      body += varintSize(key.length) + key.length;
-    }
-    if (value === null) body += 1;
-    else {
-      if (value.length > limits.maxValueBytes) {
-        throw new RecordTooLargeError(
-          `value of ${value.length} bytes exceeds maxValueBytes ${limits.maxValueBytes}`,
-        );
-      }
-      body += varintSize(value.length) + value.length;
-    }
-    const headers = r.headers;
-    const hc = headers === undefined ? 0 : headers.length;
-    if (hc > limits.maxHeadersPerRecord) {
-      throw new RecordTooLargeError(
-        `${hc} headers exceed maxHeadersPerRecord ${limits.maxHeadersPerRecord}`,
-      );
-    }
-    body += varintSize(hc);
-    for (let h = 0; h < hc; h++) {
-      const hdr = headers![h];
-      const kl = utf8Length(hdr.key);
-      if (kl > limits.maxHeaderKeyBytes) {
-        throw new RecordTooLargeError(
-          `header key of ${kl} bytes exceeds maxHeaderKeyBytes ${limits.maxHeaderKeyBytes}`,
-        );
-      }
-      body += varintSize(kl) + kl;
-      if (hdr.value === null) body += 1;
-      else {
-        if (hdr.value.length > limits.maxHeaderValueBytes) {
-          throw new RecordTooLargeError(
-            `header value of ${hdr.value.length} bytes exceeds maxHeaderValueBytes ${limits.maxHeaderValueBytes}`,
-          );
-        }
-        body += varintSize(hdr.value.length) + hdr.value.length;
-      }
-    }
+    const body = recordBody(r, ts - firstTs, i, limits, requireKeys);
     sizes[i] = body;
     total += varintSize(body) + body;
     if (total > limits.maxBatchBytes) {

@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { Prng } from "@deno-stores/shared/sim";
 import {
   BATCH_HEADER_BYTES,
+  checkRecord,
   decodeBatches,
   decodeRecords,
+  DEFAULT_BATCH_LIMITS,
   encodeBatch,
   type LogRecord,
   readBatchHeader,
@@ -274,5 +276,35 @@ Deno.test("random mutations never crash the decoder (seeded fuzz)", () => {
     } catch (e) {
       if (!(e instanceof CorruptBatchError)) throw e;
     }
+  }
+});
+
+Deno.test("checkRecord: the same refusals as encodeBatch, and a bound on a record's bytes anywhere in a batch", () => {
+  const limits = { ...DEFAULT_BATCH_LIMITS, maxKeyBytes: 8, maxHeadersPerRecord: 2 };
+  const bad: LogRecord[] = [
+    { key: new Uint8Array(9), value: null },
+    {
+      key: null,
+      value: null,
+      headers: [{ key: "a", value: null }, { key: "b", value: null }, { key: "c", value: null }],
+    },
+    { key: null, value: null, timestamp: -5 },
+  ];
+  for (const r of bad) {
+    assert.throws(() => checkRecord(r, limits), LogError);
+    assert.throws(() => encodeBatch(0, [r], { limits }), LogError);
+  }
+  assert.throws(() => checkRecord({ key: null, value: null }, limits, true), InvalidRecordError);
+  const rng = new Prng(5);
+  for (let i = 0; i < 200; i++) {
+    const records: LogRecord[] = Array.from({ length: 1 + rng.nextInt(300) }, () => ({
+      key: rng.chance(0.5) ? rng.bytes(rng.nextInt(8)) : null,
+      value: rng.bytes(rng.nextInt(3000)),
+      timestamp: 1_000 + rng.nextInt(1_000_000_000),
+    }));
+    const bound = records.reduce((n, r) => n + checkRecord(r, limits), BATCH_HEADER_BYTES);
+    assert.ok(
+      encodeBatch(0, records, { limits: { ...limits, maxBatchBytes: 64 << 20 } }).length <= bound,
+    );
   }
 });
