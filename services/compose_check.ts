@@ -12,6 +12,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { have } from "../bench/lib/process.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const args = parseArgs({
@@ -37,12 +38,6 @@ async function run(cmd: string, cmdArgs: string[], quiet = false): Promise<strin
   if (!out.success) throw new Error(`${cmd} ${cmdArgs.join(" ")} failed:\n${text.slice(-3000)}`);
   if (!quiet && text.trim() !== "") console.log(text.trim().split("\n").slice(-2).join("\n"));
   return text;
-}
-
-async function have(cmd: string): Promise<boolean> {
-  const out = await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
-    .output().catch(() => null);
-  return out?.success ?? false;
 }
 
 /** The local stand-in for denoland/deno: a Debian rootfs with this deno binary. */

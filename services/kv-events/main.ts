@@ -4,12 +4,7 @@
  *
  * @module
  */
-import {
-  BufferedSink,
-  createLogger,
-  installGracefulShutdown,
-  writeStdout,
-} from "@deno-stores/shared/http";
+import { installGracefulShutdown, stdoutLogger } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { createKvEventsApp } from "./app.ts";
 import { BlockHasher } from "./block_hash.ts";
@@ -31,13 +26,7 @@ function sha256Impl(config: KvEventsConfig) {
 }
 
 function run(config: KvEventsConfig): void {
-  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
-  const logger = createLogger({
-    service: "kv-events",
-    level: config.LOG_LEVEL,
-    sink: sink.sink,
-    now: Date.now,
-  });
+  const { logger, flush } = stdoutLogger("kv-events", config.LOG_LEVEL);
   const map = new CacheMap({
     maxPods: config.MAX_PODS,
     maxBlocks: config.MAX_INDEX_BLOCKS,
@@ -156,7 +145,7 @@ function run(config: KvEventsConfig): void {
       for (const t of timers) clearInterval(t);
       return zmq.close();
     }],
-    flush: () => sink.flush(),
+    flush,
     exit: Deno.exit,
   });
 }

@@ -5,12 +5,7 @@
  *
  * @module
  */
-import {
-  BufferedSink,
-  createLogger,
-  installGracefulShutdown,
-  writeStdout,
-} from "@deno-stores/shared/http";
+import { installGracefulShutdown, stdoutLogger } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { createKvApp } from "./app.ts";
 import { ALL_COMMANDS } from "./commands/mod.ts";
@@ -22,13 +17,7 @@ import { IoThreads } from "./io_threads.ts";
 import { RespServer } from "./resp_server.ts";
 
 async function run(config: KvConfig): Promise<void> {
-  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
-  const logger = createLogger({
-    service: "kv",
-    level: config.LOG_LEVEL,
-    sink: sink.sink,
-    now: Date.now,
-  });
+  const { logger, flush } = stdoutLogger("kv", config.LOG_LEVEL);
   const engine = new Engine(ALL_COMMANDS, {
     config: {
       requirepass: config.REQUIREPASS,
@@ -147,7 +136,7 @@ async function run(config: KvConfig): Promise<void> {
     logger,
     timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     onShutdown: [() => clearInterval(expiry), async () => await aof?.close()],
-    flush: () => sink.flush(),
+    flush,
     exit: Deno.exit,
   });
 }

@@ -6,12 +6,7 @@
  *
  * @module
  */
-import {
-  BufferedSink,
-  createLogger,
-  installGracefulShutdown,
-  writeStdout,
-} from "@deno-stores/shared/http";
+import { installGracefulShutdown, stdoutLogger } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { DenoFileSystem } from "@deno-stores/shared/wal";
 import { createLogApp } from "./app.ts";
@@ -20,13 +15,7 @@ import { LogService } from "./service.ts";
 import { Segment } from "./segment.ts";
 
 async function run(config: LogConfig): Promise<void> {
-  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
-  const logger = createLogger({
-    service: "log",
-    level: config.LOG_LEVEL,
-    sink: sink.sink,
-    now: Date.now,
-  });
+  const { logger, flush } = stdoutLogger("log", config.LOG_LEVEL);
   const started = performance.now();
   Segment.tailCacheBytes = config.TAIL_CACHE_BYTES;
   const log = await LogService.open({
@@ -93,7 +82,7 @@ async function run(config: LogConfig): Promise<void> {
       await pass;
       await log.close();
     }],
-    flush: () => sink.flush(),
+    flush,
     exit: Deno.exit,
   });
 }

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { type FileSystem, joinPath } from "@deno-stores/shared/wal";
+import type { FileSystem } from "@deno-stores/shared/wal";
 import { GroupStore, OFFSETS_TOPIC, type OffsetsLog } from "./groups.ts";
-import { Partition, type Partition as PartitionT, type PartitionConfig } from "./partition.ts";
+import { Partition, type PartitionConfig } from "./partition.ts";
 import { decodeBatches } from "./record_batch.ts";
 import type { TopicConfig } from "./schemas.ts";
 import { TopicManager } from "./topics.ts";
@@ -53,7 +53,7 @@ export interface MaintenanceResult {
 /** The running log: topics, groups, maintenance. */
 export class LogService {
   private constructor(
-    readonly topics: TopicManager<PartitionT>,
+    readonly topics: TopicManager<Partition>,
     readonly groups: GroupStore,
     readonly logger: LogServiceOptions["logger"],
   ) {}
@@ -65,7 +65,7 @@ export class LogService {
       info: () => {},
     };
     await options.fs.mkdir(options.dataDir);
-    const topics = await TopicManager.open<PartitionT>({
+    const topics = await TopicManager.open<Partition>({
       fs: options.fs,
       dataDir: options.dataDir,
       defaults: options.defaults,
@@ -132,7 +132,7 @@ export class LogService {
 }
 
 /** A partition of the offsets topic as the group store uses it. */
-function offsetsLog(p: PartitionT): OffsetsLog {
+function offsetsLog(p: Partition): OffsetsLog {
   return {
     append: async (records) => {
       await p.append(records, { acks: "fsync" });
@@ -147,9 +147,4 @@ function offsetsLog(p: PartitionT): OffsetsLog {
       }
     },
   };
-}
-
-/** The data directory of a topic's partition (for tools and tests). */
-export function partitionDir(dataDir: string, topic: string, partition: number): string {
-  return joinPath(dataDir, "topics", topic, String(partition));
 }

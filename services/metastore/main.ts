@@ -6,11 +6,9 @@
  */
 
 import {
-  BufferedSink,
-  createLogger,
   installGracefulShutdown,
   serveWithConnectionLimit,
-  writeStdout,
+  stdoutLogger,
 } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-stores/shared/raft";
@@ -27,13 +25,7 @@ import { MetaCluster } from "./server/cluster.ts";
 import type { MemberInfo } from "./server/state_machine.ts";
 
 async function run(config: MetastoreConfig): Promise<void> {
-  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
-  const logger = createLogger({
-    service: "metastore",
-    level: config.LOG_LEVEL,
-    sink: sink.sink,
-    now: Date.now,
-  });
+  const { logger, flush } = stdoutLogger("metastore", config.LOG_LEVEL);
   const token = config.INITIAL_CLUSTER_TOKEN;
   const selfPeerUrl = config.ADVERTISE_PEER_URL ?? `http://${config.PEER_HOST}:${config.PEER_PORT}`;
   const selfClientUrl = config.ADVERTISE_CLIENT_URL ?? `http://${config.HOST}:${config.PORT}`;
@@ -108,7 +100,7 @@ async function run(config: MetastoreConfig): Promise<void> {
     publish: { name: config.NAME, clientURLs: [selfClientUrl] },
     onFatal: (e) => {
       logger.error("raft stopped on a fatal error; exiting", { error: String(e) });
-      sink.flush();
+      flush();
       Deno.exit(1);
     },
   });
@@ -152,7 +144,7 @@ async function run(config: MetastoreConfig): Promise<void> {
     logger,
     timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     onShutdown: [() => cluster.close()],
-    flush: () => sink.flush(),
+    flush,
     exit: Deno.exit,
   });
 }

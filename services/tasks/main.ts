@@ -6,13 +6,7 @@
  *
  * @module
  */
-import {
-  BufferedSink,
-  createLogger,
-  installGracefulShutdown,
-  type Logger,
-  writeStdout,
-} from "@deno-stores/shared/http";
+import { installGracefulShutdown, type Logger, stdoutLogger } from "@deno-stores/shared/http";
 import { ConfigError } from "@deno-stores/shared/config";
 import { createTasksApp } from "./app.ts";
 import { loadTasksConfig, type TasksConfig } from "./config.ts";
@@ -21,16 +15,6 @@ import { type PoolTableHandle, PoolTaskStore } from "./store/pool_store.ts";
 import type { TaskStore } from "./store/types.ts";
 
 const WORKER_PREFIX = "tasks-pool-";
-function makeLogger(config: TasksConfig, name: string) {
-  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
-  const logger = createLogger({
-    service: name,
-    level: config.LOG_LEVEL,
-    sink: sink.sink,
-    now: Date.now,
-  });
-  return { logger, sink };
-}
 
 function serveOptions(config: TasksConfig, logger: Logger, reusePort: boolean) {
   return {
@@ -65,7 +49,7 @@ function appFor(config: TasksConfig, store: TaskStore, logger: Logger, requestId
 }
 
 async function runSingle(config: TasksConfig): Promise<void> {
-  const { logger, sink } = makeLogger(config, "tasks");
+  const { logger, flush } = stdoutLogger("tasks", config.LOG_LEVEL);
   const store = await openStore(config, randomBits30);
   const service = appFor(config, store, logger);
   const server = Deno.serve(serveOptions(config, logger, false), service.fetch);
@@ -76,7 +60,7 @@ async function runSingle(config: TasksConfig): Promise<void> {
     logger,
     timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     onShutdown: [() => store.close()],
-    flush: () => sink.flush(),
+    flush,
     exit: Deno.exit,
   });
 }
@@ -96,7 +80,7 @@ type WorkerMessage =
   | { type: "failed"; message: string };
 
 async function runPool(config: TasksConfig): Promise<void> {
-  const { logger, sink } = makeLogger(config, "tasks");
+  const { logger, flush } = stdoutLogger("tasks", config.LOG_LEVEL);
   const port = resolvePort(config);
   const handle = PoolTaskStore.createTable(config);
   const workers: Worker[] = [];
@@ -131,7 +115,7 @@ async function runPool(config: TasksConfig): Promise<void> {
     await Promise.all(listening);
   } catch (error) {
     logger.error("pool failed to start", { error });
-    sink.flush();
+    flush();
     Deno.exit(1);
   }
   logger.info("listening", {
@@ -150,7 +134,7 @@ async function runPool(config: TasksConfig): Promise<void> {
     await Promise.race([Promise.all(stopped), timeout]);
     for (const worker of workers) worker.terminate();
     logger.info("stopped");
-    sink.flush();
+    flush();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);
@@ -177,7 +161,7 @@ function runPoolWorker(): void {
     }
     try {
       const config = data.config;
-      const { logger, sink } = makeLogger(config, "tasks");
+      const { logger, flush } = stdoutLogger("tasks", config.LOG_LEVEL);
       const store = PoolTaskStore.attach(data.handle);
       const service = appFor(config, store, logger, `w${data.index}`);
       const server = Deno.serve(
@@ -188,7 +172,7 @@ function runPoolWorker(): void {
       stop = async () => {
         service.lifecycle.markDraining();
         await server.shutdown();
-        sink.flush();
+        flush();
       };
       scope.postMessage({ type: "listening", port: config.PORT });
     } catch (error) {

@@ -117,3 +117,15 @@ export class BufferedSink {
     this.#write(text);
   }
 }
+
+/**
+ * A service's logger as every `main.ts` wants it: JSON lines to stdout, batched by a
+ * {@link BufferedSink} (one write per 20 ms at most), the wall clock. Call `flush` before exit.
+ */
+export function stdoutLogger(service: string, level: LogLevel): { logger: Logger; flush(): void } {
+  const sink = new BufferedSink(writeStdout, (fn) => setTimeout(fn, 20));
+  return {
+    logger: createLogger({ service, level, sink: sink.sink, now: Date.now }),
+    flush: () => sink.flush(),
+  };
+}

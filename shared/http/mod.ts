@@ -28,6 +28,7 @@ export {
   type LoggerOptions,
   type LogLevel,
   type LogSink,
+  stdoutLogger,
   writeStdout,
 } from "./log.ts";
 export { Counter, Gauge, Histogram, LATENCY_BUCKETS_SECONDS, Registry } from "./metrics.ts";
