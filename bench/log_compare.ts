@@ -89,6 +89,7 @@ async function open(dir: string, config: Record<string, unknown> = {}): Promise<
 }
 
 async function main(): Promise<void> {
+  let hotspots: Hotspot[] = [];
   const base = await Deno.makeTempDir({ dir: await ensureDir(".data"), prefix: "bench-log-" });
   try {
     // 1 + 2. Write: dd, then the log, alternating, same bytes, both made durable at the end.
@@ -189,7 +190,7 @@ async function main(): Promise<void> {
     }
 
     // 3b. The same over HTTP, and JetStream.
-    await httpPhase(base);
+    hotspots = await httpPhase(base);
 
     // 5. Compaction under produce.
     await compaction(base);
@@ -363,7 +364,8 @@ async function cachedFetch(p: Partition): Promise<void> {
   put("fetch.cached_p99_ms", pct(s, 99), "ms");
 }
 
-async function httpPhase(base: string): Promise<void> {
+/** Group commit over HTTP against JetStream, HTTP fetches; then the service's profile. */
+async function httpPhase(base: string): Promise<Hotspot[]> {
   const svc = await startDeno(new URL("services/log/main.ts", root).pathname, {
     DATA_DIR: `${base}/http`,
     LOG_LEVEL: "warn",
@@ -498,13 +500,18 @@ async function httpPhase(base: string): Promise<void> {
   } finally {
     await prof.stop();
   }
-  hotspots = await readProfile(profDir);
+  return await readProfile(profDir);
+}
+
+/** A function with much self time in a CPU profile. */
+interface Hotspot {
+  name: string;
+  where: string;
+  percent: number;
 }
 
 /** The functions with the most self time in a CPU profile (idle excluded). */
-let hotspots: { name: string; where: string; percent: number }[] = [];
-
-async function readProfile(dir: string): Promise<typeof hotspots> {
+async function readProfile(dir: string): Promise<Hotspot[]> {
   let file: string | undefined;
   try {
     for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".cpuprofile")) file = e.name;
@@ -731,7 +738,7 @@ async function render(): Promise<void> {
     "",
     "| function | where | self time |",
     "| --- | --- | --- |",
-    ...(r.hotspots as typeof hotspots ?? []).map((h) =>
+    ...(r.hotspots as Hotspot[] ?? []).map((h) =>
       `| \`${h.name}\` | ${h.where || "(runtime)"} | ${h.percent.toFixed(1)}% |`
     ),
     "",

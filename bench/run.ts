@@ -292,7 +292,13 @@ async function main(): Promise<void> {
 
   // Medians across runs, per case.
   const byKey = new Map<string, Case[]>();
-  for (const r of runs) for (const c of r.cases) byKey.set(c.key, [...(byKey.get(c.key) ?? []), c]);
+  for (const r of runs) {
+    for (const c of r.cases) {
+      const seen = byKey.get(c.key);
+      if (seen === undefined) byKey.set(c.key, [c]);
+      else seen.push(c);
+    }
+  }
   const rows = [...byKey.entries()].map(([key, cs]) => {
     const rs = runs.map((r) => r.ratios.get(key)).filter((x): x is number => x !== undefined);
     return {

@@ -393,9 +393,7 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
     const offset = q.offset ?? p.logStartOffset;
     const maxBytes = Math.min(q.max_bytes ?? FETCH_DEFAULT_BYTES, fetchMaxBytes);
     const wait = Math.min(q.max_wait_ms ?? 0, fetchMaxWait);
-    if (offset < p.logStartOffset || offset > p.highWatermark) {
-      throw new OffsetOutOfRangeError(offset, p.logStartOffset, p.highWatermark);
-    }
+    // Out of range (416) is the read's to say; at the high watermark the read waits first.
     if (offset === p.highWatermark && wait > 0) {
       const signal = stopping === undefined
         ? c.req.raw.signal
