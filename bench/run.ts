@@ -164,7 +164,8 @@ export function judge(
         pairs.push(a / b);
       }
     }
-    if (pairs.length === 0) continue; // new case: nothing to compare with
+    // New, or under the floor in some runs: fewer than two pairs judge nothing.
+    if (pairs.length < Math.min(2, cur.length, acc.length)) continue;
     const m = median(pairs);
     let status: Verdict["status"] = "ok";
     if (m > 1 + threshold) status = pairs.every((r) => r > 1) ? "regressed" : "noisy";

@@ -63,6 +63,13 @@ Deno.test("bench run: the gate judges paired runs: regressed only when every pai
     c("g", "t", 30),
   ]], 0.1);
   assert.equal(tiny.some((x) => x.key === "f.ts::g::t"), false);
+  // A case over the floor in one run of three has one pair: not judged.
+  const once = judge(
+    [run(30, 20, 5), [c("g", "base", 1000, true), c("g", "ours", 50)], run(20, 20, 5)].slice(0, 2),
+    [run(20, 20, 5), [c("g", "base", 1000, true), c("g", "ours", 50)]],
+    0.1,
+  );
+  assert.equal(once.some((x) => x.key === "f.ts::g::ours"), false);
   // Faster in every pair: improved; within the threshold: ok.
   const faster = judge([run(15, 21, 5)], [run(20, 20, 5)], 0.1);
   assert.deepEqual(
