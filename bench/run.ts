@@ -19,7 +19,7 @@
  * case the median of the paired ratios (this tree's fastest iteration over the accepted commit's in
  * the adjacent run: noise only ever adds time; the 75th percentile and the mean showed a steady
  * bias between two checkouts of the same code here). Only cases of groups with a
- * `baseline: true` case are judged. A case regressed when that median exceeds 1 + threshold and every pair
+ * `baseline: true` case are judged. A case regressed when that median exceeds 1 + threshold and every pair (two at least)
  * agrees on the direction; one whose pairs disagree is reported as too noisy to judge. Cases under
  * 100 ns an iteration are not judged: the JIT's choices move them by tens of percent.
  *
