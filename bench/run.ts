@@ -5,23 +5,21 @@
  *   deno task bench                   every *_bench.ts, once; bench/results/bench-<time>.json
  *   deno task bench:quick             the quick set (CPU-bound micro benchmarks), 3 runs
  *   deno task bench:gate              the quick set, this tree against the accepted commit
- *                                     (bench/baselines/bench.json), interleaved; CI runs it
+ *                                     (bench/baselines/bench.json); CI runs it
  *   deno task bench:gate:baseline     accepts HEAD: records its commit as the one to compare with
  *                                     (run no benchmark; commit the file)
  *
- * Options: `--quick`, `--runs N`, `--check`, `--against REV`, `--baseline`, `--threshold 0.1`,
- * `--files a,b`.
+ * Options: `--quick`, `--runs N`, `--rounds N`, `--check`, `--against REV`, `--baseline`,
+ * `--threshold 0.1`, `--files a,b`, `--report` (print verdicts, exit 0).
  *
- * The gate never compares with times stored from another day: on this kind of machine a case's
- * time drifts by tens of percent from one minute to the next, and so do ratios between unlike
- * cases. It measures the accepted commit (checked out in a temporary git worktree) and this tree
- * in the same run, alternating whole `deno bench` invocations (A B A B ...), and takes for each
- * case the median of the paired ratios (this tree's fastest iteration over the accepted commit's in
- * the adjacent run: noise only ever adds time; the 75th percentile and the mean showed a steady
- * bias between two checkouts of the same code here). Only cases of groups with a
- * `baseline: true` case are judged. A case regressed when that median exceeds 1 + threshold and every pair (two at least)
- * agrees on the direction; one whose pairs disagree is reported as too noisy to judge. Cases under
- * 100 ns an iteration are not judged: the JIT's choices move them by tens of percent.
+ * The gate never compares with times stored from another day, nor with another `deno bench` run:
+ * on this kind of machine a case's time drifts by tens of percent from one minute to the next,
+ * and so do ratios between unlike cases. It checks the accepted commit out in a temporary git
+ * worktree and, per bench file, runs bench/gate.ts `--runs` times (default 4): each process loads
+ * both trees' version of the file and times every case in batches, the trees alternating, so
+ * that what disturbs the machine disturbs both alike; which tree is imported first alternates
+ * between processes. {@link judge} says what regressed. Cases under 100 ns an iteration are not
+ * judged: the JIT's choices move them by tens of percent.
  *
  * The table also gives each case's ratio to its group's `baseline: true` case in the same run
  * (ours against a plain `Map`, a raw write, the previous implementation).
@@ -123,54 +121,55 @@ export function ratios(cases: readonly Case[]): Map<string, number | undefined> 
 /** Cases faster than this per iteration are not judged by the gate. */
 export const FLOOR_NS = 100;
 
+/** One case as one gate process measured it: ns per iteration of each batch, per tree. */
+export interface PairedCase {
+  key: string;
+  current: number[];
+  accepted: number[];
+}
+
 /** The verdict on one case. */
 export interface Verdict {
   key: string;
-  /** Median of the paired ratios (this tree over the accepted commit). */
+  /** Median over every round of every process of (this tree's batch / the accepted commit's). */
   median: number;
-  /** Each pair's ratio. */
-  pairs: number[];
+  /** Each process's median ratio. */
+  processes: number[];
+  /** The accepted commit's median time per iteration, ns. */
+  acceptedNs: number;
   status: "ok" | "regressed" | "improved" | "noisy";
 }
 
 /**
- * Judges each case measured in both trees: `current[i]` and `accepted[i]` are adjacent runs.
- * Regressed: median ratio above 1 + threshold and every pair slower; improved: the mirror
- * image; noisy: past the threshold but the pairs disagree on the direction.
+ * Judges each case from the gate's processes (`processes[p]`: what process p measured).
+ * Regressed: the median ratio over all rounds is above 1 + threshold and every process's own
+ * median agrees that this tree is slower (a process can carry a bias of its own: which tree's
+ * data was allocated first, where the heap put it); improved: the mirror image; noisy: past
+ * the threshold but the processes disagree on the direction. Cases measured by fewer than two
+ * processes, or faster than {@link FLOOR_NS}, are not judged.
  */
-export function judge(
-  current: readonly Case[][],
-  accepted: readonly Case[][],
-  threshold: number,
-): Verdict[] {
-  // Only cases of groups with a baseline: a comparison someone set up, with work that does not
-  // vary from one iteration to the next as a lone case's may.
-  const gated = new Set(
-    current.flatMap((cs) => cs.filter((c) => c.baseline).map((c) => `${c.file}::${c.group}`)),
-  );
-  const index = (runs: readonly Case[][]) =>
-    runs.map((cases) =>
-      new Map(cases.filter((c) => gated.has(`${c.file}::${c.group}`)).map((c) => [c.key, c.minNs]))
-    );
-  const cur = index(current), acc = index(accepted);
-  const keys = [...new Set(cur.flatMap((m) => [...m.keys()]))].sort();
-  const out: Verdict[] = [];
-  for (const key of keys) {
-    const pairs: number[] = [];
-    for (let i = 0; i < Math.min(cur.length, acc.length); i++) {
-      const a = cur[i].get(key), b = acc[i].get(key);
-      // Cases of a few nanoseconds swing with the JIT's choices from run to run: not judged.
-      if (a !== undefined && b !== undefined && b > 0 && Math.min(a, b) >= FLOOR_NS) {
-        pairs.push(a / b);
-      }
+export function judge(processes: readonly PairedCase[][], threshold: number): Verdict[] {
+  const byKey = new Map<string, PairedCase[]>();
+  for (const cases of processes) {
+    for (const c of cases) {
+      const seen = byKey.get(c.key);
+      if (seen === undefined) byKey.set(c.key, [c]);
+      else seen.push(c);
     }
-    // New, or under the floor in some runs: fewer than two pairs judge nothing.
-    if (pairs.length < Math.min(2, cur.length, acc.length)) continue;
-    const m = median(pairs);
+  }
+  const out: Verdict[] = [];
+  for (const [key, cs] of [...byKey.entries()].sort((a, b) => a[0] < b[0] ? -1 : 1)) {
+    const n = Math.min(2, processes.length);
+    if (cs.length < n) continue;
+    const acceptedNs = median(cs.flatMap((c) => c.accepted));
+    if (!(acceptedNs >= FLOOR_NS)) continue;
+    const per = cs.map((c) => c.current.map((x, i) => x / c.accepted[i]));
+    const m = median(per.flat());
+    const ms = per.map((r) => median(r));
     let status: Verdict["status"] = "ok";
-    if (m > 1 + threshold) status = pairs.every((r) => r > 1) ? "regressed" : "noisy";
-    else if (m < 1 - threshold) status = pairs.every((r) => r < 1) ? "improved" : "noisy";
-    out.push({ key, median: m, pairs, status });
+    if (m > 1 + threshold) status = ms.every((r) => r > 1) ? "regressed" : "noisy";
+    else if (m < 1 - threshold) status = ms.every((r) => r < 1) ? "improved" : "noisy";
+    out.push({ key, median: m, processes: ms, acceptedNs, status });
   }
   return out;
 }
@@ -250,6 +249,8 @@ async function main(): Promise<void> {
     options: {
       quick: { type: "boolean", default: false },
       runs: { type: "string" },
+      /** Gate: alternating batches per process. */
+      rounds: { type: "string", default: "20" },
       baseline: { type: "boolean", default: false },
       check: { type: "boolean", default: false },
       threshold: { type: "string", default: "0.1" },
@@ -274,8 +275,15 @@ async function main(): Promise<void> {
   }
   const files = await benchFiles(quick, v.files);
   if (v.check) {
-    const ok = await gate(files, runsWanted, threshold, v.against);
-    if (!ok && !v.report) Deno.exit(1);
+    const ok = await gate(
+      files,
+      Number(v.runs ?? 4),
+      Number(v.rounds),
+      threshold,
+      v.against,
+    );
+    // 3, not 1: CI tells a regression from a gate that could not run.
+    if (!ok && !v.report) Deno.exit(3);
     return;
   }
   console.log(`deno bench over ${files.length} files, ${runsWanted} run(s)`);
@@ -342,51 +350,101 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${new URL(out).pathname.replace(new URL(root).pathname, "")}`);
 }
 
-/** The gate: this tree against the accepted commit, in alternating runs. */
-async function gate(files: string[], runsWanted: number, threshold: number, against?: string) {
+/**
+ * The gate: for each bench file, `processes` runs of bench/gate.ts, each loading this tree's and
+ * the accepted commit's version of the file side by side and timing their cases in alternating
+ * batches; which tree is imported first alternates from process to process.
+ */
+async function gate(
+  files: string[],
+  processes: number,
+  rounds: number,
+  threshold: number,
+  against?: string,
+): Promise<boolean> {
   const baselinePath = new URL("bench/baselines/bench.json", root);
   const rev = against ?? JSON.parse(await Deno.readTextFile(baselinePath)).commit as string;
   const tree = await worktree(rev);
   try {
-    // Only the files both trees have.
-    const present: string[] = [];
+    const measured: PairedCase[][] = [];
     for (const f of files) {
       try {
         await Deno.stat(new URL(f, tree.dir));
-        present.push(f);
       } catch {
         console.log(`${f}: not in ${rev.slice(0, 12)}, skipped`);
+        continue;
       }
-    }
-    const current: Case[][] = [], accepted: Case[][] = [];
-    for (let i = 0; i < runsWanted; i++) {
-      // Alternate which tree goes first.
-      for (const which of i % 2 === 0 ? ["current", "accepted"] : ["accepted", "current"]) {
-        const r = await runOnce(present, which === "current" ? root : tree.dir);
-        (which === "current" ? current : accepted).push(r.cases);
+      const t0 = performance.now();
+      for (let p = 0; p < processes; p++) {
+        const args = [
+          "run",
+          "-A",
+          "--v8-flags=--expose-gc",
+          new URL("bench/gate.ts", root).pathname,
+          "--current",
+          new URL(f, root).href,
+          "--accepted",
+          new URL(f, tree.dir).href,
+          "--rounds",
+          String(rounds),
+        ];
+        if (p % 2 === 1) args.push("--accepted-first");
+        const out = await new Deno.Command(Deno.execPath(), {
+          args,
+          cwd: root,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const text = new TextDecoder().decode(out.stdout);
+        if (!out.success) {
+          throw new Error(
+            `gate process for ${f} failed:\n${new TextDecoder().decode(out.stderr).slice(-4000)}`,
+          );
+        }
+        const doc = JSON.parse(text.slice(text.lastIndexOf('{"cases":'))) as {
+          cases: { group: string; name: string; current: number[]; accepted: number[] }[];
+        };
+        measured[p] ??= [];
+        for (const c of doc.cases) {
+          measured[p].push({
+            key: `${f}::${c.group}::${c.name}`,
+            current: c.current,
+            accepted: c.accepted,
+          });
+        }
       }
-      console.log(`pair ${i + 1} of ${runsWanted} measured`);
+      console.log(`${f}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     }
-    const verdicts = judge(current, accepted, threshold);
+    // The raw batches, for whoever wants to look at the noise behind a verdict.
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    await Deno.mkdir(new URL("bench/results/", root), { recursive: true });
+    await Deno.writeTextFile(
+      new URL(`bench/results/gate-${stamp}.json`, root),
+      JSON.stringify({
+        date: new Date().toISOString(),
+        against: rev,
+        threshold,
+        rounds,
+        processes: measured,
+      }) + "\n",
+    );
+    const verdicts = judge(measured, threshold);
     for (const x of verdicts.filter((x) => x.status !== "ok")) {
-      const pairs = x.pairs.map((r) => r.toFixed(2)).join(", ");
+      const per = x.processes.map((r) => r.toFixed(2)).join(", ");
       console.log(
-        `${x.status.toUpperCase().padEnd(9)} ${x.key}: ${
-          ((x.median - 1) * 100).toFixed(1)
-        }% (pairs ${pairs})`,
+        `${x.status.toUpperCase().padEnd(9)} ${x.key}: ${((x.median - 1) * 100).toFixed(1)}% ` +
+          `(${fmtNs(x.acceptedNs)} before; per process ${per})`,
       );
     }
-    const regressed = verdicts.filter((x) => x.status === "regressed");
+    const count = (s: Verdict["status"]) => verdicts.filter((x) => x.status === s).length;
     console.log(
       `gate against ${rev.slice(0, 12)}: ${verdicts.length} cases, threshold ${
         (threshold * 100).toFixed(0)
-      }%: ` +
-        `${regressed.length} regressed, ${
-          verdicts.filter((x) => x.status === "noisy").length
-        } too noisy to judge, ` +
-        `${verdicts.filter((x) => x.status === "improved").length} improved`,
+      }%: ${count("regressed")} regressed, ${count("noisy")} too noisy to judge, ${
+        count("improved")
+      } improved`,
     );
-    return regressed.length === 0;
+    return count("regressed") === 0;
   } finally {
     await tree.remove();
   }

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { type BenchDef, collect, measurePaired, normalizeBench } from "./gate.ts";
+
+Deno.test("bench gate: every form of Deno.bench is read as deno bench reads it", () => {
+  const f = () => {};
+  function named() {}
+  const forms: [unknown, unknown?, unknown?][] = [
+    ["a", f],
+    ["b", { group: "g", baseline: true }, f],
+    [{ name: "c", group: "g", fn: f }],
+    [named],
+    [{ group: "h", ignore: true }, named],
+    [{ name: "d", only: true }, f],
+  ];
+  const got = forms.map(([a, b, c]) => normalizeBench(a, b, c));
+  assert.deepEqual(
+    got.map((d) => [d.name, d.group, d.baseline, d.ignore, d.only]),
+    [
+      ["a", "", false, false, false],
+      ["b", "g", true, false, false],
+      ["c", "g", false, false, false],
+      ["named", "", false, false, false],
+      ["named", "h", false, true, false],
+      ["d", "", false, false, true],
+    ],
+  );
+  assert.throws(() => normalizeBench("x"), /no bench function/);
+  assert.throws(() => normalizeBench({ group: "g" }, () => {}), /has no name/);
+  assert.throws(() => normalizeBench(42), /no bench function/);
+});
+
+Deno.test("bench gate: a bench file is collected without running it, Deno.bench restored", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/x_bench.ts`;
+    await Deno.writeTextFile(
+      file,
+      `globalThis.ran = 0;
+Deno.bench("one", { group: "g", baseline: true }, () => { globalThis.ran++; });
+Deno.bench("skipped", { ignore: true }, () => {});
+Deno.bench({ name: "two", group: "g", fn: () => { globalThis.ran++; } });
+`,
+    );
+    const before = Deno.bench;
+    const defs = await collect(`file://${file}`);
+    assert.equal(Deno.bench, before);
+    assert.deepEqual(defs.map((d) => d.name), ["one", "two"]);
+    assert.equal((globalThis as { ran?: number }).ran, 0, "collecting runs no bench");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bench gate: cases of both trees are paired by group and name, rounds interleaved", async () => {
+  const order: string[] = [];
+  const def = (tree: string, name: string, start?: boolean): BenchDef => ({
+    name,
+    group: "g",
+    baseline: false,
+    ignore: false,
+    only: false,
+    fn: start
+      ? (b) => {
+        b.start();
+        b.end();
+        order.push(`${tree}:${name}`);
+      }
+      : async () => {
+        await Promise.resolve();
+        order.push(`${tree}:${name}`);
+      },
+  });
+  const cases = await measurePaired(
+    [def("cur", "shared"), def("cur", "only current"), def("cur", "region", true)],
+    [def("acc", "shared"), def("acc", "only accepted"), def("acc", "region", true)],
+    { rounds: 3, batchMs: 0.01, origins: ["cur", "acc"] },
+  );
+  assert.deepEqual(cases.map((c) => c.name), ["shared", "region"]);
+  for (const c of cases) {
+    assert.equal(c.current.length, 3);
+    assert.equal(c.accepted.length, 3);
+    assert.ok([...c.current, ...c.accepted].every((x) => Number.isFinite(x) && x >= 0));
+  }
+  // After calibration and one warm-up batch each, the rounds alternate who goes first.
+  const shared = order.filter((x) => x.endsWith(":shared"));
+  const changes = shared.filter((x, i) => i > 0 && x !== shared[i - 1]).length;
+  assert.ok(changes >= 4, `batches alternate between trees: ${changes} changes`);
+});
