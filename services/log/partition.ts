@@ -3,7 +3,9 @@
  * {@link FileSystem} interface (the real disk or `SimDisk`), with an injected clock. See
  * `docs/log.md` for the format and guarantees.
  *
- * - Appends are serialized (offsets and file order agree), one batch per call, one write.
+ * - Appends are serialized (offsets and file order agree), one batch per call. Writes are
+ *   coalesced: appends queued together are written with one write, and acks=fsync appends made
+ *   while an fsync runs are written by the next round just before its fsync.
  *   `acks: "write"` resolves after the OS write; `acks: "fsync"` after an fdatasync shared with
  *   concurrent appenders (group commit: at most one fsync running and one round waiting).
  * - Offsets are never reused, even after a crash loses unsynced records: see
@@ -58,6 +60,7 @@ import {
   MAX_RELATIVE_OFFSET,
   MAX_SEGMENT_BYTES,
   parseSegmentFileName,
+  type PendingBatch,
   Segment,
   segmentFileName,
   type SegmentOptions,
@@ -142,6 +145,8 @@ export interface PartitionStats {
   appendedRecords: number;
   appendedBytes: number;
   fsyncs: number;
+  /** Writes to segment files by appends (a burst of queued appends shares one). */
+  writes: number;
   dirSyncs: number;
   rolls: number;
   reservations: number;
@@ -358,6 +363,17 @@ export class Partition {
   /** A new segment name is not yet durable (a directory fsync is owed). */
   #dirDirty = false;
   #appendTail: Promise<unknown> = Promise.resolve();
+  /** Appends waiting for their turn in the append order. */
+  #queuedAppends = 0;
+  /**
+   * Batches whose offsets are assigned but which are not written yet: appends queued together
+   * (a burst of concurrent producers) are written with one write by the last of them.
+   */
+  #pending: PendingBatch[] = [];
+  #pendingBytes = 0;
+  #pendingDone: { promise: Promise<void>; resolve(): void; reject(e: unknown): void } | null = null;
+  /** The last write of queued batches issued (they run one after the other). */
+  #flushTail: Promise<void> = Promise.resolve();
   #maintenanceTail: Promise<unknown> = Promise.resolve();
   #runningSync: { upTo: number; promise: Promise<void> } | null = null;
   /** Background seals of rolled segments (fsync + indexes); sync rounds wait for them. */
@@ -384,6 +400,7 @@ export class Partition {
     appendedRecords: 0,
     appendedBytes: 0,
     fsyncs: 0,
+    writes: 0,
     dirSyncs: 0,
     rolls: 0,
     reservations: 0,
@@ -669,6 +686,17 @@ export class Partition {
         error: e instanceof Error ? e.message : String(e),
       });
     }
+    // Queued batches will never be written: their appenders are told now.
+    this.#dropPending(new LogFailedError(this.#failed));
+  }
+
+  #dropPending(error: Error): void {
+    const done = this.#pendingDone;
+    if (done === null) return;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#pendingDone = null;
+    done.reject(error);
   }
 
   /** Runs `fn` after every earlier append/roll. */
@@ -715,7 +743,12 @@ export class Partition {
     });
     const count = records.length;
     const maxTs = maxTimestampAt(batch, 0);
+    this.#queuedAppends++;
+    let ran = false;
+    let written: Promise<void> | undefined;
     const result = await this.#serialized(async () => {
+      ran = true;
+      this.#queuedAppends--;
       try {
         await this.#maybeRoll(batch.length, count, now);
         const base = this.#nextOffset;
@@ -723,8 +756,7 @@ export class Partition {
         if (last >= this.#reservation.value) await this.#reserve(last + 1);
         setBaseOffset(batch, base);
         this.#nextOffset = last + 1;
-        await this.#active.append(batch, base, last, maxTs);
-        this.#advanceHw(last + 1);
+        written = this.#addPending({ batch, base, last, maxTs });
         this.#stats.appends++;
         this.#stats.appendedRecords += count;
         this.#stats.appendedBytes += batch.length;
@@ -734,10 +766,84 @@ export class Partition {
       } catch (e) {
         if (!(e instanceof LogError)) this.#fail(e);
         throw e instanceof LogError ? e : new LogFailedError(e);
+      } finally {
+        // The last of a wave of queued appends writes the wave (its own batch included). An
+        // acks=fsync append while an fsync runs is left for the next round, which writes
+        // everything queued by then with one write before its fsync.
+        if (
+          this.#queuedAppends === 0 && this.#pending.length > 0 &&
+          (acks === "write" || this.#runningSync === null)
+        ) {
+          await this.#flushPending().catch(() => {});
+        }
+      }
+    }).finally(() => {
+      if (ran) return;
+      // Refused before its turn (the partition failed or closed): whoever waits for the wave
+      // is told, since no later append will write it.
+      this.#queuedAppends--;
+      if (this.#queuedAppends === 0) {
+        this.#dropPending(
+          this.#failed !== undefined ? new LogFailedError(this.#failed) : new LogClosedError(),
+        );
       }
     });
+    // acks=fsync: the sync round that covers the batch writes it first if it is still queued.
     if (acks === "fsync") await this.#syncUpTo(result.lastOffset + 1);
+    else await written;
     return result;
+  }
+
+  /**
+   * Queues an encoded batch (offsets assigned) for the next {@link #flushPending}; resolves once
+   * it is written and readable (rejects if that write fails).
+   */
+  #addPending(item: PendingBatch): Promise<void> {
+    if (this.#pending.length === 0) {
+      let resolve!: () => void, reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      // Only the appenders await it: a failure is reported to them, never unhandled.
+      promise.catch(() => {});
+      this.#pendingDone = { promise, resolve, reject };
+    }
+    this.#pending.push(item);
+    this.#pendingBytes += item.batch.length;
+    return this.#pendingDone!.promise;
+  }
+
+  /**
+   * Writes every queued batch to the active segment with one write, then makes them readable.
+   * Called inside the append order (#serialized): by the last append of a wave, and before
+   * anything else writes to or rolls the active segment.
+   */
+  #flushPending(): Promise<void> {
+    if (this.#pending.length === 0) return this.#flushTail;
+    const items = this.#pending, bytes = this.#pendingBytes, done = this.#pendingDone!;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#pendingDone = null;
+    // One write at a time, in the order the batches were queued: a sync round's flush may be
+    // issued while an append's is still being written.
+    const seg = this.#active;
+    const p = this.#flushTail.then(async () => {
+      try {
+        this.#check();
+        await seg.appendMany(items, bytes);
+        this.#stats.writes++;
+        this.#advanceHw(items[items.length - 1].last + 1);
+        done.resolve();
+      } catch (e) {
+        if (!(e instanceof LogError)) this.#fail(e);
+        const err = e instanceof LogError ? e : new LogFailedError(e);
+        done.reject(err);
+        throw err;
+      }
+    });
+    this.#flushTail = p.catch(() => {});
+    return p;
   }
 
   /** Writes an empty batch covering `[nextOffset, end)` (lost reserved offsets). */
@@ -746,11 +852,13 @@ export class Partition {
     const gap = encodeGapBatch(base, end - 1);
     await this.#maybeRoll(gap.length, end - base, this.#clock.now());
     this.#nextOffset = end;
-    await this.#active.append(gap, base, end - 1, -1);
-    this.#advanceHw(end);
+    const written = this.#addPending({ batch: gap, base, last: end - 1, maxTs: -1 });
+    await this.#flushPending();
+    await written;
   }
 
   #advanceHw(end: number): void {
+    if (end <= this.#hw) return;
     this.#hw = end;
     if (this.#waiters.size === 0) return;
     for (const w of this.#waiters) if (end > w.offset) w.done(true);
@@ -766,9 +874,10 @@ export class Partition {
   async #maybeRoll(bytes: number, count: number, now: number): Promise<void> {
     const a = this.#active;
     const relEnd = this.#nextOffset + count - 1 - a.baseOffset;
-    const full = a.sizeBytes + bytes > this.config.segmentBytes;
+    const full = a.sizeBytes + this.#pendingBytes + bytes > this.config.segmentBytes;
     const old = now - a.rollStartMs >= this.config.segmentMs;
-    if ((!a.isEmpty && (full || old)) || relEnd > MAX_RELATIVE_OFFSET) await this.#roll(now);
+    const empty = a.isEmpty && this.#pending.length === 0;
+    if ((!empty && (full || old)) || relEnd > MAX_RELATIVE_OFFSET) await this.#roll(now);
   }
 
   /**
@@ -780,6 +889,7 @@ export class Partition {
    * without a valid index: recovery scans it with CRC checks and cuts a torn tail.
    */
   async #roll(now: number): Promise<void> {
+    await this.#flushPending();
     const old = this.#active;
     const seg = await Segment.create(this.#segOpts, this.#nextOffset, now);
     this.#dirDirty = true;
@@ -843,7 +953,9 @@ export class Partition {
   #startSyncRound(): Promise<void> {
     if (this.#runningSync !== null) return this.#runningSync.promise;
     this.#check();
-    const upTo = this.#hw;
+    // Everything with an offset so far is covered: queued batches are written first.
+    const flushed = this.#flushPending();
+    const upTo = this.#nextOffset;
     const seg = this.#active;
     const dirty = this.#dirDirty;
     this.#dirDirty = false;
@@ -851,6 +963,7 @@ export class Partition {
     seg.retain();
     const promise = (async () => {
       try {
+        await flushed;
         await Promise.all([...seals, seg.sync()]);
         this.#stats.fsyncs++;
         if (dirty) {
@@ -872,7 +985,7 @@ export class Partition {
 
   /** fsyncs everything written so far (and the directory if a segment was created). */
   flush(): Promise<void> {
-    return this.#syncUpTo(this.#hw);
+    return this.#syncUpTo(this.#nextOffset);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1410,7 +1523,7 @@ export class Partition {
     await this.#maintenanceTail;
     if (this.#failed === undefined) {
       // Acknowledge every waiting acks=fsync appender (a failure rejects them by itself).
-      await this.#syncUpTo(this.#hw).catch(() => {});
+      await this.#syncUpTo(this.#nextOffset).catch(() => {});
     }
     this.#closed = true;
     await this.#queuedSync?.catch(() => {});

@@ -400,19 +400,100 @@ Deno.test("Partition group commit shares fsyncs between concurrent appenders", a
   const { open, disk } = setup();
   const gated = gatedFs(disk.mount());
   const p = await open(gated.fs);
-  const all = Array.from({ length: 16 }, (_, i) => p.append([rec(`c${i}`)], { acks: "fsync" }));
-  // Let every write land while the first fsync is held at the gate.
+  const writes = p.stats.writes;
+  const first = p.append([rec("c0")], { acks: "fsync" });
+  for (let i = 0; i < 200 && gated.syncs() < 1; i++) await Promise.resolve();
+  assert.equal(gated.syncs(), 1);
+  // 15 more while that fsync is held at the gate: they wait for one more round, which writes
+  // them with one write before its fsync.
+  const rest = Array.from(
+    { length: 15 },
+    (_, i) => p.append([rec(`c${i + 1}`)], { acks: "fsync" }),
+  );
   for (let i = 0; i < 200; i++) await Promise.resolve();
-  assert.equal(gated.syncs(), 1); // one running, the other 15 wait for one more round
+  assert.equal(gated.syncs(), 1);
+  assert.equal(p.stats.writes - writes, 1, "only the first is written");
+  assert.equal(p.highWatermark, 1, "the 15 are not readable before they are written");
   gated.release();
   for (let i = 0; i < 200 && gated.syncs() < 2; i++) await Promise.resolve();
+  assert.equal(p.stats.writes - writes, 2, "the 15 in one write");
+  assert.equal(p.highWatermark, 16);
   gated.release();
-  const res = await Promise.all(all);
+  const res = await Promise.all([first, ...rest]);
   assert.equal(gated.syncs(), 2);
   assert.deepEqual(res.map((r) => r.baseOffset).sort((a, b) => a - b), [...Array(16).keys()]);
   assert.equal(p.durableOffset, 16);
   gated.passThrough();
   await p.close();
+});
+
+Deno.test("Partition writes a burst of queued appends with one write, in order", async () => {
+  const { open } = setup({ segmentBytes: 64 * 1024 });
+  const p = await open();
+  const writes = p.stats.writes;
+  const res = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => p.append([rec(`v${i}`), rec(`w${i}`)], { acks: "write" })),
+  );
+  assert.equal(p.stats.writes - writes, 1);
+  assert.deepEqual(res.map((r) => r.baseOffset), Array.from({ length: 50 }, (_, i) => 2 * i));
+  assert.equal(p.highWatermark, 100);
+  assert.deepEqual(
+    values(await readAll(p)),
+    Array.from({ length: 50 }, (_, i) => [`v${i}`, `w${i}`]).flat(),
+  );
+  // One at a time: each append is written at once (nothing waits for a later one).
+  const r = await p.append([rec("alone")], { acks: "write" });
+  assert.equal(r.baseOffset, 100);
+  assert.equal(p.highWatermark, 101);
+  assert.equal(p.stats.writes - writes, 2);
+  // A burst larger than a segment rolls inside the burst; every batch lands once, in order.
+  const big = "x".repeat(3000);
+  await Promise.all(Array.from({ length: 60 }, () => p.append([rec(big)], { acks: "write" })));
+  assert.ok(p.segmentCount > 1);
+  const all = await readAll(p, 0, 1 << 20);
+  assert.equal(all.length, 161);
+  for (let i = 0; i < all.length; i++) assert.equal(all[i].offset, i);
+  await p.close();
+  // And it is all there after reopening.
+  const again = await open();
+  assert.equal((await readAll(again, 0, 1 << 20)).length, 161);
+  await again.close();
+});
+
+Deno.test("Partition: a failed write rejects every append of its burst, none is readable", async () => {
+  const { disk, open } = setup();
+  const inner = disk.mount();
+  let failing = false;
+  const fs: FileSystem = {
+    ...inner,
+    open: async (path, options) => {
+      const h = await inner.open(path, options);
+      if (!path.endsWith(".log")) return h;
+      return {
+        path: h.path,
+        size: () => h.size(),
+        read: (o, l) => h.read(o, l),
+        writeAt: (o, d) => failing ? Promise.reject(new Error("disk full")) : h.writeAt(o, d),
+        append: (d) => h.append(d),
+        truncate: (n) => h.truncate(n),
+        close: () => h.close(),
+        sync: () => h.sync(),
+      } as FileHandle;
+    },
+  };
+  const p = await open(fs);
+  await p.append([rec("before")], { acks: "fsync" });
+  failing = true;
+  const burst = await Promise.allSettled(
+    Array.from({ length: 8 }, (_, i) => p.append([rec(`lost${i}`)], { acks: "write" })),
+  );
+  assert.ok(
+    burst.every((r) => r.status === "rejected"),
+    JSON.stringify(burst.map((r) => r.status)),
+  );
+  assert.equal(p.highWatermark, 1, "nothing of the failed burst is readable");
+  await assert.rejects(p.append([rec("after")]), /unusable/);
+  await p.close().catch(() => {});
 });
 
 Deno.test("Partition fsync count stays below the append count under concurrency", async () => {

@@ -250,6 +250,14 @@ export interface BatchRange {
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 
+/** An encoded batch with its offsets assigned, waiting to be written. */
+export interface PendingBatch {
+  batch: Uint8Array;
+  base: number;
+  last: number;
+  maxTs: number;
+}
+
 /**
  * One segment of a partition. Mutated by one writer (the partition's append lock or the
  * compactor writing a fresh copy); read concurrently.
@@ -495,6 +503,38 @@ export class Segment {
     await this.#withHandle((h) => h.writeAt(pos, batch));
     this.#remember(pos, batch);
     this.#track(pos, batch.length, base, last, maxTs);
+  }
+
+  /**
+   * Appends batches one after the other with a single write (the partition's coalesced
+   * appends), in offset order, each given with its offsets; otherwise as {@link append}.
+   */
+  async appendMany(items: readonly PendingBatch[], bytes: number): Promise<void> {
+    if (items.length === 1) {
+      const it = items[0];
+      return this.append(it.batch, it.base, it.last, it.maxTs);
+    }
+    let next = this.nextOffset;
+    for (const it of items) {
+      this.#checkOffsets(it.base, it.last);
+      if (it.base < next) throw new Error(`batch [${it.base}, ${it.last}] out of order`);
+      next = it.last + 1;
+    }
+    const chunk = new Uint8Array(bytes);
+    let at = 0;
+    for (const it of items) {
+      chunk.set(it.batch, at);
+      at += it.batch.length;
+    }
+    if (at !== bytes) throw new Error(`appendMany: ${at} bytes given as ${bytes}`);
+    const pos = this.sizeBytes;
+    await this.#withHandle((h) => h.writeAt(pos, chunk));
+    this.#remember(pos, chunk);
+    at = pos;
+    for (const it of items) {
+      this.#track(at, it.batch.length, it.base, it.last, it.maxTs);
+      at += it.batch.length;
+    }
   }
 
   /**
