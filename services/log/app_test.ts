@@ -233,6 +233,7 @@ Deno.test("log api: big requests split into batches; a record too large fails th
       records: [{ value: "ok" }, { value: "y".repeat(5000) }],
     });
     assert.equal(big.status, 413);
+    assert.match(big.json.error.message, /^records\[1\]/, "the error names the record");
     assert.equal((await req("GET", "/topics/t/partitions/0")).json.high_watermark, 40);
     // Every limit of the storage layer is checked before anything is written: a key, a header
     // key (in UTF-8 bytes), a header value too big for partition 1 refuses the good record for
@@ -264,6 +265,10 @@ Deno.test("log api: big requests split into batches; a record too large fails th
     await req("POST", "/topics", { name: "c", config: { "cleanup.policy": "compact" } });
     const nk = await req("POST", "/topics/c", { records: [{ key: "k", value: 1 }, { value: 2 }] });
     assert.equal(nk.status, 400);
+    assert.match(nk.json.error.message, /^records\[1\]/);
+    const wrongType = await req("POST", "/topics/t", { format: "string", records: [{ value: 1 }] });
+    assert.equal(wrongType.status, 400);
+    assert.match(wrongType.json.error.message, /^records\[0\]\.value: format string/);
     assert.equal((await req("GET", "/topics/c/partitions/0")).json.high_watermark, 0);
   });
 });
