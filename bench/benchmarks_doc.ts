@@ -134,6 +134,7 @@ export async function ratioRows(): Promise<RatioRow[]> {
       v("http.produce_fsync_64_records_s"),
       v("jetstream.publish_64_records_s"),
       `JetStream ${String(log.nats ?? "").replace("nats-server: ", "")}`,
+      v("http.produce_fsync_vs_jetstream"),
     );
   }
   return rows;
