@@ -371,6 +371,8 @@ export class Partition {
    */
   #pending: PendingBatch[] = [];
   #pendingBytes = 0;
+  /** Some queued batch is acks=write: its appender waits for the write, not for an fsync. */
+  #pendingWriteAcks = false;
   #pendingDone: { promise: Promise<void>; resolve(): void; reject(e: unknown): void } | null = null;
   /** The last write of queued batches issued (they run one after the other). */
   #flushTail: Promise<void> = Promise.resolve();
@@ -695,6 +697,7 @@ export class Partition {
     if (done === null) return;
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#pendingWriteAcks = false;
     this.#pendingDone = null;
     done.reject(error);
   }
@@ -757,6 +760,7 @@ export class Partition {
         setBaseOffset(batch, base);
         this.#nextOffset = last + 1;
         written = this.#addPending({ batch, base, last, maxTs });
+        if (acks === "write") this.#pendingWriteAcks = true;
         this.#stats.appends++;
         this.#stats.appendedRecords += count;
         this.#stats.appendedBytes += batch.length;
@@ -767,12 +771,12 @@ export class Partition {
         if (!(e instanceof LogError)) this.#fail(e);
         throw e instanceof LogError ? e : new LogFailedError(e);
       } finally {
-        // The last of a wave of queued appends writes the wave (its own batch included). An
-        // acks=fsync append while an fsync runs is left for the next round, which writes
-        // everything queued by then with one write before its fsync.
+        // The last of a wave of queued appends writes the wave (its own batch included). A
+        // wave of acks=fsync appends only, while an fsync runs, is left for the next round,
+        // which writes everything queued by then with one write before its fsync.
         if (
           this.#queuedAppends === 0 && this.#pending.length > 0 &&
-          (acks === "write" || this.#runningSync === null)
+          (this.#pendingWriteAcks || this.#runningSync === null)
         ) {
           await this.#flushPending().catch(() => {});
         }
@@ -824,6 +828,7 @@ export class Partition {
     const items = this.#pending, bytes = this.#pendingBytes, done = this.#pendingDone!;
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#pendingWriteAcks = false;
     this.#pendingDone = null;
     // One write at a time, in the order the batches were queued: a sync round's flush may be
     // issued while an append's is still being written.

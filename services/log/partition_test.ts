@@ -496,6 +496,30 @@ Deno.test("Partition: a failed write rejects every append of its burst, none is 
   await p.close().catch(() => {});
 });
 
+Deno.test("Partition: an acks=write append is not held up by acks=fsync batches waiting for a round", async () => {
+  const { open, disk } = setup();
+  const gated = gatedFs(disk.mount());
+  const p = await open(gated.fs);
+  const first = p.append([rec("f0")], { acks: "fsync" });
+  for (let i = 0; i < 200 && gated.syncs() < 1; i++) await Promise.resolve();
+  // Held at the gate: two acks=fsync appends wait for the next round, unwritten.
+  const waiting = [
+    p.append([rec("f1")], { acks: "fsync" }),
+    p.append([rec("f2")], { acks: "fsync" }),
+  ];
+  for (let i = 0; i < 200; i++) await Promise.resolve();
+  assert.equal(p.highWatermark, 1);
+  // An acks=write append writes what is queued before it, and resolves while the fsync is held.
+  const w = await p.append([rec("w3")], { acks: "write" });
+  assert.equal(w.baseOffset, 3);
+  assert.equal(p.highWatermark, 4);
+  assert.deepEqual(values(await readAll(p)), ["f0", "f1", "f2", "w3"]);
+  gated.passThrough();
+  await Promise.all([first, ...waiting]);
+  assert.equal(p.durableOffset >= 3, true);
+  await p.close();
+});
+
 Deno.test("Partition fsync count stays below the append count under concurrency", async () => {
   const { open } = setup();
   const p = await open();
