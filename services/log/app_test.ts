@@ -4,7 +4,7 @@ type Any = any;
 import assert from "node:assert/strict";
 import { createLogger } from "@deno-stores/shared/http";
 import { DenoFileSystem } from "@deno-stores/shared/wal";
-import { createLogApp } from "./app.ts";
+import { BufferPool, createLogApp } from "./app.ts";
 import { decodeBatches } from "./record_batch.ts";
 import { LogService } from "./service.ts";
 
@@ -171,6 +171,47 @@ Deno.test("log api: produce and fetch in every format, keys stick to partitions"
       ['{"n":1}', '{"n":2}'],
     );
   });
+});
+
+Deno.test("log api: concurrent JSON fetches through the pooled read buffers each get their own records", async () => {
+  await withLog(async ({ req }) => {
+    await req("POST", "/topics", { name: "t" });
+    const records = Array.from({ length: 200 }, (_, i) => ({ value: `v${i}-${"x".repeat(i)}` }));
+    assert.equal((await req("POST", "/topics/t", { format: "string", records })).status, 200);
+    for (let round = 0; round < 3; round++) {
+      const offsets = Array.from({ length: 24 }, (_, i) => (i * 37 + round * 11) % 200);
+      const got = await Promise.all(
+        offsets.map((o) =>
+          req("GET", `/topics/t/partitions/0/records?offset=${o}&max_bytes=1&format=string`)
+        ),
+      );
+      got.forEach((g, i) => {
+        assert.equal(g.status, 200);
+        assert.equal(g.json.records[0].offset, offsets[i]);
+        assert.equal(g.json.records[0].value, records[offsets[i]].value);
+      });
+    }
+    // A fetch larger than the pooled size reads into its own buffer, and gets it all.
+    const all = await req(
+      "GET",
+      "/topics/t/partitions/0/records?offset=0&max_bytes=4194304&format=string",
+    );
+    assert.equal(all.json.records.length, 200);
+  });
+});
+
+Deno.test("log api: the read buffer pool lends up to its size and keeps a bounded number", () => {
+  const pool = new BufferPool(1024, 2, 16);
+  assert.equal(pool.take(2048), undefined, "past the pooled size: no buffer");
+  const a = pool.take(1024)!, b = pool.take(10)!, c = pool.take(1)!;
+  assert.equal(a.length, 1040);
+  assert.notEqual(a, b);
+  pool.give(a);
+  pool.give(b);
+  pool.give(c);
+  pool.give(undefined);
+  assert.equal(pool.idle, 2, "at most `keep` kept");
+  assert.equal(pool.take(5), b, "the last given back is lent first");
 });
 
 Deno.test("log api: errors: unknown partition 404, offset out of range 416, bad input 400", async () => {
