@@ -463,7 +463,16 @@ async function httpPhase(base: string): Promise<Hotspot[]> {
         "x",
       );
     }
-    // Cached fetch over HTTP: one recent record (JSON), wrk with one connection (latency).
+    // Cached fetch over HTTP: one recent record (JSON), wrk with one connection (latency). A
+    // warm-up run first, as for produce: the steady state is measured, not the JIT's first
+    // seconds on the fetch path.
+    await runWrk(`${url}/topics/b/partitions/0/records`, {
+      connections: 1,
+      threads: 1,
+      durationS: 2,
+      script: new URL("bench/wrk/log_fetch.lua", root).pathname,
+      env: { LOG_END: String(N), LOG_RECENT: "1000" },
+    });
     const f = await runWrk(`${url}/topics/b/partitions/0/records`, {
       connections: 1,
       threads: 1,
