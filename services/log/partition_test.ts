@@ -355,13 +355,12 @@ Deno.test("Partition.compact runs concurrently with appends and reads", async ()
   await p.close();
 });
 
-/** A file system whose `.log` fsyncs wait for the test to open a gate. */
-function gatedFs(inner: FileSystem) {
-  let open: () => void = () => {};
-  let gate = new Promise<void>((r) => (open = r));
-  let syncs = 0;
-  let passThrough = false;
-  const fs: FileSystem = {
+/** `inner`, with the handles of `.log` files changed by `wrap` (other files untouched). */
+function wrapLogHandles(
+  inner: FileSystem,
+  wrap: (h: FileHandle) => Partial<FileHandle>,
+): FileSystem {
+  return {
     ...inner,
     open: async (path, options) => {
       const h = await inner.open(path, options);
@@ -374,14 +373,26 @@ function gatedFs(inner: FileSystem) {
         append: (d) => h.append(d),
         truncate: (n) => h.truncate(n),
         close: () => h.close(),
-        sync: async () => {
-          syncs++;
-          if (!passThrough) await gate;
-          await h.sync();
-        },
+        sync: () => h.sync(),
+        ...wrap(h),
       };
     },
   };
+}
+
+/** A file system whose `.log` fsyncs wait for the test to open a gate. */
+function gatedFs(inner: FileSystem) {
+  let open: () => void = () => {};
+  let gate = new Promise<void>((r) => (open = r));
+  let syncs = 0;
+  let passThrough = false;
+  const fs = wrapLogHandles(inner, (h) => ({
+    sync: async () => {
+      syncs++;
+      if (!passThrough) await gate;
+      await h.sync();
+    },
+  }));
   return {
     fs,
     syncs: () => syncs,
@@ -462,25 +473,10 @@ Deno.test("Partition writes a burst of queued appends with one write, in order",
 
 Deno.test("Partition: a failed write rejects every append of its burst, none is readable", async () => {
   const { disk, open } = setup();
-  const inner = disk.mount();
   let failing = false;
-  const fs: FileSystem = {
-    ...inner,
-    open: async (path, options) => {
-      const h = await inner.open(path, options);
-      if (!path.endsWith(".log")) return h;
-      return {
-        path: h.path,
-        size: () => h.size(),
-        read: (o, l) => h.read(o, l),
-        writeAt: (o, d) => failing ? Promise.reject(new Error("disk full")) : h.writeAt(o, d),
-        append: (d) => h.append(d),
-        truncate: (n) => h.truncate(n),
-        close: () => h.close(),
-        sync: () => h.sync(),
-      } as FileHandle;
-    },
-  };
+  const fs = wrapLogHandles(disk.mount(), (h) => ({
+    writeAt: (o, d) => failing ? Promise.reject(new Error("disk full")) : h.writeAt(o, d),
+  }));
   const p = await open(fs);
   await p.append([rec("before")], { acks: "fsync" });
   failing = true;
