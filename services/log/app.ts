@@ -113,6 +113,10 @@ export function mapLogError(e: Error): HttpError | undefined {
   return undefined;
 }
 
+/** The field's name is only spelled out for an error. */
+const fieldName = (what: string, record?: number) =>
+  record === undefined ? what : `records[${record}].${what}`;
+
 /** A key, value or header value of a produce request, as bytes (null stays null). */
 export function toBytes(
   v: unknown,
@@ -121,16 +125,18 @@ export function toBytes(
   record?: number,
 ): Uint8Array | null {
   if (v === null || v === undefined) return null;
-  // The field's name is only spelled out for an error.
-  const field = () => record === undefined ? what : `records[${record}].${what}`;
   switch (format) {
     case "json":
       return encoder.encode(JSON.stringify(v));
     case "string":
-      if (typeof v !== "string") throw bad(`${field()}: format string takes strings`);
+      if (typeof v !== "string") {
+        throw bad(`${fieldName(what, record)}: format string takes strings`);
+      }
       return encoder.encode(v);
     case "binary":
-      if (typeof v !== "string" || !BASE64.test(v)) throw bad(`${field()}: not base64`);
+      if (typeof v !== "string" || !BASE64.test(v)) {
+        throw bad(`${fieldName(what, record)}: not base64`);
+      }
       return new Uint8Array(Buffer.from(v, "base64"));
   }
 }
