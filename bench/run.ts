@@ -143,9 +143,9 @@ export interface Verdict {
 /**
  * Judges each case from the gate's processes (`processes[p]`: what process p measured).
  * Regressed: the median ratio over all rounds is above 1 + threshold and every process's own
- * median agrees that this tree is slower (a process can carry a bias of its own: which tree's
- * data was allocated first, where the heap put it); improved: the mirror image; noisy: past
- * the threshold but the processes disagree on the direction. Cases measured by fewer than two
+ * median says this tree is slower by at least half the threshold (a process can carry a bias
+ * of its own: which tree's data was allocated first, where the heap put it); improved: the
+ * mirror image; noisy: past the threshold but some process disagrees. Cases measured by fewer than two
  * processes, or faster than {@link FLOOR_NS}, are not judged.
  */
 export function judge(processes: readonly PairedCase[][], threshold: number): Verdict[] {
@@ -166,9 +166,12 @@ export function judge(processes: readonly PairedCase[][], threshold: number): Ve
     const per = cs.map((c) => c.current.map((x, i) => x / c.accepted[i]));
     const m = median(per.flat());
     const ms = per.map((r) => median(r));
+    // Every process must see at least half the threshold: identical code has come out a few
+    // percent apart in every process of a run (a bias of where each copy landed), never that.
+    const half = threshold / 2;
     let status: Verdict["status"] = "ok";
-    if (m > 1 + threshold) status = ms.every((r) => r > 1) ? "regressed" : "noisy";
-    else if (m < 1 - threshold) status = ms.every((r) => r < 1) ? "improved" : "noisy";
+    if (m > 1 + threshold) status = ms.every((r) => r > 1 + half) ? "regressed" : "noisy";
+    else if (m < 1 - threshold) status = ms.every((r) => r < 1 - half) ? "improved" : "noisy";
     out.push({ key, median: m, processes: ms, acceptedNs, status });
   }
   return out;

@@ -79,6 +79,13 @@ Deno.test("bench run: the gate judges each case by its pooled rounds and every p
   assert.equal(v.get("split")!.status, "noisy");
   assert.equal(v.get("fast")!.status, "improved");
   assert.equal(v.get("same")!.status, "ok");
+  // Past the threshold overall, but one process saw less than half of it: too noisy.
+  const lukewarm = judge([
+    [pc("k", rounds(1250), rounds(1000))],
+    [pc("k", rounds(1200), rounds(1000))],
+    [pc("k", rounds(1030), rounds(1000))],
+  ], 0.1);
+  assert.equal(lukewarm[0].status, "noisy");
   assert.equal(v.has("tiny"), false, "cases under the floor are not judged");
   assert.equal(v.has("new"), false, "a case one process of three measured is not judged");
   assert.ok(FLOOR_NS > 40 && FLOOR_NS <= 100);
