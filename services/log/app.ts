@@ -497,8 +497,18 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
     }
     const format = q.format ?? "json";
     let records;
+    let jsonNext = next;
     try {
-      records = decodeBatches(r.bytes, offset).map((rec: DecodedRecord) => ({
+      // As the Kafka REST proxy does, max_bytes counts the keys and values answered: records
+      // stop after the one that reaches it (one at least), even inside a batch.
+      const decoded = decodeBatches(r.bytes, offset);
+      let n = 0, bytes = 0;
+      while (n < decoded.length && (n === 0 || bytes < maxBytes)) {
+        const rec = decoded[n++];
+        bytes += (rec.key?.length ?? 0) + (rec.value?.length ?? 0);
+      }
+      if (n < decoded.length) jsonNext = decoded[n - 1].offset + 1;
+      records = decoded.slice(0, n).map((rec: DecodedRecord) => ({
         offset: rec.offset,
         timestamp: rec.timestamp,
         key: fromBytes(rec.key, format, `key of offset ${rec.offset}`),
@@ -517,7 +527,7 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
       records,
       high_watermark: r.highWatermark,
       log_start_offset: r.logStartOffset,
-      next_offset: next,
+      next_offset: jsonNext,
     });
   });
   app.get("/topics/:topic/partitions/:partition/offsets", async (c) => {

@@ -200,6 +200,46 @@ Deno.test("log api: concurrent JSON fetches through the pooled read buffers each
   });
 });
 
+Deno.test("log api: JSON fetches stop at max_bytes of keys and values, even inside a batch; raw fetches give whole batches", async () => {
+  await withLog(async ({ req, raw: request }) => {
+    await req("POST", "/topics", { name: "t" });
+    // One request: one batch of ten 100-byte values.
+    const records = Array.from({ length: 10 }, (_, i) => ({ value: `${i}`.padEnd(100, "x") }));
+    assert.equal((await req("POST", "/topics/t", { format: "string", records })).status, 200);
+    const part = await req(
+      "GET",
+      "/topics/t/partitions/0/records?offset=0&max_bytes=250&format=string",
+    );
+    assert.deepEqual(part.json.records.map((r: { offset: number }) => r.offset), [0, 1, 2]);
+    assert.equal(part.json.next_offset, 3);
+    // The rest, from inside the batch.
+    const rest = await req("GET", "/topics/t/partitions/0/records?offset=3&format=string");
+    assert.deepEqual(rest.json.records.map((r: { offset: number }) => r.offset), [
+      3,
+      4,
+      5,
+      6,
+      7,
+      8,
+      9,
+    ]);
+    assert.equal(rest.json.next_offset, 10);
+    // At least one record, however small max_bytes.
+    const one = await req(
+      "GET",
+      "/topics/t/partitions/0/records?offset=5&max_bytes=1&format=string",
+    );
+    assert.equal(one.json.records.length, 1);
+    assert.equal(one.json.next_offset, 6);
+    // Raw batches are whole: the consumer decodes the batch and skips what it has.
+    const raw = await request("/topics/t/partitions/0/records?offset=3&max_bytes=250", {
+      headers: { accept: "application/octet-stream" },
+    });
+    assert.equal(raw.headers.get("x-next-offset"), "10");
+    assert.equal(decodeBatches(new Uint8Array(await raw.arrayBuffer()), 0).length, 10);
+  });
+});
+
 Deno.test("log api: the read buffer pool lends up to its size and keeps a bounded number", () => {
   const pool = new BufferPool(1024, 2, 16);
   assert.equal(pool.take(2048), undefined, "past the pooled size: no buffer");
