@@ -121,6 +121,9 @@ export function ratios(cases: readonly Case[]): Map<string, number | undefined> 
 /** Cases faster than this per iteration are not judged by the gate. */
 export const FLOOR_NS = 100;
 
+/** A case whose processes' median ratios lie further apart than this is too noisy to judge. */
+export const MAX_SPREAD = 1.5;
+
 /** One case as one gate process measured it: ns per iteration of each batch, per tree. */
 export interface PairedCase {
   key: string;
@@ -145,7 +148,8 @@ export interface Verdict {
  * Regressed: the median ratio over all rounds is above 1 + threshold and every process's own
  * median says this tree is slower by at least half the threshold (a process can carry a bias
  * of its own: which tree's data was allocated first, where the heap put it); improved: the
- * mirror image; noisy: past the threshold but some process disagrees. Cases measured by fewer than two
+ * mirror image; noisy: past the threshold but some process disagrees, or the processes lie more
+ * than {@link MAX_SPREAD} apart. Cases measured by fewer than two
  * processes, or faster than {@link FLOOR_NS}, are not judged.
  */
 export function judge(processes: readonly PairedCase[][], threshold: number): Verdict[] {
@@ -169,9 +173,15 @@ export function judge(processes: readonly PairedCase[][], threshold: number): Ve
     // Every process must see at least half the threshold: identical code has come out a few
     // percent apart in every process of a run (a bias of where each copy landed), never that.
     const half = threshold / 2;
+    // Processes that disagree by more than MAX_SPREAD measured noise, whatever the direction
+    // (a Deno KV call, a round trip through the runtime's thread pool, swings 0.3-2x).
+    const steady = Math.max(...ms) / Math.min(...ms) <= MAX_SPREAD;
     let status: Verdict["status"] = "ok";
-    if (m > 1 + threshold) status = ms.every((r) => r > 1 + half) ? "regressed" : "noisy";
-    else if (m < 1 - threshold) status = ms.every((r) => r < 1 - half) ? "improved" : "noisy";
+    if (m > 1 + threshold) {
+      status = steady && ms.every((r) => r > 1 + half) ? "regressed" : "noisy";
+    } else if (m < 1 - threshold) {
+      status = steady && ms.every((r) => r < 1 - half) ? "improved" : "noisy";
+    }
     out.push({ key, median: m, processes: ms, acceptedNs, status });
   }
   return out;

@@ -86,6 +86,13 @@ Deno.test("bench run: the gate judges each case by its pooled rounds and every p
     [pc("k", rounds(1030), rounds(1000))],
   ], 0.1);
   assert.equal(lukewarm[0].status, "noisy");
+  // Every process slower, but 1.2x to 2.4x: noise of the case itself, not a verdict.
+  const wild = judge([
+    [pc("k", rounds(1200), rounds(1000))],
+    [pc("k", rounds(2400), rounds(1000))],
+    [pc("k", rounds(1500), rounds(1000))],
+  ], 0.1);
+  assert.equal(wild[0].status, "noisy");
   assert.equal(v.has("tiny"), false, "cases under the floor are not judged");
   assert.equal(v.has("new"), false, "a case one process of three measured is not judged");
   assert.ok(FLOOR_NS > 40 && FLOOR_NS <= 100);
