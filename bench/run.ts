@@ -249,6 +249,50 @@ async function worktree(rev: string): Promise<{ dir: URL; remove(): Promise<void
   };
 }
 
+/** A workspace member's package name and exports (its deno.json). */
+interface MemberConfig {
+  name: string;
+  exports: string | Record<string, string>;
+}
+
+/**
+ * What the workspace's package names (`@deno-stores/shared/shard`, ...) resolve to in the tree
+ * at `dir`, read from its deno.json files.
+ */
+export async function workspaceImports(dir: URL): Promise<Record<string, string>> {
+  const rootConfig = JSON.parse(await Deno.readTextFile(new URL("deno.json", dir))) as {
+    workspace: string[];
+  };
+  const out: Record<string, string> = {};
+  for (const member of rootConfig.workspace) {
+    const base = new URL(`${member.replace(/^\.\//, "").replace(/\/?$/, "/")}`, dir);
+    const cfg = JSON.parse(await Deno.readTextFile(new URL("deno.json", base))) as MemberConfig;
+    const exports = typeof cfg.exports === "string" ? { ".": cfg.exports } : cfg.exports;
+    for (const [sub, target] of Object.entries(exports)) {
+      out[sub === "." ? cfg.name : `${cfg.name}${sub.slice(1)}`] = new URL(target, base).href;
+    }
+  }
+  return out;
+}
+
+/**
+ * An import map for a gate process: this tree's imports, and for modules of the accepted
+ * commit's worktree its own workspace packages. Without it, the worktree's
+ * `@deno-stores/shared/...` imports would load this tree's shared code, and a regression there
+ * would be compared with itself.
+ */
+export async function gateImportMap(
+  tree: URL,
+): Promise<{ imports: Record<string, string>; scopes: Record<string, Record<string, string>> }> {
+  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", root))) as {
+    imports?: Record<string, string>;
+  };
+  return {
+    imports: { ...config.imports, ...(await workspaceImports(root)) },
+    scopes: { [tree.href]: await workspaceImports(tree) },
+  };
+}
+
 const fmtNs = (ns: number) =>
   ns >= 1e6
     ? `${(ns / 1e6).toFixed(2)} ms`
@@ -379,6 +423,8 @@ async function gate(
   const rev = against ?? JSON.parse(await Deno.readTextFile(baselinePath)).commit as string;
   const tree = await worktree(rev);
   try {
+    const importMap = new URL("bench-gate-import-map.json", tree.dir).pathname;
+    await Deno.writeTextFile(importMap, JSON.stringify(await gateImportMap(tree.dir)));
     const measured: PairedCase[][] = [];
     for (const f of files) {
       try {
@@ -393,6 +439,7 @@ async function gate(
           "run",
           "-A",
           "--v8-flags=--expose-gc",
+          `--import-map=${importMap}`,
           new URL("bench/gate.ts", root).pathname,
           "--current",
           new URL(f, root).href,

@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { type Case, FLOOR_NS, judge, type PairedCase, parseBenchJson, ratios } from "./run.ts";
+import {
+  type Case,
+  FLOOR_NS,
+  gateImportMap,
+  judge,
+  type PairedCase,
+  parseBenchJson,
+  ratios,
+  workspaceImports,
+} from "./run.ts";
 
 const c = (group: string, name: string, minNs: number, baseline = false): Case => ({
   key: `f.ts::${group}::${name}`,
@@ -102,4 +111,16 @@ Deno.test("bench run: the gate judges each case by its pooled rounds and every p
     0.1,
   );
   assert.deepEqual(one.map((x) => [x.key, x.status]), [["a", "ok"], ["b", "regressed"]]);
+});
+
+Deno.test("bench run: a gate process resolves each tree's workspace packages inside that tree", async () => {
+  const root = new URL("../", import.meta.url);
+  const pkgs = await workspaceImports(root);
+  assert.equal(pkgs["@deno-stores/shared/shard"], new URL("shared/shard/mod.ts", root).href);
+  assert.equal(pkgs["@deno-stores/log"], new URL("services/log/mod.ts", root).href);
+  // Here the "accepted tree" is this checkout itself: its scope maps to its own files.
+  const map = await gateImportMap(root);
+  assert.deepEqual(map.scopes[root.href], pkgs);
+  assert.equal(map.imports["@deno-stores/shared/wal"], new URL("shared/wal/mod.ts", root).href);
+  assert.equal(map.imports["zod"]?.startsWith("npm:"), true, "the root's own imports are kept");
 });
