@@ -319,6 +319,13 @@ interface Waiter {
 /** Compaction stopped because the partition is closing. */
 class Aborted extends Error {}
 
+/** Bytes of the batches in `items`. */
+function sizeOf(items: readonly PendingBatch[]): number {
+  let n = 0;
+  for (const it of items) n += it.batch.length;
+  return n;
+}
+
 /**
  * One partition of a topic.
  *
@@ -370,7 +377,8 @@ export class Partition {
    * (a burst of concurrent producers) are written with one write by the last of them.
    */
   #pending: PendingBatch[] = [];
-  #pendingBytes = 0;
+  /** Bytes queued or being written: not in the active segment's size yet, but bound for it. */
+  #unwrittenBytes = 0;
   /** Some queued batch is acks=write: its appender waits for the write, not for an fsync. */
   #pendingWriteAcks = false;
   #pendingDone: { promise: Promise<void>; resolve(): void; reject(e: unknown): void } | null = null;
@@ -695,8 +703,8 @@ export class Partition {
   #dropPending(error: Error): void {
     const done = this.#pendingDone;
     if (done === null) return;
+    this.#unwrittenBytes -= sizeOf(this.#pending);
     this.#pending = [];
-    this.#pendingBytes = 0;
     this.#pendingWriteAcks = false;
     this.#pendingDone = null;
     done.reject(error);
@@ -814,20 +822,21 @@ export class Partition {
       this.#pendingDone = { promise, resolve, reject };
     }
     this.#pending.push(item);
-    this.#pendingBytes += item.batch.length;
+    this.#unwrittenBytes += item.batch.length;
     return this.#pendingDone!.promise;
   }
 
   /**
-   * Writes every queued batch to the active segment with one write, then makes them readable.
-   * Called inside the append order (#serialized): by the last append of a wave, and before
-   * anything else writes to or rolls the active segment.
+   * Writes every queued batch to the active segment with one write, then makes them readable;
+   * resolves once every write issued so far is done. Called by the last append of a wave and
+   * before anything else writes to or rolls the active segment (inside the append order), and
+   * by a sync round before its fsync. A failed write fails the partition (callers that must not
+   * go on after one check {@link #check}).
    */
   #flushPending(): Promise<void> {
     if (this.#pending.length === 0) return this.#flushTail;
-    const items = this.#pending, bytes = this.#pendingBytes, done = this.#pendingDone!;
+    const items = this.#pending, done = this.#pendingDone!;
     this.#pending = [];
-    this.#pendingBytes = 0;
     this.#pendingWriteAcks = false;
     this.#pendingDone = null;
     // One write at a time, in the order the batches were queued: a sync round's flush may be
@@ -836,7 +845,7 @@ export class Partition {
     const p = this.#flushTail.then(async () => {
       try {
         this.#check();
-        await seg.appendMany(items, bytes);
+        await seg.appendMany(items);
         this.#stats.writes++;
         this.#advanceHw(items[items.length - 1].last + 1);
         done.resolve();
@@ -845,6 +854,8 @@ export class Partition {
         const err = e instanceof LogError ? e : new LogFailedError(e);
         done.reject(err);
         throw err;
+      } finally {
+        this.#unwrittenBytes -= sizeOf(items);
       }
     });
     this.#flushTail = p.catch(() => {});
@@ -876,13 +887,19 @@ export class Partition {
     this.#stats.fsyncs++;
   }
 
+  /** Nothing written to the active segment, nor on its way there. */
+  #activeEmpty(): boolean {
+    return this.#active.isEmpty && this.#unwrittenBytes === 0;
+  }
+
   async #maybeRoll(bytes: number, count: number, now: number): Promise<void> {
     const a = this.#active;
     const relEnd = this.#nextOffset + count - 1 - a.baseOffset;
-    const full = a.sizeBytes + this.#pendingBytes + bytes > this.config.segmentBytes;
+    const full = a.sizeBytes + this.#unwrittenBytes + bytes > this.config.segmentBytes;
     const old = now - a.rollStartMs >= this.config.segmentMs;
-    const empty = a.isEmpty && this.#pending.length === 0;
-    if ((!empty && (full || old)) || relEnd > MAX_RELATIVE_OFFSET) await this.#roll(now);
+    if ((!this.#activeEmpty() && (full || old)) || relEnd > MAX_RELATIVE_OFFSET) {
+      await this.#roll(now);
+    }
   }
 
   /**
@@ -927,7 +944,7 @@ export class Partition {
   /** Rolls the active segment now if it holds data (for tests and operators). */
   roll(): Promise<void> {
     return this.#serialized(async () => {
-      if (!this.#active.isEmpty) await this.#roll(this.#clock.now());
+      if (!this.#activeEmpty()) await this.#roll(this.#clock.now());
     });
   }
 
@@ -969,14 +986,19 @@ export class Partition {
     const promise = (async () => {
       try {
         await flushed;
+        // What the fsync covers: the batches below `upTo` that were written. A write that
+        // failed (its appenders were told, the partition is failed) carried nothing durable,
+        // and nothing after it was written.
+        const covered = Math.min(upTo, this.#hw);
         await Promise.all([...seals, seg.sync()]);
         this.#stats.fsyncs++;
         if (dirty) {
           await this.#fs.syncDir(this.dir);
           this.#stats.dirSyncs++;
         }
-        if (upTo > this.#durableEnd) this.#durableEnd = upTo;
+        if (covered > this.#durableEnd) this.#durableEnd = covered;
       } catch (e) {
+        if (e instanceof LogError) throw e;
         this.#fail(e);
         throw new LogFailedError(e);
       } finally {

@@ -58,6 +58,8 @@ async function readAll(p: Partition, from = p.logStartOffset, maxBytes = 300) {
   return out;
 }
 
+const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
+
 const values = (rs: DecodedRecord[]) =>
   rs.map((r) => (r.value === null ? null : td.decode(r.value)));
 
@@ -516,6 +518,65 @@ Deno.test("Partition: an acks=write append is not held up by acks=fsync batches 
   await p.close();
 });
 
+Deno.test("Partition: an acks=fsync append whose write failed is not acknowledged by the round that follows", async () => {
+  const { open, disk } = setup();
+  const gated = gatedFs(disk.mount());
+  let failing = false;
+  const fs = wrapLogHandles(gated.fs, (h) => ({
+    writeAt: (o, d) => failing ? Promise.reject(new Error("disk full")) : h.writeAt(o, d),
+  }));
+  const p = await open(fs);
+  const x = p.append([rec("x")], { acks: "fsync" });
+  await macrotask(); // x's round holds at the gate
+  assert.equal(gated.syncs(), 1);
+  // y waits for the next round, unwritten; z (acks=write) writes y and z, and that write fails.
+  // Settled into a value at once: it rejects before the test gets to look at it.
+  const y = p.append([rec("y")], { acks: "fsync" }).then(() => null, (e: Error) => e);
+  await macrotask();
+  failing = true;
+  await assert.rejects(p.append([rec("z")], { acks: "write" }));
+  gated.passThrough();
+  await x;
+  assert.ok((await y) instanceof Error, "y was never written: no round may acknowledge it");
+  assert.equal(p.highWatermark, 1);
+  assert.ok(p.durableOffset <= 1, `durable ${p.durableOffset}`);
+  await p.close().catch(() => {});
+});
+
+Deno.test("Partition rolls on size counting batches still being written", async () => {
+  const { open, disk } = setup({ segmentBytes: 1024 });
+  let hold: Promise<void> | null = null;
+  let open_: () => void = () => {};
+  const fs = wrapLogHandles(disk.mount(), (h) => ({
+    writeAt: async (o, d) => {
+      if (hold !== null) await hold;
+      return h.writeAt(o, d);
+    },
+  }));
+  const p = await open(fs);
+  hold = new Promise<void>((r) => (open_ = r));
+  // Each append is written alone (no wave), all held in flight: ~300 bytes each.
+  const all = [];
+  for (let i = 0; i < 8; i++) {
+    all.push(p.append([rec("v".repeat(250))], { acks: "write" }));
+    await macrotask();
+  }
+  hold = null;
+  open_();
+  await Promise.all(all);
+  assert.ok(p.segmentCount >= 3, `${p.segmentCount} segments`);
+  // No segment past segmentBytes: each roll came before the batch that would overflow.
+  const files = disk.mount();
+  for (const name of await files.readDir(DIR)) {
+    if (!name.endsWith(".log")) continue;
+    const h = await files.open(`${DIR}/${name}`);
+    assert.ok(h.size() <= 1024, `${name}: ${h.size()} bytes`);
+    await h.close();
+  }
+  assert.equal((await readAll(p, 0, 1 << 20)).length, 8);
+  await p.close();
+});
+
 Deno.test("Partition fsync count stays below the append count under concurrency", async () => {
   const { open } = setup();
   const p = await open();
@@ -797,8 +858,6 @@ function trackedFs(inner: FileSystem) {
   };
   return { fs, state };
 }
-
-const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 
 /** `n` records with distinct keys `k<from>..` and values of `valueBytes` bytes. */
 function distinct(from: number, n: number, valueBytes: number, tag = "v"): LogRecord[] {

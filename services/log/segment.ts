@@ -416,11 +416,6 @@ export class Segment {
     return this.#retired;
   }
 
-  /** Whether the segment is sealed (no more writes; files closed while idle). */
-  get sealed(): boolean {
-    return this.#sealed;
-  }
-
   /** Runs `fn` after every earlier read/write of this segment. */
   #io<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.#queue.then(fn);
@@ -493,44 +488,32 @@ export class Segment {
   }
 
   /**
-   * Appends one encoded batch at the end. The caller serializes appends; the offsets must fit
-   * (`base >= nextOffset >= baseOffset`, else this throws without writing). Readers see the
-   * batch once this resolves.
+   * Appends encoded batches at the end, in offset order, each given with its offsets, with one
+   * write (the partition's coalesced appends). The caller serializes appends; the offsets must
+   * fit (`base >= nextOffset >= baseOffset`, increasing, else this throws without writing).
+   * Readers see the batches once this resolves.
    */
-  async append(batch: Uint8Array, base: number, last: number, maxTs: number): Promise<void> {
-    this.#checkOffsets(base, last);
-    const pos = this.sizeBytes;
-    await this.#withHandle((h) => h.writeAt(pos, batch));
-    this.#remember(pos, batch);
-    this.#track(pos, batch.length, base, last, maxTs);
-  }
-
-  /**
-   * Appends batches one after the other with a single write (the partition's coalesced
-   * appends), in offset order, each given with its offsets; otherwise as {@link append}.
-   */
-  async appendMany(items: readonly PendingBatch[], bytes: number): Promise<void> {
-    if (items.length === 1) {
-      const it = items[0];
-      return this.append(it.batch, it.base, it.last, it.maxTs);
-    }
-    let next = this.nextOffset;
+  async appendMany(items: readonly PendingBatch[]): Promise<void> {
+    let next = this.nextOffset, bytes = 0;
     for (const it of items) {
       this.#checkOffsets(it.base, it.last);
       if (it.base < next) throw new Error(`batch [${it.base}, ${it.last}] out of order`);
       next = it.last + 1;
+      bytes += it.batch.length;
     }
-    const chunk = new Uint8Array(bytes);
-    let at = 0;
-    for (const it of items) {
-      chunk.set(it.batch, at);
-      at += it.batch.length;
+    let chunk = items[0].batch;
+    if (items.length > 1) {
+      chunk = new Uint8Array(bytes);
+      let at = 0;
+      for (const it of items) {
+        chunk.set(it.batch, at);
+        at += it.batch.length;
+      }
     }
-    if (at !== bytes) throw new Error(`appendMany: ${at} bytes given as ${bytes}`);
     const pos = this.sizeBytes;
     await this.#withHandle((h) => h.writeAt(pos, chunk));
     this.#remember(pos, chunk);
-    at = pos;
+    let at = pos;
     for (const it of items) {
       this.#track(at, it.batch.length, it.base, it.last, it.maxTs);
       at += it.batch.length;
