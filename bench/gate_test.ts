@@ -85,4 +85,8 @@ Deno.test("bench gate: cases of both trees are paired by group and name, rounds 
   const shared = order.filter((x) => x.endsWith(":shared"));
   const changes = shared.filter((x, i) => i > 0 && x !== shared[i - 1]).length;
   assert.ok(changes >= 4, `batches alternate between trees: ${changes} changes`);
+  // Calibration (accepted), warm-up (current, accepted), then rounds A B, B A, A B: the runs
+  // of one tree's batches, in order.
+  const runs = shared.filter((x, i) => i === 0 || x !== shared[i - 1]).map((x) => x.split(":")[0]);
+  assert.deepEqual(runs, ["acc", "cur", "acc", "cur", "acc", "cur", "acc"]);
 });

@@ -415,7 +415,7 @@ Deno.test("Partition group commit shares fsyncs between concurrent appenders", a
   const p = await open(gated.fs);
   const writes = p.stats.writes;
   const first = p.append([rec("c0")], { acks: "fsync" });
-  for (let i = 0; i < 200 && gated.syncs() < 1; i++) await Promise.resolve();
+  await macrotask(); // the first round holds at the gate
   assert.equal(gated.syncs(), 1);
   // 15 more while that fsync is held at the gate: they wait for one more round, which writes
   // them with one write before its fsync.
@@ -423,12 +423,12 @@ Deno.test("Partition group commit shares fsyncs between concurrent appenders", a
     { length: 15 },
     (_, i) => p.append([rec(`c${i + 1}`)], { acks: "fsync" }),
   );
-  for (let i = 0; i < 200; i++) await Promise.resolve();
+  await macrotask();
   assert.equal(gated.syncs(), 1);
   assert.equal(p.stats.writes - writes, 1, "only the first is written");
   assert.equal(p.highWatermark, 1, "the 15 are not readable before they are written");
   gated.release();
-  for (let i = 0; i < 200 && gated.syncs() < 2; i++) await Promise.resolve();
+  await macrotask(); // the next round starts and holds at the gate
   assert.equal(p.stats.writes - writes, 2, "the 15 in one write");
   assert.equal(p.highWatermark, 16);
   gated.release();
@@ -499,13 +499,13 @@ Deno.test("Partition: an acks=write append is not held up by acks=fsync batches 
   const gated = gatedFs(disk.mount());
   const p = await open(gated.fs);
   const first = p.append([rec("f0")], { acks: "fsync" });
-  for (let i = 0; i < 200 && gated.syncs() < 1; i++) await Promise.resolve();
+  await macrotask(); // the first round holds at the gate
   // Held at the gate: two acks=fsync appends wait for the next round, unwritten.
   const waiting = [
     p.append([rec("f1")], { acks: "fsync" }),
     p.append([rec("f2")], { acks: "fsync" }),
   ];
-  for (let i = 0; i < 200; i++) await Promise.resolve();
+  await macrotask();
   assert.equal(p.highWatermark, 1);
   // An acks=write append writes what is queued before it, and resolves while the fsync is held.
   const w = await p.append([rec("w3")], { acks: "write" });
@@ -782,8 +782,11 @@ for (const syncIo of [false, true]) {
       }
       assert.deepEqual(seen, Array.from({ length: 200 }, (_, i) => `value-${i}`));
       // A buffer too small for the read is not used.
-      const small = await p.read(0, 1024, { into: new Uint8Array(8) });
+      const tiny = new Uint8Array(8);
+      const small = await p.read(0, 1024, { into: tiny });
       assert.notEqual(small.bytes.length, 0);
+      assert.notEqual(small.bytes.buffer, tiny.buffer);
+      assert.ok(small.bytes.length > tiny.length);
       await p.close();
     } finally {
       await Deno.remove(dir, { recursive: true });
@@ -876,13 +879,14 @@ Deno.test("Partition.compact yields to the event loop while building the key map
       clock: new ManualClock(1_000),
       logger: { warn: () => {} },
     });
-    // ~4 MiB of distinct keys; the last record repeats the first key, so phase 2 changes the
-    // first batch and opens the `.cleaned` file in its first slice (before it yields).
-    for (let b = 0; b < 45; b++) await p.append(distinct(b * 100, 100, 1000), { acks: "write" });
+    // ~9 MiB of distinct keys (phase 1 long enough for several turns of a timer chain, which
+    // Deno slows to ~4 ms a link once nested); the last record repeats the first key, so
+    // phase 2 changes the first batch and opens the `.cleaned` file in its first slice.
+    for (let b = 0; b < 90; b++) await p.append(distinct(b * 100, 100, 1000), { acks: "write" });
     await p.append([rec("again", "k0")], { acks: "write" });
     await p.roll();
     await p.flush();
-    assert.ok(p.size > 4 * 1024 * 1024);
+    assert.ok(p.size > 8 * 1024 * 1024);
     let ticks = 0;
     let running = true;
     const tick = () => {
@@ -898,7 +902,7 @@ Deno.test("Partition.compact yields to the event loop while building the key map
     running = false;
     await macrotask();
     assert.equal(r.recordsRemoved, 1);
-    // Phase 1 alone (4 MiB, read synchronously) let the event loop turn several times.
+    // Phase 1 alone (9 MiB, read synchronously) let the event loop turn several times.
     assert.ok(ticksBeforePhase2 >= 4, `event-loop turns during phase 1: ${ticksBeforePhase2}`);
     await p.close();
   } finally {
