@@ -18,6 +18,7 @@ import {
 } from "@deno-stores/shared/http";
 import { LogError, OffsetOutOfRangeError } from "./errors.ts";
 import type { GroupStore } from "./groups.ts";
+import type { Acks } from "./partition.ts";
 import {
   BATCH_HEADER_BYTES,
   type BatchLimits,
@@ -44,7 +45,7 @@ export interface ApiPartition extends PartitionHandle {
   readonly config: Readonly<BatchLimits>;
   append(
     records: LogRecord[],
-    options: { acks: "write" | "fsync" },
+    options: { acks: Acks },
   ): Promise<{ baseOffset: number; lastOffset: number }>;
   read(offset: number, maxBytes: number, options?: { into?: Uint8Array }): Promise<{
     bytes: Uint8Array;
@@ -67,7 +68,7 @@ export interface LogAppOptions<P extends ApiPartition> {
   maxRequestBytes?: number;
   maxInflightRequests?: number;
   /** Default acks of a produce that does not say (default fsync). */
-  defaultAcks?: "write" | "fsync";
+  defaultAcks?: Acks;
   fetchMaxWaitMs?: number;
   fetchMaxBytes?: number;
   /** Partitions of a topic created without a count. */
@@ -114,15 +115,14 @@ export function mapLogError(e: Error): HttpError | undefined {
 }
 
 /** The field's name is only spelled out for an error. */
-const fieldName = (what: string, record?: number) =>
-  record === undefined ? what : `records[${record}].${what}`;
+const fieldName = (what: string, record: number) => `records[${record}].${what}`;
 
 /** A key, value or header value of a produce request, as bytes (null stays null). */
 export function toBytes(
   v: unknown,
   format: Format,
   what: string,
-  record?: number,
+  record: number,
 ): Uint8Array | null {
   if (v === null || v === undefined) return null;
   switch (format) {
@@ -141,8 +141,13 @@ export function toBytes(
   }
 }
 
-/** Bytes of a fetched record as the consumer asked for them. */
-export function fromBytes(b: Uint8Array | null, format: Format, what: string): unknown {
+/** Bytes of a fetched record as the consumer asked for them (`what` names it in an error). */
+export function fromBytes(
+  b: Uint8Array | null,
+  format: Format,
+  what: string,
+  offset: number,
+): unknown {
   if (b === null) return null;
   if (format === "binary") {
     return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
@@ -151,7 +156,11 @@ export function fromBytes(b: Uint8Array | null, format: Format, what: string): u
   try {
     text = utf8.decode(b);
   } catch {
-    throw new HttpError(422, "not_decodable", `${what} is not UTF-8; fetch with format=binary`);
+    throw new HttpError(
+      422,
+      "not_decodable",
+      `${what} of offset ${offset} is not UTF-8; fetch with format=binary`,
+    );
   }
   if (format === "string") return text;
   try {
@@ -160,7 +169,7 @@ export function fromBytes(b: Uint8Array | null, format: Format, what: string): u
     throw new HttpError(
       422,
       "not_decodable",
-      `${what} is not JSON; fetch with format=binary or string`,
+      `${what} of offset ${offset} is not JSON; fetch with format=binary or string`,
     );
   }
 }
@@ -200,8 +209,21 @@ function describeTopic<P extends ApiPartition>(t: Topic<P>) {
   };
 }
 
-/** Fetches of up to this many bytes read into a pooled buffer (JSON answers). */
-const FETCH_POOLED_BYTES = 1 << 20;
+/** A partition's records of one produce request, and where each stood in the request. */
+interface Group {
+  records: LogRecord[];
+  at: number[];
+}
+
+/** Where each record of a produce request went, in request order. */
+type Offsets = { partition: number; offset: number }[];
+
+/**
+ * Fetches of up to the default size read into a pooled buffer (JSON answers). A topic whose
+ * `index.interval.bytes` exceeds the pool's slack reads into buffers of its own (the segment
+ * uses a lent buffer only when the read fits).
+ */
+const FETCH_POOLED_BYTES = FETCH_DEFAULT_BYTES;
 
 /**
  * Read buffers lent to JSON fetches and given back once the records are decoded. A new buffer
@@ -211,17 +233,27 @@ const FETCH_POOLED_BYTES = 1 << 20;
  */
 export class BufferPool {
   readonly #free: Uint8Array[] = [];
-  /** Buffers of `size` plus room for the index interval a read starts before its offset. */
+  #lent = 0;
+  /**
+   * At most `keep` buffers of `size` plus room for the index interval a read starts before its
+   * offset; past that many at once, a fetch reads into exactly what it needs, as without a pool.
+   */
   constructor(readonly size: number, readonly keep: number, readonly slack = 64 * 1024) {}
 
-  /** A buffer for a read of `maxBytes`, or undefined past the pooled size. */
+  /** A buffer for a read of `maxBytes`, or undefined past the pooled size or count. */
   take(maxBytes: number): Uint8Array | undefined {
     if (maxBytes > this.size) return undefined;
-    return this.#free.pop() ?? new Uint8Array(this.size + this.slack);
+    const buf = this.#free.pop() ??
+      (this.#lent < this.keep ? new Uint8Array(this.size + this.slack) : undefined);
+    if (buf !== undefined) this.#lent++;
+    return buf;
   }
 
+  /** Gives back a buffer from {@link take} (undefined: nothing was lent). */
   give(buf: Uint8Array | undefined): void {
-    if (buf !== undefined && this.#free.length < this.keep) this.#free.push(buf);
+    if (buf === undefined) return;
+    this.#lent--;
+    this.#free.push(buf);
   }
 
   /** Buffers waiting to be lent. */
@@ -313,80 +345,39 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
   });
 
   // ---- produce
-  const produce = async (c: Context<ServiceEnv>, fixed?: string) => {
-    const t = topics.require(c.req.param("topic")!);
-    if (t.internal) {
-      throw new HttpError(403, "internal_topic", `${t.name} is written by the server`);
+  /**
+   * Every record to one partition (a single record, a sticky or fixed partition): one batch,
+   * which the partition checks whole before writing anything. Undefined past a limit: the
+   * general path then names the offending record, or cuts the records into several batches.
+   */
+  const appendWhole = async (
+    t: Topic<P>,
+    groups: Map<number, Group>,
+    acks: Acks,
+  ): Promise<Offsets | undefined> => {
+    const [[p, g]] = groups;
+    const part = t.partitions[p];
+    if (g.records.length > part.config.maxRecordsPerBatch) return undefined;
+    try {
+      const { baseOffset } = await part.append(g.records, { acks });
+      return g.at.map((_, k) => ({ partition: p, offset: baseOffset + k }));
+    } catch (e) {
+      const status = e instanceof LogError ? mapLogError(e)?.status : undefined;
+      if (status === 400 || status === 413) return undefined;
+      throw e;
     }
-    c.env.bodyLimitBytes = Math.max(c.env.bodyLimitBytes, maxRequestBytes);
-    const body = await parseBody(c, ProduceBody);
-    const acks = body.acks ?? defaultAcks;
-    const n = t.partitions.length;
-    const forced = fixed === undefined ? undefined : partitionOf(t, fixed).index;
-    // Records without key or partition all go to one partition per request (Kafka's sticky
-    // partitioner: one batch rather than one per record).
-    let sticky = -1;
-    const groups = new Map<number, { records: LogRecord[]; at: number[] }>();
-    let bytes = 0;
-    body.records.forEach((r, i) => {
-      const key = toBytes(r.key, body.format, "key", i);
-      const value = toBytes(r.value, body.format, "value", i);
-      const headers: RecordHeader[] | undefined = r.headers?.map((h, j) => ({
-        key: h.key,
-        value: toBytes(h.value, body.format, `headers[${j}].value`, i),
-      }));
-      if (forced !== undefined && r.partition !== undefined && r.partition !== forced) {
-        throw bad(`records[${i}].partition ${r.partition} differs from the path's ${forced}`);
-      }
-      if (r.partition !== undefined && r.partition >= n) {
-        throw new HttpError(
-          404,
-          "unknown_partition",
-          `topic ${t.name} has no partition ${r.partition}`,
-        );
-      }
-      let p = forced ?? r.partition ?? -1;
-      if (p < 0) {
-        if (key !== null) p = t.partitioner.choose(n, key);
-        else p = sticky >= 0 ? sticky : (sticky = t.partitioner.choose(n, null));
-      }
-      let g = groups.get(p);
-      if (g === undefined) groups.set(p, g = { records: [], at: [] });
-      g.records.push({ key, value, headers, timestamp: r.timestamp });
-      g.at.push(i);
-      bytes += (key?.length ?? 0) + (value?.length ?? 0);
-    });
-    if (groups.size === 1) {
-      // Every record to one partition (a single record, a sticky or fixed partition): one batch,
-      // which the partition checks whole before writing anything. Past a limit, the general
-      // path below finds the offending record, or cuts the records into several batches.
-      const [[p, g]] = groups;
-      const part = t.partitions[p];
-      const limits = part.config;
-      if (g.records.length <= limits.maxRecordsPerBatch) {
-        let r: { baseOffset: number } | undefined;
-        try {
-          r = await part.append(g.records, { acks });
-        } catch (e) {
-          const code = e instanceof LogError ? e.code : "";
-          if (
-            code !== "RECORD_TOO_LARGE" && code !== "BATCH_TOO_LARGE" && code !== "INVALID_RECORD"
-          ) {
-            throw e;
-          }
-        }
-        if (r !== undefined) {
-          const base = r.baseOffset;
-          const offsets = g.at.map((_, k) => ({ partition: p, offset: base + k }));
-          produced.inc({ topic: t.name }, body.records.length);
-          producedBytes.inc({ topic: t.name }, bytes);
-          return c.json({ offsets });
-        }
-      }
-    }
+  };
+
+  /** Checks every record, cuts each partition's records into batches, then appends them all. */
+  const appendPlanned = async (
+    t: Topic<P>,
+    groups: Map<number, Group>,
+    acks: Acks,
+    count: number,
+  ): Promise<Offsets> => {
     // Every record is checked and each partition's records are cut into batches under its size
     // limit before anything is written: a refused request writes nothing.
-    const plans: { p: number; g: { records: LogRecord[]; at: number[] }; cuts: number[] }[] = [];
+    const plans: { p: number; g: Group; cuts: number[] }[] = [];
     for (const [p, g] of groups) {
       const limits = t.partitions[p].config;
       const room = limits.maxBatchBytes - BATCH_HEADER_BYTES;
@@ -425,7 +416,7 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
     }
     // All appended before any is awaited: the partition serializes appends in call order, so a
     // partition's batches get consecutive offsets and share one fsync.
-    const offsets: { partition: number; offset: number }[] = new Array(body.records.length);
+    const offsets: Offsets = new Array(count);
     const appends: Promise<void>[] = [];
     for (const { p, g, cuts } of plans) {
       let start = 0;
@@ -440,6 +431,54 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
       }
     }
     await Promise.all(appends);
+    return offsets;
+  };
+
+  const produce = async (c: Context<ServiceEnv>, fixed?: string) => {
+    const t = topics.require(c.req.param("topic")!);
+    if (t.internal) {
+      throw new HttpError(403, "internal_topic", `${t.name} is written by the server`);
+    }
+    c.env.bodyLimitBytes = Math.max(c.env.bodyLimitBytes, maxRequestBytes);
+    const body = await parseBody(c, ProduceBody);
+    const acks = body.acks ?? defaultAcks;
+    const n = t.partitions.length;
+    const forced = fixed === undefined ? undefined : partitionOf(t, fixed).index;
+    // Records without key or partition all go to one partition per request (Kafka's sticky
+    // partitioner: one batch rather than one per record).
+    let sticky = -1;
+    const groups = new Map<number, Group>();
+    let bytes = 0;
+    body.records.forEach((r, i) => {
+      const key = toBytes(r.key, body.format, "key", i);
+      const value = toBytes(r.value, body.format, "value", i);
+      const headers: RecordHeader[] | undefined = r.headers?.map((h, j) => ({
+        key: h.key,
+        value: toBytes(h.value, body.format, `headers[${j}].value`, i),
+      }));
+      if (forced !== undefined && r.partition !== undefined && r.partition !== forced) {
+        throw bad(`records[${i}].partition ${r.partition} differs from the path's ${forced}`);
+      }
+      if (r.partition !== undefined && r.partition >= n) {
+        throw new HttpError(
+          404,
+          "unknown_partition",
+          `topic ${t.name} has no partition ${r.partition}`,
+        );
+      }
+      let p = forced ?? r.partition ?? -1;
+      if (p < 0) {
+        if (key !== null) p = t.partitioner.choose(n, key);
+        else p = sticky >= 0 ? sticky : (sticky = t.partitioner.choose(n, null));
+      }
+      let g = groups.get(p);
+      if (g === undefined) groups.set(p, g = { records: [], at: [] });
+      g.records.push({ key, value, headers, timestamp: r.timestamp });
+      g.at.push(i);
+      bytes += (key?.length ?? 0) + (value?.length ?? 0);
+    });
+    const offsets = (groups.size === 1 ? await appendWhole(t, groups, acks) : undefined) ??
+      await appendPlanned(t, groups, acks, body.records.length);
     produced.inc({ topic: t.name }, body.records.length);
     producedBytes.inc({ topic: t.name }, bytes);
     return c.json({ offsets });
@@ -511,11 +550,11 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
       records = decoded.slice(0, n).map((rec: DecodedRecord) => ({
         offset: rec.offset,
         timestamp: rec.timestamp,
-        key: fromBytes(rec.key, format, `key of offset ${rec.offset}`),
-        value: fromBytes(rec.value, format, `value of offset ${rec.offset}`),
+        key: fromBytes(rec.key, format, "key", rec.offset),
+        value: fromBytes(rec.value, format, "value", rec.offset),
         headers: rec.headers.map((h) => ({
           key: h.key,
-          value: fromBytes(h.value, format, `header ${h.key} of offset ${rec.offset}`),
+          value: fromBytes(h.value, format, `header ${h.key}`, rec.offset),
         })),
       }));
     } finally {

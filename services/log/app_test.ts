@@ -243,7 +243,8 @@ Deno.test("log api: JSON fetches stop at max_bytes of keys and values, even insi
 Deno.test("log api: the read buffer pool lends up to its size and keeps a bounded number", () => {
   const pool = new BufferPool(1024, 2, 16);
   assert.equal(pool.take(2048), undefined, "past the pooled size: no buffer");
-  const a = pool.take(1024)!, b = pool.take(10)!, c = pool.take(1)!;
+  const a = pool.take(1024)!, b = pool.take(10)!, c = pool.take(1);
+  assert.equal(c, undefined, "past `keep` lent at once, the read allocates its own");
   assert.equal(a.length, 1040);
   assert.notEqual(a, b);
   pool.give(a);
@@ -252,6 +253,10 @@ Deno.test("log api: the read buffer pool lends up to its size and keeps a bounde
   pool.give(undefined);
   assert.equal(pool.idle, 2, "at most `keep` kept");
   assert.equal(pool.take(5), b, "the last given back is lent first");
+  assert.equal(pool.take(5), a);
+  assert.equal(pool.take(5), undefined, "`keep` lent at once: no more buffers");
+  pool.give(a);
+  assert.equal(pool.take(5), a);
 });
 
 Deno.test("log api: errors: unknown partition 404, offset out of range 416, bad input 400", async () => {
