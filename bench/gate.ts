@@ -22,6 +22,9 @@
  */
 import { parseArgs } from "node:util";
 
+/** Milliseconds a batch of iterations takes, about (the iterations per batch are calibrated). */
+export const BATCH_MS = 10;
+
 /** What a bench file registers (the parts the harness uses). */
 export interface BenchDef {
   name: string;
@@ -191,7 +194,7 @@ async function main(): Promise<void> {
       current: { type: "string" },
       accepted: { type: "string" },
       rounds: { type: "string", default: "15" },
-      "batch-ms": { type: "string", default: "10" },
+      "batch-ms": { type: "string", default: String(BATCH_MS) },
       /** Which tree's file is imported (and so allocates its module state) first. */
       "accepted-first": { type: "boolean", default: false },
     },

@@ -24,7 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import { KvConnection, KvPool } from "../services/kv/client.ts";
-import { freePort, median, pct, startDeno } from "./lib/process.ts";
+import { fmtFiles, freePort, median, pct, startDeno } from "./lib/process.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -431,11 +431,7 @@ async function render(): Promise<void> {
   );
   const doc = new URL("docs/kv-performance.md", root);
   await Deno.writeTextFile(doc, lines.join("\n"));
-  await new Deno.Command(Deno.execPath(), {
-    args: ["fmt", doc.pathname],
-    stdout: "null",
-    stderr: "null",
-  }).output();
+  await fmtFiles(doc.pathname);
   console.log("wrote docs/kv-performance.md");
 }
 

@@ -18,7 +18,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { pct, startDeno } from "./lib/process.ts";
+import { fmtFiles, pct, startDeno } from "./lib/process.ts";
 import { Prng } from "../shared/sim/prng.ts";
 import { FakeEngine, hasPyzmq, PYTHON } from "../services/kv-events/_testing/fake_engine.ts";
 import { BlockHasher, intBlockHash } from "../services/kv-events/block_hash.ts";
@@ -568,12 +568,7 @@ async function render(file: URL): Promise<void> {
   const doc = new URL("docs/kv-events-performance.md", root);
   await Deno.writeTextFile(doc, lines.join("\n"));
   // The gate checks formatting: leave the report as `deno fmt` would.
-  await new Deno.Command(Deno.execPath(), {
-    args: ["fmt", doc.pathname],
-    stdout: "null",
-    stderr: "null",
-  })
-    .output();
+  await fmtFiles(doc.pathname);
   console.log("wrote docs/kv-events-performance.md");
 }
 

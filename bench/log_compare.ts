@@ -28,7 +28,8 @@ import { DenoFileSystem } from "@deno-stores/shared/wal";
 import { Partition } from "../services/log/partition.ts";
 import type { LogRecord } from "../services/log/record_batch.ts";
 import { decodeBatches } from "../services/log/record_batch.ts";
-import { freePort, have, median, pct, runWrk, startDeno } from "./lib/process.ts";
+import { fmtFiles, freePort, have, median, pct, runWrk, startDeno } from "./lib/process.ts";
+import { runOnce } from "./run.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -67,12 +68,18 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   return td.decode(r.stdout) + td.decode(r.stderr);
 }
 
-/** dd's own figure: "... bytes ... copied, S s, ..." -> bytes / S. */
-async function dd(args: string[]): Promise<number> {
+/** What dd says it copied: "... bytes ... copied, S s, ...". */
+async function ddCopy(args: string[]): Promise<{ bytes: number; seconds: number }> {
   const out = await sh("dd", args);
   const m = /(\d+) bytes .* copied, ([0-9.]+) s/.exec(out);
   if (!m) throw new Error(`cannot read dd's output: ${out}`);
-  return Number(m[1]) / Number(m[2]) / MB;
+  return { bytes: Number(m[1]), seconds: Number(m[2]) };
+}
+
+/** dd's own figure, MB/s. */
+async function dd(args: string[]): Promise<number> {
+  const { bytes, seconds } = await ddCopy(args);
+  return bytes / seconds / MB;
 }
 
 const records1k = (n: number, keyed = false): LogRecord[] =>
@@ -129,11 +136,9 @@ async function main(): Promise<void> {
       {
         let bytes = 0, seconds = 0;
         for (const e of [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".log"))) {
-          const out = await sh("dd", [`if=${dir}/${e.name}`, "of=/dev/null", `bs=${READ_BYTES}`]);
-          const m = /(\d+) bytes .* copied, ([0-9.]+) s/.exec(out);
-          if (!m) throw new Error(`cannot read dd's output: ${out}`);
-          bytes += Number(m[1]);
-          seconds += Number(m[2]);
+          const r = await ddCopy([`if=${dir}/${e.name}`, "of=/dev/null", `bs=${READ_BYTES}`]);
+          bytes += r.bytes;
+          seconds += r.seconds;
         }
         ddRSegments.push(bytes / seconds / MB);
       }
@@ -290,33 +295,21 @@ interface BenchRow {
 
 /** The nineteen categories (services/log/log_bench.ts) through `deno bench --json`. */
 async function denoBench(): Promise<BenchRow[]> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["bench", "-A", "--json", "services/log/log_bench.ts"],
-    cwd: root,
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  if (!out.success) throw new Error("deno bench services/log/log_bench.ts failed");
-  const json = JSON.parse(td.decode(out.stdout)) as {
-    benches: { group: string; name: string; results: { ok?: { avg: number; p99: number } }[] }[];
-  };
   const rows: BenchRow[] = [];
-  for (const b of json.benches) {
-    const ok = b.results[0]?.ok;
-    if (ok === undefined) throw new Error(`bench ${b.name} failed`);
+  for (const b of (await runOnce(["services/log/log_bench.ts"])).cases) {
     const m = /\[bytes=(\d+) msgs=(\d+)\]$/.exec(b.name);
-    const s = ok.avg / 1e9;
+    const s = b.avgNs / 1e9;
     rows.push({
       group: b.group,
       name: b.name.replace(/ \[bytes=.*$/, ""),
-      avgMs: ok.avg / 1e6,
-      p99Ms: ok.p99 / 1e6,
+      avgMs: b.avgNs / 1e6,
+      p99Ms: b.p99Ns / 1e6,
       mbPerS: m && Number(m[1]) > 0 ? Number(m[1]) / s / MB : null,
       msgsPerS: m ? Number(m[2]) / s : null,
     });
     console.log(
       `${b.group.padEnd(30)} ${rows.at(-1)!.name.slice(0, 60).padEnd(60)} ${
-        (ok.avg / 1e6).toFixed(3)
+        (b.avgNs / 1e6).toFixed(3)
       } ms`,
     );
   }
@@ -414,7 +407,6 @@ async function httpPhase(base: string): Promise<Hotspot[]> {
     // its rounds (this machine drifts by tens of percent from one minute to the next).
     const js = await startJetStream(base);
     const logRps: number[] = [], logP99: number[] = [], jsRps: number[] = [], jsP99: number[] = [];
-    let N = 0;
     try {
       for (let round = 0; round < (QUICK ? 2 : 5); round++) {
         for (const who of round % 2 === 0 ? ["log", "js"] : ["js", "log"]) {
@@ -435,7 +427,6 @@ async function httpPhase(base: string): Promise<Hotspot[]> {
           if (w.errors > 0 || w.non2xx > 0) {
             throw new Error(`wrk: ${w.errors} errors, ${w.non2xx} non-2xx`);
           }
-          N += w.requests;
           logRps.push(w.requestsPerSec);
           logP99.push(w.latencyMs.p99);
         }
@@ -463,6 +454,7 @@ async function httpPhase(base: string): Promise<Hotspot[]> {
         "x",
       );
     }
+    const end = await highWatermark(url);
     // Cached fetch over HTTP: one recent record (JSON), wrk with one connection (latency). A
     // warm-up run first, as for produce: the steady state is measured, not the JIT's first
     // seconds on the fetch path.
@@ -471,14 +463,14 @@ async function httpPhase(base: string): Promise<Hotspot[]> {
       threads: 1,
       durationS: 2,
       script: new URL("bench/wrk/log_fetch.lua", root).pathname,
-      env: { LOG_END: String(N), LOG_RECENT: "1000" },
+      env: { LOG_END: String(end), LOG_RECENT: "1000" },
     });
     const f = await runWrk(`${url}/topics/b/partitions/0/records`, {
       connections: 1,
       threads: 1,
       durationS: QUICK ? 3 : 6,
       script: new URL("bench/wrk/log_fetch.lua", root).pathname,
-      env: { LOG_END: String(N), LOG_RECENT: "1000" },
+      env: { LOG_END: String(end), LOG_RECENT: "1000" },
     });
     if (f.errors > 0 || f.non2xx > 0) {
       throw new Error(`wrk: ${f.errors} errors, ${f.non2xx} non-2xx`);
@@ -533,12 +525,18 @@ async function httpPhase(base: string): Promise<Hotspot[]> {
       threads: 1,
       durationS: 2,
       script: new URL("bench/wrk/log_fetch.lua", root).pathname,
-      env: { LOG_END: "1000", LOG_RECENT: "1000" },
+      env: { LOG_END: String(await highWatermark(prof.url)), LOG_RECENT: "1000" },
     });
   } finally {
     await prof.stop();
   }
   return await readProfile(profDir);
+}
+
+/** Topic b's partition 0's high watermark: the fetch load reads the records just below it. */
+async function highWatermark(url: string): Promise<number> {
+  const r = await fetch(`${url}/topics/b/partitions/0`);
+  return ((await r.json()) as { high_watermark: number }).high_watermark;
 }
 
 /** A function with much self time in a CPU profile. */
@@ -821,8 +819,7 @@ async function render(): Promise<void> {
     "",
   ];
   await Deno.writeTextFile(new URL("docs/log-performance.md", root), lines.join("\n"));
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", "docs/log-performance.md"], cwd: root })
-    .output();
+  await fmtFiles("docs/log-performance.md");
   console.log("wrote docs/log-performance.md");
 }
 

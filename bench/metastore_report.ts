@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { fmtFiles } from "./lib/process.ts";
 import type { ScenarioResult } from "./metastore_suite.ts";
 
 const COMPARE = "docs/results/metastore-compare.json";
@@ -186,8 +187,7 @@ efficiency as much as replication.
 export async function writeMetastoreReport(): Promise<void> {
   const path = "docs/metastore-performance.md";
   await Deno.writeTextFile(path, await renderMetastoreReport());
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", path], stdout: "null", stderr: "null" })
-    .output();
+  await fmtFiles(path);
 }
 
 if (import.meta.main) {

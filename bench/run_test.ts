@@ -18,7 +18,7 @@ const c = (group: string, name: string, minNs: number, baseline = false): Case =
   baseline,
   avgNs: minNs * 1.2,
   minNs,
-  p75Ns: minNs * 1.1,
+  p99Ns: minNs * 1.1,
 });
 
 Deno.test("bench run: deno bench JSON is found after whatever the bench files printed", () => {
@@ -31,12 +31,12 @@ Deno.test("bench run: deno bench JSON is found after whatever the bench files pr
       group: "g",
       name: "n",
       baseline: true,
-      results: [{ ok: { avg: 10, min: 8, p75: 11 } }],
+      results: [{ ok: { avg: 10, min: 8, p99: 11 } }],
     }],
   };
   const text = "a line printed by a bench file\n" + JSON.stringify(doc, null, 2);
   const r = parseBenchJson(text, "/repo/");
-  assert.deepEqual(r.cases.map((x) => [x.key, x.minNs, x.p75Ns]), [["a_bench.ts::g::n", 8, 11]]);
+  assert.deepEqual(r.cases.map((x) => [x.key, x.minNs, x.p99Ns]), [["a_bench.ts::g::n", 8, 11]]);
   assert.throws(() => parseBenchJson("no json here", "/"), /no deno bench JSON/);
   const failed = { ...doc, benches: [{ ...doc.benches[0], results: [{ failed: "boom" }] }] };
   assert.throws(() => parseBenchJson(JSON.stringify(failed, null, 2), "/"), /bench failed/);

@@ -13,7 +13,15 @@
  *
  * @module
  */
-import { have, median, runWrk, startDeno, type Started, type WrkResult } from "./lib/process.ts";
+import {
+  fmtFiles,
+  have,
+  median,
+  runWrk,
+  startDeno,
+  type Started,
+  type WrkResult,
+} from "./lib/process.ts";
 
 interface Args {
   rounds: number;
@@ -407,10 +415,6 @@ if (import.meta.main) {
     await Deno.writeTextFile("docs/results/tasks-compare.json", JSON.stringify(result, null, 2));
     await Deno.writeTextFile("docs/tasks-performance.md", md);
     // Committed files pass `deno fmt --check` (CI) as written.
-    await new Deno.Command(Deno.execPath(), {
-      args: ["fmt", "docs/tasks-performance.md", "docs/results/tasks-compare.json"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
+    await fmtFiles("docs/tasks-performance.md", "docs/results/tasks-compare.json");
   }
 }

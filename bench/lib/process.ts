@@ -168,3 +168,19 @@ export function pct(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
+
+/**
+ * `deno fmt` over generated files (paths absolute, or relative to the repository root), so that
+ * they are committed as `deno fmt --check` (CI) wants them; throws if fmt fails.
+ */
+export async function fmtFiles(...paths: string[]): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", ...paths],
+    cwd: new URL("../../", import.meta.url),
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`deno fmt ${paths.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
