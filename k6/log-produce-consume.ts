@@ -24,8 +24,8 @@ export const options: Options = {
   stages: rampTo50(),
   thresholds: {
     http_req_failed: ["rate==0"],
-    "http_req_duration{op:produce}": ["p(99)<50"],
-    "http_req_duration{op:fetch}": ["p(99)<1500"],
+    "http_req_duration{name:produce}": ["p(99)<50"],
+    "http_req_duration{name:fetch}": ["p(99)<1500"],
     checks: ["rate==1"],
   },
   summaryTrendStats: SUMMARY_TREND_STATS,
@@ -54,7 +54,7 @@ export default function (): void {
     const res = http.post(
       `${BASE}/topics/${TOPIC}`,
       JSON.stringify({ format: "string", acks: "fsync", records }),
-      { ...JSON_HEADERS, tags: { op: "produce" } },
+      { ...JSON_HEADERS, tags: { name: "produce" } },
     );
     check(res, {
       "produced": (r) => r.status === 200 && (r.json("offsets") as unknown[]).length === 10,
@@ -65,7 +65,7 @@ export default function (): void {
   const offset = next[p] ?? 0;
   const res = http.get(
     `${BASE}/topics/${TOPIC}/partitions/${p}/records?offset=${offset}&max_bytes=65536&max_wait_ms=1000&format=string`,
-    { tags: { op: "fetch" } },
+    { tags: { name: "fetch" } },
   );
   check(res, { "fetched": (r) => r.status === 200 });
   if (res.status === 200) {
@@ -73,7 +73,7 @@ export default function (): void {
     const commit = http.post(
       `${BASE}/consumers/k6-${__VU}/offsets`,
       JSON.stringify({ offsets: [{ topic: TOPIC, partition: p, offset: next[p] }] }),
-      { ...JSON_HEADERS, tags: { op: "commit" } },
+      { ...JSON_HEADERS, tags: { name: "commit" } },
     );
     check(commit, { "committed": (r) => r.status === 200 });
   }

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { SERVICES } from "./dev.ts";
 import { parseArgs } from "node:util";
 import { have } from "../bench/lib/process.ts";
 
@@ -24,7 +25,6 @@ const args = parseArgs({
 });
 const BASE = `localhost/deno-base:${Deno.version.deno}`;
 const ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
-const SERVICES = ["tasks", "metastore", "kv-events", "log", "kv"];
 const td = new TextDecoder();
 
 async function run(cmd: string, cmdArgs: string[], quiet = false): Promise<string> {
@@ -88,7 +88,8 @@ async function waitHealthy(name: string, url: string, timeoutMs = 60_000): Promi
   throw new Error(`${name} (${url}) not healthy: ${last}`);
 }
 
-async function json(url: string, body?: unknown, method = body === undefined ? "GET" : "POST") {
+async function json(url: string, body?: unknown) {
+  const method = body === undefined ? "GET" : "POST";
   const r = await fetch(url, {
     method,
     headers: body === undefined ? {} : { "content-type": "application/json" },
@@ -99,8 +100,6 @@ async function json(url: string, body?: unknown, method = body === undefined ? "
   return text === "" ? null : JSON.parse(text);
 }
 
-const b64 = (s: string) => btoa(s);
-
 /** One request per service (besides health), as a user of each would make. */
 async function exercise(): Promise<void> {
   // tasks: create, read back.
@@ -110,11 +109,11 @@ async function exercise(): Promise<void> {
   console.log("tasks: created and read back a task");
 
   // metastore: a write through member 1 read back from member 3 (replicated by Raft).
-  await json("http://127.0.0.1:2379/v3/kv/put", { key: b64("compose/check"), value: b64("ok") });
+  await json("http://127.0.0.1:2379/v3/kv/put", { key: btoa("compose/check"), value: btoa("ok") });
   const deadline = Date.now() + 10_000;
   while (true) {
-    const r = await json("http://127.0.0.1:22379/v3/kv/range", { key: b64("compose/check") });
-    if (r.kvs?.[0]?.value === b64("ok")) break;
+    const r = await json("http://127.0.0.1:22379/v3/kv/range", { key: btoa("compose/check") });
+    if (r.kvs?.[0]?.value === btoa("ok")) break;
     if (Date.now() > deadline) throw new Error(`metastore: member 3 answered ${JSON.stringify(r)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -173,7 +172,7 @@ async function main(): Promise<void> {
   }
   await baseImage();
   if (!args.values["no-build"]) {
-    for (const s of SERVICES) {
+    for (const { name: s } of SERVICES) {
       console.log(`building deno-stores/${s}`);
       await run("podman", [
         "--runtime",
@@ -193,15 +192,12 @@ async function main(): Promise<void> {
   let ok = false;
   try {
     await compose("up", "-d", "--no-build");
-    const health: [string, number][] = [
-      ["tasks", 8001],
-      ["metastore-1", 2379],
-      ["metastore-2", 12379],
-      ["metastore-3", 22379],
-      ["kv-events", 8003],
-      ["log", 8004],
-      ["kv", 8005],
-    ];
+    // The metastore runs as three members in compose.yaml.
+    const health: [string, number][] = SERVICES.flatMap(({ name, port }): [string, number][] =>
+      name === "metastore"
+        ? [["metastore-1", port], ["metastore-2", port + 10_000], ["metastore-3", port + 20_000]]
+        : [[name, port]]
+    );
     for (const [name, port] of health) {
       await waitHealthy(name, `http://127.0.0.1:${port}/healthz`);
       console.log(`${name}: healthy`);
