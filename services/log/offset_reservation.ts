@@ -22,13 +22,15 @@ import { crc32cUpdate, type FileHandle, type FileSystem, joinPath } from "@deno-
 /** File name of the checkpoint inside a partition directory. */
 export const RESERVATION_FILE = "offsets.reserved";
 const MAGIC = 0x4c4f5253; // "LORS"
-const SLOT_BYTES = 24;
+/** Bytes of a slot: magic u32, generation u32, value u64, CRC-32C of the first 16 bytes, pad. */
+export const SLOT_BYTES = 24;
 const TWO_32 = 4294967296;
 
-function encodeSlot(gen: number, value: number): Uint8Array {
+/** A checksummed slot holding `value` (a safe integer) under `magic` and generation `gen`. */
+export function encodeSlot(magic: number, gen: number, value: number): Uint8Array {
   const b = new Uint8Array(SLOT_BYTES);
   const dv = new DataView(b.buffer);
-  dv.setUint32(0, MAGIC);
+  dv.setUint32(0, magic);
   dv.setUint32(4, gen >>> 0);
   dv.setUint32(8, Math.floor(value / TWO_32));
   dv.setUint32(12, value >>> 0);
@@ -36,10 +38,15 @@ function encodeSlot(gen: number, value: number): Uint8Array {
   return b;
 }
 
-function decodeSlot(b: Uint8Array, at: number): { gen: number; value: number } | null {
+/** The slot of `magic` at `at` in `b`, or null when it is short, foreign or damaged. */
+export function decodeSlot(
+  magic: number,
+  b: Uint8Array,
+  at: number,
+): { gen: number; value: number } | null {
   if (b.length < at + SLOT_BYTES) return null;
   const dv = new DataView(b.buffer, b.byteOffset + at, SLOT_BYTES);
-  if (dv.getUint32(0) !== MAGIC) return null;
+  if (dv.getUint32(0) !== magic) return null;
   if (dv.getUint32(16) !== crc32cUpdate(0, b, at, at + 16)) return null;
   const value = dv.getUint32(8) * TWO_32 + dv.getUint32(12);
   if (!Number.isSafeInteger(value)) return null;
@@ -73,8 +80,8 @@ export class OffsetReservation {
       if (e instanceof Deno.errors.NotFound) return { kind: "missing" };
       throw e;
     }
-    const a = decodeSlot(data, 0);
-    const b = decodeSlot(data, SLOT_BYTES);
+    const a = decodeSlot(MAGIC, data, 0);
+    const b = decodeSlot(MAGIC, data, SLOT_BYTES);
     if (a === null && b === null) return { kind: "corrupt" };
     const best = a === null ? b! : b === null ? a : (b.gen > a.gen ? b : a);
     return { kind: "ok", value: best.value, generation: best.gen };
@@ -112,7 +119,7 @@ export class OffsetReservation {
   /** Durably stores a new reserved end (one slot write and an fsync); it may be lower. */
   async advance(value: number): Promise<void> {
     const gen = this.#gen + 1;
-    await this.#handle.writeAt((gen % 2) * SLOT_BYTES, encodeSlot(gen, value));
+    await this.#handle.writeAt((gen % 2) * SLOT_BYTES, encodeSlot(MAGIC, gen, value));
     await this.#handle.sync();
     this.#gen = gen;
     this.#value = value;

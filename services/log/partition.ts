@@ -22,13 +22,7 @@
  * @module
  */
 
-import {
-  crc32cUpdate,
-  dirname,
-  type FileSystem,
-  joinPath,
-  writeFileAtomic,
-} from "@deno-stores/shared/wal";
+import { dirname, type FileSystem, joinPath, writeFileAtomic } from "@deno-stores/shared/wal";
 import {
   InvalidConfigError,
   LogClosedError,
@@ -38,7 +32,7 @@ import {
   OffsetOutOfRangeError,
 } from "./errors.ts";
 import { KeyOffsetMap } from "./key_offset_map.ts";
-import { OffsetReservation } from "./offset_reservation.ts";
+import { decodeSlot, encodeSlot, OffsetReservation, SLOT_BYTES } from "./offset_reservation.ts";
 import {
   type BatchLimits,
   DEFAULT_BATCH_LIMITS,
@@ -257,19 +251,6 @@ function yieldToEventLoop(): Promise<void> {
 /** File name of the cleaner checkpoint inside a partition directory. */
 export const CLEANER_CHECKPOINT_FILE = "cleaner.checkpoint";
 const CLEANER_CHECKPOINT_MAGIC = 0x4c4f4343; // "LOCC"
-const CLEANER_CHECKPOINT_BYTES = 20;
-
-/** magic u32, version u32 (1), offset u64, CRC-32C of the first 16 bytes (big-endian). */
-function encodeCleanerCheckpoint(offset: number): Uint8Array {
-  const b = new Uint8Array(CLEANER_CHECKPOINT_BYTES);
-  const dv = new DataView(b.buffer);
-  dv.setUint32(0, CLEANER_CHECKPOINT_MAGIC);
-  dv.setUint32(4, 1);
-  dv.setUint32(8, Math.floor(offset / 4294967296));
-  dv.setUint32(12, offset >>> 0);
-  dv.setUint32(16, crc32cUpdate(0, b, 0, 16));
-  return b;
-}
 
 /**
  * The cleaner checkpoint of `dir`: 0 (the log start) when the file is missing or damaged (a
@@ -288,14 +269,9 @@ async function readCleanerCheckpoint(
     if (e instanceof Deno.errors.NotFound) return 0;
     throw e;
   }
-  if (b.length === CLEANER_CHECKPOINT_BYTES) {
-    const dv = new DataView(b.buffer, b.byteOffset, b.length);
-    const value = dv.getUint32(8) * 4294967296 + dv.getUint32(12);
-    if (
-      dv.getUint32(0) === CLEANER_CHECKPOINT_MAGIC && dv.getUint32(4) === 1 &&
-      dv.getUint32(16) === crc32cUpdate(0, b, 0, 16) && Number.isSafeInteger(value)
-    ) return value;
-  }
+  // One slot, as the offset reservation writes them (generation 1: the format's version).
+  const slot = decodeSlot(CLEANER_CHECKPOINT_MAGIC, b, 0);
+  if (slot !== null && slot.gen === 1 && b.length === SLOT_BYTES) return slot.value;
   logger.warn("log: cleaner checkpoint unreadable; compaction starts over from the log start", {
     dir,
   });
@@ -308,7 +284,9 @@ async function readCleanerCheckpoint(
  */
 function writeCleanerCheckpoint(fs: FileSystem, dir: string, offset: number): Promise<void> {
   const path = joinPath(dir, CLEANER_CHECKPOINT_FILE);
-  return writeFileAtomic(fs, path, encodeCleanerCheckpoint(offset), { syncDir: false });
+  return writeFileAtomic(fs, path, encodeSlot(CLEANER_CHECKPOINT_MAGIC, 1, offset), {
+    syncDir: false,
+  });
 }
 
 interface Waiter {
