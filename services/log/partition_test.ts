@@ -357,29 +357,47 @@ Deno.test("Partition.compact runs concurrently with appends and reads", async ()
   await p.close();
 });
 
+/**
+ * `inner` with its `open` replaced; every other call delegated (so that the methods of a class
+ * instance such as `DenoFileSystem` are kept, which a spread would drop).
+ */
+function withOpen(inner: FileSystem, open: FileSystem["open"]): FileSystem {
+  return {
+    open,
+    readFile: (p) => inner.readFile(p),
+    stat: (p) => inner.stat(p),
+    readDir: (p) => inner.readDir(p),
+    mkdir: (p) => inner.mkdir(p),
+    rename: (a, b) => inner.rename(a, b),
+    remove: (p) => inner.remove(p),
+    syncDir: (p) => inner.syncDir(p),
+  };
+}
+
+/** `h` with some of its calls replaced (the rest delegated; no `readInto`: reads go through `read`). */
+function delegateHandle(h: FileHandle, overrides: Partial<FileHandle> = {}): FileHandle {
+  return {
+    path: h.path,
+    size: () => h.size(),
+    read: (o, l) => h.read(o, l),
+    writeAt: (o, d) => h.writeAt(o, d),
+    append: (d) => h.append(d),
+    truncate: (n) => h.truncate(n),
+    close: () => h.close(),
+    sync: () => h.sync(),
+    ...overrides,
+  };
+}
+
 /** `inner`, with the handles of `.log` files changed by `wrap` (other files untouched). */
 function wrapLogHandles(
   inner: FileSystem,
   wrap: (h: FileHandle) => Partial<FileHandle>,
 ): FileSystem {
-  return {
-    ...inner,
-    open: async (path, options) => {
-      const h = await inner.open(path, options);
-      if (!path.endsWith(".log")) return h;
-      return {
-        path: h.path,
-        size: () => h.size(),
-        read: (o, l) => h.read(o, l),
-        writeAt: (o, d) => h.writeAt(o, d),
-        append: (d) => h.append(d),
-        truncate: (n) => h.truncate(n),
-        close: () => h.close(),
-        sync: () => h.sync(),
-        ...wrap(h),
-      };
-    },
-  };
+  return withOpen(inner, async (path, options) => {
+    const h = await inner.open(path, options);
+    return path.endsWith(".log") ? delegateHandle(h, wrap(h)) : h;
+  });
 }
 
 /** A file system whose `.log` fsyncs wait for the test to open a gate. */
@@ -811,6 +829,8 @@ function trackedFs(inner: FileSystem) {
     onOpen: (_path: string) => {},
     /** While set, reads of `.log` files wait for it. */
     readGate: null as Promise<void> | null,
+    /** Reads that reached a file. */
+    reads: 0,
   };
   const wrap = (h: FileHandle): FileHandle => {
     let closed = false;
@@ -818,12 +838,9 @@ function trackedFs(inner: FileSystem) {
       state.written.add(h.path);
       state.maxWrite.set(h.path, Math.max(state.maxWrite.get(h.path) ?? 0, n));
     };
-    return {
-      get path() {
-        return h.path;
-      },
-      size: () => h.size(),
+    return delegateHandle(h, {
       read: async (o, l) => {
+        state.reads++;
         if (state.readGate !== null && h.path.endsWith(".log")) await state.readGate;
         return h.read(o, l);
       },
@@ -835,30 +852,19 @@ function trackedFs(inner: FileSystem) {
         note(d.length);
         return h.append(d);
       },
-      truncate: (n) => h.truncate(n),
-      sync: () => h.sync(),
       close: () => {
         if (!closed) state.openHandles--;
         closed = true;
         return h.close();
       },
-    };
+    });
   };
-  const fs: FileSystem = {
-    open: async (path, options) => {
-      const h = await inner.open(path, options);
-      state.openHandles++;
-      state.onOpen(path);
-      return wrap(h);
-    },
-    readFile: (path) => inner.readFile(path),
-    stat: (path) => inner.stat(path),
-    readDir: (path) => inner.readDir(path),
-    mkdir: (path) => inner.mkdir(path),
-    rename: (from, to) => inner.rename(from, to),
-    remove: (path) => inner.remove(path),
-    syncDir: (path) => inner.syncDir(path),
-  };
+  const fs = withOpen(inner, async (path, options) => {
+    const h = await inner.open(path, options);
+    state.openHandles++;
+    state.onOpen(path);
+    return wrap(h);
+  });
   return { fs, state };
 }
 
@@ -1190,36 +1196,7 @@ Deno.test("Partition reads from the in-memory tail give the file's bytes (differ
       Segment.tailCacheBytes = cap;
       const { disk, open } = setup({ segmentBytes: 16 * 1024 }, 3);
       // Counts reads that reach the files.
-      let reads = 0;
-      const inner = disk.mount();
-      const fs: FileSystem = {
-        ...inner,
-        open: async (path, options) => {
-          const h = await inner.open(path, options);
-          return {
-            ...h,
-            path: h.path,
-            size: () => h.size(),
-            read: (o, l) => {
-              reads++;
-              return h.read(o, l);
-            },
-            readInto: undefined,
-            writeAt: (o, d) => h.writeAt(o, d),
-            append: (d) => h.append(d),
-            truncate: (n) => h.truncate(n),
-            sync: () => h.sync(),
-            close: () => h.close(),
-          };
-        },
-        readFile: (p) => inner.readFile(p),
-        stat: (p) => inner.stat(p),
-        readDir: (p) => inner.readDir(p),
-        mkdir: (p) => inner.mkdir(p),
-        rename: (a, b) => inner.rename(a, b),
-        remove: (p) => inner.remove(p),
-        syncDir: (p) => inner.syncDir(p),
-      };
+      const { fs, state } = trackedFs(disk.mount());
       const p = await open(fs);
       const rnd = new Prng(99);
       const seen: string[] = [];
@@ -1241,7 +1218,7 @@ Deno.test("Partition reads from the in-memory tail give the file's bytes (differ
       }
       seen.push(values(await readAll(p)).join("|"));
       await p.close();
-      fileReads.push(reads);
+      fileReads.push(state.reads);
       if (reference === null) reference = seen;
       else assert.deepEqual(seen, reference, `tail cache of ${cap} bytes`);
     }
