@@ -22,12 +22,18 @@
  * second table; when that table forgets the block, the entry's masks are marked unknown (the
  * router then probes the index).
  *
- * Both tables are bounded caches: 4-way sets (64 bytes; 128 for the learned blocks, which also
- * carry the pods holding each block), two candidate sets per
- * key (a link goes where a way is free; when both are full one link moves to its other set if
- * that has room, else the least recently reported or followed link of the first set is
- * replaced). At twice the indexed blocks, links are almost never lost. A prefix whose blocks
- * disagree (engines hashing with different seeds, or a cache salt the event did not show) is
+ * Both tables are bounded caches: 4-way sets (80 bytes: a prefix state also carries the set of
+ * its block's entry; 128 for the learned blocks, which also carry the pods holding each block),
+ * three candidate sets per key: one chosen by the owner, the one after it, one from the key. A
+ * learned block's first set is the one after its parent's entry (a prompt's first block: from
+ * its key), so a router following a prompt reads memory in order and the processor fetches
+ * ahead; where prompts part after a shared prefix, the blocks that do not fit after the parent
+ * go to their other sets and their own children follow them there. A link goes where a way is
+ * free; when all three sets are full, the least recently reported or followed link of the first
+ * set is replaced (a prefix state may instead move one of the first set's links to that link's
+ * third set; a learned block never moves, since its children were placed after it). At twice the
+ * indexed blocks, links are almost never lost. A prefix whose blocks disagree (engines hashing
+ * with different seeds, or a cache salt the event did not show) is
  * marked ambiguous and never followed. Keys are 64-bit fingerprints under a per-process random
  * seed: two different prefixes share a key with probability ~2^-64 per lookup, and an outsider
  * cannot aim for a collision.
@@ -46,34 +52,43 @@ const ROW = 4;
 /** Extra words of a learned block: GPU pod mask, offloaded pod mask, flags (bit 0: masks valid). */
 const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6;
 const BLOCK_ROW = 8;
+/** A prefix state's entry: key, state, then the set holding the block's learned entry. */
+const PREFIX_SET = 4, PREFIX_ROW = 5;
 /** The value of an ambiguous key. */
 const AMBIGUOUS = 0xffffffff;
 
 /**
- * A bounded map of 64-bit keys to 64-bit values (never (0, 0)): 4-way sets, two choices per key,
- * one cuckoo step, least recently used replacement; a key given two values is ambiguous for good.
+ * A bounded map of 64-bit keys to 64-bit values (never (0, 0)): 4-way sets, three choices per key
+ * (the set its owner chooses, the one after it, one from the key), one cuckoo step unless
+ * entries must stay where they were put, least recently used replacement; a key given two values is
+ * ambiguous for good.
  */
 class LinkTable {
   readonly capacity: number;
   /** Words per entry (ROW, or more for extra words the owner keeps beside the value). */
   readonly row: number;
-  /** Told about an entry about to be replaced by another key (key, then value words). */
-  onEvict: ((keyHi: number, keyLo: number, hi: number, lo: number) => void) | null = null;
+  /** Told about an entry about to be replaced by another key (where its words start in {@link rows}). */
+  onEvict: ((offset: number) => void) | null = null;
   /** The value of the last successful {@link get}; where the entry of the last get or set starts. */
   hi = 0;
   lo = 0;
   offset = -1;
+  /** And the set it is in. */
+  at = -1;
   stored = 0;
+  /** Entries stored in the set their owner chose. */
+  placed = 0;
   replaced = 0;
   ambiguous = 0;
   #sets: number;
   #rows: Uint32Array;
   /** Per set, the order of use of its ways (2 bits each, most recent last). */
   #age: Uint8Array;
-  /** What the prefetching reads saw (kept so that they are not optimised away). */
-  #sink = 0;
+  /** Whether a full set may move one of its entries to that entry's second set. */
+  #relocates: boolean;
 
-  constructor(entries: number, row = ROW) {
+  constructor(entries: number, row = ROW, relocates = true) {
+    this.#relocates = relocates;
     let sets = 1;
     while (sets * WAYS < entries) sets *= 2;
     this.#sets = sets;
@@ -103,8 +118,9 @@ class LinkTable {
     this.#age[set] = out | (way << 6);
   }
 
-  #set1(keyLo: number): number {
-    return keyLo & (this.#sets - 1);
+  /** A key's first set: where its owner places it (`place`, any u32 or set number). */
+  #set1(place: number): number {
+    return place & (this.#sets - 1);
   }
 
   #set2(keyHi: number): number {
@@ -131,13 +147,16 @@ class LinkTable {
     return -1;
   }
 
-  /** Moves one entry of full `set` to its other set if that has a free way; the freed way or -1. */
+  /**
+   * Moves one entry of full `set` to the set its key chooses if that has a free way; the freed
+   * way or -1. (An entry's first set comes from its owner's placement, not stored: entries
+   * already in the set of their key stay.)
+   */
   #relocate(set: number): number {
     const r = this.#rows;
     for (let w = 0; w < WAYS; w++) {
       const o = (set * WAYS + w) * this.row;
-      const a = this.#set1(r[o + 1]);
-      const alt = a === set ? this.#set2(r[o]) : a;
+      const alt = this.#set2(r[o]);
       if (alt === set) continue;
       const f = this.#free(alt);
       if (f < 0) continue;
@@ -150,15 +169,49 @@ class LinkTable {
     return -1;
   }
 
-  set(keyHi: number, keyLo: number, hi: number, lo: number): void {
+  /** The set after `set` (a key's second choice, next to its first in memory). */
+  #next(set: number): number {
+    return (set + 1) & (this.#sets - 1);
+  }
+
+  /** A key's last choice of set. */
+  #set3(keyLo: number): number {
+    return (Math.imul(keyLo, 0x85ebca6b) >>> 9) & (this.#sets - 1);
+  }
+
+  /**
+   * The way holding the key in its first set `s1`, the one after it, or the sets of its key (`s2`
+   * then {@link #set3}), with the set in {@link at}; -1 if none.
+   */
+  #locate(keyHi: number, keyLo: number, s1: number, s2: number): number {
+    let w = this.#find(s1, keyHi, keyLo);
+    if (w >= 0) {
+      this.at = s1;
+      return w;
+    }
+    const n = this.#next(s1);
+    w = this.#find(n, keyHi, keyLo);
+    if (w >= 0) {
+      this.at = n;
+      return w;
+    }
+    w = this.#find(s2, keyHi, keyLo);
+    if (w >= 0) {
+      this.at = s2;
+      return w;
+    }
+    this.at = this.#set3(keyLo);
+    return this.#find(this.at, keyHi, keyLo);
+  }
+
+  /** Maps the key, first placed at `place`, to (hi, lo); {@link offset} is where its words are. */
+  set(keyHi: number, keyLo: number, place: number, hi: number, lo: number): void {
+    this.offset = -1;
     if ((hi | lo) === 0) return; // would read as an empty way
     const r = this.#rows;
-    const s1 = this.#set1(keyLo), s2 = this.#set2(keyHi);
-    let set = s1, w = this.#find(s1, keyHi, keyLo);
-    if (w < 0 && s2 !== s1) {
-      set = s2;
-      w = this.#find(s2, keyHi, keyLo);
-    }
+    const s1 = this.#set1(place), s2 = this.#set2(keyHi);
+    let w = this.#locate(keyHi, keyLo, s1, s2);
+    let set = this.at;
     if (w >= 0) {
       const o = (set * WAYS + w) * this.row;
       this.offset = o;
@@ -170,26 +223,26 @@ class LinkTable {
       this.#touchWay(set, w);
       return;
     }
-    // A free way in either set, else one cuckoo step, else the least recent way of the first.
+    // A free way in the first set, the one after it or the second, else one cuckoo step, else
+    // the least recent way of the first.
     set = s1;
     w = this.#free(s1);
+    if (w < 0) w = this.#free(set = this.#next(s1));
+    if (w < 0) w = this.#free(set = s2);
+    if (w < 0) w = this.#free(set = this.#set3(keyLo));
     if (w < 0) {
-      const f2 = this.#free(s2);
-      if (f2 >= 0) {
-        set = s2;
-        w = f2;
-      } else {
+      set = s1;
+      if (this.#relocates) {
         w = this.#relocate(s1);
         if (w < 0 && s2 !== s1) {
           w = this.#relocate(s2);
           if (w >= 0) set = s2;
         }
-        if (w < 0) {
-          w = this.#age[s1] & 3;
-          this.replaced++;
-          const o = (set * WAYS + w) * this.row;
-          this.onEvict?.(r[o], r[o + 1], r[o + 2], r[o + 3]);
-        }
+      }
+      if (w < 0) {
+        w = this.#age[s1] & 3;
+        this.replaced++;
+        this.onEvict?.((set * WAYS + w) * this.row);
       }
     }
     const o = (set * WAYS + w) * this.row;
@@ -199,26 +252,16 @@ class LinkTable {
     r[o + 2] = hi;
     r[o + 3] = lo;
     this.offset = o;
+    this.at = set;
     this.stored++;
+    if (set === s1) this.placed++;
     this.#touchWay(set, w);
   }
 
-  /**
-   * Reads the first set of a key (a prefetch before {@link get}; the value is not needed). Most
-   * keys live there: the second set is read only when a key is not in the first.
-   */
-  touch(keyLo: number): void {
-    this.#sink ^= this.#rows[this.#set1(keyLo) * WAYS * this.row];
-  }
-
   /** True with the value in {@link hi}/{@link lo}; false if absent or ambiguous. */
-  get(keyHi: number, keyLo: number): boolean {
-    let set = this.#set1(keyLo);
-    let w = this.#find(set, keyHi, keyLo);
-    if (w < 0) {
-      set = this.#set2(keyHi);
-      w = this.#find(set, keyHi, keyLo);
-    }
+  get(keyHi: number, keyLo: number, place: number): boolean {
+    const w = this.#locate(keyHi, keyLo, this.#set1(place), this.#set2(keyHi));
+    const set = this.at;
     if (w < 0) return false;
     const r = this.#rows;
     const o = (set * WAYS + w) * this.row;
@@ -238,6 +281,11 @@ export interface ChainStats {
   entries: number;
   bytes: number;
   learned: number;
+  /**
+   * Learned blocks stored right after their parent's entry (or, for a prompt's first block, in
+   * the set of its key): the rest cost a router one more memory miss each.
+   */
+  inOrder: number;
   /** Links pushed out by new ones. */
   replaced: number;
   hits: number;
@@ -268,6 +316,11 @@ export class ChainTable {
   /** Key of the block last {@link advance}d over. */
   keyHi = 0;
   keyLo = 0;
+  /**
+   * The set holding the entry of the block before the next one looked up or learned (that
+   * block's entry goes in the set after it); -1 at a prompt's start.
+   */
+  #prev = -1;
   /** Prefix state after the block last advanced over (or begun / resumed at). */
   stateHi = 0;
   stateLo = 0;
@@ -284,12 +337,14 @@ export class ChainTable {
   #fp = new TokenFingerprint();
 
   constructor(entries: number, seed: Uint32Array = crypto.getRandomValues(new Uint32Array(2))) {
-    this.#blocks = new LinkTable(entries, BLOCK_ROW);
-    this.#prefixes = new LinkTable(entries);
+    // Entries stay where they were put: their children were placed after them.
+    this.#blocks = new LinkTable(entries, BLOCK_ROW, false);
+    this.#prefixes = new LinkTable(entries, PREFIX_ROW);
     // A block whose prefix is forgotten can no longer have its pod masks kept up to date.
-    this.#prefixes.onEvict = (_kh, _kl, stateHi, stateLo) => {
-      this.#finalize(stateHi, stateLo);
-      if (this.#blocks.get(this.#fkHi, this.#fkLo)) {
+    this.#prefixes.onEvict = (o) => {
+      const r = this.#prefixes.rows;
+      this.#finalize(r[o + 2], r[o + 3]);
+      if (this.#blocks.get(this.#fkHi, this.#fkLo, r[o + PREFIX_SET])) {
         this.#blocks.rows[this.#blocks.offset + MASK_FLAGS] = 0;
       }
     };
@@ -314,6 +369,7 @@ export class ChainTable {
       entries: this.capacity,
       bytes: b.bytes + this.#prefixes.bytes,
       learned: b.stored,
+      inOrder: b.placed,
       replaced: b.replaced,
       hits: this.hits,
       misses: this.misses,
@@ -328,6 +384,12 @@ export class ChainTable {
     const h2 = Math.imul(this.#seedLo + modelId, 0xc2b2ae35) ^ ROOT_LO;
     this.stateHi = Math.imul(h1 ^ (h1 >>> 16), 0x7feb352d) >>> 0;
     this.stateLo = Math.imul(h2 ^ (h2 >>> 15), 0x846ca68b) >>> 0;
+    this.#prev = -1;
+  }
+
+  /** Where a block with prefix key lo `keyLo` goes first: after its parent, or by its key. */
+  #place(keyLo: number): number {
+    return this.#prev < 0 ? keyLo : this.#prev + 1;
   }
 
   /** The key of block (hi, lo) of the model in the prefix-state table. */
@@ -349,9 +411,10 @@ export class ChainTable {
     }
     this.#blockKey(modelId, hi, lo);
     const p = this.#prefixes;
-    if (!p.get(this.#bkHi, this.#bkLo)) return false;
+    if (!p.get(this.#bkHi, this.#bkLo, this.#bkLo)) return false;
     this.stateHi = p.hi;
     this.stateLo = p.lo;
+    this.#prev = p.rows[p.offset + PREFIX_SET];
     return true;
   }
 
@@ -389,10 +452,11 @@ export class ChainTable {
   syncMasks(modelId: number, hi: number, lo: number, gpu: number, off: number): boolean {
     this.#blockKey(modelId, hi, lo);
     const p = this.#prefixes;
-    if (!p.get(this.#bkHi, this.#bkLo)) return false;
+    if (!p.get(this.#bkHi, this.#bkLo, this.#bkLo)) return false;
     this.#finalize(p.hi, p.lo);
     const b = this.#blocks;
-    if (!b.get(this.#fkHi, this.#fkLo) || b.hi !== hi || b.lo !== lo) return false;
+    if (!b.get(this.#fkHi, this.#fkLo, p.rows[p.offset + PREFIX_SET])) return false;
+    if (b.hi !== hi || b.lo !== lo) return false;
     const r = b.rows, o = b.offset;
     r[o + MASK_GPU] = gpu;
     r[o + MASK_OFF] = off;
@@ -414,7 +478,8 @@ export class ChainTable {
   /**
    * Records block (hi, lo) of model `modelId` as the one at prefix key (keyHi, keyLo), reached
    * with prefix state (stateHi, stateLo) (what {@link advance} left), and, when `gpu` >= 0, the
-   * pods that hold it (GPU and offloaded masks, see {@link syncMasks}).
+   * pods that hold it (GPU and offloaded masks, see {@link syncMasks}). Blocks are learned in
+   * prompt order: each goes after the one before it (looked up or learned).
    */
   learn(
     modelId: number,
@@ -429,7 +494,8 @@ export class ChainTable {
   ): void {
     if ((hi | lo) === 0) return; // would read as an empty way
     const b = this.#blocks;
-    b.set(keyHi, keyLo, hi, lo);
+    b.set(keyHi, keyLo, this.#place(keyLo), hi, lo);
+    this.#prev = b.at;
     if (gpu >= 0 && b.rows[b.offset + 2] === hi && b.rows[b.offset + 3] === lo) {
       // The pods that hold it, straight into the entry just written (no second lookup).
       const r = b.rows, o = b.offset;
@@ -438,18 +504,19 @@ export class ChainTable {
       r[o + MASK_FLAGS] = 1;
     }
     this.#blockKey(modelId, hi, lo);
-    this.#prefixes.set(this.#bkHi, this.#bkLo, stateHi, stateLo);
+    const p = this.#prefixes;
+    p.set(this.#bkHi, this.#bkLo, this.#bkLo, stateHi, stateLo);
+    if (p.offset >= 0) p.rows[p.offset + PREFIX_SET] = this.#prev;
   }
 
-  /** Reads where a prefix key lives (a prefetch before {@link lookup}). */
-  touch(keyLo: number): void {
-    this.#blocks.touch(keyLo);
-  }
-
-  /** The block at a prefix key: true with it in {@link hi}/{@link lo}. */
+  /**
+   * The block at a prefix key, the next of the prompt: true with it in {@link hi}/{@link lo}.
+   * Not found, the next block learned takes its place.
+   */
   lookup(keyHi: number, keyLo: number): boolean {
     const b = this.#blocks;
-    if (b.get(keyHi, keyLo)) {
+    if (b.get(keyHi, keyLo, this.#place(keyLo))) {
+      this.#prev = b.at;
       this.hi = b.hi;
       this.lo = b.lo;
       const r = b.rows, o = b.offset;

@@ -101,3 +101,28 @@ Deno.test("chain table: many links in a table twice their number are all kept", 
   for (let i = 0; i < 1024; i++) assert.deepEqual(follow(t, 1, [i, 7, 7, 7]), [1000 + 2 * i]);
   assert.equal(t.stats().replaced, 0);
 });
+
+Deno.test("chain table: a prompt's blocks are stored one after another; prompts that part after a shared prefix all stay followable", () => {
+  const t = new ChainTable(4096, Uint32Array.of(3, 4));
+  const long = Array.from({ length: 4 * 200 }, (_, i) => i + 1);
+  assert.ok(learn(t, 1, null, long, Array.from({ length: 200 }, (_, i) => 10 + 2 * i)));
+  assert.equal(t.stats().inOrder, 200);
+  assert.equal(follow(t, 1, long).length, 200);
+  // 300 prompts share the long one's first 8 blocks, then go their own way for 4 blocks.
+  const prefix = long.slice(0, 32);
+  const hashes = (p: number) => [0, 1, 2, 3].map((b) => 100_000 + 16 * p + 2 * b);
+  for (let p = 0; p < 300; p++) {
+    const tail = Array.from({ length: 16 }, (_, i) => 1_000_000 + 16 * p + i);
+    assert.ok(learn(t, 1, [24, 25], tail, hashes(p))); // parent: the prefix's last block (24)
+  }
+  for (let p = 0; p < 300; p++) {
+    const tail = Array.from({ length: 16 }, (_, i) => 1_000_000 + 16 * p + i);
+    const got = follow(t, 1, [...prefix, ...tail]);
+    assert.deepEqual(got, [...long.slice(0, 8).map((_, i) => 10 + 2 * i), ...hashes(p)], `${p}`);
+  }
+  const s = t.stats();
+  assert.equal(s.replaced, 0);
+  // The sets right after the fork fill up: blocks that find them full go elsewhere, and their
+  // children after them.
+  assert.ok(s.inOrder > s.learned * 0.75, `${s.inOrder} of ${s.learned}`);
+});

@@ -181,8 +181,7 @@ export class Router {
             }
             k0 = n;
           } else if (chain !== null) {
-            // Prefix keys depend on the tokens only: compute them all, touch their entries, then
-            // look them up.
+            // Prefix keys depend on the tokens only: compute them all, then look them up.
             keyed = 0;
             for (let k = 0; k < n && keysOk; k++) {
               if (!chain.advance(tokens!, (i + k) * bs, bs)) {
@@ -195,8 +194,7 @@ export class Router {
               cs[k * 2 + 1] = chain.stateLo;
               keyed++;
             }
-            // Back to back, so that the misses overlap.
-            if (chainOk) { for (let k = 0; k < keyed; k++) chain.touch(ck[k * 2 + 1]); }
+            // A prompt's learned blocks lie one after another in memory: no prefetch needed.
             for (; k0 < keyed && chainOk; k0++) {
               if (!chain.lookup(ck[k0 * 2], ck[k0 * 2 + 1])) {
                 chainOk = false;
