@@ -5,7 +5,7 @@
  * @module
  */
 import { installGracefulShutdown, stdoutLogger } from "@deno-stores/shared/http";
-import { ConfigError } from "@deno-stores/shared/config";
+import { ConfigError, startOrExit } from "@deno-stores/shared/config";
 import { createKvEventsApp } from "./app.ts";
 import { BlockHasher } from "./block_hash.ts";
 import { type KvEventsConfig, loadKvEventsConfig } from "./config.ts";
@@ -151,13 +151,5 @@ function run(config: KvEventsConfig): void {
 }
 
 if (import.meta.main) {
-  try {
-    run(loadKvEventsConfig(Deno.env.toObject()));
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      Deno.exit(2);
-    }
-    throw e;
-  }
+  await startOrExit("kv-events", () => run(loadKvEventsConfig(Deno.env.toObject())));
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { installGracefulShutdown, stdoutLogger } from "@deno-stores/shared/http";
-import { ConfigError } from "@deno-stores/shared/config";
+import { startOrExit } from "@deno-stores/shared/config";
 import { createKvApp } from "./app.ts";
 import { ALL_COMMANDS } from "./commands/mod.ts";
 import { type KvConfig, loadKvConfig } from "./config.ts";
@@ -142,13 +142,5 @@ async function run(config: KvConfig): Promise<void> {
 }
 
 if (import.meta.main) {
-  try {
-    await run(loadKvConfig(Deno.env.toObject()));
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      Deno.exit(2);
-    }
-    throw e;
-  }
+  await startOrExit("kv", () => run(loadKvConfig(Deno.env.toObject())));
 }

@@ -10,7 +10,7 @@ import {
   serveWithConnectionLimit,
   stdoutLogger,
 } from "@deno-stores/shared/http";
-import { ConfigError } from "@deno-stores/shared/config";
+import { ConfigError, startOrExit } from "@deno-stores/shared/config";
 import { bootstrapPersistence, DurableStorage, HttpTransport } from "@deno-stores/shared/raft";
 import { DenoFileSystem, dirname, type FileSystem, writeFileAtomic } from "@deno-stores/shared/wal";
 import { Prng } from "@deno-stores/shared/sim";
@@ -150,17 +150,7 @@ async function run(config: MetastoreConfig): Promise<void> {
 }
 
 if (import.meta.main) {
-  let config: MetastoreConfig;
-  try {
-    config = loadMetastoreConfig(Deno.env.toObject());
-    await run(config);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`metastore: ${error.message}`);
-      Deno.exit(2);
-    }
-    throw error;
-  }
+  await startOrExit("metastore", () => run(loadMetastoreConfig(Deno.env.toObject())));
 }
 
 /**

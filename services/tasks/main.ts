@@ -7,7 +7,7 @@
  * @module
  */
 import { installGracefulShutdown, type Logger, stdoutLogger } from "@deno-stores/shared/http";
-import { ConfigError } from "@deno-stores/shared/config";
+import { startOrExit } from "@deno-stores/shared/config";
 import { createTasksApp } from "./app.ts";
 import { loadTasksConfig, type TasksConfig } from "./config.ts";
 import { openStore } from "./store/factory.ts";
@@ -182,18 +182,11 @@ function runPoolWorker(): void {
 }
 
 async function main(): Promise<void> {
-  let config: TasksConfig;
-  try {
-    config = loadTasksConfig(Deno.env.toObject(), navigator.hardwareConcurrency);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`tasks: ${error.message}`);
-      Deno.exit(2);
-    }
-    throw error;
-  }
-  if (config.STORAGE_TYPE === "pool") await runPool(config);
-  else await runSingle(config);
+  await startOrExit("tasks", async () => {
+    const config = loadTasksConfig(Deno.env.toObject(), navigator.hardwareConcurrency);
+    if (config.STORAGE_TYPE === "pool") await runPool(config);
+    else await runSingle(config);
+  });
 }
 
 const inWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==

@@ -15,6 +15,24 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Runs a service's start-up (`main.ts`): a {@link ConfigError}, from loading the configuration or
+ * from starting, prints `<service>: <message>` and exits with status 2 (no stack trace: the
+ * operator has a setting to fix); any other error propagates.
+ */
+export async function startOrExit(
+  service: string,
+  start: () => void | Promise<void>,
+): Promise<void> {
+  try {
+    await start();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`${service}: ${error.message}`);
+    Deno.exit(2);
+  }
+}
+
 /** Environment as a plain record; `main.ts` passes `Deno.env.toObject()`. */
 export type Env = Readonly<Record<string, string | undefined>>;
 

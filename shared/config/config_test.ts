@@ -40,3 +40,25 @@ Deno.test("parseEnv ignores variables outside the schema", () => {
   const config = parseEnv(z.object({ PORT: port(1) }), { PORT: "2", OTHER: "x" });
   assert.deepEqual(config, { PORT: 2 });
 });
+
+Deno.test("startOrExit: a ConfigError prints the service and its message and exits with 2; other errors propagate", async () => {
+  const mod = new URL("./config.ts", import.meta.url).href;
+  const run = async (body: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", `import { ConfigError, startOrExit } from "${mod}";\n${body}`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  };
+  const bad = await run(
+    `await startOrExit("svc", async () => { throw new ConfigError([{ variable: "PORT", message: "too big" }]); });`,
+  );
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim(), "svc: invalid configuration: PORT: too big");
+  const other = await run(`await startOrExit("svc", () => { throw new RangeError("boom"); });`);
+  assert.equal(other.code, 1);
+  assert.match(other.stderr, /RangeError: boom/);
+  const fine = await run(`await startOrExit("svc", () => console.log("started"));`);
+  assert.equal(fine.code, 0);
+});

@@ -8,4 +8,14 @@
  *
  * @module
  */
-export { bool, ConfigError, type Env, host, httpEnvShape, int, parseEnv, port } from "./config.ts";
+export {
+  bool,
+  ConfigError,
+  type Env,
+  host,
+  httpEnvShape,
+  int,
+  parseEnv,
+  port,
+  startOrExit,
+} from "./config.ts";
