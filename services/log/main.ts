@@ -7,21 +7,20 @@
  * @module
  */
 import { installGracefulShutdown, stdoutLogger } from "@deno-stores/shared/http";
-import { ConfigError } from "@deno-stores/shared/config";
+import { startOrExit } from "@deno-stores/shared/config";
 import { DenoFileSystem } from "@deno-stores/shared/wal";
 import { createLogApp } from "./app.ts";
 import { loadLogConfig, type LogConfig } from "./config.ts";
 import { LogService } from "./service.ts";
-import { Segment } from "./segment.ts";
 
 async function run(config: LogConfig): Promise<void> {
   const { logger, flush } = stdoutLogger("log", config.LOG_LEVEL);
   const started = performance.now();
-  Segment.tailCacheBytes = config.TAIL_CACHE_BYTES;
   const log = await LogService.open({
     fs: new DenoFileSystem({ syncIo: config.SYNC_IO }),
     dataDir: config.DATA_DIR,
     offsetsPartitions: config.OFFSETS_TOPIC_PARTITIONS,
+    tailCacheBytes: config.TAIL_CACHE_BYTES,
     defaults: {
       "cleanup.policy": config.LOG_CLEANUP_POLICY,
       "segment.bytes": config.LOG_SEGMENT_BYTES,
@@ -88,13 +87,5 @@ async function run(config: LogConfig): Promise<void> {
 }
 
 if (import.meta.main) {
-  try {
-    await run(loadLogConfig(Deno.env.toObject()));
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      Deno.exit(2);
-    }
-    throw e;
-  }
+  await startOrExit("log", () => run(loadLogConfig(Deno.env.toObject())));
 }

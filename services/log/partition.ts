@@ -49,6 +49,7 @@ import {
 } from "./record_batch.ts";
 import {
   CLEANED_SUFFIX,
+  DEFAULT_TAIL_CACHE_BYTES,
   INDEX_SUFFIX,
   LOG_SUFFIX,
   MAX_RELATIVE_OFFSET,
@@ -106,6 +107,8 @@ export interface PartitionOptions {
   clock: { now(): number };
   /** Recovery and maintenance messages. Default: `console.warn`. */
   logger?: PartitionLogger;
+  /** Newest bytes of the active segment kept in memory. Default: DEFAULT_TAIL_CACHE_BYTES. */
+  tailCacheBytes?: number;
 }
 
 /** Options of {@link Partition.append}. */
@@ -454,6 +457,7 @@ export class Partition {
       dir,
       indexIntervalBytes: cfg.indexIntervalBytes,
       maxBatchBytes: Math.max(cfg.maxBatchBytes, HARD_MAX_BATCH_BYTES),
+      tailCacheBytes: options.tailCacheBytes ?? DEFAULT_TAIL_CACHE_BYTES,
     };
     const names = await fs.readDir(dir);
     let removedCleaned = 0;

@@ -1188,43 +1188,40 @@ async function boundedHandles(
 }
 
 Deno.test("Partition reads from the in-memory tail give the file's bytes (differential, seeded)", async () => {
-  const saved = Segment.tailCacheBytes;
   let reference: string[] | null = null;
   const fileReads: number[] = [];
-  try {
-    for (const cap of [0, 700, 4096, 64 * 1024]) {
-      Segment.tailCacheBytes = cap;
-      const { disk, open } = setup({ segmentBytes: 16 * 1024 }, 3);
-      // Counts reads that reach the files.
-      const { fs, state } = trackedFs(disk.mount());
-      const p = await open(fs);
-      const rnd = new Prng(99);
-      const seen: string[] = [];
-      for (let i = 0; i < 400; i++) {
-        const n = 1 + rnd.nextInt(5);
-        const recs = Array.from(
-          { length: n },
-          (_, k) => rec(`v${i}-${k}-${"t".repeat(rnd.nextInt(300))}`),
+  for (const cap of [0, 700, 4096, 64 * 1024]) {
+    const { disk, clock } = setup({}, 3);
+    // Counts reads that reach the files.
+    const { fs, state } = trackedFs(disk.mount());
+    const p = await Partition.open(fs, DIR, { segmentBytes: 16 * 1024 }, {
+      clock,
+      tailCacheBytes: cap,
+    });
+    const rnd = new Prng(99);
+    const seen: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      const n = 1 + rnd.nextInt(5);
+      const recs = Array.from(
+        { length: n },
+        (_, k) => rec(`v${i}-${k}-${"t".repeat(rnd.nextInt(300))}`),
+      );
+      await p.append(recs, { acks: rnd.chance(0.1) ? "fsync" : "write" });
+      // A read near the tail, one from the start, one in the middle.
+      for (const at of [p.highWatermark - 1 - rnd.nextInt(20), 0, rnd.nextInt(p.highWatermark)]) {
+        const from = Math.max(0, at);
+        const r = await p.read(from, 1 + rnd.nextInt(3000));
+        seen.push(
+          decodeBatches(r.bytes, from).map((d) => `${d.offset}:${td.decode(d.value!)}`).join("|"),
         );
-        await p.append(recs, { acks: rnd.chance(0.1) ? "fsync" : "write" });
-        // A read near the tail, one from the start, one in the middle.
-        for (const at of [p.highWatermark - 1 - rnd.nextInt(20), 0, rnd.nextInt(p.highWatermark)]) {
-          const from = Math.max(0, at);
-          const r = await p.read(from, 1 + rnd.nextInt(3000));
-          seen.push(
-            decodeBatches(r.bytes, from).map((d) => `${d.offset}:${td.decode(d.value!)}`).join("|"),
-          );
-        }
       }
-      seen.push(values(await readAll(p)).join("|"));
-      await p.close();
-      fileReads.push(state.reads);
-      if (reference === null) reference = seen;
-      else assert.deepEqual(seen, reference, `tail cache of ${cap} bytes`);
     }
-    // The biggest tail answers most reads near the end without touching the file.
-    assert.ok(fileReads[3] < fileReads[0] * 0.8, `file reads by cache size: ${fileReads}`);
-  } finally {
-    Segment.tailCacheBytes = saved;
+    seen.push(values(await readAll(p)).join("|"));
+    await p.close();
+    fileReads.push(state.reads);
+    if (reference === null) reference = seen;
+    else assert.deepEqual(seen, reference, `tail cache of ${cap} bytes`);
   }
+  // The biggest tail answers most reads near the end without touching the file.
+  assert.ok(fileReads[3] < fileReads[0] * 0.8, `file reads by cache size: ${fileReads}`);
 });

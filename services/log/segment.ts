@@ -219,7 +219,12 @@ export interface SegmentOptions {
   indexIntervalBytes: number;
   /** Largest batch believed when scanning. */
   maxBatchBytes: number;
+  /** Bytes of its tail the active segment keeps in memory (0: none). */
+  tailCacheBytes: number;
 }
+
+/** Default of {@link SegmentOptions.tailCacheBytes}. */
+export const DEFAULT_TAIL_CACHE_BYTES = 256 * 1024;
 
 /** What opening a segment found. */
 export interface SegmentRecovery {
@@ -317,6 +322,7 @@ export class Segment {
     this.#dir = options.dir;
     this.#indexInterval = options.indexIntervalBytes;
     this.#maxBatchBytes = options.maxBatchBytes;
+    this.#tailCap = options.tailCacheBytes;
     this.baseOffset = baseOffset;
     this.nextOffset = baseOffset;
     this.path = path ?? joinPath(options.dir, segmentFileName(baseOffset));
@@ -523,17 +529,16 @@ export class Segment {
   /**
    * The newest bytes of the active segment, as written: reads of the log's tail (what consumers
    * that keep up ask for) are answered from memory, with no system call. Up to
-   * {@link Segment.tailCacheBytes}; grown as needed, dropped when the segment is sealed.
+   * {@link SegmentOptions.tailCacheBytes}; grown as needed, dropped when the segment is sealed.
    */
   #tail: Uint8Array | null = null;
   /** File position of `#tail[0]`, and how many bytes it holds. */
   #tailStart = 0;
   #tailLength = 0;
-  /** Bytes of its tail each active segment keeps in memory (per process; 0: none). */
-  static tailCacheBytes = 256 * 1024;
+  #tailCap: number;
 
   #remember(pos: number, batch: Uint8Array): void {
-    const cap = Segment.tailCacheBytes;
+    const cap = this.#tailCap;
     if (cap <= 0 || this.#sealed) return;
     const n = batch.length;
     if (pos !== this.#tailStart + this.#tailLength || n > cap) {

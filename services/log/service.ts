@@ -37,6 +37,8 @@ export interface LogServiceOptions {
   /** Partitions of the consumer-offsets topic when it is created. */
   offsetsPartitions?: number;
   clock?: { now(): number };
+  /** Newest bytes of each partition kept in memory (PartitionOptions.tailCacheBytes). */
+  tailCacheBytes?: number;
   logger?: {
     warn(msg: string, fields?: Record<string, unknown>): void;
     info(msg: string, fields?: Record<string, unknown>): void;
@@ -74,6 +76,7 @@ export class LogService {
       open: (dir, config, topic, partition) =>
         Partition.open(options.fs, dir, partitionConfig(config), {
           clock,
+          tailCacheBytes: options.tailCacheBytes,
           logger: {
             warn: (m, f) => logger.warn(m, { topic, partition, ...f }),
             info: (m, f) => logger.info(m, { topic, partition, ...f }),
