@@ -26,7 +26,9 @@ interface Comparison {
   service: string;
   /** Commands that must be on the PATH (the peer and the load tool). */
   needs: string[];
-  args(quick: boolean, doc: boolean): string[];
+  script: string;
+  /** Arguments of a quick run (default `--quick`); `--doc` is passed through as it is. */
+  quickArgs?: string[];
   denoFlags?: string[];
 }
 
@@ -34,46 +36,27 @@ const COMPARISONS: Comparison[] = [
   {
     service: "tasks",
     needs: ["wrk"],
-    args: (quick, doc) => [
-      "bench/tasks_compare.ts",
-      ...(quick ? ["--rounds", "1", "--duration", "3"] : []),
-      ...(doc ? ["--doc"] : []),
-    ],
+    script: "bench/tasks_compare.ts",
+    quickArgs: ["--rounds", "1", "--duration", "3"],
   },
   {
     service: "metastore",
     needs: ["etcd", "wrk"],
-    args: (quick, doc) => [
-      "bench/metastore_compare.ts",
-      ...(quick ? ["--rounds", "1", "--duration", "3", "--nodes", "1"] : []),
-      ...(doc ? ["--doc"] : []),
-    ],
+    script: "bench/metastore_compare.ts",
+    quickArgs: ["--rounds", "1", "--duration", "3", "--nodes", "1"],
   },
-  {
-    service: "kv",
-    needs: ["redis-server", "redis-benchmark"],
-    args: (
-      quick,
-      doc,
-    ) => ["bench/kv_compare.ts", ...(quick ? ["--quick"] : []), ...(doc ? ["--doc"] : [])],
-  },
+  { service: "kv", needs: ["redis-server", "redis-benchmark"], script: "bench/kv_compare.ts" },
   {
     service: "log",
     needs: ["dd", "wrk"],
     denoFlags: ["--v8-flags=--expose-gc"],
-    args: (
-      quick,
-      doc,
-    ) => ["bench/log_compare.ts", ...(quick ? ["--quick"] : []), ...(doc ? ["--doc"] : [])],
+    script: "bench/log_compare.ts",
   },
   {
     service: "kv-events",
     needs: [],
     denoFlags: ["--v8-flags=--expose-gc"],
-    args: (
-      quick,
-      doc,
-    ) => ["bench/kv_events.ts", ...(quick ? ["--quick"] : []), ...(doc ? ["--doc"] : [])],
+    script: "bench/kv_events.ts",
   },
 ];
 
@@ -100,7 +83,14 @@ async function main(): Promise<void> {
     console.log(`== ${c.service}`);
     const t0 = performance.now();
     const status = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", ...(c.denoFlags ?? []), ...c.args(v.quick, v.doc)],
+      args: [
+        "run",
+        "-A",
+        ...(c.denoFlags ?? []),
+        c.script,
+        ...(v.quick ? c.quickArgs ?? ["--quick"] : []),
+        ...(v.doc ? ["--doc"] : []),
+      ],
       cwd: root,
       stdout: "inherit",
       stderr: "inherit",
