@@ -6,7 +6,8 @@
  *   deno task bench:check --threshold 0.1           run and fail on a >10% regression
  *
  * 1. event processing latency: decode + index of one batch, in process; publish-to-indexed over
- *    ZMQ from a libzmq publisher (pyzmq) at 10,000 batches/s;
+ *    ZMQ from a libzmq publisher (pyzmq) at 10,000 batches/s, beside a pyzmq SUB on the same
+ *    stream and plain TCP (no libzmq) into a Deno reader at the same rate;
  * 2. ingest throughput over ZMQ, 1 and 4 publishers, as fast as they send (gaps must be 0);
  * 3. memory per indexed block at 1,000,000 blocks (table bytes, JS heap delta);
  * 4. concurrency: 1 to 500 concurrent POST /route clients against the service process;
@@ -341,6 +342,44 @@ async function zmqRun(
   return { ingest, samples, first, last };
 }
 
+/**
+ * Send-to-read latencies (µs, sorted, the first quarter left out as warm-up) of `count` frames
+ * of `size` bytes sent at `rate` per second by testdata/tcp_send.py to a Deno TCP reader.
+ */
+async function tcpFloor(count: number, rate: number, size: number): Promise<Float64Array> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sender = new Deno.Command(PYTHON, {
+    args: [
+      new URL("../services/kv-events/testdata/tcp_send.py", import.meta.url).pathname,
+      String(listener.addr.port),
+      String(count),
+      String(rate),
+      String(size),
+    ],
+  }).spawn();
+  const conn = await listener.accept();
+  listener.close();
+  const buf = new Uint8Array(1 << 20);
+  const view = new DataView(buf.buffer);
+  const lat = new Float64Array(count);
+  let have = 0, got = 0;
+  while (got < count) {
+    const n = await conn.read(buf.subarray(have));
+    if (n === null) break;
+    have += n;
+    const now = (performance.timeOrigin + performance.now()) / 1000;
+    let at = 0;
+    for (; have - at >= size && got < count; at += size) {
+      lat[got++] = (now - view.getFloat64(at, true)) * 1e6;
+    }
+    buf.copyWithin(0, at, have);
+    have -= at;
+  }
+  conn.close();
+  await sender.status;
+  return lat.subarray(Math.floor(got / 4), got).sort();
+}
+
 async function zmqBenches() {
   if (!(await hasPyzmq())) {
     console.log("(pyzmq missing: ZMQ benchmarks skipped)");
@@ -392,6 +431,15 @@ async function zmqBenches() {
     put("reference.pyzmq_sub_10k.p50", out.p50_us, "µs", false);
     put("reference.pyzmq_sub_10k.p99", out.p99_us, "µs", false);
     put("reference.pyzmq_sub_10k.p99_9", out.p99_9_us, "µs", false);
+  }
+
+  // The same rate of frames of a batch's size over plain TCP into a Deno reader that only reads
+  // each frame's send time: what this machine's scheduling leaves any Deno subscriber.
+  {
+    const r = await tcpFloor(QUICK ? 15_000 : 40_000, 10_000, 1_200);
+    put("reference.deno_tcp_10k.p50", pct(r, 50), "µs", false);
+    put("reference.deno_tcp_10k.p99", pct(r, 99), "µs", false);
+    put("reference.deno_tcp_10k.p99_9", pct(r, 99.9), "µs", false);
   }
 
   // Burst: 10,000 batches at once.
@@ -527,21 +575,28 @@ async function render(file: URL): Promise<void> {
       } |`
     ),
     "",
-    "## Against a libzmq subscriber (same machine, same run)",
+    "## Against a libzmq subscriber and plain TCP (same machine, same run)",
     "",
     "The same 10,000 batches/s stream into a pyzmq SUB that decodes each batch's timestamp",
-    "(`testdata/sub_latency.py`): libzmq's receive path, the floor this machine allows.",
+    "(`testdata/sub_latency.py`): libzmq's receive path. And frames of a batch's size at the same",
+    "rate from a plain Python sender over TCP into a Deno reader that only reads each frame's",
+    "send time (`testdata/tcp_send.py`): no libzmq on either side, no decoding, no index. Both ZMQ",
+    "columns include the publisher's libzmq I/O thread, which must be scheduled to send each",
+    "message; the TCP column does not. The ratio is kv-events against pyzmq.",
     "",
-    "| percentile | kv-events (received, decoded, indexed) | pyzmq SUB (received, decoded) | ratio |",
-    "| --- | --- | --- | --- |",
+    "| percentile | kv-events (received, decoded, indexed) | pyzmq SUB (received, decoded) | plain TCP into Deno (read) | ratio |",
+    "| --- | --- | --- | --- | --- |",
     ...["p50", "p99", "p99_9"].filter((p) =>
       m[`process.publish_to_indexed_10k.${p}`] && m[`reference.pyzmq_sub_10k.${p}`]
     ).map((p) => {
       const ours = m[`process.publish_to_indexed_10k.${p}`].value;
       const ref = m[`reference.pyzmq_sub_10k.${p}`].value;
+      const tcp = m[`reference.deno_tcp_10k.${p}`]?.value;
       return `| ${p.replace("_", ".")} | ${ours.toLocaleString("en-US")} µs | ${
         ref.toLocaleString("en-US")
-      } µs | ${(ours / ref).toFixed(2)}x |`;
+      } µs | ${tcp === undefined ? "-" : `${tcp.toLocaleString("en-US")} µs`} | ${
+        (ours / ref).toFixed(2)
+      }x |`;
     }),
     "",
     "## Every measurement",
