@@ -58,6 +58,25 @@ const PREFIX_SET = 4, PREFIX_ROW = 5;
 const AMBIGUOUS = 0xffffffff;
 
 /**
+ * A set's order of use (its ways from oldest to newest, 2 bits each) after one way is used:
+ * `TOUCHED[order << 2 | way]` is `order` with `way` moved to the newest position.
+ */
+const TOUCHED = (() => {
+  const t = new Uint8Array(256 * WAYS);
+  for (let order = 0; order < 256; order++) {
+    for (let way = 0; way < WAYS; way++) {
+      let out = 0, k = 0;
+      for (let i = 0; i < WAYS; i++) {
+        const w = (order >>> (2 * i)) & 3;
+        if (w !== way) out |= w << (2 * k++);
+      }
+      t[(order << 2) | way] = out | (way << 6);
+    }
+  }
+  return t;
+})();
+
+/**
  * A bounded map of 64-bit keys to 64-bit values (never (0, 0)): 4-way sets, three choices per key
  * (the set its owner chooses, the one after it, one from the key), one cuckoo step unless
  * entries must stay where they were put, least recently used replacement; a key given two values is
@@ -108,14 +127,7 @@ class LinkTable {
   }
 
   #touchWay(set: number, way: number): void {
-    // Move `way` to the newest position of the set's order.
-    const order = this.#age[set];
-    let out = 0, k = 0;
-    for (let i = 0; i < WAYS; i++) {
-      const w = (order >>> (2 * i)) & 3;
-      if (w !== way) out |= w << (2 * k++);
-    }
-    this.#age[set] = out | (way << 6);
+    this.#age[set] = TOUCHED[(this.#age[set] << 2) | way];
   }
 
   /** A key's first set: where its owner places it (`place`, any u32 or set number). */
