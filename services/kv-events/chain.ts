@@ -24,14 +24,14 @@
  *
  * Both tables are bounded caches: 4-way sets (80 bytes: a prefix state also carries the set of
  * its block's entry; 128 for the learned blocks, which also carry the pods holding each block),
- * three candidate sets per key: one chosen by the owner, the one after it, one from the key. A
+ * four candidate sets per key: one chosen by the owner, the one after it, two from the key. A
  * learned block's first set is the one after its parent's entry (a prompt's first block: from
  * its key), so a router following a prompt reads memory in order and the processor fetches
  * ahead; where prompts part after a shared prefix, the blocks that do not fit after the parent
  * go to their other sets and their own children follow them there. A link goes where a way is
- * free; when all three sets are full, the least recently reported or followed link of the first
- * set is replaced (a prefix state may instead move one of the first set's links to that link's
- * third set; a learned block never moves, since its children were placed after it). At twice the
+ * free; when all four sets are full, the least recently reported or followed link of the first
+ * set is replaced (a prefix state may instead move one of the first set's links to the first set
+ * of that link's key; a learned block never moves, since its children were placed after it). At twice the
  * indexed blocks, links are almost never lost. A prefix whose blocks disagree (engines hashing
  * with different seeds, or a cache salt the event did not show) is
  * marked ambiguous and never followed. Keys are 64-bit fingerprints under a per-process random
@@ -77,8 +77,8 @@ const TOUCHED = (() => {
 })();
 
 /**
- * A bounded map of 64-bit keys to 64-bit values (never (0, 0)): 4-way sets, three choices per key
- * (the set its owner chooses, the one after it, one from the key), one cuckoo step unless
+ * A bounded map of 64-bit keys to 64-bit values (never (0, 0)): 4-way sets, four choices per key
+ * (the set its owner chooses, the one after it, two from the key), one cuckoo step unless
  * entries must stay where they were put, least recently used replacement; a key given two values is
  * ambiguous for good.
  */
@@ -160,8 +160,8 @@ class LinkTable {
   }
 
   /**
-   * Moves one entry of full `set` to the set its key chooses if that has a free way; the freed
-   * way or -1. (An entry's first set comes from its owner's placement, not stored: entries
+   * Moves one entry of full `set` to the first set its key chooses if that has a free way; the
+   * freed way or -1. (An entry's first set comes from its owner's placement, not stored: entries
    * already in the set of their key stay.)
    */
   #relocate(set: number): number {
@@ -235,7 +235,7 @@ class LinkTable {
       this.#touchWay(set, w);
       return;
     }
-    // A free way in the first set, the one after it or the second, else one cuckoo step, else
+    // A free way in the first set, the one after it or the key's two, else one cuckoo step, else
     // the least recent way of the first.
     set = s1;
     w = this.#free(s1);
