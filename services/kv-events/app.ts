@@ -386,6 +386,26 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
     ],
     ["kv_events_restarts_total", "Publisher sequence restarts (pod reset).", () => s.restarts],
   ];
+  const chain = map.chain;
+  if (chain !== null) {
+    const c = () => chain.stats();
+    counters.push(
+      ["kv_events_chain_learned_total", "Chain links learned.", () => c().learned],
+      [
+        "kv_events_chain_in_order_total",
+        "Chain links stored right after their parent's (read in memory order).",
+        () => c().inOrder,
+      ],
+      ["kv_events_chain_replaced_total", "Chain links pushed out by new ones.", () => c().replaced],
+      ["kv_events_chain_hits_total", "Route lookups that found a learned link.", () => c().hits],
+      ["kv_events_chain_misses_total", "Route lookups that found none.", () => c().misses],
+      [
+        "kv_events_chain_orphans_total",
+        "Stored blocks not learned: their parent's prefix was unknown.",
+        () => c().orphans,
+      ],
+    );
+  }
   for (const [name, help, read] of counters) registry.register(new ReadCounter(name, help, read));
   registry.gauge("kv_events_index_blocks", "Blocks indexed (all models).", [], (g) => {
     g.set(map.totals().blocks);

@@ -7,10 +7,11 @@ import { encodeMsgpack } from "./msgpack.ts";
 import { Router } from "./router.ts";
 import { CacheMap } from "./store.ts";
 import { loadKvEventsConfig, parsePublishers } from "./config.ts";
+import { ChainTable } from "./chain.ts";
 
-function setup(maxPods = 8) {
+function setup(maxPods = 8, chain?: ChainTable) {
   const logger = createLogger({ service: "kv-events", sink: () => {}, now: () => 0 });
-  const map = new CacheMap({ maxPods });
+  const map = new CacheMap({ maxPods, chain: chain && { table: chain, blockSize: 4 } });
   const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 4 });
   const router = new Router(map, hasher);
   const ingest = new Ingest(map, { defaultModel: "default", hooks: { warn: () => {} } });
@@ -84,6 +85,35 @@ Deno.test("http: events as JSON and msgpack, then /route picks the pod with the 
   assert.match(metrics, /kv_events_index_blocks 10/);
   assert.equal((await service.request("/pods/a", { method: "DELETE" })).status, 200);
   assert.equal((await service.request("/pods/a", { method: "DELETE" })).status, 404);
+});
+
+Deno.test("http: learned chain links are counted in /metrics", async () => {
+  const { post, hasher, service } = setup(8, new ChainTable(1024, Uint32Array.of(1, 2)));
+  const digests = hasher.all(tokens);
+  let r = await post("/events", {
+    pod: "a",
+    model: "m",
+    events: [{
+      type: "BlockStored",
+      block_hashes: digests.map(toDec),
+      token_ids: tokens,
+      block_size: 4,
+    }],
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  // The prompt is followed through its 10 links (no hashing), then one unknown block.
+  r = await post("/route", { token_ids: [...tokens, 1, 2, 3, 4], model: "m" });
+  assert.equal((await r.json()).pod, "a");
+  const metrics = await (await service.request("/metrics")).text();
+  assert.match(metrics, /kv_events_chain_learned_total 10\n/);
+  assert.match(metrics, /kv_events_chain_in_order_total 10\n/);
+  assert.match(metrics, /kv_events_chain_hits_total 10\n/);
+  assert.match(metrics, /kv_events_chain_misses_total 1\n/);
+  assert.match(metrics, /kv_events_chain_replaced_total 0\n/);
+  assert.match(metrics, /kv_events_chain_orphans_total 0\n/);
+  // Without a chain table there is nothing to count.
+  const plain = await (await setup().service.request("/metrics")).text();
+  assert.doesNotMatch(plain, /kv_events_chain_/);
 });
 
 Deno.test("http: bad input gets a 4xx JSON error that says why", async () => {
