@@ -382,8 +382,8 @@ export class BlockHasher {
         if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v)) badToken(v);
         p = cborHead(b, p, 0, v);
       }
-      b.set(extra, p);
-      p += extra.length;
+      // Usually one byte (null): a loop, not a TypedArray set call.
+      for (let k = 0; k < extra.length; k++) b[p++] = extra[k];
     } else {
       b[p++] = 0x94; // MEMOIZE the parent bytes
       if (bs > 3) b[p++] = 0x28;

@@ -82,6 +82,23 @@ Deno.test("sha256: both implementations equal node:crypto for every length to 30
   }
 });
 
+Deno.test("sha256: digests into the same place in turn, and no digest past the end", () => {
+  for (const impl of impls) {
+    const out = new Uint8Array(40);
+    for (const msg of ["a", "bb", "a"]) {
+      const b = new TextEncoder().encode(msg.padEnd(80, "\0")).subarray(0, msg.length);
+      const buf = new Uint8Array(128);
+      buf.set(b);
+      impl.digestInto(buf, b.length, out, 8);
+      const want = createHash("sha256").update(b).digest("hex");
+      assert.equal(toHex(out.subarray(8, 40)), want, `${impl.name} ${msg}`);
+    }
+    if (impl.name === "native") {
+      assert.throws(() => impl.digestInto(new Uint8Array(64), 1, out, 9), RangeError);
+    }
+  }
+});
+
 Deno.test("sha256: the native one loads here, and says why when it cannot", () => {
   // libcrypto is part of every machine this project runs on (Debian's libssl3).
   assert.ok(native.ok, native.ok ? "" : native.reason);

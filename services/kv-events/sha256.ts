@@ -120,7 +120,10 @@ class NativeSha256 implements Sha256 {
   #lib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>;
   /** A SHA256_CTX (112 bytes in OpenSSL 1.1 and 3), with room to spare. */
   #ctx = new Uint8Array(256);
-  #md = new Uint8Array(32);
+  /** Where the last digest went: a view of `out` at `outOff`, so that the library writes there. */
+  #out: Uint8Array | null = null;
+  #outOff = -1;
+  #view: Uint8Array = new Uint8Array(32);
 
   constructor(lib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>, library: string) {
     this.#lib = lib;
@@ -134,8 +137,15 @@ class NativeSha256 implements Sha256 {
     // A usize takes a bigint on FFI's fast path (a number falls to the slow one).
     const n = len < SMALL_LENGTHS.length ? SMALL_LENGTHS[len] : BigInt(len);
     if (s.SHA256_Update(this.#ctx, buf, n) !== 1) throw new Error("SHA256_Update failed");
-    if (s.SHA256_Final(this.#md, this.#ctx) !== 1) throw new Error("SHA256_Final failed");
-    out.set(this.#md, outOff);
+    if (out !== this.#out || outOff !== this.#outOff) {
+      if (outOff < 0 || outOff + 32 > out.length) {
+        throw new RangeError(`sha256: no room for a digest at ${outOff} of ${out.length}`);
+      }
+      this.#out = out;
+      this.#outOff = outOff;
+      this.#view = out.subarray(outOff, outOff + 32);
+    }
+    if (s.SHA256_Final(this.#view, this.#ctx) !== 1) throw new Error("SHA256_Final failed");
   }
 
   close(): void {
