@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Prng } from "@deno-stores/shared/sim";
 import { ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 
 /** Learns `blocks` (one hash per block of 4 tokens) after `parent` the way the cache map does. */
@@ -125,4 +126,49 @@ Deno.test("chain table: a prompt's blocks are stored one after another; prompts 
   // The sets right after the fork fill up: blocks that find them full go elsewhere, and their
   // children after them.
   assert.ok(s.inOrder > s.learned * 0.75, `${s.inOrder} of ${s.learned}`);
+});
+
+Deno.test("chain table: under pressure, links are lost but a followed link is never wrong (seeded)", () => {
+  const rnd = new Prng(2024);
+  const t = new ChainTable(512, Uint32Array.of(7, 8));
+  // Prompts of 4-token blocks over a small alphabet, many sharing prefixes. A block's hash is a
+  // function of its whole prefix, as an engine's is.
+  const hashOf = new Map<string, number>();
+  const hash = (prefix: number[]) => {
+    const k = prefix.join(",");
+    let h = hashOf.get(k);
+    if (h === undefined) hashOf.set(k, h = 2 * (hashOf.size + 1));
+    return h;
+  };
+  const prompts: number[][] = [];
+  for (let i = 0; i < 400; i++) {
+    const base = prompts.length > 0 && rnd.chance(0.6) ? prompts[rnd.nextInt(prompts.length)] : [];
+    const keep = 4 * rnd.nextInt(base.length / 4 + 1);
+    const extra = Array.from({ length: 4 * (1 + rnd.nextInt(12)) }, () => rnd.nextInt(6));
+    prompts.push([...base.slice(0, keep), ...extra]);
+  }
+  for (const p of prompts) {
+    // Stored as events of 1-4 blocks each, after their parent, as engines report them.
+    for (let b = 0; b < p.length / 4;) {
+      const n = Math.min(p.length / 4 - b, 1 + rnd.nextInt(4));
+      const parent = b === 0 ? null : hash(p.slice(0, 4 * b));
+      learn(
+        t,
+        1,
+        parent === null ? null : [parent, parent + 1],
+        p.slice(4 * b, 4 * (b + n)),
+        Array.from({ length: n }, (_, k) => hash(p.slice(0, 4 * (b + k + 1)))),
+      );
+      b += n;
+    }
+  }
+  let followed = 0;
+  for (const p of prompts) {
+    const got = follow(t, 1, p);
+    got.forEach((h, i) => assert.equal(h, hash(p.slice(0, 4 * (i + 1))), `block ${i}`));
+    followed += got.length;
+  }
+  const s = t.stats();
+  assert.ok(s.replaced > 0, "the table was under pressure");
+  assert.ok(followed > 0);
 });
