@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { fmtFiles, median, pct, startDeno } from "./lib/process.ts";
 import { Prng } from "../shared/sim/prng.ts";
@@ -343,41 +344,68 @@ async function zmqRun(
 }
 
 /**
- * Send-to-read latencies (µs, sorted, the first quarter left out as warm-up) of `count` frames
- * of `size` bytes sent at `rate` per second by testdata/tcp_send.py to a Deno TCP reader.
+ * Send-to-read latencies (µs, sorted) of `count` frames of `size` bytes sent at `rate` per
+ * second by testdata/tcp_send.py to a Deno TCP reader, the first `skip` left out (warm-up, as the
+ * ZMQ runs leave theirs out). Fails if the sender exits before connecting or the frames stop.
  */
-async function tcpFloor(count: number, rate: number, size: number): Promise<Float64Array> {
+async function tcpFloor(
+  count: number,
+  rate: number,
+  size: number,
+  skip: number,
+): Promise<Float64Array> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const sender = new Deno.Command(PYTHON, {
     args: [
-      new URL("../services/kv-events/testdata/tcp_send.py", import.meta.url).pathname,
+      fileURLToPath(new URL("../services/kv-events/testdata/tcp_send.py", import.meta.url)),
       String(listener.addr.port),
       String(count),
       String(rate),
       String(size),
     ],
   }).spawn();
-  const conn = await listener.accept();
-  listener.close();
+  const status = sender.status;
+  let conn: Deno.Conn;
+  try {
+    conn = await Promise.race([
+      listener.accept(),
+      status.then((s) => {
+        throw new Error(`tcp_send.py exited (code ${s.code}) before connecting`);
+      }),
+    ]);
+  } finally {
+    listener.close();
+  }
+  // As long as sub_latency.py waits for its frames.
+  const deadline = setTimeout(() => conn.close(), count / rate * 1000 + 30_000);
   const buf = new Uint8Array(1 << 20);
   const view = new DataView(buf.buffer);
   const lat = new Float64Array(count);
   let have = 0, got = 0;
-  while (got < count) {
-    const n = await conn.read(buf.subarray(have));
-    if (n === null) break;
-    have += n;
-    const now = (performance.timeOrigin + performance.now()) / 1000;
-    let at = 0;
-    for (; have - at >= size && got < count; at += size) {
-      lat[got++] = (now - view.getFloat64(at, true)) * 1e6;
+  try {
+    while (got < count) {
+      const n = await conn.read(buf.subarray(have));
+      if (n === null) break;
+      have += n;
+      const now = (performance.timeOrigin + performance.now()) / 1000;
+      let at = 0;
+      for (; have - at >= size && got < count; at += size) {
+        lat[got++] = (now - view.getFloat64(at, true)) * 1e6;
+      }
+      buf.copyWithin(0, at, have);
+      have -= at;
     }
-    buf.copyWithin(0, at, have);
-    have -= at;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.BadResource)) throw e; // closed at the deadline
+  } finally {
+    clearTimeout(deadline);
+    try {
+      conn.close();
+    } catch { /* closed at the deadline */ }
   }
-  conn.close();
-  await sender.status;
-  return lat.subarray(Math.floor(got / 4), got).sort();
+  await status;
+  if (got <= skip) throw new Error(`tcp_send.py: ${got} frames of ${count}`);
+  return lat.subarray(skip, got).sort();
 }
 
 async function zmqBenches() {
@@ -416,7 +444,7 @@ async function zmqBenches() {
     await e.line();
     const ref = new Deno.Command(PYTHON, {
       args: [
-        new URL("../services/kv-events/testdata/sub_latency.py", import.meta.url).pathname,
+        fileURLToPath(new URL("../services/kv-events/testdata/sub_latency.py", import.meta.url)),
         String(e.pubPort),
         String(QUICK ? 15_000 : 40_000),
         "10000",
@@ -436,7 +464,7 @@ async function zmqBenches() {
   // The same rate of frames of a batch's size over plain TCP into a Deno reader that only reads
   // each frame's send time: what this machine's scheduling leaves any Deno subscriber.
   {
-    const r = await tcpFloor(QUICK ? 15_000 : 40_000, 10_000, 1_200);
+    const r = await tcpFloor(QUICK ? 15_000 : 40_000, 10_000, 1_200, 10_000);
     put("reference.deno_tcp_10k.p50", pct(r, 50), "µs", false);
     put("reference.deno_tcp_10k.p99", pct(r, 99), "µs", false);
     put("reference.deno_tcp_10k.p99_9", pct(r, 99.9), "µs", false);
@@ -468,9 +496,12 @@ async function zmqBenches() {
 // Concurrency: POST /route against the service process.
 
 async function concurrency() {
-  const svc = await startDeno(new URL("../services/kv-events/main.ts", import.meta.url).pathname, {
-    LOG_LEVEL: "error",
-  });
+  const svc = await startDeno(
+    fileURLToPath(new URL("../services/kv-events/main.ts", import.meta.url)),
+    {
+      LOG_LEVEL: "error",
+    },
+  );
   try {
     const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 });
     const rnd = new Prng(11);
@@ -602,7 +633,7 @@ async function render(file: URL): Promise<void> {
       const tcp = m[`reference.deno_tcp_10k.${p}`]?.value;
       return `| ${p.replace("_", ".")} | ${ours.toLocaleString("en-US")} µs | ${
         ref.toLocaleString("en-US")
-      } µs | ${tcp === undefined ? "-" : `${tcp.toLocaleString("en-US")} µs`} | ${
+      } µs | ${tcp == null ? "-" : `${tcp.toLocaleString("en-US")} µs`} | ${
         (ours / ref).toFixed(2)
       }x |`;
     }),
@@ -667,7 +698,7 @@ async function inProcessRuns(): Promise<void> {
         "run",
         "-A",
         "--v8-flags=--expose-gc",
-        new URL(import.meta.url).pathname,
+        fileURLToPath(import.meta.url),
         "--in-process-json",
         ...(QUICK ? ["--quick"] : []),
       ],
