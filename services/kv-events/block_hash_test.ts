@@ -95,6 +95,11 @@ Deno.test("sha256: digests into the same place in turn, and no digest past the e
     }
     if (impl.name === "native") {
       assert.throws(() => impl.digestInto(new Uint8Array(64), 1, out, 9), RangeError);
+      // The same array after its buffer went elsewhere: refused, not written through.
+      const gone = new Uint8Array(40);
+      impl.digestInto(new Uint8Array(64), 1, gone, 8);
+      gone.buffer.transfer();
+      assert.throws(() => impl.digestInto(new Uint8Array(64), 1, gone, 8), RangeError);
     }
   }
 });

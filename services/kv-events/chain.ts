@@ -7,9 +7,8 @@
  *
  * Links are keyed by the prompt's prefix, not by the parent's hash: the key of block `i` is a
  * fingerprint of the model and of every token up to the end of block `i`. A router computes all
- * of a prompt's keys from its tokens alone, so the lookups of many blocks are independent and
- * their memory misses overlap; a key that named the parent's hash would make each lookup wait for
- * the one before it. Learning needs the reverse, the prefix state that leads to a parent: a
+ * of a prompt's keys from its tokens alone, with no SHA-256 (a key that named the parent's hash
+ * would need the parent's hash first). Learning needs the reverse, the prefix state that leads to a parent: a
  * second table maps (model, block hash) to it. A stored event whose parent is in neither (the
  * engine stored it before this process started and its link was never learned or was lost) is
  * an orphan: its blocks are not learned, and routing hashes such prompts (the router teaches the
@@ -23,17 +22,20 @@
  * router then probes the index).
  *
  * Both tables are bounded caches: 4-way sets (80 bytes: a prefix state also carries the set of
- * its block's entry; 128 for the learned blocks, which also carry the pods holding each block),
- * four candidate sets per key: one chosen by the owner, the one after it, two from the key. A
- * learned block's first set is the one after its parent's entry (a prompt's first block: from
- * its key), so a router following a prompt reads memory in order and the processor fetches
- * ahead; where prompts part after a shared prefix, the blocks that do not fit after the parent
- * go to their other sets and their own children follow them there. A link goes where a way is
- * free; when all four sets are full, the least recently reported or followed link of the first
- * set is replaced (a prefix state may instead move one of the first set's links to the first set
- * of that link's key; a learned block never moves, since its children were placed after it). At twice the
- * indexed blocks, links are almost never lost. A prefix whose blocks disagree (engines hashing
- * with different seeds, or a cache salt the event did not show) is
+ * its block's entry; 128 for the learned blocks, which also carry the pods holding each block and
+ * a use stamp), four candidate sets per key: one chosen by the owner, the one after it, two from
+ * the key. A learned block's first set is the one after its parent's entry (a prompt's first
+ * block: from its key), so a router following a prompt reads memory in order and the processor
+ * fetches ahead; where prompts part after a shared prefix, the blocks that do not fit after the
+ * parent go to their other sets and their own children follow them there. A link goes where a
+ * way is free. When all four sets are full, a learned block replaces the least recently reported
+ * or followed of the four sets' oldest links (so the children of a popular prefix do not push
+ * one another out of the set after it); a prefix state first tries to move a link to the set its
+ * key's high word chooses, else replaces its first set's oldest. A learned block never moves,
+ * since its children were placed after it; when its parent is forgotten and learned again in
+ * another set, the block is looked for after the new place, learned again there, and its old
+ * entry ages out unused. At twice the indexed blocks, links are almost never lost. A prefix whose
+ * blocks disagree (engines hashing with different seeds, or a cache salt the event did not show) is
  * marked ambiguous and never followed. Keys are 64-bit fingerprints under a per-process random
  * seed: two different prefixes share a key with probability ~2^-64 per lookup, and an outsider
  * cannot aim for a collision.
@@ -49,8 +51,11 @@ export const ROOT_HI = 0x9e3779b9, ROOT_LO = 0x7f4a7c15;
 const WAYS = 4;
 /** Words of an entry: key hi, key lo, value hi, value lo (then a table's extra words). */
 const ROW = 4;
-/** Extra words of a learned block: GPU pod mask, offloaded pod mask, flags (bit 0: masks valid). */
-const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6;
+/**
+ * Extra words of a learned block: GPU pod mask, offloaded pod mask, flags (bit 0: masks valid),
+ * when it was last reported or followed (see LinkTable's `stampWord`).
+ */
+const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6, BLOCK_STAMP = 7;
 const BLOCK_ROW = 8;
 /** A prefix state's entry: key, state, then the set holding the block's learned entry. */
 const PREFIX_SET = 4, PREFIX_ROW = 5;
@@ -79,8 +84,9 @@ const TOUCHED = (() => {
 /**
  * A bounded map of 64-bit keys to 64-bit values (never (0, 0)): 4-way sets, four choices per key
  * (the set its owner chooses, the one after it, two from the key), one cuckoo step unless
- * entries must stay where they were put, least recently used replacement; a key given two values is
- * ambiguous for good.
+ * entries must stay where they were put, least recently used replacement; a key given two values
+ * is ambiguous for good. With a use stamp per entry (`stampWord`), the entry replaced is the least
+ * recently used of all four candidate sets' oldest; without, the first set's oldest.
  */
 class LinkTable {
   readonly capacity: number;
@@ -103,11 +109,15 @@ class LinkTable {
   #rows: Uint32Array;
   /** Per set, the order of use of its ways (2 bits each, most recent last). */
   #age: Uint8Array;
-  /** Whether a full set may move one of its entries to that entry's second set. */
+  /** Whether a full set may move one of its entries to the set its key's high word chooses. */
   #relocates: boolean;
+  /** The word of an entry that holds its use stamp (-1: none), and the stamp clock. */
+  #stampWord: number;
+  #clock = 0;
 
-  constructor(entries: number, row = ROW, relocates = true) {
+  constructor(entries: number, row = ROW, relocates = true, stampWord = -1) {
     this.#relocates = relocates;
+    this.#stampWord = stampWord;
     let sets = 1;
     while (sets * WAYS < entries) sets *= 2;
     this.#sets = sets;
@@ -128,6 +138,31 @@ class LinkTable {
 
   #touchWay(set: number, way: number): void {
     this.#age[set] = TOUCHED[(this.#age[set] << 2) | way];
+  }
+
+  /** Marks the entry at `o` as used now (tables with a use stamp). */
+  #stamp(o: number): void {
+    if (this.#stampWord >= 0) this.#rows[o + this.#stampWord] = ++this.#clock;
+  }
+
+  /**
+   * The set of the entry to replace when every candidate set is full: with use stamps, the set
+   * whose oldest way was used longest ago (ages are taken modulo 2^32 of the clock); without, `s1`.
+   */
+  #victimSet(s1: number, s2: number, s3: number): number {
+    if (this.#stampWord < 0) return s1;
+    const r = this.#rows;
+    let best = s1, bestAge = -1;
+    for (let c = 0; c < 4; c++) {
+      const set = c === 0 ? s1 : c === 1 ? this.#next(s1) : c === 2 ? s2 : s3;
+      const o = (set * WAYS + (this.#age[set] & 3)) * this.row;
+      const age = (this.#clock - r[o + this.#stampWord]) >>> 0;
+      if (age > bestAge) {
+        best = set;
+        bestAge = age;
+      }
+    }
+    return best;
   }
 
   /** A key's first set: where its owner places it (`place`, any u32 or set number). */
@@ -233,10 +268,11 @@ class LinkTable {
         r[o + 3] = AMBIGUOUS;
       }
       this.#touchWay(set, w);
+      this.#stamp(o);
       return;
     }
     // A free way in the first set, the one after it or the key's two, else one cuckoo step, else
-    // the least recent way of the first.
+    // the least recently used way (#victimSet).
     set = s1;
     w = this.#free(s1);
     if (w < 0) w = this.#free(set = this.#next(s1));
@@ -252,7 +288,8 @@ class LinkTable {
         }
       }
       if (w < 0) {
-        w = this.#age[s1] & 3;
+        set = this.#victimSet(s1, s2, this.#set3(keyLo));
+        w = this.#age[set] & 3;
         this.replaced++;
         this.onEvict?.((set * WAYS + w) * this.row);
       }
@@ -268,6 +305,7 @@ class LinkTable {
     this.stored++;
     if (set === s1) this.placed++;
     this.#touchWay(set, w);
+    this.#stamp(o);
   }
 
   /** True with the value in {@link hi}/{@link lo}; false if absent or ambiguous. */
@@ -283,6 +321,7 @@ class LinkTable {
     this.offset = o;
     // Entries in use stay longer.
     if ((this.#age[set] >>> 6) !== w) this.#touchWay(set, w);
+    this.#stamp(o);
     return true;
   }
 }
@@ -350,7 +389,7 @@ export class ChainTable {
 
   constructor(entries: number, seed: Uint32Array = crypto.getRandomValues(new Uint32Array(2))) {
     // Entries stay where they were put: their children were placed after them.
-    this.#blocks = new LinkTable(entries, BLOCK_ROW, false);
+    this.#blocks = new LinkTable(entries, BLOCK_ROW, false, BLOCK_STAMP);
     this.#prefixes = new LinkTable(entries, PREFIX_ROW);
     // A block whose prefix is forgotten can no longer have its pod masks kept up to date.
     this.#prefixes.onEvict = (o) => {

@@ -128,6 +128,28 @@ Deno.test("chain table: a prompt's blocks are stored one after another; prompts 
   assert.ok(s.inOrder > s.learned * 0.75, `${s.inOrder} of ${s.learned}`);
 });
 
+Deno.test("chain table: in a full table, prompts that part after a shared prefix do not push each other out", () => {
+  const t = new ChainTable(4096, Uint32Array.of(3, 4));
+  // Steady state: every set full of unrelated one-block prompts.
+  for (let i = 0; i < 20_000; i++) {
+    learn(t, 1, null, [9_000_000 + i, 1, 2, 3], [2_000_000 + 2 * i]);
+  }
+  assert.ok(t.stats().replaced > 10_000);
+  // A shared 8-block prefix, then 300 prompts of 4 more blocks each after it. A replacement takes
+  // the least recently used of a link's candidate sets, not always the set after the parent
+  // (which would make the 300 children of one parent push one another out).
+  const prefix = Array.from({ length: 32 }, (_, i) => i + 1);
+  assert.ok(learn(t, 1, null, prefix, Array.from({ length: 8 }, (_, i) => 10 + 2 * i)));
+  const tail = (p: number) => Array.from({ length: 16 }, (_, i) => 1_000_000 + 16 * p + i);
+  const hashes = (p: number) => [0, 1, 2, 3].map((b) => 100_000 + 16 * p + 2 * b);
+  for (let p = 0; p < 300; p++) assert.ok(learn(t, 1, [24, 25], tail(p), hashes(p)));
+  let whole = 0;
+  for (let p = 0; p < 300; p++) {
+    if (follow(t, 1, [...prefix, ...tail(p)]).length === 12) whole++;
+  }
+  assert.equal(whole, 300);
+});
+
 Deno.test("chain table: under pressure, links are lost but a followed link is never wrong (seeded)", () => {
   const rnd = new Prng(2024);
   const t = new ChainTable(512, Uint32Array.of(7, 8));

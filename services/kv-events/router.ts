@@ -194,7 +194,8 @@ export class Router {
               cs[k * 2 + 1] = chain.stateLo;
               keyed++;
             }
-            // A prompt's learned blocks lie one after another in memory: no prefetch needed.
+            // A prompt's learned blocks mostly lie one after another in memory, which the
+            // processor fetches ahead: no prefetch here.
             for (; k0 < keyed && chainOk; k0++) {
               if (!chain.lookup(ck[k0 * 2], ck[k0 * 2 + 1])) {
                 chainOk = false;

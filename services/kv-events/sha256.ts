@@ -137,7 +137,8 @@ class NativeSha256 implements Sha256 {
     // A usize takes a bigint on FFI's fast path (a number falls to the slow one).
     const n = len < SMALL_LENGTHS.length ? SMALL_LENGTHS[len] : BigInt(len);
     if (s.SHA256_Update(this.#ctx, buf, n) !== 1) throw new Error("SHA256_Update failed");
-    if (out !== this.#out || outOff !== this.#outOff) {
+    // A view of a buffer since detached or shrunk reads as length 0: made again (and checked).
+    if (out !== this.#out || outOff !== this.#outOff || this.#view.length !== 32) {
       if (outOff < 0 || outOff + 32 > out.length) {
         throw new RangeError(`sha256: no room for a digest at ${outOff} of ${out.length}`);
       }
