@@ -2,7 +2,7 @@
  * The regression gate's measuring harness: one bench file of this tree and the same file of the
  * accepted commit, loaded side by side in one process, each case timed in interleaved batches.
  *
- *   deno run -A --v8-flags=--expose-gc bench/gate.ts --current <file URL> --accepted <file URL> [--rounds 15]
+ *   deno run -A --v8-flags=--expose-gc bench/gate.ts --current <file URL> --accepted <file URL> [--rounds N]
  *                             [--batch-ms 10] [--accepted-first]
  *
  * prints one JSON document: for each case both trees define, the time per iteration of every
@@ -21,6 +21,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { GATE } from "./run.ts";
 
 /** Milliseconds a batch of iterations takes, about (the iterations per batch are calibrated). */
 export const BATCH_MS = 10;
@@ -149,7 +150,6 @@ async function calibrate(def: BenchDef, origin: string, targetMs: number): Promi
 export interface Paired {
   group: string;
   name: string;
-  baseline: boolean;
   current: number[];
   accepted: number[];
 }
@@ -182,7 +182,7 @@ export async function measurePaired(
         cur.push(await batch(a, opts.origins[0], n));
       }
     }
-    out.push({ group: a.group, name: a.name, baseline: a.baseline, current: cur, accepted: acc });
+    out.push({ group: a.group, name: a.name, current: cur, accepted: acc });
   }
   return out;
 }
@@ -193,7 +193,7 @@ async function main(): Promise<void> {
     options: {
       current: { type: "string" },
       accepted: { type: "string" },
-      rounds: { type: "string", default: "15" },
+      rounds: { type: "string", default: String(GATE.rounds) },
       "batch-ms": { type: "string", default: String(BATCH_MS) },
       /** Which tree's file is imported (and so allocates its module state) first. */
       "accepted-first": { type: "boolean", default: false },

@@ -20,7 +20,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { fmtFiles, median, pct, startDeno } from "./lib/process.ts";
+import { denoOutput, fmtFiles, median, pct, startDeno } from "./lib/process.ts";
 import { Prng } from "../shared/sim/prng.ts";
 import { FakeEngine, hasPyzmq, PYTHON } from "../services/kv-events/_testing/fake_engine.ts";
 import { BlockHasher, intBlockHash } from "../services/kv-events/block_hash.ts";
@@ -693,21 +693,15 @@ const IN_PROCESS_RUNS = QUICK ? 1 : 3;
 async function inProcessRuns(): Promise<void> {
   const runs: Record<string, Metric>[] = [];
   for (let i = 0; i < IN_PROCESS_RUNS; i++) {
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--v8-flags=--expose-gc",
-        fileURLToPath(import.meta.url),
-        "--in-process-json",
-        ...(QUICK ? ["--quick"] : []),
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    if (!r.success) throw new Error(`in-process run ${i + 1} failed`);
-    const lines = new TextDecoder().decode(r.stdout).trim().split("\n");
-    runs.push(JSON.parse(lines[lines.length - 1]));
+    const out = await denoOutput([
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      fileURLToPath(import.meta.url),
+      "--in-process-json",
+      ...(QUICK ? ["--quick"] : []),
+    ]);
+    runs.push(JSON.parse(out.trim().split("\n").at(-1)!));
   }
   for (const [name, m] of Object.entries(runs[0])) {
     const values = runs.map((r) => r[name]?.value).filter((v) => v !== undefined);

@@ -29,7 +29,16 @@ import { DenoFileSystem } from "@deno-stores/shared/wal";
 import { Partition } from "../services/log/partition.ts";
 import type { LogRecord } from "../services/log/record_batch.ts";
 import { decodeBatches } from "../services/log/record_batch.ts";
-import { fmtFiles, freePort, have, median, pct, runWrk, startDeno } from "./lib/process.ts";
+import {
+  fmtFiles,
+  freePort,
+  have,
+  median,
+  pct,
+  runWrk,
+  startDeno,
+  type WrkResult,
+} from "./lib/process.ts";
 import { runOnce } from "./run.ts";
 
 const args = parseArgs({
@@ -132,8 +141,8 @@ async function main(): Promise<void> {
 
       // dd over the log's own segment files: the same bytes in the same page-cache state. How a
       // file was written changes how fast even dd reads it back from the page cache (written in
-      // small writes, its cache is made of small pages: measured here, dd reads a file written
-      // with 100 KiB writes at ~0.6-0.8x the speed of one written with 4 MiB writes).
+      // small writes, its cache is made of small pages): `disk.dd_read_log_segments_mb_s`
+      // against `disk.dd_read_mb_s` in the results.
       {
         let bytes = 0, seconds = 0;
         for (const e of [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".log"))) {
@@ -456,29 +465,23 @@ async function httpPhase(base: string): Promise<Hotspot[]> {
       );
     }
     const end = await highWatermark(url);
-    // Cached fetch over HTTP: one recent record (JSON), wrk with one connection (latency). A
-    // warm-up run first, as for produce: the steady state is measured, not the JIT's first
-    // seconds on the fetch path.
-    await runWrk(`${url}/topics/b/partitions/0/records`, {
-      connections: 1,
-      threads: 1,
-      durationS: 2,
-      script: new URL("bench/wrk/log_fetch.lua", root).pathname,
-      env: { LOG_END: String(end), LOG_RECENT: "1000" },
-    });
-    // Rounds of the fetch load and of the same load on /healthz (no work at all: the floor of this
-    // machine's HTTP latency), alternating which goes first; each figure is the median of its
-    // rounds (one run's p99 here moved 0.3-3 ms for /healthz alone).
-    const fetchRuns: Awaited<ReturnType<typeof runWrk>>[] = [];
-    const healthRuns: Awaited<ReturnType<typeof runWrk>>[] = [];
-    const fetchLoad = () =>
+    // Cached fetch over HTTP: one recent record (JSON), wrk with one connection (latency).
+    const fetchLoad = (durationS = QUICK ? 3 : 5) =>
       runWrk(`${url}/topics/b/partitions/0/records`, {
         connections: 1,
         threads: 1,
-        durationS: QUICK ? 3 : 5,
+        durationS,
         script: new URL("bench/wrk/log_fetch.lua", root).pathname,
         env: { LOG_END: String(end), LOG_RECENT: "1000" },
       });
+    // A warm-up run first, as for produce: the steady state is measured, not the JIT's first
+    // seconds on the fetch path.
+    await fetchLoad(2);
+    // Rounds of the fetch load and of the same load on /healthz (no work at all: the floor of this
+    // machine's HTTP latency), alternating which goes first; each figure is the median of its
+    // rounds (one run's p99 here moved 0.3-3 ms for /healthz alone).
+    const fetchRuns: WrkResult[] = [];
+    const healthRuns: WrkResult[] = [];
     const healthLoad = () =>
       runWrk(`${url}/healthz`, { connections: 1, threads: 1, durationS: QUICK ? 3 : 5 });
     for (let round = 0; round < ROUNDS; round++) {

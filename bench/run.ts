@@ -27,7 +27,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { median } from "./lib/process.ts";
+import type { Paired } from "./gate.ts";
+import { denoOutput, median } from "./lib/process.ts";
 
 const root = new URL("../", import.meta.url);
 
@@ -128,11 +129,7 @@ export const FLOOR_NS = 100;
 export const MAX_SPREAD = 1.5;
 
 /** One case as one gate process measured it: ns per iteration of each batch, per tree. */
-export interface PairedCase {
-  key: string;
-  current: number[];
-  accepted: number[];
-}
+export type PairedCase = Pick<Paired, "current" | "accepted"> & { key: string };
 
 /** The verdict on one case. */
 export interface Verdict {
@@ -156,26 +153,19 @@ export interface Verdict {
  * processes, or faster than {@link FLOOR_NS}, are not judged.
  */
 export function judge(processes: readonly PairedCase[][], threshold: number): Verdict[] {
-  const byKey = new Map<string, PairedCase[]>();
-  for (const cases of processes) {
-    for (const c of cases) {
-      const seen = byKey.get(c.key);
-      if (seen === undefined) byKey.set(c.key, [c]);
-      else seen.push(c);
-    }
-  }
+  const byKey = Map.groupBy(processes.flat(), (c) => c.key);
+  const n = Math.min(2, processes.length);
+  // Every process must see at least half the threshold: identical code has come out a few
+  // percent apart in every process of a run (a bias of where each copy landed), never that.
+  const half = threshold / 2;
   const out: Verdict[] = [];
   for (const [key, cs] of [...byKey.entries()].sort((a, b) => a[0] < b[0] ? -1 : 1)) {
-    const n = Math.min(2, processes.length);
     if (cs.length < n) continue;
     const acceptedNs = median(cs.flatMap((c) => c.accepted));
     if (!(acceptedNs >= FLOOR_NS)) continue;
     const per = cs.map((c) => c.current.map((x, i) => x / c.accepted[i]));
     const m = median(per.flat());
     const ms = per.map((r) => median(r));
-    // Every process must see at least half the threshold: identical code has come out a few
-    // percent apart in every process of a run (a bias of where each copy landed), never that.
-    const half = threshold / 2;
     // Processes that disagree by more than MAX_SPREAD measured noise, whatever the direction
     // (a Deno KV call, a round trip through the runtime's thread pool, swings 0.3-2x).
     const steady = Math.max(...ms) / Math.min(...ms) <= MAX_SPREAD;
@@ -211,16 +201,7 @@ export async function runOnce(
   files: string[],
   dir: URL = root,
 ): Promise<ReturnType<typeof parseBenchJson>> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["bench", "-A", "--json", ...files],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) {
-    throw new Error(`deno bench failed:\n${new TextDecoder().decode(out.stderr).slice(-4000)}`);
-  }
+  const text = await denoOutput(["bench", "-A", "--json", ...files], dir);
   return parseBenchJson(text, dir.pathname);
 }
 
@@ -317,7 +298,7 @@ async function main(): Promise<void> {
       threshold: { type: "string", default: String(GATE.threshold) },
       files: { type: "string" },
       against: { type: "string" },
-      /** Print the verdicts but exit 0 even on a regression (CI while the gate is calibrated). */
+      /** Print the verdicts but exit 0 even on a regression (to look at a run by hand). */
       report: { type: "boolean", default: false },
     },
   });
@@ -361,14 +342,7 @@ async function main(): Promise<void> {
   }
 
   // Medians across runs, per case.
-  const byKey = new Map<string, Case[]>();
-  for (const r of runs) {
-    for (const c of r.cases) {
-      const seen = byKey.get(c.key);
-      if (seen === undefined) byKey.set(c.key, [c]);
-      else seen.push(c);
-    }
-  }
+  const byKey = Map.groupBy(runs.flatMap((r) => r.cases), (c) => c.key);
   const rows = [...byKey.entries()].map(([key, cs]) => {
     const rs = runs.map((r) => r.ratios.get(key)).filter((x): x is number => x !== undefined);
     return {
@@ -461,21 +435,8 @@ async function gate(
           String(rounds),
         ];
         if (p % 2 === 1) args.push("--accepted-first");
-        const out = await new Deno.Command(Deno.execPath(), {
-          args,
-          cwd: root,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const text = new TextDecoder().decode(out.stdout);
-        if (!out.success) {
-          throw new Error(
-            `gate process for ${f} failed:\n${new TextDecoder().decode(out.stderr).slice(-4000)}`,
-          );
-        }
-        const doc = JSON.parse(text.slice(text.lastIndexOf('{"cases":'))) as {
-          cases: { group: string; name: string; current: number[]; accepted: number[] }[];
-        };
+        const text = await denoOutput(args, root);
+        const doc = JSON.parse(text.slice(text.lastIndexOf('{"cases":'))) as { cases: Paired[] };
         measured[p] ??= [];
         for (const c of doc.cases) {
           measured[p].push({

@@ -414,7 +414,7 @@ if (import.meta.main) {
     await Deno.mkdir("docs/results", { recursive: true });
     await Deno.writeTextFile("docs/results/tasks-compare.json", JSON.stringify(result, null, 2));
     await Deno.writeTextFile("docs/tasks-performance.md", md);
-    // Committed files pass `deno fmt --check` (CI) as written.
-    await fmtFiles("docs/tasks-performance.md", "docs/results/tasks-compare.json");
+    // The page passes `deno fmt --check` (CI) as written (docs/results is not formatted).
+    await fmtFiles("docs/tasks-performance.md");
   }
 }

@@ -170,17 +170,27 @@ export function pct(sorted: ArrayLike<number>, p: number): number {
 }
 
 /**
+ * Runs `deno <args>` in `cwd` and returns what it printed; throws with the end of its stderr
+ * when it fails.
+ */
+export async function denoOutput(args: string[], cwd?: URL): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).slice(-4000);
+    throw new Error(`deno ${args.join(" ").slice(0, 300)} failed:\n${err}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/**
  * `deno fmt` over generated files (paths absolute, or relative to the repository root), so that
  * they are committed as `deno fmt --check` (CI) wants them; throws if fmt fails.
  */
 export async function fmtFiles(...paths: string[]): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["fmt", ...paths],
-    cwd: new URL("../../", import.meta.url),
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`deno fmt ${paths.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
+  await denoOutput(["fmt", ...paths], new URL("../../", import.meta.url));
 }
