@@ -114,8 +114,9 @@ export function mapLogError(e: Error): HttpError | undefined {
   return undefined;
 }
 
-/** The field's name is only spelled out for an error. */
-const fieldName = (what: string, record: number) => `records[${record}].${what}`;
+/** The field's name (of the record, or of its header `header`), only spelled out for an error. */
+const fieldName = (what: string, record: number, header = -1) =>
+  `records[${record}].${header < 0 ? "" : `headers[${header}].`}${what}`;
 
 /** A key, value or header value of a produce request, as bytes (null stays null). */
 export function toBytes(
@@ -123,6 +124,7 @@ export function toBytes(
   format: Format,
   what: string,
   record: number,
+  header = -1,
 ): Uint8Array | null {
   if (v === null || v === undefined) return null;
   switch (format) {
@@ -130,12 +132,12 @@ export function toBytes(
       return encoder.encode(JSON.stringify(v));
     case "string":
       if (typeof v !== "string") {
-        throw bad(`${fieldName(what, record)}: format string takes strings`);
+        throw bad(`${fieldName(what, record, header)}: format string takes strings`);
       }
       return encoder.encode(v);
     case "binary":
       if (typeof v !== "string" || !BASE64.test(v)) {
-        throw bad(`${fieldName(what, record)}: not base64`);
+        throw bad(`${fieldName(what, record, header)}: not base64`);
       }
       return new Uint8Array(Buffer.from(v, "base64"));
   }
@@ -147,6 +149,7 @@ export function fromBytes(
   format: Format,
   what: string,
   offset: number,
+  header?: string,
 ): unknown {
   if (b === null) return null;
   if (format === "binary") {
@@ -159,7 +162,7 @@ export function fromBytes(
     throw new HttpError(
       422,
       "not_decodable",
-      `${what} of offset ${offset} is not UTF-8; fetch with format=binary`,
+      `${valueName(what, header)} of offset ${offset} is not UTF-8; fetch with format=binary`,
     );
   }
   if (format === "string") return text;
@@ -169,10 +172,16 @@ export function fromBytes(
     throw new HttpError(
       422,
       "not_decodable",
-      `${what} of offset ${offset} is not JSON; fetch with format=binary or string`,
+      `${
+        valueName(what, header)
+      } of offset ${offset} is not JSON; fetch with format=binary or string`,
     );
   }
 }
+
+/** A fetched key, value or header (`header`: its key), named only for an error. */
+const valueName = (what: string, header?: string) =>
+  header === undefined ? what : `header ${header}`;
 
 const bad = (message: string) => new HttpError(400, "bad_request", message);
 
@@ -354,10 +363,13 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
     t: Topic<P>,
     groups: Map<number, Group>,
     acks: Acks,
+    /** Bytes of the records' keys and values: past the batch limit, it certainly is too large. */
+    bytes: number,
   ): Promise<Offsets | undefined> => {
     const [[p, g]] = groups;
     const part = t.partitions[p];
     if (g.records.length > part.config.maxRecordsPerBatch) return undefined;
+    if (bytes + BATCH_HEADER_BYTES > part.config.maxBatchBytes) return undefined;
     try {
       const { baseOffset } = await part.append(g.records, { acks });
       return g.at.map((_, k) => ({ partition: p, offset: baseOffset + k }));
@@ -454,7 +466,7 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
       const value = toBytes(r.value, body.format, "value", i);
       const headers: RecordHeader[] | undefined = r.headers?.map((h, j) => ({
         key: h.key,
-        value: toBytes(h.value, body.format, `headers[${j}].value`, i),
+        value: toBytes(h.value, body.format, "value", i, j),
       }));
       if (forced !== undefined && r.partition !== undefined && r.partition !== forced) {
         throw bad(`records[${i}].partition ${r.partition} differs from the path's ${forced}`);
@@ -477,7 +489,7 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
       g.at.push(i);
       bytes += (key?.length ?? 0) + (value?.length ?? 0);
     });
-    const offsets = (groups.size === 1 ? await appendWhole(t, groups, acks) : undefined) ??
+    const offsets = (groups.size === 1 ? await appendWhole(t, groups, acks, bytes) : undefined) ??
       await appendPlanned(t, groups, acks, body.records.length);
     produced.inc({ topic: t.name }, body.records.length);
     producedBytes.inc({ topic: t.name }, bytes);
@@ -514,30 +526,24 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
     const raw = q.format === undefined && c.req.header("accept") === "application/octet-stream";
     // A JSON fetch is done with its read buffer once the records are decoded: it borrows one.
     const into = raw ? undefined : readBuffers.take(maxBytes);
-    let r;
+    // One try: the buffer goes back whether the read or the decoding fails (raw: none taken).
     try {
-      r = await p.read(offset, maxBytes, into === undefined ? {} : { into });
-    } catch (e) {
-      readBuffers.give(into);
-      throw e;
-    }
-    const next = r.nextOffset;
-    fetchedBytes.inc({ topic: t.name }, r.bytes.length);
-    const meta = {
-      "x-high-watermark": String(r.highWatermark),
-      "x-log-start-offset": String(r.logStartOffset),
-      "x-next-offset": String(next),
-    };
-    if (raw) {
-      return c.body(r.bytes as Uint8Array<ArrayBuffer>, 200, {
-        ...meta,
-        "content-type": "application/octet-stream",
-      });
-    }
-    const format = q.format ?? "json";
-    let records;
-    let jsonNext = next;
-    try {
+      const r = await p.read(offset, maxBytes, into === undefined ? {} : { into });
+      const next = r.nextOffset;
+      fetchedBytes.inc({ topic: t.name }, r.bytes.length);
+      const meta = {
+        "x-high-watermark": String(r.highWatermark),
+        "x-log-start-offset": String(r.logStartOffset),
+        "x-next-offset": String(next),
+      };
+      if (raw) {
+        return c.body(r.bytes as Uint8Array<ArrayBuffer>, 200, {
+          ...meta,
+          "content-type": "application/octet-stream",
+        });
+      }
+      const format = q.format ?? "json";
+      let jsonNext = next;
       // As the Kafka REST proxy does, max_bytes counts the keys and values answered: records
       // stop after the one that reaches it (one at least), even inside a batch.
       const decoded = decodeBatches(r.bytes, offset);
@@ -547,27 +553,28 @@ export function createLogApp<P extends ApiPartition>(options: LogAppOptions<P>):
         bytes += (rec.key?.length ?? 0) + (rec.value?.length ?? 0);
       }
       if (n < decoded.length) jsonNext = decoded[n - 1].offset + 1;
-      records = decoded.slice(0, n).map((rec: DecodedRecord) => ({
+      decoded.length = n;
+      const records = decoded.map((rec: DecodedRecord) => ({
         offset: rec.offset,
         timestamp: rec.timestamp,
         key: fromBytes(rec.key, format, "key", rec.offset),
         value: fromBytes(rec.value, format, "value", rec.offset),
         headers: rec.headers.map((h) => ({
           key: h.key,
-          value: fromBytes(h.value, format, `header ${h.key}`, rec.offset),
+          value: fromBytes(h.value, format, "value", rec.offset, h.key),
         })),
       }));
+      fetched.inc({ topic: t.name }, records.length);
+      return c.json({
+        records,
+        high_watermark: r.highWatermark,
+        log_start_offset: r.logStartOffset,
+        next_offset: jsonNext,
+      });
     } finally {
       // Keys, values and headers are strings or JSON values now: nothing points into it.
       readBuffers.give(into);
     }
-    fetched.inc({ topic: t.name }, records.length);
-    return c.json({
-      records,
-      high_watermark: r.highWatermark,
-      log_start_offset: r.logStartOffset,
-      next_offset: jsonNext,
-    });
   });
   app.get("/topics/:topic/partitions/:partition/offsets", async (c) => {
     const q = parseQuery(c, OffsetsQuery);

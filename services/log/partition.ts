@@ -40,8 +40,8 @@ import {
   encodeGapBatch,
   forEachRecord,
   HARD_MAX_BATCH_BYTES,
+  lastOffsetAt,
   type LogRecord,
-  maxTimestampAt,
   readBatchHeader,
   setBaseOffset,
   type TimestampType,
@@ -55,7 +55,6 @@ import {
   MAX_RELATIVE_OFFSET,
   MAX_SEGMENT_BYTES,
   parseSegmentFileName,
-  type PendingBatch,
   Segment,
   segmentFileName,
   type SegmentOptions,
@@ -301,9 +300,9 @@ interface Waiter {
 class Aborted extends Error {}
 
 /** Bytes of the batches in `items`. */
-function sizeOf(items: readonly PendingBatch[]): number {
+function sizeOf(items: readonly Uint8Array[]): number {
   let n = 0;
-  for (const it of items) n += it.batch.length;
+  for (const it of items) n += it.length;
   return n;
 }
 
@@ -357,12 +356,12 @@ export class Partition {
    * Batches whose offsets are assigned but which are not written yet: appends queued together
    * (a burst of concurrent producers) are written with one write by the last of them.
    */
-  #pending: PendingBatch[] = [];
+  #pending: Uint8Array[] = [];
   /** Bytes queued or being written: not in the active segment's size yet, but bound for it. */
   #unwrittenBytes = 0;
   /** Some queued batch is acks=write: its appender waits for the write, not for an fsync. */
   #pendingWriteAcks = false;
-  #pendingDone: { promise: Promise<void>; resolve(): void; reject(e: unknown): void } | null = null;
+  #pendingDone: PromiseWithResolvers<void> | null = null;
   /** The last write of queued batches issued (they run one after the other). */
   #flushTail: Promise<void> = Promise.resolve();
   #maintenanceTail: Promise<unknown> = Promise.resolve();
@@ -735,7 +734,6 @@ export class Partition {
       requireKeys: this.#compacted,
     });
     const count = records.length;
-    const maxTs = maxTimestampAt(batch, 0);
     this.#queuedAppends++;
     let ran = false;
     let written: Promise<void> | undefined;
@@ -749,7 +747,7 @@ export class Partition {
         if (last >= this.#reservation.value) await this.#reserve(last + 1);
         setBaseOffset(batch, base);
         this.#nextOffset = last + 1;
-        written = this.#addPending({ batch, base, last, maxTs });
+        written = this.#addPending(batch);
         if (acks === "write") this.#pendingWriteAcks = true;
         this.#stats.appends++;
         this.#stats.appendedRecords += count;
@@ -792,19 +790,14 @@ export class Partition {
    * Queues an encoded batch (offsets assigned) for the next {@link #flushPending}; resolves once
    * it is written and readable (rejects if that write fails).
    */
-  #addPending(item: PendingBatch): Promise<void> {
+  #addPending(batch: Uint8Array): Promise<void> {
     if (this.#pending.length === 0) {
-      let resolve!: () => void, reject!: (e: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
+      this.#pendingDone = Promise.withResolvers<void>();
       // Only the appenders await it: a failure is reported to them, never unhandled.
-      promise.catch(() => {});
-      this.#pendingDone = { promise, resolve, reject };
+      this.#pendingDone.promise.catch(() => {});
     }
-    this.#pending.push(item);
-    this.#unwrittenBytes += item.batch.length;
+    this.#pending.push(batch);
+    this.#unwrittenBytes += batch.length;
     return this.#pendingDone!.promise;
   }
 
@@ -829,7 +822,7 @@ export class Partition {
         this.#check();
         await seg.appendMany(items);
         this.#stats.writes++;
-        this.#advanceHw(items[items.length - 1].last + 1);
+        this.#advanceHw(lastOffsetAt(items[items.length - 1], 0) + 1);
         done.resolve();
       } catch (e) {
         if (!(e instanceof LogError)) this.#fail(e);
@@ -850,9 +843,8 @@ export class Partition {
     const gap = encodeGapBatch(base, end - 1);
     await this.#maybeRoll(gap.length, end - base, this.#clock.now());
     this.#nextOffset = end;
-    const written = this.#addPending({ batch: gap, base, last: end - 1, maxTs: -1 });
+    this.#addPending(gap);
     await this.#flushPending();
-    await written;
   }
 
   #advanceHw(end: number): void {

@@ -1187,6 +1187,26 @@ async function boundedHandles(
   assert.equal(state.openHandles, 0);
 }
 
+Deno.test("Partition keeps the newest bytes of a burst larger than its tail cache", async () => {
+  const { disk, clock } = setup({}, 4);
+  const { fs, state } = trackedFs(disk.mount());
+  const p = await Partition.open(fs, DIR, {}, { clock, tailCacheBytes: 32 * 1024 });
+  const writes = p.stats.writes;
+  // 40 appends of 1 KB queued together: one write of ~41 KB, more than the cache holds.
+  await Promise.all(
+    Array.from(
+      { length: 40 },
+      (_, i) => p.append([rec(`${i}`.padEnd(1024, "x"))], { acks: "write" }),
+    ),
+  );
+  assert.equal(p.stats.writes - writes, 1);
+  const reads = state.reads;
+  const r = await p.read(p.highWatermark - 1, 2048);
+  assert.equal(decodeBatches(r.bytes, p.highWatermark - 1)[0].offset, 39);
+  assert.equal(state.reads, reads, "the newest batches are read from memory");
+  await p.close();
+});
+
 Deno.test("Partition reads from the in-memory tail give the file's bytes (differential, seeded)", async () => {
   let reference: string[] | null = null;
   const fileReads: number[] = [];

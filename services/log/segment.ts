@@ -255,14 +255,6 @@ export interface BatchRange {
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 
-/** An encoded batch with its offsets assigned, waiting to be written. */
-export interface PendingBatch {
-  batch: Uint8Array;
-  base: number;
-  last: number;
-  maxTs: number;
-}
-
 /**
  * One segment of a partition. Mutated by one writer (the partition's append lock or the
  * compactor writing a fresh copy); read concurrently.
@@ -469,8 +461,8 @@ export class Segment {
     if (this.#refs === 0) await this.#closeIdleHandle().catch(() => {});
   }
 
-  #checkOffsets(base: number, last: number): void {
-    if (!(base >= this.baseOffset && base >= this.nextOffset && last >= base)) {
+  #checkOffsets(base: number, last: number, next = this.nextOffset): void {
+    if (!(base >= this.baseOffset && base >= next && last >= base)) {
       // An invariant of the caller is broken: never write a batch the next open would cut off.
       throw new Error(
         `batch [${base}, ${last}] does not fit segment ${this.path} ` +
@@ -494,36 +486,24 @@ export class Segment {
   }
 
   /**
-   * Appends encoded batches at the end, in offset order, each given with its offsets, with one
-   * write (the partition's coalesced appends). The caller serializes appends; the offsets must
-   * fit (`base >= nextOffset >= baseOffset`, increasing, else this throws without writing).
-   * Readers see the batches once this resolves.
+   * Appends encoded batches (offsets assigned) at the end with one write (the partition's
+   * coalesced appends), keeping the newest bytes in memory. The caller serializes appends; the
+   * offsets must fit (increasing from `nextOffset`, else this throws without writing). Readers
+   * see the batches once this resolves.
    */
-  async appendMany(items: readonly PendingBatch[]): Promise<void> {
-    let next = this.nextOffset, bytes = 0;
-    for (const it of items) {
-      this.#checkOffsets(it.base, it.last);
-      if (it.base < next) throw new Error(`batch [${it.base}, ${it.last}] out of order`);
-      next = it.last + 1;
-      bytes += it.batch.length;
-    }
-    let chunk = items[0].batch;
-    if (items.length > 1) {
+  async appendMany(batches: readonly Uint8Array[]): Promise<void> {
+    let chunk = batches[0];
+    if (batches.length > 1) {
+      let bytes = 0;
+      for (const b of batches) bytes += b.length;
       chunk = new Uint8Array(bytes);
       let at = 0;
-      for (const it of items) {
-        chunk.set(it.batch, at);
-        at += it.batch.length;
+      for (const b of batches) {
+        chunk.set(b, at);
+        at += b.length;
       }
     }
-    const pos = this.sizeBytes;
-    await this.#withHandle((h) => h.writeAt(pos, chunk));
-    this.#remember(pos, chunk);
-    let at = pos;
-    for (const it of items) {
-      this.#track(at, it.batch.length, it.base, it.last, it.maxTs);
-      at += it.batch.length;
-    }
+    this.#remember(await this.#write(chunk), chunk);
   }
 
   /**
@@ -540,12 +520,18 @@ export class Segment {
   #remember(pos: number, batch: Uint8Array): void {
     const cap = this.#tailCap;
     if (cap <= 0 || this.#sealed) return;
-    const n = batch.length;
-    if (pos !== this.#tailStart + this.#tailLength || n > cap) {
-      // Not contiguous with what is held (or too big): start over after it.
-      this.#tailStart = pos + (n > cap ? n : 0);
+    let n = batch.length;
+    if (n > cap) {
+      // More than it holds (a large coalesced write): its newest bytes.
+      pos += n - cap;
+      batch = batch.subarray(n - cap);
+      n = cap;
       this.#tailLength = 0;
-      if (n > cap) return;
+    }
+    if (pos !== this.#tailStart + this.#tailLength) {
+      // Not contiguous with what is held: start over.
+      this.#tailStart = pos;
+      this.#tailLength = 0;
     }
     if (this.#tailLength + n > cap) {
       // Keep the newest half: each byte is moved about once on average.
@@ -571,12 +557,23 @@ export class Segment {
    * write (the compactor's output) and indexes them.
    */
   async appendBatches(chunk: Uint8Array): Promise<void> {
-    if (chunk.length === 0) return;
-    this.#checkOffsets(baseOffsetAt(chunk, 0), lastOffsetAt(chunk, 0));
+    if (chunk.length > 0) await this.#write(chunk);
+  }
+
+  /**
+   * Writes whole batches at the end with one write, after checking that their offsets fit (in
+   * order from `nextOffset`), then indexes them; returns where they were written.
+   */
+  async #write(chunk: Uint8Array): Promise<number> {
+    let next = this.nextOffset;
+    for (let p = 0; p < chunk.length; p += batchSizeAt(chunk, p)) {
+      const last = lastOffsetAt(chunk, p);
+      this.#checkOffsets(baseOffsetAt(chunk, p), last, next);
+      next = last + 1;
+    }
     const pos = this.sizeBytes;
     await this.#withHandle((h) => h.writeAt(pos, chunk));
-    let p = 0;
-    while (p < chunk.length) {
+    for (let p = 0; p < chunk.length;) {
       const size = batchSizeAt(chunk, p);
       this.#track(
         pos + p,
@@ -587,6 +584,7 @@ export class Segment {
       );
       p += size;
     }
+    return pos;
   }
 
   /**
