@@ -27,6 +27,11 @@ const BASE = `localhost/deno-base:${Deno.version.deno}`;
 const ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
 const td = new TextDecoder();
 
+/** Each service's HTTP address on the host (its port in services/dev.ts, as compose.yaml maps it). */
+const at = (name: string) => `http://127.0.0.1:${SERVICES.find((s) => s.name === name)!.port}`;
+/** compose.yaml runs three metastore members, published on these host ports. */
+const METASTORE_MEMBERS = [2379, 12379, 22379].map((port) => `http://127.0.0.1:${port}`);
+
 async function run(cmd: string, cmdArgs: string[], quiet = false): Promise<string> {
   const out = await new Deno.Command(cmd, {
     args: cmdArgs,
@@ -103,53 +108,56 @@ async function json(url: string, body?: unknown) {
 /** One request per service (besides health), as a user of each would make. */
 async function exercise(): Promise<void> {
   // tasks: create, read back.
-  const task = await json("http://127.0.0.1:8001/tasks", { title: "compose check", priority: 1 });
-  const got = await json(`http://127.0.0.1:8001/tasks/${task.id}`);
+  const task = await json(`${at("tasks")}/tasks`, { title: "compose check", priority: 1 });
+  const got = await json(`${at("tasks")}/tasks/${task.id}`);
   if (got.title !== "compose check") throw new Error(`tasks: read back ${JSON.stringify(got)}`);
   console.log("tasks: created and read back a task");
 
   // metastore: a write through member 1 read back from member 3 (replicated by Raft).
-  await json("http://127.0.0.1:2379/v3/kv/put", { key: btoa("compose/check"), value: btoa("ok") });
+  await json(`${METASTORE_MEMBERS[0]}/v3/kv/put`, {
+    key: btoa("compose/check"),
+    value: btoa("ok"),
+  });
   const deadline = Date.now() + 10_000;
   while (true) {
-    const r = await json("http://127.0.0.1:22379/v3/kv/range", { key: btoa("compose/check") });
+    const r = await json(`${METASTORE_MEMBERS[2]}/v3/kv/range`, { key: btoa("compose/check") });
     if (r.kvs?.[0]?.value === btoa("ok")) break;
     if (Date.now() > deadline) throw new Error(`metastore: member 3 answered ${JSON.stringify(r)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
-  const members = await json("http://127.0.0.1:12379/v3/cluster/member/list", {});
+  const members = await json(`${METASTORE_MEMBERS[1]}/v3/cluster/member/list`, {});
   if ((members.members ?? []).length !== 3) {
     throw new Error(`metastore: ${JSON.stringify(members)}`);
   }
   console.log("metastore: a write through member 1 read back from member 3; 3 members listed");
 
   // kv-events: a pod's stored blocks over HTTP, then a route that finds them.
-  await json("http://127.0.0.1:8003/events", {
+  await json(`${at("kv-events")}/events`, {
     pod: "pod-a",
     events: [{ type: "BlockStored", block_hashes: ["11", "12"] }],
   });
-  const route = await json("http://127.0.0.1:8003/route", { block_hashes: ["11", "12"] });
+  const route = await json(`${at("kv-events")}/route`, { block_hashes: ["11", "12"] });
   if (route.pod !== "pod-a") throw new Error(`kv-events: ${JSON.stringify(route)}`);
   console.log("kv-events: indexed two blocks of pod-a and routed to it");
 
   // log: a topic, a record produced with acks=fsync, fetched back.
-  await json("http://127.0.0.1:8004/topics", { name: "compose-check", partitions: 1 }).catch(
+  await json(`${at("log")}/topics`, { name: "compose-check", partitions: 1 }).catch(
     (e) => {
       if (!String(e).includes("409")) throw e;
     },
   );
-  const p = await json("http://127.0.0.1:8004/topics/compose-check", {
+  const p = await json(`${at("log")}/topics/compose-check`, {
     records: [{ key: "k", value: { ok: true } }],
   });
   const off = p.offsets[0].offset;
   const f = await json(
-    `http://127.0.0.1:8004/topics/compose-check/partitions/0/records?offset=${off}`,
+    `${at("log")}/topics/compose-check/partitions/0/records?offset=${off}`,
   );
   if (f.records[0]?.value?.ok !== true) throw new Error(`log: ${JSON.stringify(f)}`);
   console.log("log: produced a record (acks=fsync) and fetched it back");
 
   // kv: SET over HTTP, GET over RESP.
-  await json("http://127.0.0.1:8005/", ["SET", "compose:check", "ok"]);
+  await json(`${at("kv")}/`, ["SET", "compose:check", "ok"]);
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: 6379 });
   try {
     await conn.write(new TextEncoder().encode("*2\r\n$3\r\nGET\r\n$13\r\ncompose:check\r\n"));
@@ -192,14 +200,13 @@ async function main(): Promise<void> {
   let ok = false;
   try {
     await compose("up", "-d", "--no-build");
-    // The metastore runs as three members in compose.yaml.
-    const health: [string, number][] = SERVICES.flatMap(({ name, port }): [string, number][] =>
+    const health: [string, string][] = SERVICES.flatMap(({ name }): [string, string][] =>
       name === "metastore"
-        ? [["metastore-1", port], ["metastore-2", port + 10_000], ["metastore-3", port + 20_000]]
-        : [[name, port]]
+        ? METASTORE_MEMBERS.map((url, i) => [`metastore-${i + 1}`, url])
+        : [[name, at(name)]]
     );
-    for (const [name, port] of health) {
-      await waitHealthy(name, `http://127.0.0.1:${port}/healthz`);
+    for (const [name, url] of health) {
+      await waitHealthy(name, `${url}/healthz`);
       console.log(`${name}: healthy`);
     }
     await exercise();
