@@ -10,6 +10,9 @@
  * 2. the seed's own tests through our TypeScript client (services/kv/client.ts), against each:
  *    one client doing 10,000 SET / GET / mixed / INCR; a pool of 10 workers; the pool's overhead
  *    (acquire + release per command against a held connection); the latency distribution;
+ *    SET, GET and INCR run on their own in every round, with the server's CPU time per request
+ *    (/proc/<pid>/stat), and at -c 50 a third server takes its turn in each round: ours with
+ *    RESP_IO=deno (Deno's socket ops instead of the default native epoll loop);
  * 3. SET, GET and INCR at `-c 50 -P 1` and `-P 16` against our server with IO_THREADS=2 (worker
  *    isolates for socket I/O), one round, beside the medians above;
  * 4. memory per key, on freshly started servers: 1,000,000 keys of 16-byte names and 100-byte
@@ -42,12 +45,15 @@ const td = new TextDecoder();
 const TESTS = "set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange,mset";
 /** The tests the issue sets targets for. */
 const TARGET_TESTS = "set,get,incr";
+const OTHER_TESTS = TESTS.split(",").filter((t) => !TARGET_TESTS.split(",").includes(t)).join(",");
 const N = QUICK ? 20_000 : 200_000;
 
 interface Row {
   rps: number;
   p50: number;
   p99: number;
+  /** The server's CPU µs per request (user + system) over the run of the target tests. */
+  cpuUs?: number;
 }
 type Table = Record<string, Record<string, { kv: Row; redis: Row }>>;
 
@@ -64,11 +70,22 @@ async function waitPort(port: number): Promise<void> {
 }
 
 interface Server {
-  name: "kv" | "redis";
+  /** `kv` and `redis` fill the main tables; other kv variants their own section. */
+  name: string;
   port: number;
   stop(): Promise<void>;
   pid: number;
 }
+
+/** CPU seconds (user, system) a process has used so far (/proc/<pid>/stat). */
+async function cpuSeconds(pid: number): Promise<{ user: number; sys: number }> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the command name (which may hold spaces) in parentheses.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK };
+}
+/** Linux's USER_HZ: /proc's times are in hundredths of a second on every architecture. */
+const CLK_TCK = 100;
 
 async function startRedis(): Promise<Server> {
   const port = freePort();
@@ -89,14 +106,15 @@ async function startRedis(): Promise<Server> {
   };
 }
 
-async function startKv(ioThreads = 0): Promise<Server> {
+/** Our server; `env` picks a variant (RESP_IO, IO_THREADS), named `name`. */
+async function startKv(name = "kv", env: Record<string, string> = {}): Promise<Server> {
   const port = freePort();
   const svc = await startDeno(new URL("services/kv/main.ts", root).pathname, {
     RESP_PORT: String(port),
     LOG_LEVEL: "warn",
-    IO_THREADS: String(ioThreads),
+    ...env,
   }, { denoFlags: ["--v8-flags=--expose-gc"] });
-  return { name: "kv", port, pid: svc.child.pid, stop: svc.stop };
+  return { name, port, pid: svc.child.pid, stop: svc.stop };
 }
 
 async function redisBenchmark(
@@ -123,7 +141,31 @@ async function redisBenchmark(
 function medianRow(rounds: Record<string, Row>[], test: string): Row {
   const have = rounds.filter((r) => r[test] !== undefined);
   const med = (f: (r: Row) => number) => median(have.map((r) => f(r[test])));
-  return { rps: med((r) => r.rps), p50: med((r) => r.p50), p99: med((r) => r.p99) };
+  const row: Row = { rps: med((r) => r.rps), p50: med((r) => r.p50), p99: med((r) => r.p99) };
+  const cpu = have.map((r) => r[test].cpuUs).filter((x) => x !== undefined);
+  if (cpu.length > 0) row.cpuUs = median(cpu);
+  return row;
+}
+
+/**
+ * One round's redis-benchmark runs against `s`: the target tests on their own, with the server's
+ * CPU time per request measured over them, then (when `all`) the other tests.
+ */
+async function benchRound(s: Server, extra: string[], all: boolean): Promise<Record<string, Row>> {
+  const before = await cpuSeconds(s.pid);
+  const r = await redisBenchmark(s.port, extra, TARGET_TESTS);
+  const after = await cpuSeconds(s.pid);
+  const requests = Object.keys(r).length * requestsOf(extra);
+  const cpuUs = (after.user + after.sys - before.user - before.sys) / requests * 1e6;
+  for (const row of Object.values(r)) row.cpuUs = cpuUs;
+  if (!all) return r;
+  return { ...r, ...await redisBenchmark(s.port, extra, OTHER_TESTS) };
+}
+
+/** Requests per test of a redis-benchmark run (its -n, or ours). */
+function requestsOf(extra: string[]): number {
+  const i = extra.indexOf("-n");
+  return i >= 0 ? Number(extra[i + 1]) : N;
 }
 
 /** The seed's client-side tests through our client. */
@@ -226,11 +268,18 @@ async function memoryPerKey(server: Server): Promise<Record<string, number>> {
   }
 }
 
+/** Our variants beside the default, in the -c 50 rounds (target tests only). */
+const VARIANTS: Record<string, Record<string, string>> = {
+  kv_resp_io_deno: { RESP_IO: "deno" },
+};
+
 async function main(): Promise<void> {
   const table: Table = {};
   const client: Record<string, Record<string, number>> = {};
   const memory: Record<string, Record<string, number>> = {};
   const ioThreads: Record<string, Row> = {};
+  /** Variant name -> `mode.test` -> the median row. */
+  const variants: Record<string, Record<string, Row>> = {};
   const ROUNDS = QUICK ? 1 : 3;
   /**
    * SET, GET and INCR at -c 50 (the issue's targets) run more rounds: their ratios sit near the
@@ -238,27 +287,32 @@ async function main(): Promise<void> {
    */
   const TARGET_ROUNDS = QUICK ? 1 : 7;
   let servers = [await startKv(), await startRedis()];
+  const extras = await Promise.all(
+    Object.entries(VARIANTS).map(([name, env]) => startKv(name, env)),
+  );
   try {
     // Mode, redis-benchmark arguments, rounds (the first ROUNDS run every test, the rest only
-    // the target tests).
-    const modes: [string, string[], number][] = [
-      ["c50_p1", ["-c", "50", "-P", "1"], TARGET_ROUNDS],
-      ["c50_p16", ["-c", "50", "-P", "16"], TARGET_ROUNDS],
-      ["c1_p1", ["-c", "1", "-P", "1", "-n", String(QUICK ? 5_000 : 20_000)], ROUNDS],
+    // the target tests), whether the variants run too.
+    const modes: [string, string[], number, boolean][] = [
+      ["c50_p1", ["-c", "50", "-P", "1"], TARGET_ROUNDS, true],
+      ["c50_p16", ["-c", "50", "-P", "16"], TARGET_ROUNDS, true],
+      ["c1_p1", ["-c", "1", "-P", "1", "-n", String(QUICK ? 5_000 : 20_000)], ROUNDS, false],
     ];
-    for (const [mode, extra, rounds] of modes) {
+    for (const [mode, extra, rounds, withVariants] of modes) {
       table[mode] = {};
-      // Rounds, the servers alternating which goes first; each figure is the median of its rounds
-      // (this machine drifts by tens of percent from one minute to the next).
-      const runs: Record<string, Record<string, Row>[]> = { kv: [], redis: [] };
+      // Rounds, the servers taking turns at going first; each figure is the median of its
+      // rounds (this machine drifts by tens of percent from one minute to the next).
+      const all = withVariants ? [...servers, ...extras] : servers;
+      const runs: Record<string, Record<string, Row>[]> = {};
       for (let round = 0; round < rounds; round++) {
-        const order = round % 2 === 0 ? servers : [...servers].reverse();
-        for (const s of order) {
+        const k = round % all.length;
+        for (const s of [...all.slice(k), ...all.slice(0, k)]) {
           const c = await KvConnection.connect({ port: s.port });
           await c.command("FLUSHALL");
           c.close();
-          const r = await redisBenchmark(s.port, extra, round < ROUNDS ? TESTS : TARGET_TESTS);
-          runs[s.name].push(r);
+          const main = s.name === "kv" || s.name === "redis";
+          const r = await benchRound(s, extra, main && round < ROUNDS);
+          (runs[s.name] ??= []).push(r);
           console.log(`${mode} round ${round + 1} ${s.name}: SET ${r.SET?.rps} GET ${r.GET?.rps}`);
         }
       }
@@ -266,13 +320,20 @@ async function main(): Promise<void> {
         if (runs.kv[0][test] === undefined) continue;
         table[mode][test] = { kv: medianRow(runs.kv, test), redis: medianRow(runs.redis, test) };
       }
+      for (const s of withVariants ? extras : []) {
+        for (const test of Object.keys(runs[s.name][0])) {
+          (variants[s.name] ??= {})[`${mode}.${test}`] = medianRow(runs[s.name], test);
+        }
+      }
     }
+    for (const s of extras) await s.stop();
+    extras.length = 0;
     for (const s of servers) client[s.name] = await clientSuite(s.port);
     // IO_THREADS=2 (worker isolates for socket I/O), SET/GET/INCR, against the same Redis.
-    const io = await startKv(2);
+    const io = await startKv("kv_io_threads", { IO_THREADS: "2" });
     try {
       for (const [mode, extra] of modes.slice(0, 2)) {
-        const r = await redisBenchmark(io.port, extra, TARGET_TESTS);
+        const r = await benchRound(io, extra, false);
         for (const [test, row] of Object.entries(r)) ioThreads[`${mode}.${test}`] = row;
       }
     } finally {
@@ -286,7 +347,7 @@ async function main(): Promise<void> {
       console.log(`${s.name}: memory ${JSON.stringify(memory[s.name])}`);
     }
   } finally {
-    for (const s of servers) await s.stop();
+    for (const s of [...servers, ...extras]) await s.stop();
   }
   const result = {
     date: new Date().toISOString().slice(0, 10),
@@ -297,6 +358,7 @@ async function main(): Promise<void> {
     rounds: ROUNDS,
     targetRounds: TARGET_ROUNDS,
     redisBenchmark: table,
+    variants,
     ioThreads,
     client,
     memory,
@@ -388,6 +450,31 @@ async function render(): Promise<void> {
           fmt(v.kv.rps / v.redis.rps, 2)
         }x | ${fmt(v.kv.p50, 3)} / ${fmt(v.kv.p99, 3)} | ${fmt(v.redis.p50, 3)} / ${
           fmt(v.redis.p99, 3)
+        } |`,
+      );
+    }
+  }
+  const deno = r.variants?.kv_resp_io_deno as Record<string, Row> | undefined;
+  if (deno !== undefined) {
+    lines.push(
+      "",
+      `## The RESP listeners at -c 50 (median of ${r.targetRounds} rounds, all three servers taking turns)`,
+      "",
+      "kv's default listener is the native epoll loop (`RESP_IO=auto`); `RESP_IO=deno` serves the " +
+        "same engine through Deno's socket ops (docs/kv.md). Server CPU is user + system time of " +
+        "the server process per request, over the SET, GET and INCR runs of a round.",
+      "",
+      "| mode | test | kv native ops/s | kv RESP_IO=deno ops/s | Redis ops/s | server CPU µs/request: native / deno / Redis |",
+      "| --- | --- | --- | --- | --- | --- |",
+    );
+    for (const [k, v] of Object.entries(deno)) {
+      const [mode, test] = k.split(".");
+      const base = t[mode]?.[test];
+      lines.push(
+        `| ${mode} | ${test} | ${fmt(base?.kv.rps ?? NaN)} | ${fmt(v.rps)} | ${
+          fmt(base?.redis.rps ?? NaN)
+        } | ${fmt(base?.kv.cpuUs ?? NaN, 1)} / ${fmt(v.cpuUs ?? NaN, 1)} / ${
+          fmt(base?.redis.cpuUs ?? NaN, 1)
         } |`,
       );
     }

@@ -1,34 +1,38 @@
 /**
  * The server over TCP with real clients: ioredis and node-redis from npm, and Debian's redis-cli
- * and redis-benchmark when they are installed.
+ * and redis-benchmark when they are installed. Every test runs against both RESP listeners
+ * (Deno's sockets and the native epoll loop).
  */
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { createClient } from "redis";
 import { ALL_COMMANDS } from "./commands/mod.ts";
 import { Engine } from "./engine.ts";
-import { RespServer } from "./resp_server.ts";
+import { forEachListener, startListener } from "./_testing/listeners.ts";
 import { raw } from "./_testing/raw.ts";
 import { have } from "../../bench/lib/process.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
 
-async function withServer(
+/** Runs `fn` against a fresh engine behind each RESP listener (Deno's sockets, native). */
+function withServer(
   fn: (port: number, engine: Engine) => Promise<void>,
   config: ConstructorParameters<typeof Engine>[1] = {},
 ): Promise<void> {
-  const engine = new Engine(ALL_COMMANDS, {
-    ...config,
-    onInternalError: (e) => {
-      throw e;
-    },
+  return forEachListener(async (kind) => {
+    const engine = new Engine(ALL_COMMANDS, {
+      ...config,
+      onInternalError: (e) => {
+        throw e;
+      },
+    });
+    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
+    try {
+      await fn(server.addr.port, engine);
+    } finally {
+      await server.close();
+    }
   });
-  const server = new RespServer({ engine, hostname: "127.0.0.1", port: 0 });
-  try {
-    await fn(server.addr.port, engine);
-  } finally {
-    await server.close();
-  }
 }
 
 Deno.test({

@@ -24,6 +24,18 @@ export function kvConfigSchema() {
      * `io-threads`); 0: one isolate does both.
      */
     IO_THREADS: int(0, 0, 64),
+    /**
+     * How RESP sockets are served: `native` (an epoll loop through FFI, Linux, needs
+     * --allow-ffi), `deno` (Deno's socket ops), `auto` (native when it can start). IO_THREADS
+     * above 0 always uses Deno's sockets.
+     */
+    RESP_IO: z.enum(["auto", "native", "deno"]).default("auto"),
+    /**
+     * Native loop: microseconds it keeps polling after the last ready socket before it sleeps
+     * (0: at once, as Redis). Under load it then never sleeps, which saves the wake-ups of the
+     * server and its clients; the cost is up to this much CPU after each burst.
+     */
+    RESP_SPIN_US: int(500, 0, 1_000_000),
     /** The password of the default user (Redis's `requirepass`); empty = none. */
     REQUIREPASS: z.string().max(4096).default(""),
     /** Bearer token of the HTTP API; empty = REQUIREPASS (and none if that is empty too). */

@@ -202,6 +202,8 @@ export class Engine {
   writeHook: ((write: LoggedWrite) => void) | null;
   /** Closes a connection at once (CLIENT KILL); set by the listener that owns connections. */
   killHook: ((clientId: number) => void) | null = null;
+  /** How the listener waits for sockets (INFO's `multiplexing_api`); set by the listener. */
+  multiplexingApi = "deno";
   /** The append-only file, when persistence is on (INFO, BGREWRITEAOF, CONFIG SET). */
   persistence: PersistenceHandle | null = null;
   /** Set when writes cannot be made durable: write commands are refused with it (MISCONF). */

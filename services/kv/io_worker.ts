@@ -6,6 +6,7 @@
  * @module
  */
 import { FRAME, Ring, waitDoorbell } from "./ring.ts";
+import { formatAddr } from "./libc.ts";
 import { closeQuietly, writeAll } from "./socket.ts";
 
 interface Start {
@@ -34,7 +35,7 @@ async function serve(id: number, conn: Deno.TcpConn, toMain: Ring): Promise<void
   await toMain.write(
     id,
     FRAME.OPEN,
-    te.encode(JSON.stringify([`${ra.hostname}:${ra.port}`, `${la.hostname}:${la.port}`])),
+    te.encode(JSON.stringify([formatAddr(ra.hostname, ra.port), formatAddr(la.hostname, la.port)])),
   );
   toMain.ring();
   const buf = new Uint8Array(Math.min(64 * 1024, toMain.maxPayload));

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { installGracefulShutdown, stdoutLogger } from "@deno-stores/shared/http";
+import { installGracefulShutdown, type Logger, stdoutLogger } from "@deno-stores/shared/http";
 import { startOrExit } from "@deno-stores/shared/config";
 import { createKvApp } from "./app.ts";
 import { ALL_COMMANDS } from "./commands/mod.ts";
@@ -14,7 +14,9 @@ import { Engine } from "./engine.ts";
 import { Aof } from "./persistence.ts";
 import { decodeCommit, encodeCommit, MemoryKvConnectStore } from "./kv_connect/mod.ts";
 import { IoThreads } from "./io_threads.ts";
-import { RespServer } from "./resp_server.ts";
+import { RespServer, type RespServerOptions } from "./resp_server.ts";
+import { NativeRespServer, NativeUnavailable } from "./native_server.ts";
+import { openLibc } from "./libc.ts";
 
 async function run(config: KvConfig): Promise<void> {
   const { logger, flush } = stdoutLogger("kv", config.LOG_LEVEL);
@@ -74,13 +76,13 @@ async function run(config: KvConfig): Promise<void> {
       commit,
       onError: onConnectionError,
     })
-    : new RespServer({
+    : startRespServer(config, {
       engine,
       hostname: config.HOST,
       port: config.RESP_PORT,
       commit,
       onConnectionError,
-    });
+    }, logger);
   const respPort = resp instanceof IoThreads ? resp.port : resp.addr.port;
   const service = createKvApp({
     engine,
@@ -119,6 +121,7 @@ async function run(config: KvConfig): Promise<void> {
         url: `http://${addr.hostname}:${addr.port}`,
         resp: `redis://${config.HOST}:${respPort}`,
         io_threads: config.IO_THREADS,
+        resp_io: resp instanceof NativeRespServer ? "native" : "deno",
         auth: config.REQUIREPASS !== "",
       });
     },
@@ -139,6 +142,32 @@ async function run(config: KvConfig): Promise<void> {
     flush,
     exit: Deno.exit,
   });
+}
+
+/**
+ * The RESP listener RESP_IO asks for: the native epoll loop, or Deno's sockets (`auto` falls
+ * back to them, with the reason logged, when the native loop cannot start).
+ */
+function startRespServer(
+  config: KvConfig,
+  options: RespServerOptions,
+  logger: Logger,
+): RespServer | NativeRespServer {
+  if (config.RESP_IO !== "deno") {
+    const loaded = openLibc();
+    try {
+      if (!loaded.ok) throw new NativeUnavailable(loaded.reason);
+      return new NativeRespServer({
+        ...options,
+        libc: loaded.libc,
+        spinMicros: config.RESP_SPIN_US,
+      });
+    } catch (e) {
+      if (config.RESP_IO === "native" || !(e instanceof NativeUnavailable)) throw e;
+      logger.info("native RESP loop unavailable: Deno sockets", { reason: e.message });
+    }
+  }
+  return new RespServer(options);
 }
 
 if (import.meta.main) {

@@ -22,6 +22,8 @@ Deno.test("kv process: acknowledged writes survive kill -9 (APPENDFSYNC=always),
   try {
     const a = await start(env);
     const c = await KvConnection.connect({ port: a.resp });
+    // Started with -A on Linux: the native epoll listener serves.
+    assert.match(String(await c.command("INFO", "server")), /multiplexing_api:epoll\r\n/);
     let acked = 0;
     for (let i = 0; i < 300; i++) {
       await c.command("SET", `k${i}`, `v${i}`);

@@ -12,6 +12,7 @@
  */
 import type { Engine } from "./engine.ts";
 import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
+import { formatAddr } from "./libc.ts";
 import { closeQuietly, isDisconnect, writeAll } from "./socket.ts";
 
 /** Replies buffered before a batch is written out mid-way. */
@@ -100,7 +101,10 @@ export class RespServer {
       conn.setNoDelay(true);
     } catch { /* the peer may be gone already */ }
     const ra = conn.remoteAddr, la = conn.localAddr;
-    const client = engine.connect(`${ra.hostname}:${ra.port}`, `${la.hostname}:${la.port}`);
+    const client = engine.connect(
+      formatAddr(ra.hostname, ra.port),
+      formatAddr(la.hostname, la.port),
+    );
     this.#byClient.set(client.id, conn);
     const reader = new RespReader(engine.limitsFor(client));
     const out = new RespWriter();

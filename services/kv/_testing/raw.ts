@@ -6,8 +6,13 @@
  */
 const te = new TextEncoder(), td = new TextDecoder();
 
-export async function raw(port: number, bytes: string, until?: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+export async function raw(
+  port: number,
+  bytes: string,
+  until?: string,
+  hostname = "127.0.0.1",
+): Promise<string> {
+  const conn = await Deno.connect({ hostname, port });
   await conn.write(te.encode(bytes));
   let got = "";
   const buf = new Uint8Array(65536);

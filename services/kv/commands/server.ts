@@ -205,6 +205,7 @@ function infoText(ctx: Context, sections: Set<string>): string {
     ["redis_mode", "standalone"],
     ["os", `${Deno.build.os} ${Deno.build.arch}`],
     ["arch_bits", 64],
+    ["multiplexing_api", engine.multiplexingApi],
     ["process_id", Deno.pid],
     ["runtime", `deno ${Deno.version.deno} v8 ${Deno.version.v8}`],
     ["uptime_in_seconds", Math.floor((now - engine.startedMs) / 1000)],
