@@ -236,12 +236,13 @@ export class NativeRespServer {
       }
       worked = n > 0 || this.#more.length > 0;
       if (!worked) continue; // n < 0 is EINTR, the only error epoll_wait has on a valid set
-      lastWork = now;
       try {
         await this.#round(Math.max(n, 0));
       } catch (e) {
         this.#onError(e);
       }
+      // The spin counts from the end of the round (a long round must not use it up).
+      lastWork = performance.now();
     }
   }
 
