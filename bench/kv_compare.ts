@@ -462,7 +462,8 @@ async function render(): Promise<void> {
       "",
       "kv's default listener is the native epoll loop (`RESP_IO=auto`); `RESP_IO=deno` serves the " +
         "same engine through Deno's socket ops (docs/kv.md). Server CPU is user + system time of " +
-        "the server process per request, over the SET, GET and INCR runs of a round.",
+        "the server process per request, over the SET, GET and INCR runs of a round (the native " +
+        "loop's includes its polling between requests, up to RESP_SPIN_US after each).",
       "",
       "| mode | test | kv native ops/s | kv RESP_IO=deno ops/s | Redis ops/s | server CPU µs/request: native / deno / Redis |",
       "| --- | --- | --- | --- | --- | --- |",

@@ -20,8 +20,7 @@ export const SO_REUSEADDR = 2;
 export const SO_REUSEPORT = 15;
 export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
-export const IPPROTO_IPV6 = 41;
-export const IPV6_V6ONLY = 26;
+export const MSG_NOSIGNAL = 0x4000;
 export const EPOLL_CLOEXEC = 0o2000000;
 export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;
@@ -34,8 +33,6 @@ export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
 export const EINTR = 4;
 export const EAGAIN = 11;
-export const EMFILE = 24;
-export const ENFILE = 23;
 export const ECONNABORTED = 103;
 
 /** Bytes of one `struct epoll_event`, and where its 64-bit data field starts. */
@@ -62,6 +59,7 @@ export const LIBC_SYMBOLS = {
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
@@ -74,7 +72,7 @@ export interface Libc {
   readonly symbols: LibcSymbols;
   /** errno of this isolate's thread: read it right after the failing call. */
   errno(): number;
-  /** "EADDRINUSE"-style message of an error number (strerror). */
+  /** The C library's message for an error number (strerror: "Address already in use"). */
   describe(errno: number): string;
   close(): void;
 }

@@ -23,8 +23,8 @@
  */
 import type { Client, Engine } from "./engine.ts";
 import {
-  AF_INET6,
   EAGAIN,
+  ECONNABORTED,
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EINTR,
@@ -39,10 +39,9 @@ import {
   EPOLLIN,
   EPOLLOUT,
   formatAddr,
-  IPPROTO_IPV6,
   IPPROTO_TCP,
-  IPV6_V6ONLY,
   type Libc,
+  MSG_NOSIGNAL,
   parseIp,
   readSockaddr,
   SO_REUSEADDR,
@@ -64,6 +63,8 @@ const MAX_EVENTS = 256;
 /** epoll data of the listening socket and of the wake-up eventfd; connections start above. */
 const LISTENER_ID = 1;
 const WAKE_ID = 2;
+/** Connections accepted per round at most. */
+const MAX_ACCEPTS = 1000;
 /** Pause of accepting after running out of file descriptors (the socket stays ready). */
 const ACCEPT_PAUSE_MS = 100;
 
@@ -88,6 +89,8 @@ interface Conn {
   more: boolean;
   /** Close once the replies so far are sent (QUIT, protocol error). */
   closeAfter: boolean;
+  /** In this round's writes. */
+  queued: boolean;
   closed: boolean;
 }
 
@@ -161,7 +164,6 @@ export class NativeRespServer {
       fds.push(fd);
       this.#setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
       if (options.reusePort) this.#setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-      if (ip.family === AF_INET6) this.#setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
       const sa = sockaddr(ip, options.port);
       this.#check("bind", s.bind(fd, sa, sa.length));
       this.#check("listen", s.listen(fd, 511));
@@ -212,8 +214,9 @@ export class NativeRespServer {
   #ctl(op: number, fd: number, events: number, id: number): void {
     const v = this.#ctlView;
     v.setUint32(0, events, true);
-    v.setUint32(EPOLL_DATA_OFFSET, id, true);
-    v.setUint32(EPOLL_DATA_OFFSET + 4, 0, true);
+    // The whole id in the 64-bit data field (ids never repeat: 2^53 of them).
+    v.setUint32(EPOLL_DATA_OFFSET, id % 0x1_0000_0000, true);
+    v.setUint32(EPOLL_DATA_OFFSET + 4, Math.floor(id / 0x1_0000_0000), true);
     this.#check("epoll_ctl", this.#libc.symbols.epoll_ctl(this.#ep, op, fd, this.#ctlEvent));
   }
 
@@ -258,7 +261,8 @@ export class NativeRespServer {
     for (let i = 0; i < n; i++) {
       const off = i * EPOLL_EVENT_BYTES;
       const events = v.getUint32(off, true);
-      const id = v.getUint32(off + EPOLL_DATA_OFFSET, true);
+      const id = v.getUint32(off + EPOLL_DATA_OFFSET, true) +
+        v.getUint32(off + EPOLL_DATA_OFFSET + 4, true) * 0x1_0000_0000;
       if (id === LISTENER_ID) {
         this.#acceptAll();
         continue;
@@ -273,12 +277,16 @@ export class NativeRespServer {
         // Registered for EPOLLOUT only; an error or hang-up shows in the write.
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) this.#send(conn);
       } else if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        this.#readAndRun(conn);
+        // Not read again while earlier commands wait (left over, or replies not sent yet): its
+        // input stays in the socket (TCP holds the client back) and an end of input cannot
+        // overtake them. The socket stays ready: it comes back in a later round.
+        if (!conn.more && !conn.queued && !conn.closeAfter) this.#readAndRun(conn);
       }
     }
     if (this.#dirty.length === 0) return;
     const dirty = this.#dirty;
     this.#dirty = [];
+    for (const conn of dirty) conn.queued = false;
     const pending = this.#commit();
     if (pending !== null) {
       try {
@@ -299,13 +307,15 @@ export class NativeRespServer {
     const s = this.#libc.symbols;
     const name = new Uint8Array(128), lenBuf = new Uint32Array(1);
     const len = new Uint8Array(lenBuf.buffer);
-    for (;;) {
+    // At most MAX_ACCEPTS a round (Redis's limit): a connection storm must not stall the others.
+    for (let i = 0; i < MAX_ACCEPTS; i++) {
       lenBuf[0] = name.length;
       const fd = s.accept4(this.#listenFd, name, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const errno = this.#libc.errno();
-        if (errno === EAGAIN || errno === EINTR) return;
-        if (errno === 103 /* ECONNABORTED */) continue;
+        if (errno === EAGAIN) return;
+        // The connection went away before it was taken, or a signal: try the next.
+        if (errno === EINTR || errno === ECONNABORTED) continue;
         // Out of descriptors (EMFILE/ENFILE) or worse: the socket stays ready, so stop asking
         // for a while instead of spinning.
         this.#onError(new SyscallError("accept4", errno, this.#libc.describe(errno)));
@@ -322,7 +332,13 @@ export class NativeRespServer {
     this.#ctl(EPOLL_CTL_DEL, this.#listenFd, 0, LISTENER_ID);
     setTimeout(() => {
       this.#acceptPaused = false;
-      if (!this.#closed) this.#ctl(EPOLL_CTL_ADD, this.#listenFd, EPOLLIN, LISTENER_ID);
+      if (this.#closed) return;
+      try {
+        this.#ctl(EPOLL_CTL_ADD, this.#listenFd, EPOLLIN, LISTENER_ID);
+      } catch (e) {
+        this.#onError(e);
+        this.#pauseAccepting();
+      }
     }, ACCEPT_PAUSE_MS);
   }
 
@@ -345,9 +361,10 @@ export class NativeRespServer {
       this.#onError(e);
       return;
     }
+    const local = this.#localAddr(fd);
     const client = engine.connect(
       peer === null ? "" : formatAddr(peer.hostname, peer.port),
-      formatAddr(this.#addr.hostname, this.#addr.port),
+      local === null ? "" : formatAddr(local.hostname, local.port),
     );
     const conn: Conn = {
       id,
@@ -359,10 +376,18 @@ export class NativeRespServer {
       blocked: false,
       more: false,
       closeAfter: false,
+      queued: false,
       closed: false,
     };
     this.#conns.set(id, conn);
     this.#byClient.set(client.id, conn);
+  }
+
+  /** The local address of a connected socket (what the client connected to). */
+  #localAddr(fd: number): { hostname: string; port: number } | null {
+    const name = new Uint8Array(128), len = new Uint32Array([128]);
+    const r = this.#libc.symbols.getsockname(fd, name, new Uint8Array(len.buffer));
+    return r < 0 ? null : readSockaddr(name.subarray(0, len[0]));
   }
 
   /** Reads what the socket has and runs the complete commands. */
@@ -402,9 +427,9 @@ export class NativeRespServer {
       this.#protocolError(conn, e);
       return;
     }
-    if (conn.closed) return; // CLIENT KILL of itself
+    if (conn.closed) return; // closed while its commands ran
     if (conn.client.closing || this.#closed) conn.closeAfter = true;
-    if (conn.out.length > 0 || conn.closeAfter) this.#dirty.push(conn);
+    if (conn.out.length > 0 || conn.closeAfter) this.#queue(conn);
     else conn.reader.shrink();
   }
 
@@ -417,6 +442,13 @@ export class NativeRespServer {
     conn.out.error(`ERR Protocol error: ${e.message}`);
     conn.closeAfter = true;
     conn.more = false;
+    this.#queue(conn);
+  }
+
+  /** Puts a connection's replies in this round's writes (once). */
+  #queue(conn: Conn): void {
+    if (conn.queued) return;
+    conn.queued = true;
     this.#dirty.push(conn);
   }
 
@@ -426,15 +458,13 @@ export class NativeRespServer {
     const bytes = conn.out.bytes();
     while (conn.sent < bytes.length) {
       const rest = bytes.subarray(conn.sent);
-      const w = Number(s.write(conn.fd, rest, BigInt(rest.length)));
+      const w = Number(s.send(conn.fd, rest, BigInt(rest.length), MSG_NOSIGNAL));
       if (w < 0) {
         const errno = this.#libc.errno();
         if (errno === EINTR) continue;
         if (errno === EAGAIN) {
-          if (!conn.blocked) {
-            conn.blocked = true;
-            this.#ctl(EPOLL_CTL_MOD, conn.fd, EPOLLOUT, conn.id);
-          }
+          if (!conn.blocked && !this.#watch(conn, EPOLLOUT)) return;
+          conn.blocked = true;
           return;
         }
         this.#close(conn); // the peer went away
@@ -446,7 +476,7 @@ export class NativeRespServer {
     conn.sent = 0;
     if (conn.blocked) {
       conn.blocked = false;
-      this.#ctl(EPOLL_CTL_MOD, conn.fd, EPOLLIN, conn.id);
+      if (!this.#watch(conn, EPOLLIN)) return;
     }
     if (conn.closeAfter) {
       this.#discardInput(conn);
@@ -455,6 +485,18 @@ export class NativeRespServer {
     }
     if (conn.more) this.#more.push(conn);
     else conn.reader.shrink();
+  }
+
+  /** Changes what a connection waits for; a failure closes it (false). */
+  #watch(conn: Conn, events: number): boolean {
+    try {
+      this.#ctl(EPOLL_CTL_MOD, conn.fd, events, conn.id);
+      return true;
+    } catch (e) {
+      this.#onError(e);
+      this.#close(conn);
+      return false;
+    }
   }
 
   /**

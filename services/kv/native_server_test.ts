@@ -118,6 +118,54 @@ Deno.test("native listener: a half-closed client gets the replies to what it sen
   });
 });
 
+Deno.test("native listener: a client that half-closes after asking for 8 MiB gets all of it", async () => {
+  await forEachListener(async (kind) => {
+    const engine = newEngine();
+    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
+    const value = "w".repeat(1 << 20);
+    try {
+      const set = `*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${value.length}\r\n${value}\r\nQUIT\r\n`;
+      assert.equal(await raw(server.addr.port, set), "+OK\r\n+OK\r\n");
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+      // Replies past the flush threshold leave commands waiting; the end of input must not
+      // overtake them.
+      await conn.write(te.encode("GET big\r\n".repeat(8) + "PING\r\n"));
+      await conn.closeWrite();
+      const reply = `$${value.length}\r\n${value}\r\n`;
+      const got = await readBytes(conn, reply.length * 8 + 7 + 1);
+      assert.equal(got.length, reply.length * 8 + 7);
+      assert.equal(td.decode(got.subarray(got.length - 7)), "+PONG\r\n");
+      conn.close();
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+Deno.test("native listener: 3,000 pipelined GETs of 1 KB values arrive whole and in order", async () => {
+  await forEachListener(async (kind) => {
+    const engine = newEngine();
+    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
+    try {
+      const keys = 100, value = (i: number) => `${i}:`.padEnd(1000, "z");
+      let setup = "";
+      for (let i = 0; i < keys; i++) setup += `SET k${i} ${value(i)}\r\n`;
+      assert.equal(await raw(server.addr.port, setup + "QUIT\r\n"), "+OK\r\n".repeat(keys + 1));
+      // ~27 KB of commands (more than one read) for ~3 MB of replies (many flushes).
+      let ask = "", expected = "";
+      for (let i = 0; i < 3000; i++) {
+        ask += `GET k${i % keys}\r\n`;
+        expected += `$1000\r\n${value(i % keys)}\r\n`;
+      }
+      const out = await raw(server.addr.port, ask + "QUIT\r\n");
+      assert.equal(out.length, expected.length + 5);
+      assert.equal(out, expected + "+OK\r\n");
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 Deno.test("native listener: close() ends open connections and frees the port", async () => {
   await forEachListener(async (kind) => {
     const engine = newEngine();
