@@ -6,34 +6,13 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { createClient } from "redis";
-import { ALL_COMMANDS } from "./commands/mod.ts";
-import { Engine } from "./engine.ts";
-import { forEachListener, startListener } from "./_testing/listeners.ts";
+import { withEachListener } from "./_testing/listeners.ts";
 import { raw } from "./_testing/raw.ts";
 import { have } from "../../bench/lib/process.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
 
-/** Runs `fn` against a fresh engine behind each RESP listener (Deno's sockets, native). */
-function withServer(
-  fn: (port: number, engine: Engine) => Promise<void>,
-  config: ConstructorParameters<typeof Engine>[1] = {},
-): Promise<void> {
-  return forEachListener(async (kind) => {
-    const engine = new Engine(ALL_COMMANDS, {
-      ...config,
-      onInternalError: (e) => {
-        throw e;
-      },
-    });
-    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
-    try {
-      await fn(server.addr.port, engine);
-    } finally {
-      await server.close();
-    }
-  });
-}
+const withServer = withEachListener;
 
 Deno.test({
   name: "ioredis: every command group, pipelines, transactions, errors, binary values",

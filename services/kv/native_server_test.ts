@@ -18,7 +18,7 @@ import {
   sockaddr,
 } from "./libc.ts";
 import { NativeRespServer, NativeUnavailable, SyscallError } from "./native_server.ts";
-import { forEachListener, startListener } from "./_testing/listeners.ts";
+import { forEachListener, startListener, withEachListener } from "./_testing/listeners.ts";
 import { raw } from "./_testing/raw.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
@@ -37,6 +37,10 @@ function newEngine(): Engine {
   });
 }
 
+/** SET big <value> in RESP (too long for an inline command), then QUIT. */
+const setBig = (value: string) =>
+  `*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${value.length}\r\n${value}\r\nQUIT\r\n`;
+
 /** Reads until `bytes` bytes came (or the peer closed); returns them. */
 async function readBytes(conn: Deno.Conn, bytes: number): Promise<Uint8Array> {
   const out = new Uint8Array(bytes);
@@ -50,119 +54,86 @@ async function readBytes(conn: Deno.Conn, bytes: number): Promise<Uint8Array> {
 }
 
 Deno.test("native listener: replies far past the socket buffer, while a client that does not read holds no one up", async () => {
-  await forEachListener(async (kind) => {
-    const engine = newEngine();
-    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
-    const port = server.addr.port;
+  await withEachListener(async (port) => {
     const value = "v".repeat(1 << 20);
+    assert.equal(await raw(port, setBig(value)), "+OK\r\n+OK\r\n");
+    const slow = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
-      const set = `*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${value.length}\r\n${value}\r\nQUIT\r\n`;
-      assert.equal(await raw(port, set), "+OK\r\n+OK\r\n");
-      const slow = await Deno.connect({ hostname: "127.0.0.1", port });
-      try {
-        // 32 MiB of replies asked for in one write, none read yet.
-        const gets = 32;
-        await slow.write(te.encode("GET big\r\n".repeat(gets)));
-        // Another client is served meanwhile, commands and all.
-        assert.equal(await raw(port, "INCR n\r\nGET n\r\nQUIT\r\n"), ":1\r\n$1\r\n1\r\n+OK\r\n");
-        const reply = `$${value.length}\r\n${value}\r\n`;
-        const got = await readBytes(slow, reply.length * gets);
-        assert.equal(got.length, reply.length * gets);
-        for (let i = 0; i < gets; i++) {
-          const one = got.subarray(i * reply.length, (i + 1) * reply.length);
-          assert.equal(td.decode(one.subarray(0, 12)), reply.slice(0, 12), `reply ${i}`);
-          assert.equal(one[one.length - 3], 0x76);
-        }
-        // The connection still works after the backlog drained.
-        await slow.write(te.encode("PING\r\n"));
-        assert.equal(td.decode(await readBytes(slow, 7)), "+PONG\r\n");
-      } finally {
-        slow.close();
+      // 32 MiB of replies asked for in one write, none read yet.
+      const gets = 32;
+      await slow.write(te.encode("GET big\r\n".repeat(gets)));
+      // Another client is served meanwhile, commands and all.
+      assert.equal(await raw(port, "INCR n\r\nGET n\r\nQUIT\r\n"), ":1\r\n$1\r\n1\r\n+OK\r\n");
+      const reply = `$${value.length}\r\n${value}\r\n`;
+      const got = await readBytes(slow, reply.length * gets);
+      assert.equal(got.length, reply.length * gets);
+      for (let i = 0; i < gets; i++) {
+        const one = got.subarray(i * reply.length, (i + 1) * reply.length);
+        assert.equal(td.decode(one.subarray(0, 12)), reply.slice(0, 12), `reply ${i}`);
+        assert.equal(one[one.length - 3], 0x76);
       }
+      // The connection still works after the backlog drained.
+      await slow.write(te.encode("PING\r\n"));
+      assert.equal(td.decode(await readBytes(slow, 7)), "+PONG\r\n");
     } finally {
-      await server.close();
+      slow.close();
     }
   });
 });
 
 Deno.test("native listener: 20,000 pipelined commands in one write get their replies in order", async () => {
-  await forEachListener(async (kind) => {
-    const engine = newEngine();
-    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
-    try {
-      const n = 20_000;
-      const out = await raw(server.addr.port, "INCR c\r\n".repeat(n) + "QUIT\r\n");
-      const expected = Array.from({ length: n }, (_, i) => `:${i + 1}\r\n`).join("") + "+OK\r\n";
-      assert.equal(out.length, expected.length);
-      assert.equal(out, expected);
-    } finally {
-      await server.close();
-    }
+  await withEachListener(async (port) => {
+    const n = 20_000;
+    const out = await raw(port, "INCR c\r\n".repeat(n) + "QUIT\r\n");
+    const expected = Array.from({ length: n }, (_, i) => `:${i + 1}\r\n`).join("") + "+OK\r\n";
+    assert.equal(out.length, expected.length);
+    assert.equal(out, expected);
   });
 });
 
 Deno.test("native listener: a half-closed client gets the replies to what it sent", async () => {
-  await forEachListener(async (kind) => {
-    const engine = newEngine();
-    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-      await conn.write(te.encode("SET k v\r\nGET k\r\n"));
-      await conn.closeWrite();
-      const got = await readBytes(conn, 1024);
-      assert.equal(td.decode(got), "+OK\r\n$1\r\nv\r\n");
-      conn.close();
-    } finally {
-      await server.close();
-    }
+  await withEachListener(async (port) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: port });
+    await conn.write(te.encode("SET k v\r\nGET k\r\n"));
+    await conn.closeWrite();
+    const got = await readBytes(conn, 1024);
+    assert.equal(td.decode(got), "+OK\r\n$1\r\nv\r\n");
+    conn.close();
   });
 });
 
 Deno.test("native listener: a client that half-closes after asking for 8 MiB gets all of it", async () => {
-  await forEachListener(async (kind) => {
-    const engine = newEngine();
-    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
+  await withEachListener(async (port) => {
     const value = "w".repeat(1 << 20);
-    try {
-      const set = `*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${value.length}\r\n${value}\r\nQUIT\r\n`;
-      assert.equal(await raw(server.addr.port, set), "+OK\r\n+OK\r\n");
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
-      // Replies past the flush threshold leave commands waiting; the end of input must not
-      // overtake them.
-      await conn.write(te.encode("GET big\r\n".repeat(8) + "PING\r\n"));
-      await conn.closeWrite();
-      const reply = `$${value.length}\r\n${value}\r\n`;
-      const got = await readBytes(conn, reply.length * 8 + 7 + 1);
-      assert.equal(got.length, reply.length * 8 + 7);
-      assert.equal(td.decode(got.subarray(got.length - 7)), "+PONG\r\n");
-      conn.close();
-    } finally {
-      await server.close();
-    }
+    assert.equal(await raw(port, setBig(value)), "+OK\r\n+OK\r\n");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: port });
+    // Replies past the flush threshold leave commands waiting; the end of input must not
+    // overtake them.
+    await conn.write(te.encode("GET big\r\n".repeat(8) + "PING\r\n"));
+    await conn.closeWrite();
+    const reply = `$${value.length}\r\n${value}\r\n`;
+    const got = await readBytes(conn, reply.length * 8 + 7 + 1);
+    assert.equal(got.length, reply.length * 8 + 7);
+    assert.equal(td.decode(got.subarray(got.length - 7)), "+PONG\r\n");
+    conn.close();
   });
 });
 
 Deno.test("native listener: 3,000 pipelined GETs of 1 KB values arrive whole and in order", async () => {
-  await forEachListener(async (kind) => {
-    const engine = newEngine();
-    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
-    try {
-      const keys = 100, value = (i: number) => `${i}:`.padEnd(1000, "z");
-      let setup = "";
-      for (let i = 0; i < keys; i++) setup += `SET k${i} ${value(i)}\r\n`;
-      assert.equal(await raw(server.addr.port, setup + "QUIT\r\n"), "+OK\r\n".repeat(keys + 1));
-      // ~27 KB of commands (more than one read) for ~3 MB of replies (many flushes).
-      let ask = "", expected = "";
-      for (let i = 0; i < 3000; i++) {
-        ask += `GET k${i % keys}\r\n`;
-        expected += `$1000\r\n${value(i % keys)}\r\n`;
-      }
-      const out = await raw(server.addr.port, ask + "QUIT\r\n");
-      assert.equal(out.length, expected.length + 5);
-      assert.equal(out, expected + "+OK\r\n");
-    } finally {
-      await server.close();
+  await withEachListener(async (port) => {
+    const keys = 100, value = (i: number) => `${i}:`.padEnd(1000, "z");
+    let setup = "";
+    for (let i = 0; i < keys; i++) setup += `SET k${i} ${value(i)}\r\n`;
+    assert.equal(await raw(port, setup + "QUIT\r\n"), "+OK\r\n".repeat(keys + 1));
+    // ~27 KB of commands (more than one read) for ~3 MB of replies (many flushes).
+    let ask = "", expected = "";
+    for (let i = 0; i < 3000; i++) {
+      ask += `GET k${i % keys}\r\n`;
+      expected += `$1000\r\n${value(i % keys)}\r\n`;
     }
+    const out = await raw(port, ask + "QUIT\r\n");
+    assert.equal(out.length, expected.length + 5);
+    assert.equal(out, expected + "+OK\r\n");
   });
 });
 

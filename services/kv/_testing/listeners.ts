@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { ALL_COMMANDS } from "../commands/mod.ts";
+import { Engine } from "../engine.ts";
 import { openLibc } from "../libc.ts";
 import { NativeRespServer } from "../native_server.ts";
 import { RespServer, type RespServerOptions } from "../resp_server.ts";
@@ -31,4 +33,25 @@ export async function forEachListener(fn: (kind: ListenerKind) => Promise<void>)
       throw e;
     }
   }
+}
+
+/** Runs `fn` against a fresh engine behind each listener kind, on 127.0.0.1. */
+export function withEachListener(
+  fn: (port: number, engine: Engine) => Promise<void>,
+  config: ConstructorParameters<typeof Engine>[1] = {},
+): Promise<void> {
+  return forEachListener(async (kind) => {
+    const engine = new Engine(ALL_COMMANDS, {
+      ...config,
+      onInternalError: (e) => {
+        throw e;
+      },
+    });
+    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
+    try {
+      await fn(server.addr.port, engine);
+    } finally {
+      await server.close();
+    }
+  });
 }
