@@ -294,3 +294,59 @@ Deno.test("libc: socket addresses round-trip; unknown families read as null", ()
   assert.equal(readSockaddr(unix), null);
   assert.equal(readSockaddr(new Uint8Array(0)), null);
 });
+
+Deno.test("native listener: under a client that keeps it busy, timers still run in between", async () => {
+  const engine = newEngine();
+  // A spin of a second: between the client's writes the loop keeps polling, so that only its
+  // turns for the event loop let the timer run.
+  const server = new NativeRespServer({
+    engine,
+    libc: libc(),
+    hostname: "127.0.0.1",
+    port: 0,
+    spinMicros: 1_000_000,
+  });
+  // Commands run so far, seen by each tick of a 1 ms timer of this isolate.
+  const seen: number[] = [];
+  const timer = setInterval(() => seen.push(engine.stats.commands), 1);
+  try {
+    // Another process pipelines 2,000,000 PINGs (no await in this isolate feeds the loop).
+    const chunks = 100, per = 20_000;
+    const code = `
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: ${server.addr.port} });
+      const want = ${chunks * per} * 7;
+      const reading = (async () => {
+        const buf = new Uint8Array(1 << 16);
+        let got = 0;
+        while (got < want) {
+          const n = await c.read(buf);
+          if (n === null) throw new Error("closed early");
+          got += n;
+        }
+      })();
+      const chunk = new TextEncoder().encode("PING\\r\\n".repeat(${per}));
+      for (let i = 0; i < ${chunks}; i++) {
+        let off = 0;
+        while (off < chunk.length) off += await c.write(chunk.subarray(off));
+      }
+      await reading;
+      c.close();`;
+    const child = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", code],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(child.success, td.decode(child.stderr));
+    assert.equal(engine.stats.commands, chunks * per);
+    // Ticks that fell while commands were running: a loop that never gave the event loop a turn
+    // would show all of them done between two ticks.
+    let during = 0;
+    for (let i = 1; i < seen.length; i++) {
+      if (seen[i] > seen[i - 1] && seen[i - 1] > 0 && seen[i] < chunks * per) during++;
+    }
+    assert.ok(during >= 3, `ticks during the load: ${during} (${seen.length} ticks)`);
+  } finally {
+    clearInterval(timer);
+    await server.close();
+  }
+});
