@@ -6,13 +6,13 @@
  *    mset -n 200000` at `-c 50 -P 1` and `-c 50 -P 16`, and `-c 1 -P 1` (20,000 requests: it is
  *    latency-bound), against each, in three rounds with the servers alternating (this machine
  *    drifts, so each figure is the median of its rounds; SET, GET and INCR at -c 50, the
- *    targets, in seven): ops/s, p50, p99, and the ratio;
+ *    targets, in seven): ops/s, p50, p99, and the ratio. SET, GET and INCR run on their own
+ *    in every round, with the server's CPU time per request (/proc/<pid>/stat); at -c 50 a third
+ *    server takes its turn in each round: ours with RESP_IO=deno (Deno's socket ops instead of
+ *    the default native epoll loop);
  * 2. the seed's own tests through our TypeScript client (services/kv/client.ts), against each:
  *    one client doing 10,000 SET / GET / mixed / INCR; a pool of 10 workers; the pool's overhead
  *    (acquire + release per command against a held connection); the latency distribution;
- *    SET, GET and INCR run on their own in every round, with the server's CPU time per request
- *    (/proc/<pid>/stat), and at -c 50 a third server takes its turn in each round: ours with
- *    RESP_IO=deno (Deno's socket ops instead of the default native epoll loop);
  * 3. SET, GET and INCR at `-c 50 -P 1` and `-P 16` against our server with IO_THREADS=2 (worker
  *    isolates for socket I/O), one round, beside the medians above;
  * 4. memory per key, on freshly started servers: 1,000,000 keys of 16-byte names and 100-byte
@@ -314,8 +314,8 @@ async function main(): Promise<void> {
           const c = await KvConnection.connect({ port: s.port });
           await c.command("FLUSHALL");
           c.close();
-          const main = s.name === "kv" || s.name === "redis";
-          const r = await benchRound(s, extra, main && round < ROUNDS);
+          const primary = s.name === "kv" || s.name === "redis";
+          const r = await benchRound(s, extra, primary && round < ROUNDS);
           (runs[s.name] ??= []).push(r);
           console.log(`${mode} round ${round + 1} ${s.name}: SET ${r.SET?.rps} GET ${r.GET?.rps}`);
         }

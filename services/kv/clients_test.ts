@@ -12,14 +12,12 @@ import { have } from "../../bench/lib/process.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
 
-const withServer = withEachListener;
-
 Deno.test({
   name: "ioredis: every command group, pipelines, transactions, errors, binary values",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>
-    withServer(async (port) => {
+    withEachListener(async (port) => {
       const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0 });
       await r.connect();
       try {
@@ -79,7 +77,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>
-    withServer(async (port) => {
+    withEachListener(async (port) => {
       for (const RESP of [2, 3] as const) {
         const c = createClient({ url: `redis://127.0.0.1:${port}`, RESP });
         c.on("error", () => {});
@@ -112,7 +110,7 @@ Deno.test({
 });
 
 Deno.test("RESP server: a protocol error closes that connection only, after earlier replies", async () => {
-  await withServer(async (port) => {
+  await withEachListener(async (port) => {
     const other = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
       const got = await raw(port, "PING\r\n*1\r\n$x\r\n");
@@ -131,7 +129,7 @@ Deno.test("RESP server: a protocol error closes that connection only, after earl
 });
 
 Deno.test("RESP server: CLIENT KILL closes the other connection at once", async () => {
-  await withServer(async (port) => {
+  await withEachListener(async (port) => {
     const victim = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
       await victim.write(te.encode("CLIENT ID\r\n"));
@@ -153,7 +151,7 @@ Deno.test("RESP server: CLIENT KILL closes the other connection at once", async 
 });
 
 Deno.test("RESP server: maxclients refuses new connections with Redis's error", async () => {
-  await withServer(async (port, engine) => {
+  await withEachListener(async (port, engine) => {
     engine.config.maxclients = 1;
     const first = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
@@ -168,7 +166,7 @@ Deno.test("RESP server: maxclients refuses new connections with Redis's error", 
 });
 
 Deno.test("RESP server: before AUTH, Redis's tight limits; after, the normal ones", async () => {
-  await withServer(async (port) => {
+  await withEachListener(async (port) => {
     const big = "x".repeat(20_000);
     const refused = await raw(port, `*2\r\n$3\r\nGET\r\n$${big.length}\r\n${big}\r\n`);
     assert.equal(refused, "-ERR Protocol error: invalid bulk length\r\n");
@@ -184,7 +182,7 @@ Deno.test({
   name: "redis-cli and redis-benchmark (Debian's) work against the server",
   ignore: !(await have("redis-cli")) || !(await have("redis-benchmark")),
   fn: () =>
-    withServer(async (port) => {
+    withEachListener(async (port) => {
       const cli = async (...args: string[]) => {
         const r = await new Deno.Command("redis-cli", {
           args: ["-p", String(port), ...args],

@@ -17,6 +17,7 @@ import type { Client, Engine } from "./engine.ts";
 import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
 import { FLUSH_BYTES } from "./resp_server.ts";
 import { doorbellValue, FRAME, newDoorbell, Ring, ringDoorbell, waitDoorbell } from "./ring.ts";
+import { MAXCLIENTS_ERROR } from "./socket.ts";
 
 /** Options of {@link IoThreads.start}. */
 export interface IoThreadsOptions {
@@ -151,7 +152,7 @@ export class IoThreads {
       this.#conns.set(key, c);
       if (engine.clients.size > engine.config.maxclients) {
         engine.stats.rejectedConnections++;
-        c.out.error("ERR max number of clients reached");
+        c.out.error(MAXCLIENTS_ERROR);
         c.closeAfter = true;
         this.#dirty.add(c);
       }

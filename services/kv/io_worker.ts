@@ -6,8 +6,7 @@
  * @module
  */
 import { FRAME, Ring, waitDoorbell } from "./ring.ts";
-import { formatAddr } from "./libc.ts";
-import { closeQuietly, writeAll } from "./socket.ts";
+import { closeQuietly, formatAddr, writeAll } from "./socket.ts";
 
 interface Start {
   hostname: string;

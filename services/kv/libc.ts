@@ -231,8 +231,3 @@ export function formatIpv6(b: Uint8Array): string {
   if (best < 0) return hex(g);
   return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
 }
-
-/** `host:port` as Redis writes addresses (an IPv6 host in brackets). */
-export function formatAddr(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-}

@@ -7,9 +7,9 @@
  * `-ERR Protocol error: ...` and closes that connection only; past `maxclients` a new
  * connection is refused with Redis's error.
  *
- * A round: wait for ready sockets (epoll_wait; first without blocking, then, when nothing is
- * ready or after {@link SYNC_ROUNDS} rounds in a row so that timers and HTTP get their turn, on
- * a thread of Deno's pool so that this isolate is not blocked), read each ready connection and
+ * A round: wait for ready sockets (epoll_wait without blocking; when nothing has been ready for
+ * `spinMicros`, or every {@link YIELD_MS} of work so that timers and HTTP get their turn, on a
+ * thread of Deno's pool so that this isolate is not blocked), read each ready connection and
  * run its commands, make the round's writes durable once for all of them (persistence: a group
  * commit), then write each connection's replies. A reply that does not fit the socket waits for
  * EPOLLOUT, and that connection is not read until it is sent (a client that does not read its
@@ -38,7 +38,6 @@ import {
   EPOLLHUP,
   EPOLLIN,
   EPOLLOUT,
-  formatAddr,
   IPPROTO_TCP,
   type Libc,
   MSG_NOSIGNAL,
@@ -55,6 +54,7 @@ import {
 } from "./libc.ts";
 import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
 import { FLUSH_BYTES, type RespServerOptions } from "./resp_server.ts";
+import { formatAddr, MAXCLIENTS_REPLY } from "./socket.ts";
 
 /** Most milliseconds of commands run before the event loop gets a turn. */
 export const YIELD_MS = 1;
@@ -71,9 +71,6 @@ const ACCEPT_PAUSE_MS = 100;
 /** Most unanswerable input read away before a close (see #discardInput). */
 const DISCARD_BYTES = 4 << 20;
 const SCRATCH_BYTES = 64n * 1024n;
-
-const encoder = new TextEncoder();
-const MAXCLIENTS_ERROR = encoder.encode("-ERR max number of clients reached\r\n");
 
 interface Conn {
   id: number;
@@ -167,10 +164,9 @@ export class NativeRespServer {
       const sa = sockaddr(ip, options.port);
       this.#check("bind", s.bind(fd, sa, sa.length));
       this.#check("listen", s.listen(fd, 511));
-      const name = new Uint8Array(128), len = new Uint32Array([128]);
-      this.#check("getsockname", s.getsockname(fd, name, new Uint8Array(len.buffer)));
-      const bound = readSockaddr(name);
-      this.#addr = { transport: "tcp", hostname: options.hostname, port: bound?.port ?? 0 };
+      const bound = this.#localAddr(fd);
+      if (bound === null) throw new SyscallError("getsockname", this.#libc.errno(), "no address");
+      this.#addr = { transport: "tcp", hostname: options.hostname, port: bound.port };
       this.#ep = this.#check("epoll_create1", s.epoll_create1(EPOLL_CLOEXEC));
       fds.push(this.#ep);
       this.#wakeFd = this.#check("eventfd", s.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -256,7 +252,7 @@ export class NativeRespServer {
     this.#more = [];
     for (const conn of more) {
       conn.more = false;
-      if (!conn.closed && !conn.blocked) this.#runCommands(conn);
+      if (!conn.closed) this.#runCommands(conn);
     }
     for (let i = 0; i < n; i++) {
       const off = i * EPOLL_EVENT_BYTES;
@@ -346,7 +342,7 @@ export class NativeRespServer {
     const engine = this.#engine, s = this.#libc.symbols;
     if (engine.clients.size >= engine.config.maxclients) {
       engine.stats.rejectedConnections++;
-      s.write(fd, MAXCLIENTS_ERROR, BigInt(MAXCLIENTS_ERROR.length));
+      s.write(fd, MAXCLIENTS_REPLY, BigInt(MAXCLIENTS_REPLY.length));
       s.close(fd);
       return;
     }
@@ -383,7 +379,7 @@ export class NativeRespServer {
     this.#byClient.set(client.id, conn);
   }
 
-  /** The local address of a connected socket (what the client connected to). */
+  /** The local address of a socket (a connection's: what the client connected to). */
   #localAddr(fd: number): { hostname: string; port: number } | null {
     const name = new Uint8Array(128), len = new Uint32Array([128]);
     const r = this.#libc.symbols.getsockname(fd, name, new Uint8Array(len.buffer));

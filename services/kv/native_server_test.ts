@@ -5,37 +5,18 @@
  * the address helpers of libc.ts with malformed input.
  */
 import assert from "node:assert/strict";
-import { ALL_COMMANDS } from "./commands/mod.ts";
-import { Engine } from "./engine.ts";
-import {
-  AF_INET,
-  AF_INET6,
-  formatIpv6,
-  type Libc,
-  openLibc,
-  parseIp,
-  readSockaddr,
-  sockaddr,
-} from "./libc.ts";
+import { AF_INET, AF_INET6, formatIpv6, parseIp, readSockaddr, sockaddr } from "./libc.ts";
 import { NativeRespServer, NativeUnavailable, SyscallError } from "./native_server.ts";
-import { forEachListener, startListener, withEachListener } from "./_testing/listeners.ts";
+import {
+  forEachListener,
+  startListener,
+  testEngine,
+  testLibc,
+  withEachListener,
+} from "./_testing/listeners.ts";
 import { raw } from "./_testing/raw.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
-
-function libc(): Libc {
-  const loaded = openLibc();
-  if (!loaded.ok) throw new Error(loaded.reason);
-  return loaded.libc;
-}
-
-function newEngine(): Engine {
-  return new Engine(ALL_COMMANDS, {
-    onInternalError: (e) => {
-      throw e;
-    },
-  });
-}
 
 /** SET big <value> in RESP (too long for an inline command), then QUIT. */
 const setBig = (value: string) =>
@@ -139,7 +120,7 @@ Deno.test("native listener: 3,000 pipelined GETs of 1 KB values arrive whole and
 
 Deno.test("native listener: close() ends open connections and frees the port", async () => {
   await forEachListener(async (kind) => {
-    const engine = newEngine();
+    const engine = testEngine();
     const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
     const port = server.addr.port;
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -158,13 +139,13 @@ Deno.test("native listener: close() ends open connections and frees the port", a
 });
 
 Deno.test("native listener: replies wait for the persistence commit; a failed commit sends none", async () => {
-  const engine = newEngine();
+  const engine = testEngine();
   let release: (() => void) | null = null;
   let fail = false;
   let commits = 0;
   const server = new NativeRespServer({
     engine,
-    libc: libc(),
+    libc: testLibc(),
     hostname: "127.0.0.1",
     port: 0,
     commit: () => {
@@ -202,8 +183,8 @@ Deno.test("native listener: replies wait for the persistence commit; a failed co
 });
 
 Deno.test("native listener: IPv6 loopback; a host name is left to Deno's sockets; a taken port is an error", async () => {
-  const engine = newEngine();
-  const l = libc();
+  const engine = testEngine();
+  const l = testLibc();
   let v6: NativeRespServer | null = null;
   try {
     v6 = new NativeRespServer({ engine, libc: l, hostname: "::1", port: 0 });
@@ -296,12 +277,12 @@ Deno.test("libc: socket addresses round-trip; unknown families read as null", ()
 });
 
 Deno.test("native listener: under a client that keeps it busy, timers still run in between", async () => {
-  const engine = newEngine();
+  const engine = testEngine();
   // A spin of a second: between the client's writes the loop keeps polling, so that only its
   // turns for the event loop let the timer run.
   const server = new NativeRespServer({
     engine,
-    libc: libc(),
+    libc: testLibc(),
     hostname: "127.0.0.1",
     port: 0,
     spinMicros: 1_000_000,

@@ -12,8 +12,7 @@
  */
 import type { Engine } from "./engine.ts";
 import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
-import { formatAddr } from "./libc.ts";
-import { closeQuietly, isDisconnect, writeAll } from "./socket.ts";
+import { closeQuietly, formatAddr, isDisconnect, MAXCLIENTS_REPLY, writeAll } from "./socket.ts";
 
 /** Replies buffered before a batch is written out mid-way. */
 export const FLUSH_BYTES = 64 * 1024;
@@ -34,8 +33,6 @@ export interface RespServerOptions {
    */
   commit?: () => Promise<void> | null;
 }
-
-const encoder = new TextEncoder();
 
 /** Accepts RESP connections and runs their commands on the engine. */
 export class RespServer {
@@ -85,7 +82,7 @@ export class RespServer {
       }
       if (this.#engine.clients.size >= this.#engine.config.maxclients) {
         this.#engine.stats.rejectedConnections++;
-        conn.write(encoder.encode("-ERR max number of clients reached\r\n"))
+        conn.write(MAXCLIENTS_REPLY)
           .catch(() => {})
           .finally(() => closeQuietly(conn));
         continue;

@@ -1,6 +1,6 @@
 /**
- * Small socket helpers shared by the RESP listener (resp_server.ts) and the I/O workers
- * (io_worker.ts).
+ * Small socket helpers shared by the RESP listeners (resp_server.ts, native_server.ts) and the
+ * I/O threads (io_threads.ts, io_worker.ts).
  *
  * @module
  */
@@ -24,3 +24,12 @@ export function isDisconnect(e: unknown): boolean {
     e instanceof Deno.errors.BadResource || e instanceof Deno.errors.ConnectionAborted ||
     e instanceof Deno.errors.Interrupted;
 }
+
+/** `host:port` as Redis writes addresses (an IPv6 host in brackets). */
+export function formatAddr(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+/** Redis's refusal past `maxclients`, and the same as a reply. */
+export const MAXCLIENTS_ERROR = "ERR max number of clients reached";
+export const MAXCLIENTS_REPLY = new TextEncoder().encode(`-${MAXCLIENTS_ERROR}\r\n`);

@@ -7,7 +7,7 @@
  */
 import { ALL_COMMANDS } from "../commands/mod.ts";
 import { Engine } from "../engine.ts";
-import { openLibc } from "../libc.ts";
+import { type Libc, openLibc } from "../libc.ts";
 import { NativeRespServer } from "../native_server.ts";
 import { RespServer, type RespServerOptions } from "../resp_server.ts";
 
@@ -16,11 +16,26 @@ export type ListenerKind = typeof LISTENER_KINDS[number];
 
 export type Listener = RespServer | NativeRespServer;
 
-export function startListener(kind: ListenerKind, options: RespServerOptions): Listener {
-  if (kind === "deno") return new RespServer(options);
+/** The C library for the native listener; throws (with the reason) when it cannot load. */
+export function testLibc(): Libc {
   const loaded = openLibc();
   if (!loaded.ok) throw new Error(`native listener: ${loaded.reason}`);
-  return new NativeRespServer({ ...options, libc: loaded.libc });
+  return loaded.libc;
+}
+
+/** An engine with every command whose internal errors fail the test. */
+export function testEngine(config: ConstructorParameters<typeof Engine>[1] = {}): Engine {
+  return new Engine(ALL_COMMANDS, {
+    ...config,
+    onInternalError: (e) => {
+      throw e;
+    },
+  });
+}
+
+export function startListener(kind: ListenerKind, options: RespServerOptions): Listener {
+  if (kind === "deno") return new RespServer(options);
+  return new NativeRespServer({ ...options, libc: testLibc() });
 }
 
 /** Runs `fn` once per listener kind; a failure names the kind. */
@@ -41,12 +56,7 @@ export function withEachListener(
   config: ConstructorParameters<typeof Engine>[1] = {},
 ): Promise<void> {
   return forEachListener(async (kind) => {
-    const engine = new Engine(ALL_COMMANDS, {
-      ...config,
-      onInternalError: (e) => {
-        throw e;
-      },
-    });
+    const engine = testEngine(config);
     const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
     try {
       await fn(server.addr.port, engine);
