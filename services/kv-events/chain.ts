@@ -109,14 +109,15 @@ class LinkTable {
   #rows: Uint32Array;
   /** Per set, the order of use of its ways (2 bits each, most recent last). */
   #age: Uint8Array;
-  /** Whether a full set may move one of its entries to the set its key's high word chooses. */
-  #relocates: boolean;
-  /** The word of an entry that holds its use stamp (-1: none), and the stamp clock. */
+  /**
+   * The word of an entry that holds its use stamp, and the stamp clock. A table with stamps keeps
+   * entries where they are (a full set gives up its least recently used); one without (-1) may
+   * move an entry of a full set to the set its key's high word chooses.
+   */
   #stampWord: number;
   #clock = 0;
 
-  constructor(entries: number, row = ROW, relocates = true, stampWord = -1) {
-    this.#relocates = relocates;
+  constructor(entries: number, row = ROW, stampWord = -1) {
     this.#stampWord = stampWord;
     let sets = 1;
     while (sets * WAYS < entries) sets *= 2;
@@ -227,10 +228,11 @@ class LinkTable {
   }
 
   /**
-   * The way holding the key in its first set `s1`, the one after it, or the sets of its key (`s2`
-   * then {@link #set3}), with the set in {@link at}; -1 if none.
+   * The way holding the key in its first set `s1`, the one after it, or the sets of its key
+   * ({@link #set2} then {@link #set3}, worked out only when the first two miss), with the set in
+   * {@link at}; -1 if none.
    */
-  #locate(keyHi: number, keyLo: number, s1: number, s2: number): number {
+  #locate(keyHi: number, keyLo: number, s1: number): number {
     let w = this.#find(s1, keyHi, keyLo);
     if (w >= 0) {
       this.at = s1;
@@ -242,6 +244,7 @@ class LinkTable {
       this.at = n;
       return w;
     }
+    const s2 = this.#set2(keyHi);
     w = this.#find(s2, keyHi, keyLo);
     if (w >= 0) {
       this.at = s2;
@@ -256,8 +259,8 @@ class LinkTable {
     this.offset = -1;
     if ((hi | lo) === 0) return; // would read as an empty way
     const r = this.#rows;
-    const s1 = this.#set1(place), s2 = this.#set2(keyHi);
-    let w = this.#locate(keyHi, keyLo, s1, s2);
+    const s1 = this.#set1(place);
+    let w = this.#locate(keyHi, keyLo, s1);
     let set = this.at;
     if (w >= 0) {
       const o = (set * WAYS + w) * this.row;
@@ -273,6 +276,7 @@ class LinkTable {
     }
     // A free way in the first set, the one after it or the key's two, else one cuckoo step, else
     // the least recently used way (#victimSet).
+    const s2 = this.#set2(keyHi);
     set = s1;
     w = this.#free(s1);
     if (w < 0) w = this.#free(set = this.#next(s1));
@@ -280,7 +284,7 @@ class LinkTable {
     if (w < 0) w = this.#free(set = this.#set3(keyLo));
     if (w < 0) {
       set = s1;
-      if (this.#relocates) {
+      if (this.#stampWord < 0) {
         w = this.#relocate(s1);
         if (w < 0 && s2 !== s1) {
           w = this.#relocate(s2);
@@ -310,7 +314,7 @@ class LinkTable {
 
   /** True with the value in {@link hi}/{@link lo}; false if absent or ambiguous. */
   get(keyHi: number, keyLo: number, place: number): boolean {
-    const w = this.#locate(keyHi, keyLo, this.#set1(place), this.#set2(keyHi));
+    const w = this.#locate(keyHi, keyLo, this.#set1(place));
     const set = this.at;
     if (w < 0) return false;
     const r = this.#rows;
@@ -389,7 +393,7 @@ export class ChainTable {
 
   constructor(entries: number, seed: Uint32Array = crypto.getRandomValues(new Uint32Array(2))) {
     // Entries stay where they were put: their children were placed after them.
-    this.#blocks = new LinkTable(entries, BLOCK_ROW, false, BLOCK_STAMP);
+    this.#blocks = new LinkTable(entries, BLOCK_ROW, BLOCK_STAMP);
     this.#prefixes = new LinkTable(entries, PREFIX_ROW);
     // A block whose prefix is forgotten can no longer have its pod masks kept up to date.
     this.#prefixes.onEvict = (o) => {
