@@ -16,8 +16,9 @@ import {
   MAX_BULK_BYTES_DEFAULT,
   MAX_QUERY_BUFFER_BYTES_DEFAULT,
   type RespLimits,
-  type RespReader,
+  RespReader,
   RespWriter,
+  WordTable,
 } from "./resp.ts";
 
 /** What the commands see of the persistence layer. */
@@ -197,6 +198,8 @@ export class Engine {
   #commands = new Map<string, Command>();
   /** One entry per command. */
   #byName = new Map<string, Command>();
+  /** The names of #commands (lower case and capitals), found by readers from their bytes. */
+  readonly #words: WordTable;
   #nextClient = 1;
   /** Receives what write commands did (persistence); see {@link Context.propagated}. */
   writeHook: ((write: LoggedWrite) => void) | null;
@@ -234,6 +237,9 @@ export class Engine {
       this.#commands.set(c.name, c);
       this.#commands.set(c.name.toUpperCase(), c);
     }
+    // The very strings that key #commands: a name read as one of them is looked up without
+    // hashing a new string.
+    this.#words = new WordTable(this.#commands.keys());
   }
 
   /** The command called `name` (any case). */
@@ -279,6 +285,11 @@ export class Engine {
     this.clients.delete(c.id);
   }
 
+  /** A reader of `client`'s requests: its limits, command names as this engine spells them. */
+  reader(client: Client): RespReader {
+    return new RespReader(this.limitsFor(client), this.#words);
+  }
+
   /** The request limits of `client` now (tighter before AUTH). */
   limitsFor(client: Client): RespLimits {
     const c = this.config;
@@ -292,6 +303,8 @@ export class Engine {
    * A RespProtocolError from the reader passes through.
    */
   runBatch(client: Client, reader: RespReader, out: RespWriter, maxReplyBytes: number): boolean {
+    // One clock read for the batch (the commands of one read arrived together).
+    client.lastCommandMs = this.now();
     for (;;) {
       if (client.closing) return false;
       if (out.length >= maxReplyBytes) return true;
@@ -299,17 +312,21 @@ export class Engine {
       if (args === null) return false;
       if (args.length === 0) continue;
       const authed = client.authenticated;
-      this.execute(client, args, out);
+      this.#execute(client, args, out);
       if (client.authenticated !== authed) reader.limits = this.limitsFor(client);
     }
   }
 
   /** Runs one command of `client`, its reply written to `out`. */
   execute(client: Client, args: string[], out: RespWriter): void {
+    client.lastCommandMs = this.now();
+    this.#execute(client, args, out);
+  }
+
+  #execute(client: Client, args: string[], out: RespWriter): void {
     const name = args[0];
     const cmd = this.command(name);
     this.stats.commands++;
-    client.lastCommandMs = this.now();
     if (cmd === undefined) {
       const shown = args.slice(1, 21).map((a) => `'${clip(a)}'`).join(" ");
       this.#refuse(

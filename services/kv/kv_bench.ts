@@ -21,6 +21,17 @@ const batch = new Uint8Array(
 
 const reader = new RespReader();
 
+/** 16 pipelined commands as redis-benchmark -P 16 sends them, run through a client's reader. */
+function pipelined(args: string[]): () => void {
+  const bytes = new Uint8Array(Array.from({ length: 16 }, () => [...encodeCommand(args)]).flat());
+  const r = engine.reader(client);
+  return () => {
+    r.push(bytes);
+    if (engine.runBatch(client, r, out, 1 << 20)) throw new Error("batch not run whole");
+    out.reset();
+  };
+}
+
 Deno.bench("parse 16 pipelined SETs", { group: "batch", baseline: true }, () => {
   const r = reader;
   r.push(batch);
@@ -40,3 +51,28 @@ Deno.bench("run GET", { group: "command", baseline: true }, () => {
   engine.execute(client, ["GET", "key:0000000000000001"], out);
   out.reset();
 });
+Deno.bench(
+  "read and run 16 pipelined SET",
+  { group: "pipelined", baseline: true },
+  pipelined([
+    "SET",
+    "key:__rand_int__",
+    "xxx",
+  ]),
+);
+Deno.bench(
+  "read and run 16 pipelined GET",
+  { group: "pipelined" },
+  pipelined([
+    "GET",
+    "key:__rand_int__",
+  ]),
+);
+Deno.bench(
+  "read and run 16 pipelined INCR",
+  { group: "pipelined" },
+  pipelined([
+    "INCR",
+    "counter:__rand_int__",
+  ]),
+);

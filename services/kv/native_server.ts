@@ -52,7 +52,7 @@ import {
   SOL_SOCKET,
   TCP_NODELAY,
 } from "./libc.ts";
-import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
+import { RespProtocolError, type RespReader, RespWriter } from "./resp.ts";
 import { FLUSH_BYTES, type RespServerOptions } from "./resp_server.ts";
 import { formatAddr, MAXCLIENTS_REPLY } from "./socket.ts";
 
@@ -221,6 +221,8 @@ export class NativeRespServer {
     let lastWork = -Infinity, lastYield = performance.now(), worked = false;
     while (!this.#closed) {
       const now = performance.now();
+      // The spin counts from the end of the last round (a long round must not use it up).
+      if (worked) lastWork = now;
       // Idle: nothing was ready in the last poll, nothing is left over, and the spin is over.
       const idle = !worked && this.#more.length === 0 && now - lastWork >= spinMs;
       let n: number;
@@ -236,17 +238,20 @@ export class NativeRespServer {
       worked = n > 0 || this.#more.length > 0;
       if (!worked) continue; // n < 0 is EINTR, the only error epoll_wait has on a valid set
       try {
-        await this.#round(Math.max(n, 0));
+        // Awaited only when a commit is pending (an await costs a turn of the microtask queue).
+        const pending = this.#round(Math.max(n, 0));
+        if (pending !== null) await pending;
       } catch (e) {
         this.#onError(e);
       }
-      // The spin counts from the end of the round (a long round must not use it up).
-      lastWork = performance.now();
     }
   }
 
-  /** Handles `n` ready events and the connections with commands left over. */
-  async #round(n: number): Promise<void> {
+  /**
+   * Handles `n` ready events and the connections with commands left over; the replies go out
+   * at once, or after the commit of the round's writes (the promise).
+   */
+  #round(n: number): Promise<void> | null {
     const v = this.#eventView;
     const more = this.#more;
     this.#more = [];
@@ -279,22 +284,24 @@ export class NativeRespServer {
         if (!conn.more && !conn.queued && !conn.closeAfter) this.#readAndRun(conn);
       }
     }
-    if (this.#dirty.length === 0) return;
+    if (this.#dirty.length === 0) return null;
     const dirty = this.#dirty;
     this.#dirty = [];
     for (const conn of dirty) conn.queued = false;
     const pending = this.#commit();
-    if (pending !== null) {
-      try {
-        await pending;
-      } catch (e) {
-        // Nothing is acknowledged that was not made durable: these connections lose their replies.
-        this.#onError(e);
-        for (const conn of dirty) this.#close(conn);
-        return;
-      }
+    if (pending === null) {
+      this.#sendAll(dirty);
+      return null;
     }
-    for (const conn of dirty) {
+    return pending.then(() => this.#sendAll(dirty), (e) => {
+      // Nothing is acknowledged that was not made durable: these connections lose their replies.
+      this.#onError(e);
+      for (const conn of dirty) this.#close(conn);
+    });
+  }
+
+  #sendAll(conns: Conn[]): void {
+    for (const conn of conns) {
       if (!conn.closed) this.#send(conn);
     }
   }
@@ -366,7 +373,7 @@ export class NativeRespServer {
       id,
       fd,
       client,
-      reader: new RespReader(engine.limitsFor(client)),
+      reader: engine.reader(client),
       out: new RespWriter(),
       sent: 0,
       blocked: false,

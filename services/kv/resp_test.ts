@@ -10,6 +10,7 @@ import {
   splitArgs,
   UNAUTHENTICATED_MAX_ARGS,
   UNAUTHENTICATED_MAX_BULK_BYTES,
+  WordTable,
 } from "./resp.ts";
 import { encodeCommand, ReplyReader } from "./reply.ts";
 
@@ -124,6 +125,40 @@ Deno.test("RespReader survives random garbage: only protocol errors, never a han
     } catch (e) {
       assert.ok(e instanceof RespProtocolError, `round ${round}: ${e}`);
     }
+  }
+});
+
+Deno.test("WordTable finds exactly its words, from any offset", () => {
+  const words = ["get", "GET", "set", "SET", "incrbyfloat", "INCRBYFLOAT", "\xff\x00x", "a"];
+  const table = new WordTable([...words, "x".repeat(33), ""]);
+  const find = (s: string, pad = 3) => {
+    const b = new Uint8Array(pad + s.length + pad).fill(0x2a);
+    b.set(binaryToBytes(s), pad);
+    return table.find(b, pad, pad + s.length);
+  };
+  for (const w of words) assert.equal(find(w), w);
+  // Case variants, prefixes, extensions, neighbours, the empty word and words past 32 bytes.
+  for (
+    const w of ["Get", "ge", "gett", "INCRBYFLOA", "incrbyfloat ", "\xff\x00y", "", "x".repeat(33)]
+  ) {
+    assert.equal(find(w, 0), undefined, JSON.stringify(w));
+  }
+});
+
+Deno.test("RespReader with a word table reads the same commands as without", () => {
+  const prng = new Prng(777);
+  const pick = <T>(xs: T[]) => xs[Math.floor(prng.next() * xs.length)];
+  const names = ["get", "GET", "set", "SET", "ping", "lpush", "LPUSH"];
+  const table = new WordTable(names);
+  const spellings = [...names, "Get", "sEt", "unknown", "g", "x".repeat(40), "\x80\xff", ""];
+  const cmds = Array.from({ length: 500 }, () => {
+    const n = 1 + Math.floor(prng.next() * 3);
+    // Command names, and the same spellings as keys and values (only names are looked up).
+    return Array.from({ length: n }, () => pick(spellings));
+  });
+  const bytes = new Uint8Array(cmds.flatMap((c) => [...encodeCommand(c)]));
+  for (const step of [1, 5, bytes.length]) {
+    assert.deepEqual(parseAll(bytes, step, new RespReader(DEFAULT_LIMITS, table)), cmds);
   }
 });
 
