@@ -303,7 +303,8 @@ export class Engine {
    * A RespProtocolError from the reader passes through.
    */
   runBatch(client: Client, reader: RespReader, out: RespWriter, maxReplyBytes: number): boolean {
-    // One clock read for the batch (the commands of one read arrived together).
+    // One clock read for the batch (the commands of one read arrived together): CLIENT LIST's
+    // idle time counts from the client's last read, as Redis's does.
     client.lastCommandMs = this.now();
     for (;;) {
       if (client.closing) return false;

@@ -709,7 +709,7 @@ export function binaryToUtf8(s: string): string {
   return decoder.decode(binaryToBytes(s));
 }
 
-/** Longest word a {@link WordTable} holds (command names are at most 20 bytes). */
+/** Longest word a {@link WordTable} holds (command names are at most 16 bytes). */
 const WORD_MAX_BYTES = 32;
 
 /**

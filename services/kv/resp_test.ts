@@ -136,7 +136,7 @@ Deno.test("WordTable finds exactly its words, from any offset", () => {
     b.set(binaryToBytes(s), pad);
     return table.find(b, pad, pad + s.length);
   };
-  for (const w of words) assert.equal(find(w), w);
+  for (const w of words) for (const pad of [0, 1, 3, 7]) assert.equal(find(w, pad), w);
   // Case variants, prefixes, extensions, neighbours, the empty word and words past 32 bytes.
   for (
     const w of ["Get", "ge", "gett", "INCRBYFLOA", "incrbyfloat ", "\xff\x00y", "", "x".repeat(33)]
@@ -149,7 +149,14 @@ Deno.test("RespReader with a word table reads the same commands as without", () 
   const prng = new Prng(777);
   const pick = <T>(xs: T[]) => xs[Math.floor(prng.next() * xs.length)];
   const names = ["get", "GET", "set", "SET", "ping", "lpush", "LPUSH"];
-  const table = new WordTable(names);
+  let hits = 0;
+  const table = new class extends WordTable {
+    override find(buf: Uint8Array, start: number, end: number): string | undefined {
+      const w = super.find(buf, start, end);
+      if (w !== undefined) hits++;
+      return w;
+    }
+  }(names);
   const spellings = [...names, "Get", "sEt", "unknown", "g", "x".repeat(40), "\x80\xff", ""];
   const cmds = Array.from({ length: 500 }, () => {
     const n = 1 + Math.floor(prng.next() * 3);
@@ -160,6 +167,10 @@ Deno.test("RespReader with a word table reads the same commands as without", () 
   for (const step of [1, 5, bytes.length]) {
     assert.deepEqual(parseAll(bytes, step, new RespReader(DEFAULT_LIMITS, table)), cmds);
   }
+  // The table was used: every command whose name is one of its words.
+  const named = cmds.filter((c) => names.includes(c[0])).length;
+  assert.ok(named > 0);
+  assert.equal(hits, named * 3);
 });
 
 Deno.test("RespWriter encodes RESP2 and RESP3 the way ReplyReader reads them", () => {
