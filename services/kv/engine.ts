@@ -16,7 +16,7 @@ import {
   MAX_BULK_BYTES_DEFAULT,
   MAX_QUERY_BUFFER_BYTES_DEFAULT,
   type RespLimits,
-  RespReader,
+  type RespReader,
   RespWriter,
   WordTable,
 } from "./resp.ts";
@@ -198,7 +198,7 @@ export class Engine {
   #commands = new Map<string, Command>();
   /** One entry per command. */
   #byName = new Map<string, Command>();
-  /** The names of #commands (lower case and capitals), found by readers from their bytes. */
+  /** The keys of #commands in lower case and capitals (see {@link command}). */
   readonly #words: WordTable;
   #nextClient = 1;
   /** Receives what write commands did (persistence); see {@link Context.propagated}. */
@@ -237,14 +237,13 @@ export class Engine {
       this.#commands.set(c.name, c);
       this.#commands.set(c.name.toUpperCase(), c);
     }
-    // The very strings that key #commands: a name read as one of them is looked up without
-    // hashing a new string.
     this.#words = new WordTable(this.#commands.keys());
   }
 
   /** The command called `name` (any case). */
   command(name: string): Command | undefined {
-    const c = this.#commands.get(name);
+    // As the very string #commands is keyed by, when it is one: no new string to hash.
+    const c = this.#commands.get(this.#words.intern(name) ?? name);
     if (c !== undefined || name.length > 64) return c;
     // Mixed case: remembered (a bounded number of spellings), so that it costs one lookup next time.
     const found = this.#commands.get(name.toLowerCase());
@@ -283,11 +282,6 @@ export class Engine {
   disconnect(c: Client): void {
     c.unwatchAll();
     this.clients.delete(c.id);
-  }
-
-  /** A reader of `client`'s requests: its limits, command names as this engine spells them. */
-  reader(client: Client): RespReader {
-    return new RespReader(this.limitsFor(client), this.#words);
   }
 
   /** The request limits of `client` now (tighter before AUTH). */

@@ -14,7 +14,7 @@
  * @module
  */
 import type { Client, Engine } from "./engine.ts";
-import { RespProtocolError, type RespReader, RespWriter } from "./resp.ts";
+import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
 import { FLUSH_BYTES } from "./resp_server.ts";
 import { doorbellValue, FRAME, newDoorbell, Ring, ringDoorbell, waitDoorbell } from "./ring.ts";
 import { MAXCLIENTS_ERROR } from "./socket.ts";
@@ -144,7 +144,7 @@ export class IoThreads {
         worker,
         id,
         client,
-        reader: engine.reader(client),
+        reader: new RespReader(engine.limitsFor(client)),
         out: new RespWriter(),
         more: false,
         closeAfter: false,

@@ -52,7 +52,7 @@ import {
   SOL_SOCKET,
   TCP_NODELAY,
 } from "./libc.ts";
-import { RespProtocolError, type RespReader, RespWriter } from "./resp.ts";
+import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
 import { FLUSH_BYTES, type RespServerOptions } from "./resp_server.ts";
 import { formatAddr, MAXCLIENTS_REPLY } from "./socket.ts";
 
@@ -373,7 +373,7 @@ export class NativeRespServer {
       id,
       fd,
       client,
-      reader: engine.reader(client),
+      reader: new RespReader(engine.limitsFor(client)),
       out: new RespWriter(),
       sent: 0,
       blocked: false,

@@ -710,50 +710,51 @@ export function binaryToUtf8(s: string): string {
 }
 
 /** Longest word a {@link WordTable} holds (command names are at most 16 bytes). */
-const WORD_MAX_BYTES = 32;
+const WORD_MAX_CHARS = 32;
 
 /**
- * A fixed set of words (command names) found from their bytes, as the very string objects the
- * table was built from. A Map lookup with a string made from the bytes would hash it first (a
- * call into V8's runtime: about 70 ns here, more than the rest of a GET's parsing); the kept
- * strings carry their hash already. Binary strings only (one char per byte).
+ * A fixed set of words (command names), each kept as the very string object the table was built
+ * from: {@link intern} maps an equal string to it. A Map lookup with a string just made from a
+ * request's bytes hashes that string first (a call into V8's runtime: about 70 ns here, more than
+ * the rest of a GET's parsing); a kept string carries its hash already, and finding it here is a
+ * few comparisons of chars.
  */
 export class WordTable {
   readonly #slots: (string | undefined)[];
   readonly #mask: number;
 
   constructor(words: Iterable<string>) {
-    const list = [...new Set(words)].filter((w) => w.length > 0 && w.length <= WORD_MAX_BYTES);
+    const list = [...new Set(words)].filter((w) => w.length > 0 && w.length <= WORD_MAX_CHARS);
     let size = 16;
     while (size < list.length * 4) size *= 2;
     this.#slots = new Array<string | undefined>(size).fill(undefined);
     this.#mask = size - 1;
     for (const w of list) {
-      let i = WordTable.#hash(binaryToBytes(w), 0, w.length) & this.#mask;
+      let i = WordTable.#hash(w) & this.#mask;
       while (this.#slots[i] !== undefined) i = (i + 1) & this.#mask;
       this.#slots[i] = w;
     }
   }
 
-  /** The kept word spelled by `buf[start, end)`, or undefined. */
-  find(buf: Uint8Array, start: number, end: number): string | undefined {
-    const n = end - start;
-    if (n > WORD_MAX_BYTES) return undefined;
+  /** The kept string equal to `s`, or undefined. */
+  intern(s: string): string | undefined {
+    const n = s.length;
+    if (n > WORD_MAX_CHARS) return undefined;
     const slots = this.#slots, mask = this.#mask;
-    for (let i = WordTable.#hash(buf, start, end) & mask;; i = (i + 1) & mask) {
+    for (let i = WordTable.#hash(s) & mask;; i = (i + 1) & mask) {
       const w = slots[i];
       if (w === undefined) return undefined;
       if (w.length !== n) continue;
       let k = 0;
-      while (k < n && w.charCodeAt(k) === buf[start + k]) k++;
+      while (k < n && w.charCodeAt(k) === s.charCodeAt(k)) k++;
       if (k === n) return w;
     }
   }
 
-  /** FNV-1a over the bytes, seeded with their count. */
-  static #hash(buf: Uint8Array, start: number, end: number): number {
-    let h = end - start;
-    for (let k = start; k < end; k++) h = Math.imul(h ^ buf[k], 0x01000193);
+  /** FNV-1a over the char codes, seeded with their count. */
+  static #hash(s: string): number {
+    let h = s.length;
+    for (let k = 0; k < s.length; k++) h = Math.imul(h ^ s.charCodeAt(k), 0x01000193);
     return h;
   }
 }
@@ -771,12 +772,8 @@ export class RespReader {
   /** Length of the bulk string being read, or -1 while its `$` line is awaited. */
   #bulk = -1;
 
-  /** Command names come out as these kept strings (see {@link WordTable}). */
-  readonly #words: WordTable | null;
-
-  constructor(limits: RespLimits = DEFAULT_LIMITS, words: WordTable | null = null) {
+  constructor(limits: RespLimits = DEFAULT_LIMITS) {
     this.#limits = limits;
-    this.#words = words;
   }
 
   set limits(limits: RespLimits) {
@@ -925,10 +922,7 @@ export class RespReader {
       }
       const len = this.#bulk;
       if (this.#end - this.#start < len + 2) return null;
-      const from = this.#start, to = from + len;
-      let arg: string | undefined;
-      if (args.length === 0 && this.#words !== null) arg = this.#words.find(b, from, to);
-      args.push(arg ?? bytesToBinary(b, from, to));
+      args.push(bytesToBinary(b, this.#start, this.#start + len));
       this.#start += len + 2; // the CRLF after the payload is not checked, as in Redis
       this.#bulk = -1;
       this.#need--;

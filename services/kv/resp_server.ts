@@ -11,7 +11,7 @@
  * @module
  */
 import type { Engine } from "./engine.ts";
-import { RespProtocolError, RespWriter } from "./resp.ts";
+import { RespProtocolError, RespReader, RespWriter } from "./resp.ts";
 import { closeQuietly, formatAddr, isDisconnect, MAXCLIENTS_REPLY, writeAll } from "./socket.ts";
 
 /** Replies buffered before a batch is written out mid-way. */
@@ -103,7 +103,7 @@ export class RespServer {
       formatAddr(la.hostname, la.port),
     );
     this.#byClient.set(client.id, conn);
-    const reader = engine.reader(client);
+    const reader = new RespReader(engine.limitsFor(client));
     const out = new RespWriter();
     try {
       for (;;) {
