@@ -271,6 +271,7 @@ async function main(): Promise<void> {
     kernel: (await sh("uname", ["-r"])).trim(),
     cpu: /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "unknown",
     cores: navigator.hardwareConcurrency,
+    haltPollNs: await guestHaltPollNs(),
     quick: QUICK,
     writeMb: WRITE_MB,
     results,
@@ -717,6 +718,19 @@ const fmt = (n: number, d = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
 
 /** docs/log-performance.md from docs/results/log.json. */
+/**
+ * The guest kernel's halt polling (ns an idle vCPU polls before it halts), null where the
+ * haltpoll driver is absent: with 0, a request to an idle process pays a vCPU wake-up.
+ */
+async function guestHaltPollNs(): Promise<number | null> {
+  try {
+    const text = await Deno.readTextFile("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
+    return Number(text.trim());
+  } catch {
+    return null;
+  }
+}
+
 async function render(): Promise<void> {
   const r = JSON.parse(await Deno.readTextFile(new URL("docs/results/log.json", root)));
   const v = (k: string) => r.results[k]?.value as number | undefined;
@@ -803,7 +817,12 @@ async function render(): Promise<void> {
     "",
     "The HTTP cached-fetch figures (wrk, one connection, one recent record a request) are the",
     "medians of rounds that alternate with the same load on `GET /healthz`, which does no work:",
-    "its p99 is this machine's HTTP floor at that moment.",
+    "its p99 is this machine's HTTP floor at that moment." +
+    (r.haltPollNs === 0
+      ? " This machine's kernel does no halt polling (`haltpoll.guest_halt_poll_ns` is 0): an " +
+        "idle vCPU halts at once, and each wake-up goes through the hypervisor, which is most of " +
+        'that floor (docs/log.md, "HTTP latency on this machine").'
+      : ""),
     "",
     "## Where the service spends its time",
     "",
