@@ -717,7 +717,6 @@ async function compaction(base: string): Promise<void> {
 const fmt = (n: number, d = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
 
-/** docs/log-performance.md from docs/results/log.json. */
 /**
  * The guest kernel's halt polling (ns an idle vCPU polls before it halts), null where the
  * haltpoll driver is absent: with 0, a request to an idle process pays a vCPU wake-up.
@@ -731,6 +730,7 @@ async function guestHaltPollNs(): Promise<number | null> {
   }
 }
 
+/** docs/log-performance.md from docs/results/log.json. */
 async function render(): Promise<void> {
   const r = JSON.parse(await Deno.readTextFile(new URL("docs/results/log.json", root)));
   const v = (k: string) => r.results[k]?.value as number | undefined;
