@@ -221,7 +221,22 @@ function skipStr(buf: Uint8Array, pos: number, n: number): number {
 
 function skipArray(buf: Uint8Array, view: DataView, pos: number, n: number, depth: number): number {
   if (n > buf.length - pos) throw new MsgpackError(`array of ${n} items exceeds the input`, pos);
-  for (let i = 0; i < n; i++) pos = skip(buf, view, pos, depth + 1);
+  const len = buf.length;
+  // Past the depth limit every item fails in skip, scalars included.
+  if (depth + 1 > MAX_DEPTH) {
+    for (let i = 0; i < n; i++) pos = skip(buf, view, pos, depth + 1);
+    return pos;
+  }
+  for (let i = 0; i < n; i++) {
+    // Unsigned integers inline (token ids: most of an event's bytes); the rest, and any value
+    // cut short, through skip (which says what is wrong).
+    const b = buf[pos];
+    if (b <= 0x7f) pos++;
+    else if (b === 0xcd && pos + 3 <= len) pos += 3;
+    else if (b === 0xce && pos + 5 <= len) pos += 5;
+    else if (b === 0xcc && pos + 2 <= len) pos += 2;
+    else pos = skip(buf, view, pos, depth + 1);
+  }
   return pos;
 }
 

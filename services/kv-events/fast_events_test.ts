@@ -294,3 +294,30 @@ Deno.test("fast events: 20,000 random mutations of real payloads agree with the 
   }
   assert.ok(counts.accepted > 1000 && counts.refused > 1000, JSON.stringify(counts));
 });
+
+Deno.test("fast events: integer arrays of every width, cut at every byte, nested to the depth limit", () => {
+  // Token ids of each msgpack width (fixint, uint8/16/32, uint64, negative) and a float.
+  const tokens = [5, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 40, -1, 1.5];
+  const payload = encodeMsgpack([1, [["BlockStored", [1, 2], null, tokens, 2, null, "GPU"]]]);
+  assert.equal(compare(payload, "whole"), "accepted");
+  for (let cut = 0; cut < payload.length; cut++) {
+    assert.equal(compare(payload.subarray(0, cut), `cut at ${cut}`), "refused");
+  }
+  // Integers in arrays nested near the limit, where the reader only skips them (an extra-keys
+  // field): one level under the limit passes on both paths, one past it fails on both.
+  const nested = (levels: number): MsgpackValue => {
+    // Widths skipArray takes inline (fixint, uint8, uint32, uint16).
+    let v: MsgpackValue = [1, 200, 70000, 300];
+    for (let i = 0; i < levels; i++) v = [v];
+    return v;
+  };
+  const outcomes = new Set<string>();
+  for (let levels = 8; levels <= 20; levels++) {
+    const p = encodeMsgpack([
+      1,
+      [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, null, "GPU", null, nested(levels)]],
+    ]);
+    outcomes.add(compare(p, `${levels} levels`));
+  }
+  assert.deepEqual([...outcomes].sort(), ["accepted", "refused"]);
+});
