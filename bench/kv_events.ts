@@ -410,9 +410,17 @@ async function tcpFloor(
 
 /** Rounds of the 10,000 batches/s latency comparison. */
 const LATENCY_ROUNDS = QUICK ? 1 : 3;
+/** One run of one subscriber in that comparison: its percentiles (µs), steal and duration. */
+interface LatencyRound {
+  p50: number;
+  p99: number;
+  p99_9: number;
+  stealMs: number;
+  /** Absent in results written before it was recorded. */
+  seconds?: number;
+}
 /** Each round's figures of that comparison, for the report. */
-let latencyRounds: Record<string, { p50: number; p99: number; p99_9: number; stealMs: number }[]> =
-  {};
+let latencyRounds: Record<string, LatencyRound[]> = {};
 
 /**
  * CPU time the hypervisor took from this VM's vCPUs so far (the `steal` column of /proc/stat,
@@ -437,7 +445,7 @@ async function zmqBenches() {
   // one run each would compare different moments). Each percentile is the median over rounds;
   // the host's steal time during each run is recorded beside it.
   const N = QUICK ? 15_000 : 40_000;
-  const runs: Record<string, { p50: number; p99: number; p99_9: number; stealMs: number }[]> = {
+  const runs: Record<string, LatencyRound[]> = {
     ours: [],
     pyzmq: [],
     tcp: [],
@@ -461,12 +469,18 @@ async function zmqBenches() {
         ],
         stdout: "piped",
       }).spawn();
-      await sleep(1000);
-      await e.send(`blast 0 ${N} 8 10000`);
-      await e.line();
-      const out = JSON.parse(new TextDecoder().decode((await ref.output()).stdout).split("\n")[1]);
-      await e.stop();
-      return { p50: out.p50_us, p99: out.p99_us, p99_9: out.p99_9_us };
+      try {
+        await sleep(1000);
+        await e.send(`blast 0 ${N} 8 10000`);
+        await e.line();
+        const text = new TextDecoder().decode((await ref.output()).stdout);
+        const out = JSON.parse(text.split("\n")[1] ?? "null");
+        // sub_latency.py reports n = 0 and -1 percentiles when the frames did not come.
+        if (!(out?.n > 0 && out.p99_us >= 0)) throw new Error(`sub_latency.py: ${text.trim()}`);
+        return { p50: out.p50_us, p99: out.p99_us, p99_9: out.p99_9_us };
+      } finally {
+        await e.stop();
+      }
     },
     // Frames of a batch's size at the same rate over plain TCP into a Deno reader that only
     // reads each frame's send time: what this machine's scheduling leaves any Deno subscriber.
@@ -479,9 +493,10 @@ async function zmqBenches() {
   for (let round = 0; round < LATENCY_ROUNDS; round++) {
     for (let k = 0; k < kinds.length; k++) {
       const kind = kinds[(k + round) % kinds.length];
-      const steal0 = await stealMs();
+      const steal0 = await stealMs(), t0 = performance.now();
       const r = await measure[kind]();
-      runs[kind].push({ ...r, stealMs: (await stealMs()) - steal0 });
+      const seconds = (performance.now() - t0) / 1000;
+      runs[kind].push({ ...r, stealMs: (await stealMs()) - steal0, seconds });
     }
   }
   const names = {
@@ -644,7 +659,7 @@ async function render(file: URL): Promise<void> {
         ? "-"
         : `${r.p99.toLocaleString("en-US", { maximumFractionDigits: 0 })} µs (steal ${
           r.stealMs.toLocaleString("en-US")
-        } ms)`;
+        } ms${r.seconds === undefined ? "" : ` in ${r.seconds.toFixed(1)} s`})`;
     };
     return `| ${i + 1} | ${f("ours")} | ${f("pyzmq")} | ${f("tcp")} |`;
   };
@@ -680,9 +695,11 @@ async function render(file: URL): Promise<void> {
     "send time (`testdata/tcp_send.py`): no libzmq on either side, no decoding, no index. Both ZMQ",
     "columns include the publisher's libzmq I/O thread, which must be scheduled to send each",
     "message; the TCP column does not. The ratio is kv-events against pyzmq." +
-    (rounds.length > 0
+    (rounds.length > 1
       ? ` The three run in ${rounds.length} rounds, taking turns to go first; each figure ` +
         "is the median over rounds (the table after this one has every round's p99)."
+      : rounds.length === 1
+      ? " The three run one after the other, once (the table after this one has their steal)."
       : ""),
     "",
     "| percentile | kv-events (received, decoded, indexed) | pyzmq SUB (received, decoded) | plain TCP into Deno (read) | ratio |",

@@ -822,6 +822,10 @@ async function render(): Promise<void> {
       ? " This machine's kernel does no halt polling (`haltpoll.guest_halt_poll_ns` is 0): an " +
         "idle vCPU halts at once, and each wake-up goes through the hypervisor, which is most of " +
         'that floor (docs/log.md, "HTTP latency on this machine").'
+      : typeof r.haltPollNs === "number"
+      ? ` Guest halt polling: ${r.haltPollNs} ns (\`haltpoll.guest_halt_poll_ns\`).`
+      : r.haltPollNs === null
+      ? " Guest halt polling: no haltpoll driver."
       : ""),
     "",
     "## Where the service spends its time",
