@@ -28,7 +28,7 @@
  */
 import { parseArgs } from "node:util";
 import { KvConnection, KvPool } from "../services/kv/client.ts";
-import { fmtFiles, freePort, median, pct, startDeno } from "./lib/process.ts";
+import { fmtFiles, freePort, median, pct, processCpuSeconds, startDeno } from "./lib/process.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -80,16 +80,6 @@ interface Server {
   stop(): Promise<void>;
   pid: number;
 }
-
-/** CPU seconds (user, system) a process has used so far (/proc/<pid>/stat). */
-async function cpuSeconds(pid: number): Promise<{ user: number; sys: number }> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  // Fields after the command name (which may hold spaces) in parentheses.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK };
-}
-/** Linux's USER_HZ: /proc's times are in hundredths of a second on every architecture. */
-const CLK_TCK = 100;
 
 async function startRedis(): Promise<Server> {
   const port = freePort();
@@ -156,9 +146,9 @@ function medianRow(rounds: Record<string, Row>[], test: string): Row {
  * CPU time per request measured over them, then (when `all`) the other tests.
  */
 async function benchRound(s: Server, extra: string[], all: boolean): Promise<Record<string, Row>> {
-  const before = await cpuSeconds(s.pid);
+  const before = await processCpuSeconds(s.pid);
   const r = await redisBenchmark(s.port, extra, TARGET_TESTS);
-  const after = await cpuSeconds(s.pid);
+  const after = await processCpuSeconds(s.pid);
   const requests = Object.keys(r).length * requestsOf(extra);
   const cpuUs = (after.user + after.sys - before.user - before.sys) / requests * 1e6;
   for (const row of Object.values(r)) row.cpuUs = cpuUs;

@@ -20,7 +20,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { denoOutput, fmtFiles, median, pct, startDeno } from "./lib/process.ts";
+import { denoOutput, fmtFiles, median, pct, startDeno, stealMs } from "./lib/process.ts";
 import { Prng } from "../shared/sim/prng.ts";
 import { FakeEngine, hasPyzmq, PYTHON } from "../services/kv-events/_testing/fake_engine.ts";
 import { BlockHasher, intBlockHash } from "../services/kv-events/block_hash.ts";
@@ -421,19 +421,6 @@ interface LatencyRound {
 }
 /** Each round's figures of that comparison, for the report. */
 let latencyRounds: Record<string, LatencyRound[]> = {};
-
-/**
- * CPU time the hypervisor took from this VM's vCPUs so far (the `steal` column of /proc/stat,
- * all CPUs), in ms; 0 where there is no such file.
- */
-async function stealMs(): Promise<number> {
-  try {
-    const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0].trim().split(/\s+/);
-    return Number(line[8]) * 10; // USER_HZ = 100
-  } catch {
-    return 0;
-  }
-}
 
 async function zmqBenches() {
   if (!(await hasPyzmq())) {

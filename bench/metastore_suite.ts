@@ -24,7 +24,7 @@
  * @module
  */
 import { parseArgs as parseFlags } from "node:util";
-import { have } from "./lib/process.ts";
+import { have, processCpuSeconds } from "./lib/process.ts";
 import { type EtcdCluster, type EtcdKind, settle, startEtcdCluster } from "./lib/etcd_cluster.ts";
 import { openEtcdStream } from "./lib/etcd_stream.ts";
 import { Prng } from "../shared/sim/prng.ts";
@@ -96,9 +96,8 @@ async function call(url: string, path: string, body: unknown): Promise<Record<st
 /** user + system CPU seconds of a process (Linux /proc). */
 async function cpuSeconds(pid: number): Promise<number> {
   try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks (USER_HZ = 100)
+    const { user, sys } = await processCpuSeconds(pid);
+    return user + sys;
   } catch {
     return 0;
   }

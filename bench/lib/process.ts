@@ -156,6 +156,30 @@ export async function runWrk(
   return parseWrk(text);
 }
 
+/** Linux's USER_HZ: /proc's times are in hundredths of a second on every architecture. */
+const CLK_TCK = 100;
+
+/** CPU seconds (user, system) process `pid` has used so far (/proc/<pid>/stat; throws elsewhere). */
+export async function processCpuSeconds(pid: number): Promise<{ user: number; sys: number }> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the command name (which may hold spaces) in parentheses.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK };
+}
+
+/**
+ * Milliseconds the hypervisor has taken from this machine's CPUs so far (the `steal` column of
+ * /proc/stat, all CPUs); 0 where there is no such file.
+ */
+export async function stealMs(): Promise<number> {
+  try {
+    const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0].trim().split(/\s+/);
+    return Number(line[8]) * (1000 / CLK_TCK);
+  } catch {
+    return 0;
+  }
+}
+
 /** The median of some numbers. */
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
