@@ -83,7 +83,7 @@ export function kvEventsConfigSchema() {
      */
     CHAIN_BLOCKS: int(1 << 21, 0, 1 << 28),
     /** Blocks indexed at most, all models together; new ones past it are counted, not kept. */
-    MAX_INDEX_BLOCKS: int(20_000_000, 1, 2_000_000_000),
+    MAX_INDEX_BLOCKS: int(20_000_000, 1, 1_000_000_000),
     /** Pods known at once (pod masks are MAX_PODS bits per block). */
     MAX_PODS: int(32, 1, 1024),
     /** A pod with no event, heartbeat or live connection for this long is dropped (0 = never). */

@@ -1,14 +1,15 @@
 /**
  * The block index: for one model, which pods hold which prefix blocks, and in which tier.
  *
- * Layout: 64 segments (by the top bits of the mixed hash), each an open-addressing table (linear
+ * Layout: 512 segments (by the top bits of the mixed hash), each an open-addressing table (linear
  * probing, backward-shift deletion, no tombstones) in one Uint32Array. A slot is the block's
  * 64-bit hash (two u32) and two pod bitmasks of `words` u32 each: pods holding it in GPU memory,
  * and pods holding it offloaded (CPU, disk: any other medium), side by side so that a lookup
  * touches one cache line. With up to 32 pods a slot is 16 bytes; a segment doubles past 3/4 full
  * (so it is 3/8 to 3/4 full while it grows: 21 to 43 bytes a block) and halves under 1/8; nothing
- * per block lives on the JS heap. Segments grow one at a time, so a resize moves 1/64 of the
- * blocks: the pause it costs an event stays short as the index grows.
+ * per block lives on the JS heap. Segments grow one at a time, so a resize moves 1/512 of the
+ * blocks (about 2,000 at 1,000,000 blocks): the pause it costs an event stays short as the index
+ * grows. An empty model's tables take 128 KB (16 slots a segment).
  *
  * Pods are small integers (bits in the masks) handed out by the cache map.
  *
@@ -23,11 +24,11 @@ export function tierOf(medium: string | null): Tier {
   return medium === null || medium.toUpperCase() === "GPU" ? 0 : 1;
 }
 
-const SEGMENT_BITS = 6;
+const SEGMENT_BITS = 9;
 const SEGMENTS = 1 << SEGMENT_BITS;
-const MIN_CAPACITY = 64;
-/** A handle is `segment << SLOT_BITS | slot`. */
-const SLOT_BITS = 24;
+const MIN_CAPACITY = 16;
+/** A handle is `segment << SLOT_BITS | slot` (non-negative: 31 bits in all). */
+const SLOT_BITS = 31 - SEGMENT_BITS;
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
 
 /** Mixes a 64-bit hash (hashes from HTTP clients need not be random). */
@@ -248,15 +249,33 @@ export class BlockIndex {
       cap = MIN_CAPACITY;
       while ((live + 1) * 4 > cap * 3) cap *= 2;
     }
+    // Handles keep a slot in SLOT_BITS (MAX_INDEX_BLOCKS stays far below this, 1.6e9 blocks).
+    if (cap > 1 << SLOT_BITS) throw new RangeError(`index segment over ${1 << SLOT_BITS} slots`);
     const sg = new Segment(cap, st);
     const t = sg.t, m = sg.mask;
     this.#size -= old.size;
-    for (let o = 0; o < ot.length; o += st) {
-      if (!this.#occupied(ot, o)) continue;
-      let s = mix(ot[o], ot[o + 1]) & m;
-      while (this.#occupied(t, s * st)) s = (s + 1) & m;
-      t.set(ot.subarray(o, o + st), s * st);
-      sg.size++;
+    if (st === 4) {
+      // Up to 32 pods: an entry is occupied when a mask is non-zero (the common layout, inline).
+      for (let o = 0; o < ot.length; o += 4) {
+        const g = ot[o + 2], f = ot[o + 3];
+        if ((g | f) === 0) continue;
+        const hi = ot[o], lo = ot[o + 1];
+        let d = (mix(hi, lo) & m) * 4;
+        while ((t[d + 2] | t[d + 3]) !== 0) d = (d + 4) & (m * 4 + 3);
+        t[d] = hi;
+        t[d + 1] = lo;
+        t[d + 2] = g;
+        t[d + 3] = f;
+        sg.size++;
+      }
+    } else {
+      for (let o = 0; o < ot.length; o += st) {
+        if (!this.#occupied(ot, o)) continue;
+        let s = mix(ot[o], ot[o + 1]) & m;
+        while (this.#occupied(t, s * st)) s = (s + 1) & m;
+        for (let k = 0; k < st; k++) t[s * st + k] = ot[o + k];
+        sg.size++;
+      }
     }
     this.#size += sg.size;
     this.#segs[seg] = sg;
