@@ -66,6 +66,35 @@ const put = (name: string, value: number, unit: string, higherIsBetter: boolean)
 const sortNum = (a: number[]) => Float64Array.from(a).sort();
 const gc = (globalThis as { gc?: () => void }).gc;
 
+/**
+ * A function that runs for about `us` µs here: a chain of integer multiplies (no memory, no
+ * allocation), its length scaled from the median of timed runs, after warm-ups (the JIT's tiers
+ * change the loop's speed more than once).
+ */
+function calibratedWork(us: number): () => number {
+  const work = (n: number) => {
+    let x = 1;
+    for (let i = 0; i < n; i++) x = (Math.imul(x ^ (x >>> 13), 0x5bd1e995) + i) | 0;
+    return x;
+  };
+  const timed = (n: number) => {
+    const t: number[] = [];
+    for (let i = 0; i < 201; i++) {
+      const t0 = performance.now();
+      work(n);
+      t.push((performance.now() - t0) * 1000);
+    }
+    return sortNum(t)[100];
+  };
+  const scale = (n: number) => Math.max(1, Math.round(n * us / Math.max(0.05, timed(n))));
+  for (let i = 0; i < 200; i++) work(20_000);
+  let n = 1000;
+  for (let i = 0; i < 4; i++) n = scale(n);
+  for (let i = 0; i < 3000; i++) work(n);
+  n = scale(scale(n));
+  return () => work(n);
+}
+
 // ---------------------------------------------------------------------------------------------
 // In process: index of 1,000,000 blocks over 32 pods, routing, event processing.
 
@@ -174,6 +203,19 @@ function inProcess() {
   put("route.2k_learned.p50", pct(learnedT, 50), "µs", false);
   put("route.2k_learned.p99", pct(learnedT, 99), "µs", false);
   put("memory.chain_bytes_per_block", chain.stats().bytes / map.totals().blocks, "B", false);
+
+  // What this machine does to any timed piece of work of that length: a fixed loop (no memory,
+  // no allocation) calibrated to the learned route's median, timed the same way. Its p99 over its p50 is the machine's own tail (timer ticks, the host taking the vCPU).
+  const fixed = calibratedWork(pct(learnedT, 50));
+  const fixedT: number[] = [];
+  for (let i = 0; i < WARMUP + (QUICK ? 2000 : 10000); i++) {
+    const t0 = performance.now();
+    fixed();
+    if (i >= WARMUP) fixedT.push((performance.now() - t0) * 1000);
+  }
+  const fixedS = sortNum(fixedT);
+  put("reference.fixed_work_2k_learned.p50", pct(fixedS, 50), "µs", false);
+  put("reference.fixed_work_2k_learned.p99", pct(fixedS, 99), "µs", false);
 
   // The gateway sends the block hashes (no hashing here).
   const flat = hot.map((p) => {
@@ -674,6 +716,19 @@ async function render(file: URL): Promise<void> {
       } |`
     ),
     "",
+    ...(m["reference.fixed_work_2k_learned.p99"] && m["route.2k_learned.p99"]
+      ? [
+        "The machine's own tail at that scale: a fixed loop of integer multiplies calibrated to " +
+        `the learned 2k route's p50 and timed the same way has p50 ${
+          m["reference.fixed_work_2k_learned.p50"].value.toLocaleString("en-US")
+        } µs and p99 ${
+          m["reference.fixed_work_2k_learned.p99"].value.toLocaleString("en-US")
+        } µs (\`reference.fixed_work_2k_learned\`), against the route's p50 ${
+          m["route.2k_learned.p50"].value.toLocaleString("en-US")
+        } µs and p99 ${m["route.2k_learned.p99"].value.toLocaleString("en-US")} µs.`,
+        "",
+      ]
+      : []),
     "## Against a libzmq subscriber and plain TCP (same machine, same run)",
     "",
     "The same 10,000 batches/s stream into a pyzmq SUB that decodes each batch's timestamp",
@@ -729,6 +784,9 @@ async function render(file: URL): Promise<void> {
     "request; `route.prefix_N` is cold hashing of an N-token prompt fully cached on one pod (so",
     "every block is hashed and looked up), `route.prefix_N_learned` the same prompt through its",
     "learned links; each routing figure is from routes after a warm-up, as in a running service.",
+    "`reference.fixed_work_2k_learned` times a fixed loop of integer multiplies calibrated to the learned",
+    "2k route's p50 the same way, in the same process: its p99 is what this machine adds to any",
+    "piece of work that long (the route's tail beyond it is the route's).",
     runs > 1
       ? `The in-process figures (\`memory.*\`, \`route.*\`, \`hash.*\`, \`process.batch\`, ` +
         `\`process.in_process_blocks_per_s\`) are each the median over ${runs} processes: one ` +
