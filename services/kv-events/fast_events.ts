@@ -391,6 +391,18 @@ class Reader {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
+  /** Points the reader at another buffer (readEventBatch reuses one reader). */
+  reset(buf: Uint8Array): void {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /** Lets go of the buffer. */
+  release(): void {
+    this.buf = NO_BYTES;
+    this.view = NO_VIEW;
+  }
+
   next(pos: number): number {
     return skip(this.buf, this.view, pos, 0);
   }
@@ -479,12 +491,30 @@ export function eventsToBatch(events: readonly KvEvent[], out: ParsedBatch): voi
 }
 
 /**
+ * readEventBatch's reader and field positions, reused from one batch to the next (it runs to the
+ * end before anything else can call it, and keeps nothing of a batch in them).
+ */
+const NO_BYTES = new Uint8Array(0);
+const NO_VIEW = new DataView(NO_BYTES.buffer);
+const batchReader = new Reader(NO_BYTES);
+const batchFields = [-1, -1, -1];
+const eventFields = [-1, -1, -1, -1, -1, -1, -1, -1, -1];
+
+/**
  * Reads `payload` into `out`. Throws {@link EventDecodeError} for what is not a batch; skips (and
  * records in `out.rejected`) malformed events, as decodeEventBatch does.
  */
 export function readEventBatch(payload: Uint8Array, out: ParsedBatch): void {
   out.reset();
-  const r = new Reader(payload);
+  batchReader.reset(payload);
+  try {
+    readBatch(batchReader, payload, out);
+  } finally {
+    batchReader.release(); // holds no payload between batches
+  }
+}
+
+function readBatch(r: Reader, payload: Uint8Array, out: ParsedBatch): void {
   let end: number;
   try {
     end = r.next(0);
@@ -498,7 +528,7 @@ export function readEventBatch(payload: Uint8Array, out: ParsedBatch): void {
     );
   }
   const h = r.h;
-  const f = [-1, -1, -1];
+  const f = batchFields;
   head(r.buf, r.view, 0, h);
   if (h.kind === K_ARRAY) r.items(0, 3, f);
   else if (h.kind === K_MAP) {
@@ -523,7 +553,7 @@ export function readEventBatch(payload: Uint8Array, out: ParsedBatch): void {
       out.dataParallelRank = h.n;
     }
   }
-  const fields = new Array<number>(9);
+  const fields = eventFields;
   for (let i = 0; i < count; i++) {
     const start = out.hashCount;
     try {
@@ -561,8 +591,8 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
       head(r.buf, r.view, f[2], h);
       if (h.kind !== K_NIL) {
         hash(r, f[2], "parent_block_hash", -1, null);
-        parentHi = lastHi;
-        parentLo = lastLo;
+        parentHi = lastHash[0];
+        parentLo = lastHash[1];
       }
     }
     const n = hashes(r, f[1], "block_hashes", out);
@@ -682,13 +712,17 @@ function hash(r: Reader, at: number, what: string, i: number, out: ParsedBatch |
     default:
       throw notHash(what, i);
   }
-  lastHi = hi;
-  lastLo = lo;
-  out?.pushHash(hi, lo);
+  if (out === null) {
+    lastHash[0] = hi;
+    lastHash[1] = lo;
+  } else out.pushHash(hi, lo);
 }
 
-/** The last hash read by {@link hash}. */
-let lastHi = 0, lastLo = 0;
+/**
+ * The hash {@link hash} read when given no batch (a parent's). A typed array: a module variable
+ * would box every u32 past 2^31 it is given in a new heap number.
+ */
+const lastHash = new Uint32Array(2);
 
 function isNil(r: Reader, at: number): boolean {
   if (at < 0) return true;

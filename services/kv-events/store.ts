@@ -241,7 +241,7 @@ export class CacheMap {
       if (kind === STORED) {
         if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
         // The blocks' slots read back to back first: their memory misses overlap.
-        if (to - from > 1) for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]);
+        if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
         for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
         const bs = this.#chainBlockSize;
         let synced = from;
