@@ -360,23 +360,20 @@ export class BlockHasher {
       p = cborHead(b, p, 4, bs);
       for (let j = from; j < from + bs; j++) {
         const v = t[j];
-        // Token ids are u32 in practice: their heads written inline; anything else the long way.
+        // Token ids are u32 in practice: written inline without branching on their size (random
+        // sizes mispredict), anything else the long way. k payload bytes (0, 1, 2 or 4) follow
+        // the head; four bytes are always written (the buffer has room), the next token or the
+        // extra keys overwrite what lies past the payload.
         if ((v >>> 0) === v) {
-          if (v < 24) b[p++] = v;
-          else if (v < 0x100) {
-            b[p++] = 0x18;
-            b[p++] = v;
-          } else if (v < 0x10000) {
-            b[p++] = 0x19;
-            b[p++] = v >>> 8;
-            b[p++] = v;
-          } else {
-            b[p++] = 0x1a;
-            b[p++] = v >>> 24;
-            b[p++] = v >>> 16;
-            b[p++] = v >>> 8;
-            b[p++] = v;
-          }
+          const ge24 = +(v >= 24), ge256 = +(v >= 0x100), ge64k = +(v >= 0x10000);
+          const k = ge24 + ge256 + 2 * ge64k;
+          b[p] = k === 0 ? v : 0x17 + ge24 + ge256 + ge64k;
+          const w = v << (32 - 8 * k); // k = 0 shifts by 0 (mod 32): bytes to be overwritten
+          b[p + 1] = w >>> 24;
+          b[p + 2] = w >>> 16;
+          b[p + 3] = w >>> 8;
+          b[p + 4] = w;
+          p += 1 + k;
           continue;
         }
         if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v)) badToken(v);
