@@ -31,6 +31,14 @@ const MIN_CAPACITY = 16;
 const SLOT_BITS = 31 - SEGMENT_BITS;
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
 
+/** A block that would take a segment past its largest size (the block is not added). */
+export class SegmentFullError extends RangeError {
+  constructor(slots: number) {
+    super(`index segment full (${slots} slots)`);
+    this.name = "SegmentFullError";
+  }
+}
+
 /** Mixes a 64-bit hash (hashes from HTTP clients need not be random). */
 function mix(hi: number, lo: number): number {
   let h = Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1);
@@ -61,8 +69,16 @@ export class BlockIndex {
   #segs: Segment[] = [];
   #size = 0;
 
-  constructor(maxPods: number) {
+  /** Slots a segment may have at most (a power of two). */
+  readonly #maxSlots: number;
+
+  /** `maxSegmentSlots` lowers the largest segment (tests); it is at most 2^SLOT_BITS. */
+  constructor(maxPods: number, maxSegmentSlots = 1 << SLOT_BITS) {
     if (!Number.isSafeInteger(maxPods) || maxPods < 1) throw new RangeError(`max pods ${maxPods}`);
+    this.#maxSlots = Math.min(
+      1 << SLOT_BITS,
+      2 ** Math.floor(Math.log2(Math.max(MIN_CAPACITY, maxSegmentSlots))),
+    );
     this.words = Math.ceil(maxPods / 32);
     this.#stride = 2 + 2 * this.words;
     for (let i = 0; i < SEGMENTS; i++) this.#segs.push(new Segment(MIN_CAPACITY, this.#stride));
@@ -249,8 +265,9 @@ export class BlockIndex {
       cap = MIN_CAPACITY;
       while ((live + 1) * 4 > cap * 3) cap *= 2;
     }
-    // Handles keep a slot in SLOT_BITS (MAX_INDEX_BLOCKS stays far below this, 1.6e9 blocks).
-    if (cap > 1 << SLOT_BITS) throw new RangeError(`index segment over ${1 << SLOT_BITS} slots`);
+    // Handles keep a slot in SLOT_BITS: ~3M blocks a segment (MAX_INDEX_BLOCKS keeps evenly
+    // spread hashes far below it; hashes sent to crowd one segment meet it).
+    if (cap > this.#maxSlots) throw new SegmentFullError(this.#maxSlots);
     const sg = new Segment(cap, st);
     const t = sg.t, m = sg.mask;
     this.#size -= old.size;

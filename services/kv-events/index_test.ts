@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BlockIndex, type Tier, tierOf } from "./index.ts";
+import { BlockIndex, SegmentFullError, type Tier, tierOf } from "./index.ts";
 
 /** A model of the index: key -> pod -> set of tiers. */
 type Model = Map<string, Map<number, Set<Tier>>>;
@@ -91,4 +91,30 @@ Deno.test("block index: full-range u32 halves, growth, and the tier of a medium"
   assert.equal(tierOf("gpu"), 0);
   assert.equal(tierOf("CPU"), 1);
   assert.throws(() => new BlockIndex(0), RangeError);
+});
+
+Deno.test("block index: a segment at its largest size refuses a new block and changes nothing", () => {
+  const index = new BlockIndex(32, 64); // segments of at most 64 slots: 48 blocks
+  const added: [number, number][] = [];
+  let x = 7, full: [number, number] | null = null;
+  for (let i = 0; i < 100_000 && full === null; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) | 0;
+    const hi = x >>> 0, lo = (Math.imul(x, 0x9e3779b1) ^ i) >>> 0;
+    const size = index.size;
+    try {
+      index.add(hi, lo, i & 31, 0);
+      added.push([hi, lo]);
+    } catch (e) {
+      assert.ok(e instanceof SegmentFullError, String(e));
+      assert.equal(index.size, size);
+      assert.equal(index.find(hi, lo), -1);
+      full = [hi, lo];
+    }
+  }
+  assert.ok(full !== null, "no segment filled up");
+  // Every block added before is still there, and a known block still gains pods.
+  for (const [hi, lo] of added) assert.ok(index.find(hi, lo) >= 0);
+  const [hi, lo] = added[0];
+  assert.equal(index.add(hi, lo, 5, 1), true);
+  assert.ok(index.bytes <= 512 * 64 * 16);
 });

@@ -154,6 +154,19 @@ Deno.test("cache map: MAX_INDEX_BLOCKS bounds the index; known blocks still gain
   assert.equal(r.refused, 0);
 });
 
+Deno.test("cache map: blocks a full index segment cannot take are counted as refused", () => {
+  const map = new CacheMap({ maxPods: 4, maxSegmentSlots: 16 }); // 12 blocks a segment at most
+  let refused = 0, kept = 0;
+  for (let k = 0; k < 40 && refused === 0; k++) {
+    const r = map.apply("a", "m", [stored(prompt(500, 1000 + k), 500)]);
+    refused += r.refused;
+    kept += r.stored;
+  }
+  assert.ok(refused > 0, "no segment filled up");
+  assert.equal(map.totals().blocks, kept);
+  assert.equal(map.pod("a")!.blocks, kept);
+});
+
 Deno.test("router: learned chains route without hashing, then hand over to the hasher", () => {
   const table = new ChainTable(1024, Uint32Array.of(1, 2));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });

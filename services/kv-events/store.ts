@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { BlockIndex, type Tier } from "./index.ts";
+import { BlockIndex, SegmentFullError, type Tier } from "./index.ts";
 import { CLEARED, eventsToBatch, ParsedBatch, STORED } from "./fast_events.ts";
 import type { ChainTable } from "./chain.ts";
 import type { KvEvent } from "./events.ts";
@@ -44,6 +44,8 @@ export interface CacheMapOptions {
   /** Where stored events' chain links are learned (with the engines' block size). */
   chain?: { table: ChainTable; blockSize: number };
   now?: () => number;
+  /** Slots of an index segment at most (tests: see BlockIndex). */
+  maxSegmentSlots?: number;
 }
 
 /** Counts of one applied batch. */
@@ -66,6 +68,7 @@ export class CacheMap {
   /** Blocks in every model's index. */
   #total = 0;
   #now: () => number;
+  #maxSegmentSlots: number | undefined;
   #pods = new Map<string, PodState>();
   #free: number[] = [];
   #models = new Map<string, BlockIndex>();
@@ -79,6 +82,7 @@ export class CacheMap {
     this.#chainBlockSize = options.chain?.blockSize ?? 0;
     this.#masks = this.chain !== null && options.maxPods <= 32;
     this.#now = options.now ?? Date.now;
+    this.#maxSegmentSlots = options.maxSegmentSlots;
     for (let s = options.maxPods - 1; s >= 0; s--) this.#free.push(s);
   }
 
@@ -217,7 +221,13 @@ export class CacheMap {
       return;
     }
     const before = ix.size;
-    if (ix.add(hi, lo, p.slot, tier)) p.blocks++;
+    try {
+      if (ix.add(hi, lo, p.slot, tier)) p.blocks++;
+    } catch (e) {
+      if (!(e instanceof SegmentFullError)) throw e;
+      r.refused++; // counted as index full, as past MAX_INDEX_BLOCKS
+      return;
+    }
     this.#total += ix.size - before;
     r.stored++;
   }
@@ -239,7 +249,9 @@ export class CacheMap {
       const tier = b.tiers[e] as Tier;
       const from = b.starts[e], to = from + b.counts[e];
       if (kind === STORED) {
-        if (ix === undefined) this.#models.set(model, ix = new BlockIndex(this.maxPods));
+        if (ix === undefined) {
+          this.#models.set(model, ix = new BlockIndex(this.maxPods, this.#maxSegmentSlots));
+        }
         // The blocks' slots read back to back first: their memory misses overlap.
         if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
         for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
