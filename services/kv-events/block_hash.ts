@@ -215,6 +215,8 @@ export class BlockHasher {
   /** Low 32 bits of the last block's int hash. */
   lo = 0;
   #buf: Uint8Array = new Uint8Array(0);
+  /** A view of {@link #buf} for four-byte writes. */
+  #bufView = new DataView(this.#buf.buffer);
   #parentAt = 0;
   #tokens: ArrayLike<number> = [];
   #block = 0;
@@ -282,7 +284,10 @@ export class BlockHasher {
     }
     const extra = Math.max(this.#extraFirst.length, this.#extraRest.length);
     const need = paddedLength(48 + this.blockSize * 10 + extra);
-    if (this.#buf.length < need) this.#buf = new Uint8Array(need * 2);
+    if (this.#buf.length < need) {
+      this.#buf = new Uint8Array(need * 2);
+      this.#bufView = new DataView(this.#buf.buffer);
+    }
     const b = this.#buf;
     // The fixed head, the parent slot filled with NONE_HASH.
     if (this.algo === "sha256_cbor") {
@@ -320,7 +325,7 @@ export class BlockHasher {
     const i = this.#block;
     if (i >= this.#blocks) throw new RangeError("no more full blocks");
     this.#block = i + 1;
-    const b = this.#buf;
+    const b = this.#buf, dv = this.#bufView;
     const bs = this.blockSize;
     const t = this.#tokens;
     const from = i * bs;
@@ -368,11 +373,9 @@ export class BlockHasher {
           const ge24 = +(v >= 24), ge256 = +(v >= 0x100), ge64k = +(v >= 0x10000);
           const k = ge24 + ge256 + 2 * ge64k;
           b[p] = k === 0 ? v : 0x17 + ge24 + ge256 + ge64k;
-          const w = v << (32 - 8 * k); // k = 0 shifts by 0 (mod 32): bytes to be overwritten
-          b[p + 1] = w >>> 24;
-          b[p + 2] = w >>> 16;
-          b[p + 3] = w >>> 8;
-          b[p + 4] = w;
+          // The payload at the top of a big-endian word (k = 0 shifts by 0, mod 32: bytes to be
+          // overwritten).
+          dv.setUint32(p + 1, v << (32 - 8 * k));
           p += 1 + k;
           continue;
         }
