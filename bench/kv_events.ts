@@ -332,6 +332,8 @@ async function zmqRun(
   rate: number,
   /** Batches indexed before the samples start (JIT warm-up: the steady state is measured). */
   warmup = 0,
+  /** Runs once our subscriptions are in, before the publishers start. */
+  beforeBlast?: (engines: FakeEngine[]) => Promise<void>,
 ): Promise<{ ingest: Ingest; samples: Samples; first: number; last: number }> {
   const engines = Array.from({ length: publishers }, (_, i) => new FakeEngine(`kv@pod-${i}@m`));
   for (const e of engines) await e.line(); // ready
@@ -375,6 +377,7 @@ async function zmqRun(
   const tick = setInterval(() => zmq.tick(), 100);
   while (zmq.statuses().some((s) => s.connected === 0)) await sleep(20);
   await sleep(300); // subscriptions reach the publishers
+  await beforeBlast?.(engines);
   await Promise.all(engines.map((e) => e.send(`blast 0 ${count} ${blocksPerBatch} ${rate}`)));
   await Promise.all(engines.map((e) => e.line()));
   const deadline = performance.now() + 30_000;
@@ -450,6 +453,32 @@ async function tcpFloor(
   return lat.subarray(skip, got).sort();
 }
 
+/**
+ * A pyzmq SUB (testdata/sub_latency.py) on `port` for `count` messages, the first 10,000 left
+ * out; `result()` gives its percentiles (µs) once it has them, and fails if the frames did not
+ * come.
+ */
+function pyzmqSub(port: number, count: number) {
+  const child = new Deno.Command(PYTHON, {
+    args: [
+      fileURLToPath(new URL("../services/kv-events/testdata/sub_latency.py", import.meta.url)),
+      String(port),
+      String(count),
+      "10000",
+    ],
+    stdout: "piped",
+  }).spawn();
+  return {
+    async result(): Promise<{ p50: number; p99: number; p99_9: number }> {
+      const text = new TextDecoder().decode((await child.output()).stdout);
+      const out = JSON.parse(text.split("\n")[1] ?? "null");
+      // sub_latency.py reports n = 0 and -1 percentiles when the frames did not come.
+      if (!(out?.n > 0 && out.p99_us >= 0)) throw new Error(`sub_latency.py: ${text.trim()}`);
+      return { p50: out.p50_us, p99: out.p99_us, p99_9: out.p99_9_us };
+    },
+  };
+}
+
 /** Rounds of the 10,000 batches/s latency comparison. */
 const LATENCY_ROUNDS = QUICK ? 1 : 3;
 /** One run of one subscriber in that comparison: its percentiles (µs), steal and duration. */
@@ -478,6 +507,8 @@ async function zmqBenches() {
     ours: [],
     pyzmq: [],
     tcp: [],
+    joint: [],
+    joint_pyzmq: [],
   };
   const measure = {
     ours: async () => {
@@ -489,27 +520,32 @@ async function zmqBenches() {
     pyzmq: async () => {
       const e = new FakeEngine("kv@ref@m");
       await e.line();
-      const ref = new Deno.Command(PYTHON, {
-        args: [
-          fileURLToPath(new URL("../services/kv-events/testdata/sub_latency.py", import.meta.url)),
-          String(e.pubPort),
-          String(N),
-          "10000",
-        ],
-        stdout: "piped",
-      }).spawn();
+      const ref = pyzmqSub(e.pubPort, N);
       try {
         await sleep(1000);
         await e.send(`blast 0 ${N} 8 10000`);
         await e.line();
-        const text = new TextDecoder().decode((await ref.output()).stdout);
-        const out = JSON.parse(text.split("\n")[1] ?? "null");
-        // sub_latency.py reports n = 0 and -1 percentiles when the frames did not come.
-        if (!(out?.n > 0 && out.p99_us >= 0)) throw new Error(`sub_latency.py: ${text.trim()}`);
-        return { p50: out.p50_us, p99: out.p99_us, p99_9: out.p99_9_us };
+        return await ref.result();
       } finally {
         await e.stop();
       }
+    },
+    // Ours and a pyzmq SUB subscribed to one publisher at once: the same stream at the same
+    // moments (the publisher's I/O thread sends each message twice).
+    joint: async () => {
+      gc?.();
+      let ref: ReturnType<typeof pyzmqSub> | undefined;
+      const run = await zmqRun(1, N, 8, 10_000, 10_000, async ([e]) => {
+        ref = pyzmqSub(e.pubPort, N);
+        await sleep(1000);
+      });
+      const lat = latencies(run.samples);
+      return {
+        p50: pct(lat, 50),
+        p99: pct(lat, 99),
+        p99_9: pct(lat, 99.9),
+        ref: await ref!.result(),
+      };
     },
     // Frames of a batch's size at the same rate over plain TCP into a Deno reader that only
     // reads each frame's send time: what this machine's scheduling leaves any Deno subscriber.
@@ -518,22 +554,27 @@ async function zmqBenches() {
       return { p50: pct(r, 50), p99: pct(r, 99), p99_9: pct(r, 99.9) };
     },
   };
-  const kinds = ["ours", "pyzmq", "tcp"] as const;
+  const kinds = ["ours", "pyzmq", "tcp", "joint"] as const;
   for (let round = 0; round < LATENCY_ROUNDS; round++) {
     for (let k = 0; k < kinds.length; k++) {
       const kind = kinds[(k + round) % kinds.length];
       const steal0 = await stealMs(), t0 = performance.now();
-      const r = await measure[kind]();
-      const seconds = (performance.now() - t0) / 1000;
-      runs[kind].push({ ...r, stealMs: (await stealMs()) - steal0, seconds });
+      const r: LatencyRound & { ref?: LatencyRound } = { ...await measure[kind](), stealMs: 0 };
+      r.seconds = (performance.now() - t0) / 1000;
+      r.stealMs = (await stealMs()) - steal0;
+      const { ref, ...own } = r;
+      runs[kind].push(own);
+      if (ref) runs.joint_pyzmq.push({ ...ref, stealMs: r.stealMs, seconds: r.seconds });
     }
   }
   const names = {
     ours: "process.publish_to_indexed_10k",
     pyzmq: "reference.pyzmq_sub_10k",
     tcp: "reference.deno_tcp_10k",
+    joint: "reference.joint_ours_10k",
+    joint_pyzmq: "reference.joint_pyzmq_10k",
   };
-  for (const kind of kinds) {
+  for (const kind of [...kinds, "joint_pyzmq"] as const) {
     const rs = runs[kind];
     if (rs.length === 0) continue;
     put(`${names[kind]}.p50`, median(rs.map((r) => r.p50)), "µs", false);
@@ -767,6 +808,35 @@ async function render(file: URL): Promise<void> {
         "| round | kv-events | pyzmq SUB | plain TCP into Deno |",
         "| --- | --- | --- | --- |",
         ...rounds.map((_, i) => roundRow(i)),
+        "",
+      ]
+      : []),
+    ...(m["reference.joint_ours_10k.p99"] && m["reference.joint_pyzmq_10k.p99"]
+      ? [
+        "Both subscribers on one publisher at once (each round), so that they see the same",
+        "moments: the publisher's libzmq I/O thread sends every message to both, and the two",
+        "subscribers share the cores with it. Medians over rounds, then each round's p99.",
+        "",
+        "| percentile | kv-events | pyzmq SUB | ratio |",
+        "| --- | --- | --- | --- |",
+        ...["p50", "p99", "p99_9"].map((p) => {
+          const ours = m[`reference.joint_ours_10k.${p}`].value;
+          const ref = m[`reference.joint_pyzmq_10k.${p}`].value;
+          return `| ${p.replace("_", ".")} | ${ours.toLocaleString("en-US")} µs | ${
+            ref.toLocaleString("en-US")
+          } µs | ${(ours / ref).toFixed(2)}x |`;
+        }),
+        "",
+        "| round | kv-events | pyzmq SUB | steal |",
+        "| --- | --- | --- | --- |",
+        ...(data.latencyRounds?.joint ?? []).map((r: LatencyRound, i: number) => {
+          const ref = data.latencyRounds?.joint_pyzmq?.[i];
+          const us = (v: number | undefined) =>
+            v === undefined ? "-" : `${v.toLocaleString("en-US", { maximumFractionDigits: 0 })} µs`;
+          return `| ${i + 1} | ${us(r.p99)} | ${us(ref?.p99)} | ${
+            r.stealMs.toLocaleString("en-US")
+          } ms in ${(r.seconds ?? 0).toFixed(1)} s |`;
+        }),
         "",
       ]
       : []),
