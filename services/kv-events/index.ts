@@ -9,7 +9,7 @@
  * (so it is 3/8 to 3/4 full while it grows: 21 to 43 bytes a block) and halves under 1/8; nothing
  * per block lives on the JS heap. Segments grow one at a time, so a resize moves 1/512 of the
  * blocks (about 2,000 at 1,000,000 blocks): the pause it costs an event stays short as the index
- * grows. An empty model's tables take 128 KB (16 slots a segment).
+ * grows. An empty model's tables take 64 KB with up to 32 pods (8 slots a segment).
  *
  * Pods are small integers (bits in the masks) handed out by the cache map.
  *
@@ -26,7 +26,7 @@ export function tierOf(medium: string | null): Tier {
 
 const SEGMENT_BITS = 9;
 const SEGMENTS = 1 << SEGMENT_BITS;
-const MIN_CAPACITY = 16;
+const MIN_CAPACITY = 8;
 /** A handle is `segment << SLOT_BITS | slot` (non-negative: 31 bits in all). */
 const SLOT_BITS = 31 - SEGMENT_BITS;
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
@@ -158,7 +158,12 @@ export class BlockIndex {
   add(hi: number, lo: number, pod: number, tier: Tier): boolean {
     const m = mix(hi, lo);
     let sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
-    if ((sg.size + 1) * 4 > sg.cap * 3) sg = this.#resize(m >>> (32 - SEGMENT_BITS), sg.cap * 2);
+    if ((sg.size + 1) * 4 > sg.cap * 3) {
+      // At its largest size a segment still takes pods of blocks it holds (a slot is free below
+      // 3/4 full), only new blocks are refused.
+      if (sg.cap * 2 <= this.#maxSlots) sg = this.#resize(m >>> (32 - SEGMENT_BITS), sg.cap * 2);
+      else if (this.find(hi, lo) < 0) throw new SegmentFullError(this.#maxSlots);
+    }
     const t = sg.t, st = this.#stride;
     let s = m & sg.mask;
     let o = s * st;
@@ -264,6 +269,8 @@ export class BlockIndex {
       for (let o = 0; o < ot.length; o += st) if (this.#occupied(ot, o)) live++;
       cap = MIN_CAPACITY;
       while ((live + 1) * 4 > cap * 3) cap *= 2;
+      // Never larger than before (a segment at its largest size may be just 3/4 full).
+      cap = Math.min(cap, old.cap);
     }
     // Handles keep a slot in SLOT_BITS: ~3M blocks a segment (MAX_INDEX_BLOCKS keeps evenly
     // spread hashes far below it; hashes sent to crowd one segment meet it).

@@ -74,8 +74,8 @@ for (const pods of [32, 70]) {
     // Empty it: the table shrinks back.
     for (let p = 0; p < pods; p++) index.dropPod(p);
     assert.equal(index.size, 0);
-    // Back to the smallest tables: 512 segments of 16 slots.
-    assert.ok(index.bytes <= 512 * 16 * (8 + 8 * index.words), `${index.bytes} bytes left`);
+    // Back to the smallest tables: 512 segments of 8 slots.
+    assert.ok(index.bytes <= 512 * 8 * (8 + 8 * index.words), `${index.bytes} bytes left`);
   });
 }
 
@@ -102,7 +102,7 @@ Deno.test("block index: a segment at its largest size refuses a new block and ch
     const hi = x >>> 0, lo = (Math.imul(x, 0x9e3779b1) ^ i) >>> 0;
     const size = index.size;
     try {
-      index.add(hi, lo, i & 31, 0);
+      index.add(hi, lo, i % 31, 0); // pods 0-30: pod 31 comes later
       added.push([hi, lo]);
     } catch (e) {
       assert.ok(e instanceof SegmentFullError, String(e));
@@ -112,9 +112,16 @@ Deno.test("block index: a segment at its largest size refuses a new block and ch
     }
   }
   assert.ok(full !== null, "no segment filled up");
-  // Every block added before is still there, and a known block still gains pods.
-  for (const [hi, lo] of added) assert.ok(index.find(hi, lo) >= 0);
-  const [hi, lo] = added[0];
-  assert.equal(index.add(hi, lo, 5, 1), true);
+  // Every block added before is still there, and gains pods (those in the full segment too).
+  for (const [hi, lo] of added) {
+    assert.ok(index.find(hi, lo) >= 0);
+    index.add(hi, lo, 31, 1);
+  }
+  assert.throws(() => index.add(full![0], full![1], 3, 0), SegmentFullError);
   assert.ok(index.bytes <= 512 * 64 * 16);
+  // Dropping a pod from a full segment whose blocks other pods still hold frees no slot: the
+  // segment is compacted at its size, not grown past it.
+  assert.equal(index.dropPod(31), added.length);
+  for (const [hi, lo] of added) assert.ok(index.find(hi, lo) >= 0);
+  assert.equal(index.size, added.length);
 });

@@ -99,7 +99,7 @@ export class Ingest {
   }
 
   /**
-   * Decodes and applies one msgpack payload (through the allocation-free reader, which accepts
+   * Decodes and applies one msgpack payload (through the fast reader, fast_events.ts, which accepts
    * exactly what decodeEventBatch does); false when it was refused.
    */
   applyPayload(pod: string, model: string, payload: Uint8Array, receivedAt?: number): boolean {
