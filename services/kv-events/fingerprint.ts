@@ -3,13 +3,13 @@
  * the learned chains (chain.ts). Fast, not cryptographic: both tables check what a key must not
  * get wrong, or seed it per process.
  *
- * Each call mixes its tokens into four independent 32-bit lanes (token `k` of the call into lane
- * `k % 4`: xor, odd multiply, xorshift), started from the 64-bit state, then folds the 128 bits
- * of lanes back into 64 with two different folds. The lanes do not wait for one another, so the
- * processor runs their multiplications side by side (a single chain waits ~7 cycles per token).
- * Every step is a bijection of a lane for a given token, so different tokens give different lane
- * states, and each fold is injective in each lane given the others: a prompt differing in one
- * token always differs in its fingerprint.
+ * Each call mixes its tokens into four independent 64-bit lanes (token `k` of the call into lane
+ * `k % 4`, two u32 words each, a multiply-xorshift step per word), then folds the lanes back into
+ * the 64-bit state. The lanes do not wait for one another, so the processor runs their
+ * multiplications side by side (a single chain waits ~7 cycles per token). Every step is a
+ * bijection of a lane for a given token, different tokens give different lane states, and the
+ * fold is injective in each lane given the others: a prompt differing in one token always
+ * differs in its fingerprint.
  *
  * @module
  */
@@ -22,7 +22,11 @@ export class TokenFingerprint {
    * integer.
    */
   mix(tokens: ArrayLike<number>, from: number, count: number): boolean {
-    let a0 = this.hi, a1 = this.lo, a2 = this.hi ^ 0x243f6a88, a3 = this.lo ^ 0x85a308d3;
+    const hi = this.hi, lo = this.lo;
+    let a0 = hi, b0 = lo;
+    let a1 = hi ^ 0x243f6a88, b1 = (lo + 0x85a308d3) | 0;
+    let a2 = hi ^ 0x13198a2e, b2 = (lo + 0x03707344) | 0;
+    let a3 = hi ^ 0xa4093822, b3 = (lo + 0x299f31d0) | 0;
     const end = from + count;
     let j = from;
     for (; j + 4 <= end; j += 4) {
@@ -39,6 +43,14 @@ export class TokenFingerprint {
       a1 ^= a1 >>> 15;
       a2 ^= a2 >>> 15;
       a3 ^= a3 >>> 15;
+      b0 = Math.imul(b0 + v0, 0xc2b2ae35) ^ a0;
+      b1 = Math.imul(b1 + v1, 0xc2b2ae35) ^ a1;
+      b2 = Math.imul(b2 + v2, 0xc2b2ae35) ^ a2;
+      b3 = Math.imul(b3 + v3, 0xc2b2ae35) ^ a3;
+      b0 ^= b0 >>> 13;
+      b1 ^= b1 >>> 13;
+      b2 ^= b2 >>> 13;
+      b3 ^= b3 >>> 13;
     }
     // The last 0-3 tokens, into lanes 0, 1, 2.
     for (let lane = 0; j < end; j++, lane++) {
@@ -47,25 +59,31 @@ export class TokenFingerprint {
       if (lane === 0) {
         a0 = Math.imul(a0 ^ v, 0x85ebca6b);
         a0 ^= a0 >>> 15;
+        b0 = Math.imul(b0 + v, 0xc2b2ae35) ^ a0;
+        b0 ^= b0 >>> 13;
       } else if (lane === 1) {
         a1 = Math.imul(a1 ^ v, 0x85ebca6b);
         a1 ^= a1 >>> 15;
+        b1 = Math.imul(b1 + v, 0xc2b2ae35) ^ a1;
+        b1 ^= b1 >>> 13;
       } else {
         a2 = Math.imul(a2 ^ v, 0x85ebca6b);
         a2 ^= a2 >>> 15;
+        b2 = Math.imul(b2 + v, 0xc2b2ae35) ^ a2;
+        b2 ^= b2 >>> 13;
       }
     }
-    // Folds: h = f(f(f(a0) ^ a1) ^ a2) ^ a3 and l = g(g(g(a3) ^ a2) ^ a1) ^ a0, f and g
-    // different bijections (odd multiply, xorshift): each injective in each lane.
-    let h = a0, l = a3;
+    // Fold: h = f(f(f(a0) ^ a1) ^ a2) ^ a3 with f a bijection (odd multiply, xorshift), so h is
+    // injective in each lane; the same for l over the b lanes.
+    let h = a0, l = b0;
     h = Math.imul(h ^ (h >>> 16), 0x7feb352d) ^ a1;
-    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ a2;
+    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ b1;
     h = Math.imul(h ^ (h >>> 16), 0x7feb352d) ^ a2;
-    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ a1;
+    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ b2;
     h = Math.imul(h ^ (h >>> 16), 0x7feb352d) ^ a3;
-    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ a0;
+    l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ b3;
     this.hi = h >>> 0;
-    this.lo = l >>> 0;
+    this.lo = (l ^ (h >>> 7)) >>> 0;
     return true;
   }
 }
