@@ -375,16 +375,26 @@ async function zmqRun(
   });
   zmq.start();
   const tick = setInterval(() => zmq.tick(), 100);
-  while (zmq.statuses().some((s) => s.connected === 0)) await sleep(20);
-  await sleep(300); // subscriptions reach the publishers
-  await beforeBlast?.(engines);
-  await Promise.all(engines.map((e) => e.send(`blast 0 ${count} ${blocksPerBatch} ${rate}`)));
-  await Promise.all(engines.map((e) => e.line()));
-  const deadline = performance.now() + 30_000;
-  while (ingest.stats.batches < count * publishers && performance.now() < deadline) await sleep(10);
-  clearInterval(tick);
-  await zmq.close();
-  await Promise.all(engines.map((e) => e.stop()));
+  try {
+    const connectBy = performance.now() + 10_000;
+    while (zmq.statuses().some((s) => s.connected === 0)) {
+      if (performance.now() > connectBy) throw new Error("publishers not connected in 10 s");
+      await sleep(20);
+    }
+    await sleep(300); // subscriptions reach the publishers
+    await beforeBlast?.(engines);
+    await Promise.all(engines.map((e) => e.send(`blast 0 ${count} ${blocksPerBatch} ${rate}`)));
+    await Promise.all(engines.map((e) => e.line()));
+    const deadline = performance.now() + 30_000;
+    while (ingest.stats.batches < count * publishers && performance.now() < deadline) {
+      await sleep(10);
+    }
+  } finally {
+    // Whatever happened: no timer, socket or engine left behind to keep the bench running.
+    clearInterval(tick);
+    await zmq.close();
+    await Promise.all(engines.map((e) => e.stop()));
+  }
   return { ingest, samples, first, last };
 }
 
@@ -469,6 +479,13 @@ function pyzmqSub(port: number, count: number) {
     stdout: "piped",
   }).spawn();
   return {
+    /** Stops it (a run that failed before its frames came). */
+    kill(): void {
+      try {
+        child.kill();
+      } catch { /* already gone */ }
+      child.output().catch(() => {}); // reaped
+    },
     async result(): Promise<{ p50: number; p99: number; p99_9: number }> {
       const text = new TextDecoder().decode((await child.output()).stdout);
       const out = JSON.parse(text.split("\n")[1] ?? "null");
@@ -535,10 +552,16 @@ async function zmqBenches() {
     joint: async () => {
       gc?.();
       let ref: ReturnType<typeof pyzmqSub> | undefined;
-      const run = await zmqRun(1, N, 8, 10_000, 10_000, async ([e]) => {
-        ref = pyzmqSub(e.pubPort, N);
-        await sleep(1000);
-      });
+      let run;
+      try {
+        run = await zmqRun(1, N, 8, 10_000, 10_000, async ([e]) => {
+          ref = pyzmqSub(e.pubPort, N);
+          await sleep(1000);
+        });
+      } catch (e) {
+        ref?.kill();
+        throw e;
+      }
       const lat = latencies(run.samples);
       return {
         p50: pct(lat, 50),
