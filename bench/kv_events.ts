@@ -384,7 +384,15 @@ async function zmqRun(
     await sleep(300); // subscriptions reach the publishers
     await beforeBlast?.(engines);
     await Promise.all(engines.map((e) => e.send(`blast 0 ${count} ${blocksPerBatch} ${rate}`)));
-    await Promise.all(engines.map((e) => e.line()));
+    // The engines say "blasted" when done: in count / rate seconds, given 30 s more.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(engines.map((e) => e.line())),
+      new Promise((_, reject) => {
+        const ms = (rate > 0 ? count / rate * 1000 : 0) + 30_000;
+        timer = setTimeout(() => reject(new Error(`engines still blasting after ${ms} ms`)), ms);
+      }),
+    ]).finally(() => clearTimeout(timer));
     const deadline = performance.now() + 30_000;
     while (ingest.stats.batches < count * publishers && performance.now() < deadline) {
       await sleep(10);

@@ -59,10 +59,22 @@ export class FakeEngine {
     await this.#writer.write(new TextEncoder().encode(command + "\n"));
   }
 
+  /** Asks the engine to quit; one that has not exited 5 s later is killed. */
   async stop(): Promise<void> {
     await this.send("quit").catch(() => {});
     await this.#writer.close().catch(() => {});
     await this.#reader.cancel().catch(() => {});
-    await this.#child.status;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      this.#child.status.then(() => true),
+      new Promise<false>((r) => timer = setTimeout(() => r(false), 5000)),
+    ]);
+    clearTimeout(timer);
+    if (!exited) {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch { /* exited meanwhile */ }
+      await this.#child.status;
+    }
   }
 }
