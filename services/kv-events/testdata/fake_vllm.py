@@ -7,8 +7,11 @@ Binds a PUB socket and a replay ROUTER socket as vLLM's ZmqEventPublisher does: 
 Usage: fake_vllm.py PUB_PORT REPLAY_PORT TOPIC; prints "ready", then reads commands on stdin:
   publish FIRST COUNT [SKIP_FROM SKIP_TO]   publish batches FIRST..FIRST+COUNT-1; those in
                                             [SKIP_FROM, SKIP_TO] go to the replay buffer only
-  blast FIRST COUNT BLOCKS RATE             COUNT batches of BLOCKS blocks each at RATE batches/s
+  blast FIRST COUNT BLOCKS RATE [CAPACITY]  COUNT batches of BLOCKS blocks each at RATE batches/s
                                             (0: as fast as possible), hashes made unique by seq;
+                                            with CAPACITY, once the cache holds that many blocks
+                                            each batch also evicts its BLOCKS oldest (BlockRemoved
+                                            in the same batch, as a full vLLM cache does);
                                             prints "blasted SECONDS"
   quit
 Batch seq n stores one block whose u64 hash is 2**63 + n (always >= 2^63), in GPU.
@@ -49,9 +52,10 @@ def serve_replays(timeout_ms):
         timeout_ms = 0
 
 
-def blast(first, count, blocks, rate):
+def blast(first, count, blocks, rate, capacity=0):
     tokens = list(range(16 * blocks))
     start = time.time()
+    held = 0
     for i in range(count):
         n = first + i
         if rate > 0:
@@ -61,8 +65,15 @@ def blast(first, count, blocks, rate):
             if wait > 0:
                 time.sleep(wait)
         hashes = [(n * blocks + b) | (1 << 63) for b in range(blocks)]
-        event = ["BlockStored", hashes, None, tokens, 16, None, "GPU"]
-        body = msgpack.packb([time.time(), [event]])
+        events = [["BlockStored", hashes, None, tokens, 16, None, "GPU"]]
+        held += blocks
+        if capacity > 0 and held > capacity:
+            # The oldest blocks still held: those of batch first + i - capacity / blocks.
+            old = n - capacity // blocks
+            events.append(["BlockRemoved", [(old * blocks + b) | (1 << 63) for b in range(blocks)],
+                           "GPU"])
+            held -= blocks
+        body = msgpack.packb([time.time(), events])
         buffer[n] = body
         pub.send_multipart([topic, n.to_bytes(8, "big"), body])
     print(f"blasted {time.time() - start:.6f}", flush=True)
@@ -77,7 +88,8 @@ for line in sys.stdin:
     if parts[0] == "quit":
         break
     if parts[0] == "blast":
-        blast(*(int(x) if i < 3 else float(x) for i, x in enumerate(parts[1:5])))
+        args = [int(x) if i != 3 else float(x) for i, x in enumerate(parts[1:6])]
+        blast(*args)
         continue
     first, count = int(parts[1]), int(parts[2])
     skip = (int(parts[3]), int(parts[4])) if len(parts) == 5 else (1, 0)
