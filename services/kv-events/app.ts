@@ -371,7 +371,7 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
     ["kv_events_pod_limit_total", "Batches refused at MAX_PODS.", () => s.podLimit],
     [
       "kv_events_index_full_total",
-      "New blocks not indexed at MAX_INDEX_BLOCKS.",
+      "New blocks not indexed: MAX_INDEX_BLOCKS reached, or their index segment at its largest size.",
       () => s.indexFull,
     ],
     ["kv_events_gaps_total", "Sequence gaps detected.", () => s.gaps],

@@ -41,7 +41,7 @@ export class IngestStats {
   badFrames = 0;
   /** Batches refused because MAX_PODS pods are known. */
   podLimit = 0;
-  /** New blocks not indexed because the index held MAX_INDEX_BLOCKS. */
+  /** New blocks not indexed: the index held MAX_INDEX_BLOCKS, or their segment was full. */
   indexFull = 0;
   gaps = 0;
   gapsRepaired = 0;

@@ -53,7 +53,7 @@ export interface ApplyResult {
   stored: number;
   removed: number;
   cleared: number;
-  /** New blocks not indexed because the index holds maxBlocks. */
+  /** New blocks not indexed: the index holds maxBlocks, or their segment is at its largest. */
   refused: number;
 }
 
