@@ -106,6 +106,11 @@ function jsonEvent(v: unknown, i: number): KvEvent {
       if (!Number.isSafeInteger(bs) || (bs as number) < 0) {
         throw bad(`${at}.block_size must be an integer`);
       }
+      const loraId = v.lora_id ?? null;
+      if (loraId !== null && !Number.isSafeInteger(loraId)) {
+        throw bad(`${at}.lora_id must be an integer or null`);
+      }
+      const loraName = optString(v.lora_name, `${at}.lora_name`);
       return {
         type: "BlockStored",
         blockHashes: jsonHashes(v.block_hashes, `${at}.block_hashes`),
@@ -114,8 +119,11 @@ function jsonEvent(v: unknown, i: number): KvEvent {
           : jsonHash(v.parent_block_hash, `${at}.parent_block_hash`),
         tokenIds: tokens as number[],
         blockSize: bs as number,
-        loraId: null,
+        loraId: loraId as number | null,
         medium: optString(v.medium, `${at}.medium`),
+        ...(loraName !== null ? { loraName } : {}),
+        // Hashes that depend on extra keys cannot teach links.
+        ...(v.extra_keys !== undefined && v.extra_keys !== null ? { keyed: true } : {}),
       };
     }
     case "BlockRemoved":

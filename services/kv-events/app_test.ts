@@ -111,6 +111,30 @@ Deno.test("http: learned chain links are counted in /metrics", async () => {
   assert.match(metrics, /kv_events_chain_misses_total 1\n/);
   assert.match(metrics, /kv_events_chain_replaced_total 0\n/);
   assert.match(metrics, /kv_events_chain_orphans_total 0\n/);
+  // A LoRA's blocks sent as JSON are learned under the LoRA; extra keys teach nothing.
+  r = await post("/events", {
+    pod: "a",
+    model: "m",
+    events: [{
+      type: "BlockStored",
+      block_hashes: hasher.all(tokens, { loraName: "sql" }).map(toDec),
+      token_ids: tokens,
+      block_size: 4,
+      lora_id: 3,
+      lora_name: "sql",
+    }, {
+      type: "BlockStored",
+      block_hashes: [toDec(digests[0].map((b) => b ^ 1))],
+      token_ids: tokens.slice(0, 4),
+      block_size: 4,
+      extra_keys: [["mm-hash"]],
+    }],
+  });
+  assert.equal(r.status, 200, await r.clone().text());
+  const after = await (await service.request("/metrics")).text();
+  assert.match(after, /kv_events_chain_learned_total 20\n/);
+  r = await post("/route", { token_ids: tokens, model: "m", lora_name: "sql" });
+  assert.deepEqual((await r.json()).scores, [{ id: "a", matched_blocks: 10, score: 1 }]);
   // Without a chain table there is nothing to count.
   const plain = await (await setup().service.request("/metrics")).text();
   assert.doesNotMatch(plain, /kv_events_chain_/);
@@ -147,6 +171,16 @@ Deno.test("http: bad input gets a 4xx JSON error that says why", async () => {
       /token_ids/,
     ],
     [{ pod: "a", events: [{ type: "BlockRemoved", block_hashes: "x" }] }, 400, /block_hashes/],
+    [
+      { pod: "a", events: [{ type: "BlockStored", block_hashes: [1], lora_id: "x" }] },
+      400,
+      /lora_id/,
+    ],
+    [
+      { pod: "a", events: [{ type: "BlockStored", block_hashes: [1], lora_name: 5 }] },
+      400,
+      /lora_name/,
+    ],
     [{ pod: "a", events: [{ type: "AllBlocksCleared" }] }, 200, /./],
     [{ pod: "b", events: [{ type: "AllBlocksCleared" }] }, 409, /MAX_PODS/],
   ];

@@ -59,6 +59,10 @@ const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6, BLOCK_STAMP = 7;
 const BLOCK_ROW = 8;
 /** A prefix state's entry: key, state, then the set holding the block's learned entry. */
 const PREFIX_SET = 4, PREFIX_ROW = 5;
+/** LoRA names a chain table tells apart (events naming more are not learned). */
+export const MAX_LORAS = 4096;
+/** Longest LoRA name whose events are learned. */
+export const MAX_LORA_NAME = 512;
 /** The value of an ambiguous key. */
 const AMBIGUOUS = 0xffffffff;
 
@@ -433,10 +437,30 @@ export class ChainTable {
     };
   }
 
-  /** Starts at a prompt's beginning in model `modelId`. */
-  begin(modelId: number): void {
-    const h1 = Math.imul(this.#seedHi ^ modelId, 0x85ebca6b) ^ ROOT_HI;
-    const h2 = Math.imul(this.#seedLo + modelId, 0xc2b2ae35) ^ ROOT_LO;
+  /**
+   * A small id per LoRA name (0: none), for {@link begin}: the LoRA seeds a prompt's prefix state,
+   * so that its links are apart from the base model's. `create` false only looks the name up
+   * (-1 when unknown); ids are handed out up to {@link MAX_LORAS} names of at most
+   * {@link MAX_LORA_NAME} characters (else -1).
+   */
+  loraId(name: string, create: boolean): number {
+    let id = this.#loras.get(name);
+    if (id === undefined) {
+      if (!create || this.#loras.size >= MAX_LORAS || name.length > MAX_LORA_NAME) return -1;
+      id = this.#loras.size + 1;
+      this.#loras.set(name, id);
+    }
+    return id;
+  }
+
+  #loras = new Map<string, number>();
+
+  /** Starts at a prompt's beginning in model `modelId`, under LoRA `lora` (0: none). */
+  begin(modelId: number, lora = 0): void {
+    const h1 = Math.imul(this.#seedHi ^ modelId ^ Math.imul(lora, 0x27d4eb2f), 0x85ebca6b) ^
+      ROOT_HI;
+    const h2 = Math.imul(this.#seedLo + modelId + Math.imul(lora, 0x165667b1), 0xc2b2ae35) ^
+      ROOT_LO;
     this.stateHi = Math.imul(h1 ^ (h1 >>> 16), 0x7feb352d) >>> 0;
     this.stateLo = Math.imul(h2 ^ (h2 >>> 15), 0x846ca68b) >>> 0;
     this.#prev = -1;
@@ -458,10 +482,13 @@ export class ChainTable {
   #bkHi = 0;
   #bkLo = 0;
 
-  /** Starts after block (hi, lo) of model `modelId`; false when its prefix is unknown. */
-  resume(modelId: number, hi: number, lo: number): boolean {
+  /**
+   * Starts after block (hi, lo) of model `modelId` (its prefix state carries its LoRA); at the
+   * root, under LoRA `lora`. False when the block's prefix is unknown.
+   */
+  resume(modelId: number, hi: number, lo: number, lora = 0): boolean {
     if (hi === ROOT_HI && lo === ROOT_LO) {
-      this.begin(modelId);
+      this.begin(modelId, lora);
       return true;
     }
     this.#blockKey(modelId, hi, lo);

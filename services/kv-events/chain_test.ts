@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Prng } from "@deno-stores/shared/sim";
-import { ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
+import { ChainTable, MAX_LORA_NAME, MAX_LORAS, ROOT_HI, ROOT_LO } from "./chain.ts";
 
 /** Learns `blocks` (one hash per block of 4 tokens) after `parent` the way the cache map does. */
 function learn(
@@ -193,4 +193,22 @@ Deno.test("chain table: under pressure, links are lost but a followed link is ne
   const s = t.stats();
   assert.ok(s.replaced > 0, "the table was under pressure");
   assert.ok(followed > 0);
+});
+
+Deno.test("chain: LoRA ids are handed out to events, looked up for prompts, and bounded", () => {
+  const t = new ChainTable(64, Uint32Array.of(1, 2));
+  assert.equal(t.loraId("sql", false), -1, "a prompt's LoRA no event named");
+  const sql = t.loraId("sql", true);
+  assert.ok(sql > 0);
+  assert.equal(t.loraId("sql", false), sql);
+  assert.equal(t.loraId("x".repeat(MAX_LORA_NAME + 1), true), -1);
+  for (let i = 1; i < MAX_LORAS; i++) assert.ok(t.loraId(`l${i}`, true) > 0);
+  assert.equal(t.loraId("one-too-many", true), -1);
+  // A LoRA seeds a chain's first prefix state; no LoRA is the base model's start.
+  t.begin(1);
+  const base = [t.stateHi, t.stateLo];
+  t.begin(1, 0);
+  assert.deepEqual([t.stateHi, t.stateLo], base);
+  t.begin(1, sql);
+  assert.notDeepEqual([t.stateHi, t.stateLo], base);
 });

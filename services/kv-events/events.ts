@@ -33,10 +33,12 @@ export type KvEvent =
     loraId: number | null;
     medium: string | null;
     /**
-     * The event names a LoRA (`lora_name`) or extra keys (`extra_keys`, newer engines): its hashes
-     * depend on more than parent and tokens (absent in older layouts).
+     * The event has extra keys (`extra_keys`, newer engines) or a `lora_name` that is not a string:
+     * its hashes depend on more than parent, tokens and LoRA (absent in older layouts).
      */
     keyed?: boolean;
+    /** The LoRA the blocks were computed under (`lora_name`, newer engines), when it is a string. */
+    loraName?: string;
   }
   | { type: "BlockRemoved"; blockHashes: BlockHash[]; medium: string | null }
   | { type: "AllBlocksCleared" };
@@ -106,6 +108,7 @@ function blockStored(f: (i: number, name: string) => MsgpackValue | undefined): 
   const blockSize = optInt(f(4, "block_size"), "block_size");
   if (blockSize === null || blockSize <= 0) throw new Bad("block_size is missing or not positive");
   const parent = f(2, "parent_block_hash");
+  const loraName = f(7, "lora_name");
   return {
     type: "BlockStored",
     blockHashes: hashes(f(1, "block_hashes"), "block_hashes"),
@@ -116,8 +119,20 @@ function blockStored(f: (i: number, name: string) => MsgpackValue | undefined): 
     blockSize,
     loraId: optInt(f(5, "lora_id"), "lora_id"),
     medium: optStr(f(6, "medium"), "medium"),
-    ...(present(f(7, "lora_name")) || present(f(8, "extra_keys")) ? { keyed: true } : {}),
+    ...(typeof loraName === "string" ? { loraName } : {}),
+    ...((present(loraName) && typeof loraName !== "string") || present(f(8, "extra_keys"))
+      ? { keyed: true }
+      : {}),
   };
+}
+
+/**
+ * Whether a stored event can teach chain links: its hashes depend on nothing but parent, tokens
+ * (u32) and a LoRA named by `lora_name` (a `lora_id` alone does not name the LoRA the hashes used).
+ */
+export function learnable(e: Extract<KvEvent, { type: "BlockStored" }>): boolean {
+  return !e.keyed && (e.loraId === null || e.loraName !== undefined) &&
+    e.tokenIds.every((t) => t < 0x100000000);
 }
 
 function event(v: MsgpackValue): KvEvent {

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { EventDecodeError, hashKey, type KvEvent } from "./events.ts";
+import { EventDecodeError, hashKey, type KvEvent, learnable } from "./events.ts";
 import { tierOf } from "./index.ts";
 import { MsgpackError } from "./msgpack.ts";
 import { ROOT_HI, ROOT_LO } from "./chain.ts";
@@ -31,8 +31,10 @@ export class ParsedBatch {
   tokenCounts = new Uint32Array(64);
   blockSizes = new Uint32Array(64);
   parents = new Uint32Array(128);
-  /** 1 when the event can teach chain links (no LoRA or extra keys, u32 tokens), else 0. */
+  /** 1 when the event can teach chain links (see events.ts `learnable`), else 0. */
   learnable = new Uint8Array(64);
+  /** Per learnable event: the LoRA its hashes were computed under (null: none). */
+  loraNames: (string | null)[] = [];
   tokens = new Uint32Array(4096);
   tokenTotal = 0;
   /** Block hashes of every event, as (hi, lo) pairs. */
@@ -73,16 +75,21 @@ export class ParsedBatch {
     this.counts[i] = count;
   }
 
-  /** Marks the last event learnable, with its parent and tokens `tokens[start, start + n)`. */
+  /**
+   * Marks the last event learnable, with its parent, tokens `tokens[start, start + n)` and the
+   * LoRA its hashes were computed under.
+   */
   setLearnable(
     blockSize: number,
     parentHi: number,
     parentLo: number,
     start: number,
     n: number,
+    loraName: string | null = null,
   ): void {
     const i = this.events - 1;
     this.learnable[i] = 1;
+    this.loraNames[i] = loraName;
     this.blockSizes[i] = blockSize;
     this.parents[i * 2] = parentHi;
     this.parents[i * 2 + 1] = parentLo;
@@ -478,7 +485,7 @@ export function eventsToBatch(events: readonly KvEvent[], out: ParsedBatch): voi
       continue;
     }
     out.pushEvent(STORED, tier, start, e.blockHashes.length);
-    if (e.loraId !== null || e.keyed || !e.tokenIds.every((t) => t < 0x100000000)) continue;
+    if (!learnable(e)) continue;
     let parentHi = ROOT_HI, parentLo = ROOT_LO;
     if (e.parentBlockHash !== null) {
       hashKey(e.parentBlockHash, k);
@@ -486,7 +493,14 @@ export function eventsToBatch(events: readonly KvEvent[], out: ParsedBatch): voi
     }
     const tokenStart = out.tokenTotal;
     for (const t of e.tokenIds) out.pushToken(t);
-    out.setLearnable(e.blockSize, parentHi, parentLo, tokenStart, e.tokenIds.length);
+    out.setLearnable(
+      e.blockSize,
+      parentHi,
+      parentLo,
+      tokenStart,
+      e.tokenIds.length,
+      e.loraName ?? null,
+    );
   }
 }
 
@@ -601,9 +615,11 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
     const lora = f[5] >= 0 ? optInt(r, f[5], "lora_id") : null;
     const tier = f[6] < 0 ? 0 : medium(r, f[6]);
     out.pushEvent(STORED, tier, start, n);
-    // Chain links: only from events whose hashes depend on nothing but parent and tokens.
-    if (u32 && lora === null && isNil(r, f[7]) && isNil(r, f[8])) {
-      out.setLearnable(size, parentHi, parentLo, tokenStart, out.tokenTotal - tokenStart);
+    // Chain links: only from events whose hashes depend on nothing but parent, tokens and a LoRA
+    // they name (as events.ts `learnable` decides).
+    const loraName = optName(r, f[7]);
+    if (u32 && isNil(r, f[8]) && loraName !== undefined && (lora === null || loraName !== null)) {
+      out.setLearnable(size, parentHi, parentLo, tokenStart, out.tokenTotal - tokenStart, loraName);
     } else out.tokenTotal = tokenStart;
   } else if (tag >= 0 && strIs(r.buf, h, KEY.BlockRemoved)) {
     // By position: [tag, block_hashes, medium]; by name, the map's medium.
@@ -723,6 +739,16 @@ function hash(r: Reader, at: number, what: string, i: number, out: ParsedBatch |
  * would box every u32 past 2^31 it is given in a new heap number.
  */
 const lastHash = new Uint32Array(2);
+
+/** A `lora_name` field: null when absent or nil, the string, or undefined for anything else. */
+function optName(r: Reader, at: number): string | null | undefined {
+  if (at < 0) return null;
+  const h = r.h;
+  head(r.buf, r.view, at, h);
+  if (h.kind === K_NIL) return null;
+  if (h.kind !== K_STR) return undefined;
+  return utf8.decode(r.buf.subarray(h.body, h.body + h.n)); // checked as UTF-8 already
+}
 
 function isNil(r: Reader, at: number): boolean {
   if (at < 0) return true;

@@ -115,6 +115,9 @@ Deno.test("fast events: every layout, odd types and values agree with the refere
     [1, [["BlockStored", [4, 5], 3, [7, 8, 9, 10], 2], ["BlockStored", [6], 5, [11, 12], 2]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU"]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, null, "GPU", "lora-a"]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU", "lora-a"]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU", 5]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU", null]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, null, "GPU", null, [["salt"], null]]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3], 2, null, "GPU"]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 2 ** 40], 2, null, "GPU"]]],
@@ -320,4 +323,32 @@ Deno.test("fast events: integer arrays of every width, cut at every byte, nested
     outcomes.add(compare(p, `${levels} levels`));
   }
   assert.deepEqual([...outcomes].sort(), ["accepted", "refused"]);
+});
+
+Deno.test("fast events: a LoRA named by lora_name is learned; a lora_id alone or odd names are not", () => {
+  const learned = (ev: MsgpackValue) => {
+    const table = new ChainTable(256, Uint32Array.of(5, 6));
+    const map = new CacheMap({ maxPods: 4, chain: { table, blockSize: 2 } });
+    readEventBatch(encodeMsgpack([1, [ev]]), parsed);
+    map.applyParsed("p", "m", parsed);
+    return table.stats().learned;
+  };
+  const ev = (lora: MsgpackValue, ...name: MsgpackValue[]) => [
+    "BlockStored",
+    [1, 2],
+    null,
+    [1, 2, 3, 4],
+    2,
+    lora,
+    "GPU",
+    ...name,
+  ];
+  assert.equal(learned(ev(null)), 2);
+  assert.equal(learned(ev(7, "sql")), 2);
+  assert.equal(learned(ev(null, "sql")), 2);
+  assert.equal(learned(ev(7)), 0, "a lora_id does not say which name the hashes used");
+  assert.equal(learned(ev(7, null)), 0);
+  assert.equal(learned(ev(7, 5)), 0);
+  assert.equal(learned(ev(null, "x".repeat(513))), 0, "names past MAX_LORA_NAME");
+  assert.equal(learned(ev(7, "sql", ["salt"])), 0, "extra keys");
 });

@@ -147,16 +147,20 @@ export class Router {
     const keys = "tokens" in blocks ? blocks.keys : undefined;
     const bs = hasher.blockSize;
     const total = tokens !== null ? Math.floor(tokens.length / bs) : given!.length >> 1;
-    // Learned chains first (no hashing); the hasher from the first link they do not know.
-    const chain = this.#useChain && tokens !== null && !keys?.loraName && !keys?.cacheSalt
+    // Learned chains first (no hashing); the hasher from the first link they do not know. A
+    // prompt with a cache salt is hashed (events do not show salts), as is one whose LoRA no event
+    // named; a model with no blocks has nothing to follow.
+    const ix = map.index(model);
+    let chain = this.#useChain && tokens !== null && !keys?.cacheSalt && ix !== undefined
       ? map.chain
       : null;
+    const lora = chain !== null && keys?.loraName ? chain.loraId(keys.loraName, false) : 0;
+    if (lora < 0) chain = null;
     let keysOk = chain !== null; // the blocks so far have prefix keys
     let chainOk = keysOk; // ... and every one was found
     const modelId = chain !== null ? chain.modelId(model) : 0;
-    if (chain !== null) chain.begin(modelId);
+    if (chain !== null) chain.begin(modelId, lora);
     let hashed = -1; // blocks the hasher has produced (-1: not started)
-    const ix = map.index(model);
     let visited = 0;
     if (ix !== undefined) {
       const w = ix.words;

@@ -193,7 +193,7 @@ Deno.test("router: learned chains route without hashing, then hand over to the h
   const right = new Router(map, hasher());
   const r2 = right.route("m", { tokens: p }, [{ id: "a", load: 0 }])!;
   assert.equal(r2.scores[0].matched_blocks, 10);
-  // LoRA prompts are hashed (learned links carry no LoRA).
+  // A prompt under a LoRA no event named is hashed (the base model's links are not its).
   const r3 = wrongSeed.route("m", { tokens: p, keys: { loraName: "x" } }, [{ id: "a", load: 0 }])!;
   assert.equal(r3.scores[0].matched_blocks, 0);
   assert.ok(table.hits >= 12);
@@ -204,6 +204,36 @@ Deno.test("router: learned chains route without hashing, then hand over to the h
     wrongSeed.route("m", { tokens: p }, [{ id: "a", load: 0 }])!.scores[0].matched_blocks,
     10,
   );
+});
+
+Deno.test("router: a LoRA's learned links are followed by its prompts only", () => {
+  const table = new ChainTable(1024, Uint32Array.of(3, 4));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+  const p = prompt(8);
+  const cands = [{ id: "a", load: 0 }, { id: "b", load: 0 }];
+  const sql = hasher().all(p, { loraName: "sql" });
+  map.apply("a", "m", [{ ...stored(p, 8), blockHashes: sql, loraId: 1, loraName: "sql" }]);
+  // The base model's blocks of the same tokens, on another pod.
+  map.apply("b", "m", [stored(p, 8)]);
+  assert.equal(table.stats().learned, 16);
+  const matched = (r: Router, loraName?: string) =>
+    r.route("m", { tokens: p, keys: { loraName } }, cands)!.scores.map((s) => s.matched_blocks);
+  // A router that cannot hash (wrong seed) follows each prompt's own links only.
+  const wrongSeed = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "other", blockSize: BS }),
+  );
+  assert.deepEqual(matched(wrongSeed, "sql"), [8, 0]);
+  assert.deepEqual(matched(wrongSeed), [0, 8]);
+  assert.deepEqual(matched(wrongSeed, "other"), [0, 0]);
+  // Hashing every block (links off) agrees.
+  const hashing = new Router(map, hasher(), undefined, { learnedChains: false });
+  assert.deepEqual(matched(hashing, "sql"), [8, 0]);
+  assert.deepEqual(matched(hashing), [0, 8]);
+  // Pods' removals reach the LoRA's links too.
+  map.apply("a", "m", [{ type: "BlockRemoved", blockHashes: sql.slice(5), medium: null }]);
+  assert.deepEqual(matched(wrongSeed, "sql"), [5, 0]);
+  assert.deepEqual(matched(hashing, "sql"), [5, 0]);
 });
 
 Deno.test("router: blocks stored after an unknown parent are learned once a router hashes them", () => {
@@ -271,7 +301,9 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
         const p = prompts[rnd.nextInt(prompts.length)];
         const blocks = p.length / BS;
         const op = rnd.nextInt(10);
-        const digests = hasher().all(p);
+        // The base model's blocks or a LoRA's (hashed under its name, learned apart).
+        const lora = [undefined, "l1", "l2"][rnd.nextInt(3)];
+        const digests = hasher().all(p, { loraName: lora });
         if (op < 5) {
           // Stored in one or two events (the second after a parent), GPU or offloaded.
           const upTo = 1 + rnd.nextInt(blocks);
@@ -283,8 +315,9 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
             parentBlockHash: from === 0 ? null : digests[from - 1],
             tokenIds: p.slice(from * BS, to * BS),
             blockSize: BS,
-            loraId: null,
+            loraId: lora ? 1 : null,
             medium,
+            ...(lora ? { loraName: lora } : {}),
           });
           map.apply(pod, "m", split > 0 ? [ev(0, split), ev(split, upTo)] : [ev(0, upTo)]);
         } else if (op < 8) {
@@ -299,8 +332,10 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
         } else map.remove(pod);
         for (let q = 0; q < 3; q++) {
           const probe = prompts[rnd.nextInt(prompts.length)];
-          const a = learned.route("m", { tokens: probe }, pods.map((id) => ({ id, load: 0 })))!;
-          const b = hashed.route("m", { tokens: probe }, pods.map((id) => ({ id, load: 0 })))!;
+          const keys = { loraName: [undefined, "l1", "l2", "l3"][rnd.nextInt(4)] };
+          const cands = pods.map((id) => ({ id, load: 0 }));
+          const a = learned.route("m", { tokens: probe, keys }, cands)!;
+          const b = hashed.route("m", { tokens: probe, keys }, cands)!;
           assert.deepEqual(
             a.scores.map((s) => [s.id, s.matched_blocks, s.score]),
             b.scores.map((s) => [s.id, s.matched_blocks, s.score]),

@@ -162,8 +162,9 @@ export class CacheMap {
   }
 
   /**
-   * Teaches the chain table the links of blocks [from, to) of `hs`, after the given parent;
-   * returns the first block it could not learn (`to` when it learned them all).
+   * Teaches the chain table the links of blocks [from, to) of `hs`, after the given parent (a
+   * chain's first block: under LoRA id `lora`); returns the first block it could not learn (`to`
+   * when it learned them all).
    */
   #learn(
     ix: BlockIndex,
@@ -175,11 +176,12 @@ export class CacheMap {
     hs: Uint32Array,
     from: number,
     to: number,
+    lora: number,
   ): number {
     const chain = this.chain!;
     const bs = this.#chainBlockSize;
     const id = chain.modelId(model);
-    if (!chain.resume(id, parentHi, parentLo)) {
+    if (!chain.resume(id, parentHi, parentLo, lora)) {
       chain.orphans += to - from;
       return from;
     }
@@ -257,9 +259,13 @@ export class CacheMap {
         for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
         const bs = this.#chainBlockSize;
         let synced = from;
+        // A LoRA's blocks are learned apart from the base model's (the LoRA seeds their prefix
+        // states); past MAX_LORAS names, not at all.
+        const name = b.learnable[e] === 1 ? b.loraNames[e] : null;
+        const lora = name === null || this.chain === null ? 0 : this.chain.loraId(name, true);
         if (
           this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs &&
-          b.tokenCounts[e] === (to - from) * bs
+          b.tokenCounts[e] === (to - from) * bs && lora >= 0
         ) {
           synced = this.#learn(
             ix,
@@ -271,6 +277,7 @@ export class CacheMap {
             hs,
             from,
             to,
+            lora,
           );
         }
         // Blocks not learned just now may have entries learned earlier: keep their pods in step.
