@@ -21,8 +21,8 @@
  * second table; when that table forgets the block, the entry's masks are marked unknown (the
  * router then probes the index).
  *
- * Both tables are bounded caches: 4-way sets (80 bytes: a prefix state also carries the set of
- * its block's entry; 128 for the learned blocks, which also carry the pods holding each block and
+ * Both tables are bounded caches: 4-way sets (96 bytes: a prefix state also carries the set of
+ * its block's entry and its chain's LoRA; 128 for the learned blocks, which also carry the pods holding each block and
  * a use stamp), four candidate sets per key: one chosen by the owner, the one after it, two from
  * the key. A learned block's first set is the one after its parent's entry (a prompt's first
  * block: from its key), so a router following a prompt reads memory in order and the processor
@@ -57,8 +57,11 @@ const ROW = 4;
  */
 const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6, BLOCK_STAMP = 7;
 const BLOCK_ROW = 8;
-/** A prefix state's entry: key, state, then the set holding the block's learned entry. */
-const PREFIX_SET = 4, PREFIX_ROW = 5;
+/**
+ * A prefix state's entry: key, state, the set holding the block's learned entry, and the LoRA id
+ * its chain began under (0: none).
+ */
+const PREFIX_SET = 4, PREFIX_LORA = 5, PREFIX_ROW = 6;
 /** LoRA names a chain table tells apart (events naming more are not learned). */
 export const MAX_LORAS = 4096;
 /** Longest LoRA name whose events are learned. */
@@ -440,13 +443,15 @@ export class ChainTable {
   /**
    * A small id per LoRA name (0: none), for {@link begin}: the LoRA seeds a prompt's prefix state,
    * so that its links are apart from the base model's. `create` false only looks the name up
-   * (-1 when unknown); ids are handed out up to {@link MAX_LORAS} names of at most
-   * {@link MAX_LORA_NAME} characters (else -1).
+   * (-1 when unknown); ids are handed out up to {@link MAX_LORAS} names of 1 to
+   * {@link MAX_LORA_NAME} characters (else -1: the empty name is no LoRA to the hasher).
    */
   loraId(name: string, create: boolean): number {
     let id = this.#loras.get(name);
     if (id === undefined) {
-      if (!create || this.#loras.size >= MAX_LORAS || name.length > MAX_LORA_NAME) return -1;
+      if (
+        !create || this.#loras.size >= MAX_LORAS || name === "" || name.length > MAX_LORA_NAME
+      ) return -1;
       id = this.#loras.size + 1;
       this.#loras.set(name, id);
     }
@@ -455,8 +460,12 @@ export class ChainTable {
 
   #loras = new Map<string, number>();
 
+  /** The LoRA id of the chain being followed or learned (see {@link begin}). */
+  #lora = 0;
+
   /** Starts at a prompt's beginning in model `modelId`, under LoRA `lora` (0: none). */
   begin(modelId: number, lora = 0): void {
+    this.#lora = lora;
     const h1 = Math.imul(this.#seedHi ^ modelId ^ Math.imul(lora, 0x27d4eb2f), 0x85ebca6b) ^
       ROOT_HI;
     const h2 = Math.imul(this.#seedLo + modelId + Math.imul(lora, 0x165667b1), 0xc2b2ae35) ^
@@ -483,8 +492,9 @@ export class ChainTable {
   #bkLo = 0;
 
   /**
-   * Starts after block (hi, lo) of model `modelId` (its prefix state carries its LoRA); at the
-   * root, under LoRA `lora`. False when the block's prefix is unknown.
+   * Starts after block (hi, lo) of model `modelId`, whose chain began under LoRA `lora` (at the
+   * root: begins under it). False when the block's prefix is unknown or its chain's LoRA is
+   * another.
    */
   resume(modelId: number, hi: number, lo: number, lora = 0): boolean {
     if (hi === ROOT_HI && lo === ROOT_LO) {
@@ -494,6 +504,9 @@ export class ChainTable {
     this.#blockKey(modelId, hi, lo);
     const p = this.#prefixes;
     if (!p.get(this.#bkHi, this.#bkLo, this.#bkLo)) return false;
+    // An event naming another LoRA than its parent's chain is not learned into that chain.
+    if (p.rows[p.offset + PREFIX_LORA] !== lora) return false;
+    this.#lora = lora;
     this.stateHi = p.hi;
     this.stateLo = p.lo;
     this.#prev = p.rows[p.offset + PREFIX_SET];
@@ -575,20 +588,35 @@ export class ChainTable {
     off = 0,
   ): void {
     if ((hi | lo) === 0) return; // would read as an empty way
-    const b = this.#blocks;
+    const b = this.#blocks, p = this.#prefixes;
+    this.#blockKey(modelId, hi, lo);
+    // The block already reached through another prefix (engines that disagree, or hostile
+    // input): its prefix entry turns ambiguous, so neither learned entry can be kept in step with
+    // the index any more. Their masks are marked unknown (routers probe the index for them).
+    let conflict = false;
+    if (p.get(this.#bkHi, this.#bkLo, this.#bkLo) && (p.hi !== stateHi || p.lo !== stateLo)) {
+      conflict = true;
+      const oldSet = p.rows[p.offset + PREFIX_SET];
+      this.#finalize(p.hi, p.lo);
+      if (b.get(this.#fkHi, this.#fkLo, oldSet)) b.rows[b.offset + MASK_FLAGS] = 0;
+    }
     b.set(keyHi, keyLo, this.#place(keyLo), hi, lo);
     this.#prev = b.at;
-    if (gpu >= 0 && b.rows[b.offset + 2] === hi && b.rows[b.offset + 3] === lo) {
+    const bo = b.offset;
+    if (gpu >= 0 && bo >= 0 && b.rows[bo + 2] === hi && b.rows[bo + 3] === lo) {
       // The pods that hold it, straight into the entry just written (no second lookup).
-      const r = b.rows, o = b.offset;
-      r[o + MASK_GPU] = gpu;
-      r[o + MASK_OFF] = off;
-      r[o + MASK_FLAGS] = 1;
+      const r = b.rows;
+      r[bo + MASK_GPU] = gpu;
+      r[bo + MASK_OFF] = off;
+      r[bo + MASK_FLAGS] = 1;
     }
-    this.#blockKey(modelId, hi, lo);
-    const p = this.#prefixes;
     p.set(this.#bkHi, this.#bkLo, this.#bkLo, stateHi, stateLo);
-    if (p.offset >= 0) p.rows[p.offset + PREFIX_SET] = this.#prev;
+    if (p.offset >= 0) {
+      p.rows[p.offset + PREFIX_SET] = this.#prev;
+      p.rows[p.offset + PREFIX_LORA] = this.#lora;
+      if (p.rows[p.offset + 2] === AMBIGUOUS && p.rows[p.offset + 3] === AMBIGUOUS) conflict = true;
+    }
+    if (conflict && bo >= 0) b.rows[bo + MASK_FLAGS] = 0;
   }
 
   /**

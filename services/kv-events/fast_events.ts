@@ -69,6 +69,7 @@ export class ParsedBatch {
     }
     const i = this.events++;
     this.learnable[i] = 0;
+    this.loraNames[i] = null;
     this.kinds[i] = kind;
     this.tiers[i] = tier;
     this.starts[i] = start;
@@ -118,7 +119,8 @@ export class ParsedBatch {
   }
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// As msgpack.ts decodes (a leading U+FEFF kept): both decoders must read the same strings.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const MAX_DEPTH = 16;
 
 /** Checks one msgpack value at `pos` as decodeMsgpack would; returns the position after it. */
@@ -640,7 +642,7 @@ function tagText(r: Reader, at: number): string {
   const h = r.h;
   head(r.buf, r.view, at, h);
   const s = h.kind === K_STR
-    ? new TextDecoder().decode(r.buf.subarray(h.body, h.body + h.n))
+    ? utf8.decode(r.buf.subarray(h.body, h.body + h.n))
     : h.kind === K_NIL
     ? "null"
     : h.kind;
@@ -669,7 +671,7 @@ function medium(r: Reader, at: number): number {
     return 0;
   }
   // Anything else: as tierOf decides (non-ASCII case folding included).
-  return tierOf(new TextDecoder().decode(b.subarray(s, s + h.n)));
+  return tierOf(utf8.decode(b.subarray(s, s + h.n)));
 }
 
 function hashes(r: Reader, at: number, what: string, out: ParsedBatch): number {

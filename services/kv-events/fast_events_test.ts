@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Prng } from "@deno-stores/shared/sim";
-import { decodeEventBatch, EventDecodeError, type KvEventBatch } from "./events.ts";
+import { decodeEventBatch, EventDecodeError, type KvEventBatch, learnable } from "./events.ts";
 import { ParsedBatch, readEventBatch } from "./fast_events.ts";
 import { encodeMsgpack, type MsgpackValue } from "./msgpack.ts";
 import { CacheMap } from "./store.ts";
@@ -37,6 +37,12 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
   assert.equal(parsed.dataParallelRank, ref.dataParallelRank, `${what}: rank`);
   assert.equal(parsed.rejected.length, ref.rejected.length, `${what}: rejected`);
   assert.equal(parsed.events, ref.events.length, `${what}: events`);
+  // Learnable the same way, under the same LoRA.
+  ref.events.forEach((e, i) => {
+    const want = e.type === "BlockStored" && learnable(e);
+    assert.equal(parsed.learnable[i], want ? 1 : 0, `${what}: event ${i} learnable`);
+    if (want) assert.equal(parsed.loraNames[i], e.loraName ?? null, `${what}: event ${i} LoRA`);
+  });
   // The same index afterwards, with a block stored beforehand so removals have work to do.
   const chain = () => ({ table: new ChainTable(256, Uint32Array.of(5, 6)), blockSize: 2 });
   const a = new CacheMap({ maxPods: 4, chain: chain() });
@@ -118,6 +124,17 @@ Deno.test("fast events: every layout, odd types and values agree with the refere
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU", "lora-a"]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU", 5]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "GPU", null]]],
+    // A leading U+FEFF is part of a string: not the lora_name key, and part of a name.
+    [1, [{
+      type: "BlockStored",
+      block_hashes: [1, 2],
+      token_ids: [1, 2, 3, 4],
+      block_size: 2,
+      lora_id: 7,
+      "\uFEFFlora_name": "sql",
+    }]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, 7, "\uFEFFGPU", "\uFEFFsql"]]],
+    [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, null, "GPU", ""]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2, null, "GPU", null, [["salt"], null]]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3], 2, null, "GPU"]]],
     [1, [["BlockStored", [1, 2], null, [1, 2, 3, 2 ** 40], 2, null, "GPU"]]],

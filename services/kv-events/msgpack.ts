@@ -41,7 +41,9 @@ export interface DecodeLimits {
   maxDepth?: number;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string (the default drops it: "\uFEFFlora_name" would
+// read as a key it is not).
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Decodes exactly one value filling `buf`. */
 export function decodeMsgpack(buf: Uint8Array, limits: DecodeLimits = {}): MsgpackValue {

@@ -234,6 +234,39 @@ Deno.test("router: a LoRA's learned links are followed by its prompts only", () 
   map.apply("a", "m", [{ type: "BlockRemoved", blockHashes: sql.slice(5), medium: null }]);
   assert.deepEqual(matched(wrongSeed, "sql"), [5, 0]);
   assert.deepEqual(matched(hashing, "sql"), [5, 0]);
+  // An event naming a LoRA after a parent of another chain (the base's) teaches nothing.
+  const q = prompt(4, 1);
+  const base = hasher().all(q);
+  map.apply("b", "m", [stored(q, 2)]);
+  const orphans = table.stats().orphans;
+  map.apply("b", "m", [{
+    ...stored(q, 4),
+    blockHashes: hasher().all(q, { loraName: "sql" }).slice(2),
+    parentBlockHash: base[1],
+    tokenIds: q.slice(2 * BS),
+    loraId: 1,
+    loraName: "sql",
+  }]);
+  assert.equal(table.stats().orphans, orphans + 2);
+});
+
+Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {
+  // Hostile input: pod b sends the blocks of a LoRA's prompt as the base model's. The block's
+  // prefix turns ambiguous, and its learned entries can no longer be kept in step with removals.
+  const table = new ChainTable(1024, Uint32Array.of(8, 9));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+  const p = prompt(2);
+  const sql = hasher().all(p, { loraName: "sql" });
+  const cands = [{ id: "a", load: 0 }, { id: "b", load: 0 }];
+  map.apply("a", "m", [{ ...stored(p, 2), blockHashes: sql, loraId: 1, loraName: "sql" }]);
+  map.apply("b", "m", [{ ...stored(p, 2), blockHashes: sql }]);
+  map.apply("a", "m", [{ type: "BlockRemoved", blockHashes: sql, medium: null }]);
+  const keys = { loraName: "sql" };
+  const learned = new Router(map, hasher()).route("m", { tokens: p, keys }, cands)!;
+  const hashing = new Router(map, hasher(), undefined, { learnedChains: false })
+    .route("m", { tokens: p, keys }, cands)!;
+  assert.deepEqual(hashing.scores.map((s) => s.matched_blocks), [0, 2]);
+  assert.deepEqual(learned.scores.map((s) => s.matched_blocks), [0, 2]);
 });
 
 Deno.test("router: blocks stored after an unknown parent are learned once a router hashes them", () => {
