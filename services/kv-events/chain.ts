@@ -355,6 +355,10 @@ export interface ChainStats {
   ambiguous: number;
   /** Blocks not learned: their parent's prefix was unknown. */
   orphans: number;
+  /** LoRA names known (at most {@link MAX_LORAS}). */
+  loras: number;
+  /** Stored events not learned: their LoRA name was empty, too long, or past the known names. */
+  loraRefused: number;
 }
 
 /**
@@ -389,6 +393,8 @@ export class ChainTable {
   hits = 0;
   misses = 0;
   orphans = 0;
+  /** See {@link ChainStats.loraRefused} (counted by the cache map). */
+  loraRefused = 0;
   /** Prefix key → block hash. */
   #blocks: LinkTable;
   /** (model, block hash) → prefix state through that block. */
@@ -437,6 +443,8 @@ export class ChainTable {
       misses: this.misses,
       ambiguous: b.ambiguous,
       orphans: this.orphans,
+      loras: this.#loras.size,
+      loraRefused: this.loraRefused,
     };
   }
 

@@ -204,6 +204,7 @@ Deno.test("chain: LoRA ids are handed out to events, looked up for prompts, and 
   assert.equal(t.loraId("x".repeat(MAX_LORA_NAME + 1), true), -1);
   for (let i = 1; i < MAX_LORAS; i++) assert.ok(t.loraId(`l${i}`, true) > 0);
   assert.equal(t.loraId("one-too-many", true), -1);
+  assert.equal(t.stats().loras, MAX_LORAS);
   // A LoRA seeds a chain's first prefix state; no LoRA is the base model's start.
   t.begin(1);
   const base = [t.stateHi, t.stateLo];

@@ -343,11 +343,13 @@ Deno.test("fast events: integer arrays of every width, cut at every byte, nested
 });
 
 Deno.test("fast events: a LoRA named by lora_name is learned; a lora_id alone or odd names are not", () => {
+  let refused = 0;
   const learned = (ev: MsgpackValue) => {
     const table = new ChainTable(256, Uint32Array.of(5, 6));
     const map = new CacheMap({ maxPods: 4, chain: { table, blockSize: 2 } });
     readEventBatch(encodeMsgpack([1, [ev]]), parsed);
     map.applyParsed("p", "m", parsed);
+    refused += table.stats().loraRefused;
     return table.stats().learned;
   };
   const ev = (lora: MsgpackValue, ...name: MsgpackValue[]) => [
@@ -368,4 +370,5 @@ Deno.test("fast events: a LoRA named by lora_name is learned; a lora_id alone or
   assert.equal(learned(ev(7, 5)), 0);
   assert.equal(learned(ev(null, "x".repeat(513))), 0, "names past MAX_LORA_NAME");
   assert.equal(learned(ev(7, "sql", ["salt"])), 0, "extra keys");
+  assert.equal(refused, 1, "the name past MAX_LORA_NAME is counted");
 });

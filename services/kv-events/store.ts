@@ -263,6 +263,7 @@ export class CacheMap {
         // states); past MAX_LORAS names, not at all.
         const name = b.learnable[e] === 1 ? b.loraNames[e] : null;
         const lora = name === null || this.chain === null ? 0 : this.chain.loraId(name, true);
+        if (lora < 0) this.chain!.loraRefused++;
         if (
           this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs &&
           b.tokenCounts[e] === (to - from) * bs && lora >= 0
