@@ -160,16 +160,18 @@ function inProcess() {
   const route = (router: Router, tokens: number[]) => router.route("m", { tokens }, candidates)!;
   // Steady state, as a running service is: the first routes (JIT tiers, caches) are not kept.
   const WARMUP = QUICK ? 500 : 2000;
-  const sample = (router: Router, n: number, pick: (i: number) => number[], warmup = WARMUP) => {
+  // µs of each of `n` calls of `run(i)` after `warmup` more, sorted.
+  const timeEach = (n: number, run: (i: number) => void, warmup = WARMUP) => {
     const t: number[] = [];
     for (let i = 0; i < warmup + n; i++) {
-      const tokens = pick(i);
       const t0 = performance.now();
-      route(router, tokens);
+      run(i);
       if (i >= warmup) t.push((performance.now() - t0) * 1000);
     }
     return sortNum(t);
   };
+  const sample = (router: Router, n: number, pick: (i: number) => number[], warmup = WARMUP) =>
+    timeEach(n, (i) => route(router, pick(i)), warmup);
   const cold = new Router(
     map,
     new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
@@ -205,15 +207,10 @@ function inProcess() {
   put("memory.chain_bytes_per_block", chain.stats().bytes / map.totals().blocks, "B", false);
 
   // What this machine does to any timed piece of work of that length: a fixed loop (no memory,
-  // no allocation) calibrated to the learned route's median, timed the same way. Its p99 over its p50 is the machine's own tail (timer ticks, the host taking the vCPU).
+  // no allocation) calibrated to the learned route's median, timed the same way. Its p99 over its
+  // p50 is the machine's own tail (timer ticks, the host taking the vCPU).
   const fixed = calibratedWork(pct(learnedT, 50));
-  const fixedT: number[] = [];
-  for (let i = 0; i < WARMUP + (QUICK ? 2000 : 10000); i++) {
-    const t0 = performance.now();
-    fixed();
-    if (i >= WARMUP) fixedT.push((performance.now() - t0) * 1000);
-  }
-  const fixedS = sortNum(fixedT);
+  const fixedS = timeEach(QUICK ? 2000 : 10000, fixed);
   put("reference.fixed_work_2k_learned.p50", pct(fixedS, 50), "µs", false);
   put("reference.fixed_work_2k_learned.p99", pct(fixedS, 99), "µs", false);
 
@@ -227,13 +224,10 @@ function inProcess() {
     });
     return f;
   });
-  const hashT: number[] = [];
-  for (let i = 0; i < WARMUP + (QUICK ? 2000 : 10000); i++) {
-    const t0 = performance.now();
-    cold.route("m", { hashes: flat[i % flat.length] }, candidates);
-    if (i >= WARMUP) hashT.push((performance.now() - t0) * 1000);
-  }
-  const hashS = sortNum(hashT);
+  const hashS = timeEach(
+    QUICK ? 2000 : 10000,
+    (i) => cold.route("m", { hashes: flat[i % flat.length] }, candidates),
+  );
   put("route.2k_hashes.p50", pct(hashS, 50), "µs", false);
   put("route.2k_hashes.p99", pct(hashS, 99), "µs", false);
 
@@ -316,6 +310,11 @@ interface Samples {
   ts: Float64Array;
   at: Float64Array;
   n: number;
+}
+
+/** The percentiles the latency comparison reports, from sorted samples. */
+function tails(sorted: Float64Array): { p50: number; p99: number; p99_9: number } {
+  return { p50: pct(sorted, 50), p99: pct(sorted, 99), p99_9: pct(sorted, 99.9) };
 }
 
 /** Publish-to-indexed latencies in µs, sorted. */
@@ -546,8 +545,7 @@ async function zmqBenches() {
   const measure = {
     ours: async () => {
       gc?.();
-      const lat = latencies((await zmqRun(1, N, 8, 10_000, 10_000, undefined, CAPACITY)).samples);
-      return { p50: pct(lat, 50), p99: pct(lat, 99), p99_9: pct(lat, 99.9) };
+      return tails(latencies((await zmqRun(1, N, 8, 10_000, 10_000, undefined, CAPACITY)).samples));
     },
     // libzmq's own receive path, Python decoding the timestamp.
     pyzmq: async () => {
@@ -578,19 +576,12 @@ async function zmqBenches() {
         ref?.kill();
         throw e;
       }
-      const lat = latencies(run.samples);
-      return {
-        p50: pct(lat, 50),
-        p99: pct(lat, 99),
-        p99_9: pct(lat, 99.9),
-        ref: await ref!.result(),
-      };
+      return { ...tails(latencies(run.samples)), ref: await ref!.result() };
     },
     // Frames larger than a batch at the same rate over plain TCP into a Deno reader that only
     // reads each frame's send time: what this machine's scheduling leaves any Deno subscriber.
     tcp: async () => {
-      const r = await tcpFloor(N, 10_000, 1_200, 10_000);
-      return { p50: pct(r, 50), p99: pct(r, 99), p99_9: pct(r, 99.9) };
+      return tails(await tcpFloor(N, 10_000, 1_200, 10_000));
     },
   };
   const kinds = ["ours", "pyzmq", "tcp", "joint"] as const;

@@ -22,8 +22,8 @@
  * router then probes the index).
  *
  * Both tables are bounded caches: 4-way sets (96 bytes: a prefix state also carries the set of
- * its block's entry and its chain's LoRA; 128 for the learned blocks, which also carry the pods holding each block and
- * a use stamp), four candidate sets per key: one chosen by the owner, the one after it, two from
+ * its block's entry and its chain's LoRA; 128 for the learned blocks, which also carry the pods
+ * holding each block and a use stamp), four candidate sets per key: one chosen by the owner, the one after it, two from
  * the key. A learned block's first set is the one after its parent's entry (a prompt's first
  * block: from its key), so a router following a prompt reads memory in order and the processor
  * fetches ahead; where prompts part after a shared prefix, the blocks that do not fit after the
@@ -393,7 +393,7 @@ export class ChainTable {
   hits = 0;
   misses = 0;
   orphans = 0;
-  /** See {@link ChainStats.loraRefused} (counted by the cache map). */
+  /** See {@link ChainStats.loraRefused}. */
   loraRefused = 0;
   /** Prefix key → block hash. */
   #blocks: LinkTable;
@@ -452,14 +452,17 @@ export class ChainTable {
    * A small id per LoRA name (0: none), for {@link begin}: the LoRA seeds a prompt's prefix state,
    * so that its links are apart from the base model's. `create` false only looks the name up
    * (-1 when unknown); ids are handed out up to {@link MAX_LORAS} names of 1 to
-   * {@link MAX_LORA_NAME} characters (else -1: the empty name is no LoRA to the hasher).
+   * {@link MAX_LORA_NAME} characters (else -1, counted in `loraRefused`: the empty name is no
+   * LoRA to the hasher).
    */
   loraId(name: string, create: boolean): number {
     let id = this.#loras.get(name);
     if (id === undefined) {
-      if (
-        !create || this.#loras.size >= MAX_LORAS || name === "" || name.length > MAX_LORA_NAME
-      ) return -1;
+      if (!create) return -1;
+      if (this.#loras.size >= MAX_LORAS || name === "" || name.length > MAX_LORA_NAME) {
+        this.loraRefused++;
+        return -1;
+      }
       id = this.#loras.size + 1;
       this.#loras.set(name, id);
     }

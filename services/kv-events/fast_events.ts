@@ -506,12 +506,13 @@ export function eventsToBatch(events: readonly KvEvent[], out: ParsedBatch): voi
   }
 }
 
+/** What the reader points at between batches. */
+const NO_BYTES = new Uint8Array(0);
+const NO_VIEW = new DataView(NO_BYTES.buffer);
 /**
  * readEventBatch's reader and field positions, reused from one batch to the next (it runs to the
  * end before anything else can call it, and keeps nothing of a batch in them).
  */
-const NO_BYTES = new Uint8Array(0);
-const NO_VIEW = new DataView(NO_BYTES.buffer);
 const batchReader = new Reader(NO_BYTES);
 const batchFields = [-1, -1, -1];
 const eventFields = [-1, -1, -1, -1, -1, -1, -1, -1, -1];

@@ -69,7 +69,11 @@ export class BlockIndex {
   #segs: Segment[] = [];
   #size = 0;
 
-  /** Slots a segment may have at most (a power of two). */
+  /**
+   * Slots a segment may have at most (a power of two): handles keep a slot in SLOT_BITS, ~3M blocks
+   * a segment (MAX_INDEX_BLOCKS keeps evenly spread hashes far below it; hashes sent to crowd one
+   * segment meet it, and add() refuses their new blocks).
+   */
   readonly #maxSlots: number;
 
   /** `maxSegmentSlots` lowers the largest segment (tests); it is at most 2^SLOT_BITS. */
@@ -272,9 +276,6 @@ export class BlockIndex {
       // Never larger than before (a segment at its largest size may be just 3/4 full).
       cap = Math.min(cap, old.cap);
     }
-    // Handles keep a slot in SLOT_BITS: ~3M blocks a segment (MAX_INDEX_BLOCKS keeps evenly
-    // spread hashes far below it; hashes sent to crowd one segment meet it).
-    if (cap > this.#maxSlots) throw new SegmentFullError(this.#maxSlots);
     const sg = new Segment(cap, st);
     const t = sg.t, m = sg.mask;
     this.#size -= old.size;

@@ -95,31 +95,16 @@ const LIBCRYPTO_NAMES = [
   "libcrypto.dylib",
 ];
 
-/**
- * Each function twice: with pointers (FFI's fast path takes a pointer argument for ~10 ns, a
- * typed array for ~25 ns more) and with typed arrays (for arrays that may live on V8's heap,
- * where a pointer is not stable).
- */
+/** Pointer arguments: FFI's fast path takes a pointer for ~10 ns, a typed array for ~25 ns more. */
 const LIBCRYPTO_SYMBOLS = {
-  SHA256_Init: { name: "SHA256_Init", parameters: ["pointer"], result: "i32" },
-  SHA256_Update: {
-    name: "SHA256_Update",
-    parameters: ["pointer", "pointer", "usize"],
-    result: "i32",
-  },
-  SHA256_Final: { name: "SHA256_Final", parameters: ["pointer", "pointer"], result: "i32" },
-  SHA256_Init_buf: { name: "SHA256_Init", parameters: ["buffer"], result: "i32" },
-  SHA256_Update_buf: {
-    name: "SHA256_Update",
-    parameters: ["buffer", "buffer", "usize"],
-    result: "i32",
-  },
-  SHA256_Final_buf: { name: "SHA256_Final", parameters: ["buffer", "buffer"], result: "i32" },
+  SHA256_Init: { parameters: ["pointer"], result: "i32" },
+  SHA256_Update: { parameters: ["pointer", "pointer", "usize"], result: "i32" },
+  SHA256_Final: { parameters: ["pointer", "pointer"], result: "i32" },
 } as const;
 
 /**
  * V8 keeps a typed array of at most this many bytes (its whole buffer) on its own heap, where it
- * can move: such arrays are never passed as pointers.
+ * can move: such arrays are copied into a buffer of our own rather than passed by address.
  */
 const MAX_ON_HEAP_BYTES = 64;
 
@@ -136,18 +121,26 @@ const KNOWN: [string, string][] = [
 /** Message lengths as bigints, made once: block triples are shorter than this. */
 const SMALL_LENGTHS: readonly bigint[] = Array.from({ length: 4096 }, (_, i) => BigInt(i));
 
+/** Where {@link NativeSha256} stages messages and digests of small arrays, after its context. */
+const STAGE_IN = 128, STAGE_OUT = STAGE_IN + MAX_ON_HEAP_BYTES;
+
 /** OpenSSL's SHA-256 through FFI (see the module docs). */
 class NativeSha256 implements Sha256 {
   readonly name = "native";
   readonly library: string;
   #lib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>;
-  /** A SHA256_CTX (112 bytes in OpenSSL 1.1 and 3), with room to spare (and off V8's heap). */
-  #ctx = new Uint8Array(256);
-  #ctxPtr: Deno.PointerValue;
-  /** The last input buffer and its address. */
+  /**
+   * Off V8's heap: a SHA256_CTX (112 bytes in OpenSSL 1.1 and 3) at 0, then where a message in an
+   * array V8 may move is copied (at STAGE_IN) and its digest lands (at STAGE_OUT).
+   */
+  #own = new Uint8Array(STAGE_OUT + 32);
+  #ctx: Deno.PointerValue;
+  #stageIn: Deno.PointerValue;
+  #stageOut: Deno.PointerValue;
+  /** The last input buffer and its address (null: staged). */
   #in: Uint8Array | null = null;
   #inPtr: Deno.PointerValue = null;
-  /** Where the last digest went: a view of `out` at `outOff`, so that the library writes there. */
+  /** Where the last digest went and the address the library writes it to (null: staged). */
   #out: Uint8Array | null = null;
   #outOff = -1;
   #view: Uint8Array = new Uint8Array(32);
@@ -156,7 +149,9 @@ class NativeSha256 implements Sha256 {
   constructor(lib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>, library: string) {
     this.#lib = lib;
     this.library = library;
-    this.#ctxPtr = Deno.UnsafePointer.of(this.#ctx);
+    this.#ctx = Deno.UnsafePointer.of(this.#own);
+    this.#stageIn = Deno.UnsafePointer.offset(this.#ctx!, STAGE_IN);
+    this.#stageOut = Deno.UnsafePointer.offset(this.#ctx!, STAGE_OUT);
   }
 
   digestInto(buf: Uint8Array, len: number, out: Uint8Array, outOff: number): void {
@@ -177,15 +172,18 @@ class NativeSha256 implements Sha256 {
       this.#in = buf;
       this.#inPtr = buf.buffer.byteLength > MAX_ON_HEAP_BYTES ? Deno.UnsafePointer.of(buf) : null;
     }
+    let input = this.#inPtr;
+    if (input === null) {
+      this.#own.set(buf.subarray(0, len), STAGE_IN); // at most 64 bytes
+      input = this.#stageIn;
+    }
     const s = this.#lib.symbols;
     // A usize takes a bigint on FFI's fast path (a number falls to the slow one).
     const n = len < SMALL_LENGTHS.length ? SMALL_LENGTHS[len] : BigInt(len);
-    const ok = this.#inPtr !== null && this.#viewPtr !== null
-      ? s.SHA256_Init(this.#ctxPtr) === 1 && s.SHA256_Update(this.#ctxPtr, this.#inPtr, n) === 1 &&
-        s.SHA256_Final(this.#viewPtr, this.#ctxPtr) === 1
-      : s.SHA256_Init_buf(this.#ctx) === 1 && s.SHA256_Update_buf(this.#ctx, buf, n) === 1 &&
-        s.SHA256_Final_buf(this.#view, this.#ctx) === 1;
+    const ok = s.SHA256_Init(this.#ctx) === 1 && s.SHA256_Update(this.#ctx, input, n) === 1 &&
+      s.SHA256_Final(this.#viewPtr ?? this.#stageOut, this.#ctx) === 1;
     if (!ok) throw new Error("libcrypto SHA-256 failed");
+    if (this.#viewPtr === null) this.#view.set(this.#own.subarray(STAGE_OUT, STAGE_OUT + 32));
   }
 
   close(): void {
@@ -218,8 +216,8 @@ export function openNativeSha256(names: readonly string[] = LIBCRYPTO_NAMES): Na
     }
     const impl = new NativeSha256(lib, name);
     const te = new TextEncoder();
-    // Both ways of calling it: small arrays (passed as arrays), and a large buffer with the
-    // digest written into it (passed as addresses).
+    // Both ways of calling it: small arrays (staged in its own buffer), and a large buffer with
+    // the digest written into it (passed by address).
     const big = new Uint8Array(256);
     const inPlace = (msg: Uint8Array) => {
       big.set(msg);

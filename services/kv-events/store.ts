@@ -259,27 +259,28 @@ export class CacheMap {
         for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
         const bs = this.#chainBlockSize;
         let synced = from;
-        // A LoRA's blocks are learned apart from the base model's (the LoRA seeds their prefix
-        // states); past MAX_LORAS names, not at all.
-        const name = b.learnable[e] === 1 ? b.loraNames[e] : null;
-        const lora = name === null || this.chain === null ? 0 : this.chain.loraId(name, true);
-        if (lora < 0) this.chain!.loraRefused++;
         if (
           this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs &&
-          b.tokenCounts[e] === (to - from) * bs && lora >= 0
+          b.tokenCounts[e] === (to - from) * bs
         ) {
-          synced = this.#learn(
-            ix,
-            model,
-            b.parents[e * 2],
-            b.parents[e * 2 + 1],
-            b.tokens,
-            b.tokenStarts[e],
-            hs,
-            from,
-            to,
-            lora,
-          );
+          // A LoRA's blocks are learned apart from the base model's (the LoRA seeds their prefix
+          // states); past MAX_LORAS names, not at all.
+          const name = b.loraNames[e];
+          const lora = name === null ? 0 : this.chain.loraId(name, true);
+          if (lora >= 0) {
+            synced = this.#learn(
+              ix,
+              model,
+              b.parents[e * 2],
+              b.parents[e * 2 + 1],
+              b.tokens,
+              b.tokenStarts[e],
+              hs,
+              from,
+              to,
+              lora,
+            );
+          }
         }
         // Blocks not learned just now may have entries learned earlier: keep their pods in step.
         if (this.#masks) {

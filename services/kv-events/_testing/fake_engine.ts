@@ -64,17 +64,12 @@ export class FakeEngine {
     await this.send("quit").catch(() => {});
     await this.#writer.close().catch(() => {});
     await this.#reader.cancel().catch(() => {});
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const exited = await Promise.race([
-      this.#child.status.then(() => true),
-      new Promise<false>((r) => timer = setTimeout(() => r(false), 5000)),
-    ]);
-    clearTimeout(timer);
-    if (!exited) {
+    const timer = setTimeout(() => {
       try {
         this.#child.kill("SIGKILL");
       } catch { /* exited meanwhile */ }
-      await this.#child.status;
-    }
+    }, 5000);
+    await this.#child.status;
+    clearTimeout(timer);
   }
 }
