@@ -414,13 +414,10 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
       ],
       [
         "kv_events_chain_lora_refused_total",
-        "Stored events not learned: their LoRA name was empty, too long, or past 4,096 names.",
+        "Stored events not learned: their LoRA name was empty.",
         () => c().loraRefused,
       ],
     );
-    registry.gauge("kv_events_chain_loras", "LoRA names the learned links tell apart.", [], (g) => {
-      g.set(c().loras);
-    });
   }
   for (const [name, help, read] of counters) registry.register(new ReadCounter(name, help, read));
   registry.gauge("kv_events_index_blocks", "Blocks indexed (all models).", [], (g) => {

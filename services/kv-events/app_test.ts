@@ -128,13 +128,20 @@ Deno.test("http: learned chain links are counted in /metrics", async () => {
       token_ids: tokens.slice(0, 4),
       block_size: 4,
       extra_keys: [["mm-hash"]],
+    }, {
+      // An empty LoRA name (the engine hashed it; no prompt can name it) teaches nothing.
+      type: "BlockStored",
+      block_hashes: [toDec(digests[0].map((b) => b ^ 2))],
+      token_ids: tokens.slice(0, 4),
+      block_size: 4,
+      lora_id: 4,
+      lora_name: "",
     }],
   });
   assert.equal(r.status, 200, await r.clone().text());
   const after = await (await service.request("/metrics")).text();
   assert.match(after, /kv_events_chain_learned_total 20\n/);
-  assert.match(after, /kv_events_chain_loras 1\n/);
-  assert.match(after, /kv_events_chain_lora_refused_total 0\n/);
+  assert.match(after, /kv_events_chain_lora_refused_total 1\n/);
   r = await post("/route", { token_ids: tokens, model: "m", lora_name: "sql" });
   assert.deepEqual((await r.json()).scores, [{ id: "a", matched_blocks: 10, score: 1 }]);
   // Without a chain table there is nothing to count.

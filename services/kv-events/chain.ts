@@ -14,6 +14,12 @@
  * an orphan: its blocks are not learned, and routing hashes such prompts (the router teaches the
  * links of the blocks it hashes and finds in the index, so the chain heals).
  *
+ * Chains are apart per model and per namespace: the LoRA name and the cache salt that enter a
+ * prompt's block hashes seed its first prefix state. Events teach the base model's chains and
+ * those of the LoRAs they name (`lora_name`); a cache salt is never in an event, nor a LoRA's name
+ * in older engines' events, so those chains are taught by routers alone: a prompt's first route
+ * hashes it, the next follow its links.
+ *
  * Pod masks: an entry of a learned block can carry which pods hold the block (GPU and offloaded,
  * pods 0-31), kept in step with the index by the cache map ({@link ChainTable.syncMasks} after
  * every stored or removed block, {@link ChainTable.dropSlot} on a pod reset), so that a router
@@ -22,7 +28,7 @@
  * router then probes the index).
  *
  * Both tables are bounded caches: 4-way sets (96 bytes: a prefix state also carries the set of
- * its block's entry and its chain's LoRA; 128 for the learned blocks, which also carry the pods
+ * its block's entry and its chain's namespace; 128 for the learned blocks, which also carry the pods
  * holding each block and a use stamp), four candidate sets per key: one chosen by the owner, the one after it, two from
  * the key. A learned block's first set is the one after its parent's entry (a prompt's first
  * block: from its key), so a router following a prompt reads memory in order and the processor
@@ -58,14 +64,10 @@ const ROW = 4;
 const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6, BLOCK_STAMP = 7;
 const BLOCK_ROW = 8;
 /**
- * A prefix state's entry: key, state, the set holding the block's learned entry, and the LoRA id
- * its chain began under (0: none).
+ * A prefix state's entry: key, state, the set holding the block's learned entry, and the low word
+ * of its chain's namespace (LoRA and salt, 0: none; see ChainTable.begin).
  */
-const PREFIX_SET = 4, PREFIX_LORA = 5, PREFIX_ROW = 6;
-/** LoRA names a chain table tells apart (events naming more are not learned). */
-export const MAX_LORAS = 4096;
-/** Longest LoRA name whose events are learned. */
-export const MAX_LORA_NAME = 512;
+const PREFIX_SET = 4, PREFIX_NS = 5, PREFIX_ROW = 6;
 /** The value of an ambiguous key. */
 const AMBIGUOUS = 0xffffffff;
 
@@ -355,9 +357,10 @@ export interface ChainStats {
   ambiguous: number;
   /** Blocks not learned: their parent's prefix was unknown. */
   orphans: number;
-  /** LoRA names known (at most {@link MAX_LORAS}). */
-  loras: number;
-  /** Stored events not learned: their LoRA name was empty, too long, or past the known names. */
+  /**
+   * Stored events not learned: their LoRA name was empty (the engine hashed an empty name, which
+   * prompts cannot name).
+   */
   loraRefused: number;
 }
 
@@ -443,44 +446,61 @@ export class ChainTable {
       misses: this.misses,
       ambiguous: b.ambiguous,
       orphans: this.orphans,
-      loras: this.#loras.size,
       loraRefused: this.loraRefused,
     };
   }
 
   /**
-   * A small id per LoRA name (0: none), for {@link begin}: the LoRA seeds a prompt's prefix state,
-   * so that its links are apart from the base model's. `create` false only looks the name up
-   * (-1 when unknown); ids are handed out up to {@link MAX_LORAS} names of 1 to
-   * {@link MAX_LORA_NAME} characters (else -1, counted in `loraRefused`: the empty name is no
-   * LoRA to the hasher).
+   * Which chain a prompt's blocks belong to besides its model: none (0, 0) for the base model, else
+   * a seeded fingerprint of its LoRA name and cache salt (what the engines put in the blocks'
+   * extra keys), into #nsHi/#nsLo. An empty string is no key, as to the hasher. The last pair is
+   * remembered (events and prompts repeat their LoRA).
    */
-  loraId(name: string, create: boolean): number {
-    let id = this.#loras.get(name);
-    if (id === undefined) {
-      if (!create) return -1;
-      if (this.#loras.size >= MAX_LORAS || name === "" || name.length > MAX_LORA_NAME) {
-        this.loraRefused++;
-        return -1;
-      }
-      id = this.#loras.size + 1;
-      this.#loras.set(name, id);
+  #keysNamespace(lora: string | null | undefined, salt: string | null | undefined): void {
+    const l = lora ?? "", s = salt ?? "";
+    if (l === this.#nsLora && s === this.#nsSalt) return;
+    this.#nsLora = l;
+    this.#nsSalt = s;
+    if (l === "" && s === "") {
+      this.#nsHi = this.#nsLo = 0;
+      return;
     }
-    return id;
+    // The two lengths, then both strings' UTF-16 code units: injective in the pair.
+    const n = 2 + l.length + s.length;
+    if (this.#units.length < n) this.#units = new Uint32Array(n * 2);
+    const u = this.#units;
+    u[0] = l.length;
+    u[1] = s.length;
+    for (let i = 0; i < l.length; i++) u[2 + i] = l.charCodeAt(i);
+    for (let i = 0; i < s.length; i++) u[2 + l.length + i] = s.charCodeAt(i);
+    const fp = this.#fp;
+    fp.hi = this.#seedLo ^ 0x5851f42d;
+    fp.lo = this.#seedHi ^ 0x4c957f2d;
+    fp.mix(u, 0, n);
+    this.#nsHi = fp.hi;
+    this.#nsLo = fp.lo;
   }
 
-  #loras = new Map<string, number>();
+  #nsLora = "";
+  #nsSalt = "";
+  #nsHi = 0;
+  #nsLo = 0;
+  #units = new Uint32Array(64);
 
-  /** The LoRA id of the chain being followed or learned (see {@link begin}). */
-  #lora = 0;
+  /**
+   * Starts at a prompt's beginning in model `modelId`, under LoRA `lora` and cache salt `salt`
+   * (none: the base model's chain). Events teach the chains of the base model and of the LoRAs
+   * they name; routers teach every chain the blocks they hash (a salt is never in an event).
+   */
+  begin(modelId: number, lora?: string | null, salt?: string | null): void {
+    this.#keysNamespace(lora, salt);
+    this.#beginAt(modelId);
+  }
 
-  /** Starts at a prompt's beginning in model `modelId`, under LoRA `lora` (0: none). */
-  begin(modelId: number, lora = 0): void {
-    this.#lora = lora;
-    const h1 = Math.imul(this.#seedHi ^ modelId ^ Math.imul(lora, 0x27d4eb2f), 0x85ebca6b) ^
-      ROOT_HI;
-    const h2 = Math.imul(this.#seedLo + modelId + Math.imul(lora, 0x165667b1), 0xc2b2ae35) ^
-      ROOT_LO;
+  /** {@link begin} in the namespace already in #nsHi/#nsLo. */
+  #beginAt(modelId: number): void {
+    const h1 = Math.imul(this.#seedHi ^ modelId ^ this.#nsHi, 0x85ebca6b) ^ ROOT_HI;
+    const h2 = Math.imul(this.#seedLo + modelId + this.#nsLo, 0xc2b2ae35) ^ ROOT_LO;
     this.stateHi = Math.imul(h1 ^ (h1 >>> 16), 0x7feb352d) >>> 0;
     this.stateLo = Math.imul(h2 ^ (h2 >>> 15), 0x846ca68b) >>> 0;
     this.#prev = -1;
@@ -507,17 +527,17 @@ export class ChainTable {
    * root: begins under it). False when the block's prefix is unknown or its chain's LoRA is
    * another.
    */
-  resume(modelId: number, hi: number, lo: number, lora = 0): boolean {
+  resume(modelId: number, hi: number, lo: number, lora?: string | null): boolean {
+    this.#keysNamespace(lora, null);
     if (hi === ROOT_HI && lo === ROOT_LO) {
-      this.begin(modelId, lora);
+      this.#beginAt(modelId);
       return true;
     }
     this.#blockKey(modelId, hi, lo);
     const p = this.#prefixes;
     if (!p.get(this.#bkHi, this.#bkLo, this.#bkLo)) return false;
     // An event naming another LoRA than its parent's chain is not learned into that chain.
-    if (p.rows[p.offset + PREFIX_LORA] !== lora) return false;
-    this.#lora = lora;
+    if (p.rows[p.offset + PREFIX_NS] !== this.#nsLo) return false;
     this.stateHi = p.hi;
     this.stateLo = p.lo;
     this.#prev = p.rows[p.offset + PREFIX_SET];
@@ -624,7 +644,7 @@ export class ChainTable {
     p.set(this.#bkHi, this.#bkLo, this.#bkLo, stateHi, stateLo);
     if (p.offset >= 0) {
       p.rows[p.offset + PREFIX_SET] = this.#prev;
-      p.rows[p.offset + PREFIX_LORA] = this.#lora;
+      p.rows[p.offset + PREFIX_NS] = this.#nsLo;
       if (p.rows[p.offset + 2] === AMBIGUOUS && p.rows[p.offset + 3] === AMBIGUOUS) conflict = true;
     }
     if (conflict && bo >= 0) b.rows[bo + MASK_FLAGS] = 0;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Prng } from "@deno-stores/shared/sim";
-import { ChainTable, MAX_LORA_NAME, MAX_LORAS, ROOT_HI, ROOT_LO } from "./chain.ts";
+import { ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 
 /** Learns `blocks` (one hash per block of 4 tokens) after `parent` the way the cache map does. */
 function learn(
@@ -195,21 +195,31 @@ Deno.test("chain table: under pressure, links are lost but a followed link is ne
   assert.ok(followed > 0);
 });
 
-Deno.test("chain: LoRA ids are handed out to events, looked up for prompts, and bounded", () => {
+Deno.test("chain: the LoRA name and the cache salt seed apart chains; empty is none", () => {
   const t = new ChainTable(64, Uint32Array.of(1, 2));
-  assert.equal(t.loraId("sql", false), -1, "a prompt's LoRA no event named");
-  const sql = t.loraId("sql", true);
-  assert.ok(sql > 0);
-  assert.equal(t.loraId("sql", false), sql);
-  assert.equal(t.loraId("x".repeat(MAX_LORA_NAME + 1), true), -1);
-  for (let i = 1; i < MAX_LORAS; i++) assert.ok(t.loraId(`l${i}`, true) > 0);
-  assert.equal(t.loraId("one-too-many", true), -1);
-  assert.equal(t.stats().loras, MAX_LORAS);
-  // A LoRA seeds a chain's first prefix state; no LoRA is the base model's start.
-  t.begin(1);
-  const base = [t.stateHi, t.stateLo];
-  t.begin(1, 0);
-  assert.deepEqual([t.stateHi, t.stateLo], base);
-  t.begin(1, sql);
-  assert.notDeepEqual([t.stateHi, t.stateLo], base);
+  const start = (lora?: string | null, salt?: string | null, model = 1) => {
+    t.begin(model, lora, salt);
+    return `${t.stateHi},${t.stateLo}`;
+  };
+  const base = start();
+  assert.equal(start(null, null), base);
+  assert.equal(start("", ""), base, "empty strings are no keys, as to the hasher");
+  const starts = [
+    base,
+    start("sql"),
+    start("sqm"),
+    start(null, "sql"),
+    start("sql", "s"),
+    start("sq", "ls"),
+    start("sql", null, 2),
+    start("x".repeat(10_000)),
+    start("\u0000"),
+  ];
+  assert.equal(new Set(starts).size, starts.length, starts.join(" "));
+  // The same keys give the same start, whatever came between.
+  assert.equal(start("sql"), starts[1]);
+  // Another process (seed) starts elsewhere.
+  const other = new ChainTable(64, Uint32Array.of(7, 8));
+  other.begin(1, "sql");
+  assert.notEqual(`${other.stateHi},${other.stateLo}`, starts[1]);
 });

@@ -147,19 +147,15 @@ export class Router {
     const keys = "tokens" in blocks ? blocks.keys : undefined;
     const bs = hasher.blockSize;
     const total = tokens !== null ? Math.floor(tokens.length / bs) : given!.length >> 1;
-    // Learned chains first (no hashing); the hasher from the first link they do not know. A
-    // prompt with a cache salt is hashed (events do not show salts), as is one whose LoRA no event
-    // named; a model with no blocks has nothing to follow.
+    // Learned chains first (no hashing); the hasher from the first link they do not know. The
+    // chain of a prompt with a cache salt, or under a LoRA no event named, is the one earlier
+    // routes of it taught (events show no salt); a model with no blocks has nothing to follow.
     const ix = map.index(model);
-    let chain = this.#useChain && tokens !== null && !keys?.cacheSalt && ix !== undefined
-      ? map.chain
-      : null;
-    const lora = chain !== null && keys?.loraName ? chain.loraId(keys.loraName, false) : 0;
-    if (lora < 0) chain = null;
+    const chain = this.#useChain && tokens !== null && ix !== undefined ? map.chain : null;
     let keysOk = chain !== null; // the blocks so far have prefix keys
     let chainOk = keysOk; // ... and every one was found
     const modelId = chain !== null ? chain.modelId(model) : 0;
-    if (chain !== null) chain.begin(modelId, lora);
+    if (chain !== null) chain.begin(modelId, keys?.loraName, keys?.cacheSalt);
     let hashed = -1; // blocks the hasher has produced (-1: not started)
     let visited = 0;
     if (ix !== undefined) {

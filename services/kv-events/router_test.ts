@@ -250,6 +250,50 @@ Deno.test("router: a LoRA's learned links are followed by its prompts only", () 
   assert.equal(table.stats().orphans, orphans + 2);
 });
 
+Deno.test("router: salted prompts and LoRAs no event named follow the links their first route taught", () => {
+  const table = new ChainTable(1024, Uint32Array.of(3, 5));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+  const p = prompt(8);
+  const cands = [{ id: "a", load: 0 }, { id: "b", load: 0 }];
+  // Pod a holds the prompt under cache salt "t1", pod b under LoRA "sql"; neither event can teach
+  // links (no salt in events; a lora_id without its name).
+  const salted = hasher().all(p, { cacheSalt: "t1" });
+  map.apply("a", "m", [{ ...stored(p, 8), blockHashes: salted, tokenIds: [] }]);
+  const sql = hasher().all(p, { loraName: "sql" });
+  map.apply("b", "m", [{ ...stored(p, 8), blockHashes: sql, loraId: 1 }]);
+  assert.equal(table.stats().learned, 0);
+  const matched = (r: Router, keys: { cacheSalt?: string; loraName?: string }) =>
+    r.route("m", { tokens: p, keys }, cands)!.scores.map((s) => s.matched_blocks);
+  // A router that cannot hash (wrong seed) finds nothing before a route taught the links...
+  const wrongSeed = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "other", blockSize: BS }),
+  );
+  assert.deepEqual(matched(wrongSeed, { cacheSalt: "t1" }), [0, 0]);
+  assert.deepEqual(matched(wrongSeed, { loraName: "sql" }), [0, 0]);
+  // ...a router that can hashes each prompt once, and teaches its links.
+  const right = new Router(map, hasher());
+  assert.deepEqual(matched(right, { cacheSalt: "t1" }), [8, 0]);
+  assert.deepEqual(matched(right, { loraName: "sql" }), [0, 8]);
+  assert.equal(table.stats().learned, 16);
+  const hits = table.hits;
+  assert.deepEqual(matched(wrongSeed, { cacheSalt: "t1" }), [8, 0]);
+  assert.deepEqual(matched(wrongSeed, { loraName: "sql" }), [0, 8]);
+  assert.equal(table.hits, hits + 16, "followed, not hashed");
+  // Each chain is its own: another salt, the salt with the LoRA, the base model find nothing.
+  assert.deepEqual(matched(wrongSeed, { cacheSalt: "t2" }), [0, 0]);
+  assert.deepEqual(matched(wrongSeed, { cacheSalt: "t1", loraName: "sql" }), [0, 0]);
+  assert.deepEqual(matched(wrongSeed, {}), [0, 0]);
+  // Removals reach links taught by routes.
+  map.apply("a", "m", [{ type: "BlockRemoved", blockHashes: salted.slice(5), medium: null }]);
+  assert.deepEqual(matched(wrongSeed, { cacheSalt: "t1" }), [5, 0]);
+  // A newer engine naming the LoRA teaches the same chain the routes did (no conflict).
+  map.apply("b", "m", [{ ...stored(p, 8), blockHashes: sql, loraId: 1, loraName: "sql" }]);
+  assert.equal(table.stats().ambiguous, 0);
+  map.apply("b", "m", [{ type: "BlockRemoved", blockHashes: sql.slice(3), medium: null }]);
+  assert.deepEqual(matched(wrongSeed, { loraName: "sql" }), [0, 3]);
+});
+
 Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {
   // Hostile input: pod b sends the blocks of a LoRA's prompt as the base model's. The block's
   // prefix turns ambiguous, and its learned entries can no longer be kept in step with removals.
@@ -334,9 +378,13 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
         const p = prompts[rnd.nextInt(prompts.length)];
         const blocks = p.length / BS;
         const op = rnd.nextInt(10);
-        // The base model's blocks or a LoRA's (hashed under its name, learned apart).
+        // The base model's blocks or a LoRA's (hashed under its name, learned apart), some under
+        // a cache salt (the event says it has extra keys: routes teach those links), some from
+        // engines that name the LoRA by id only (routes teach those too).
         const lora = [undefined, "l1", "l2"][rnd.nextInt(3)];
-        const digests = hasher().all(p, { loraName: lora });
+        const salt = [undefined, undefined, "s1"][rnd.nextInt(3)];
+        const named = rnd.nextInt(4) !== 0;
+        const digests = hasher().all(p, { loraName: lora, cacheSalt: salt });
         if (op < 5) {
           // Stored in one or two events (the second after a parent), GPU or offloaded.
           const upTo = 1 + rnd.nextInt(blocks);
@@ -350,7 +398,8 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
             blockSize: BS,
             loraId: lora ? 1 : null,
             medium,
-            ...(lora ? { loraName: lora } : {}),
+            ...(lora && named ? { loraName: lora } : {}),
+            ...(salt ? { keyed: true as const } : {}),
           });
           map.apply(pod, "m", split > 0 ? [ev(0, split), ev(split, upTo)] : [ev(0, upTo)]);
         } else if (op < 8) {
@@ -365,7 +414,10 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
         } else map.remove(pod);
         for (let q = 0; q < 3; q++) {
           const probe = prompts[rnd.nextInt(prompts.length)];
-          const keys = { loraName: [undefined, "l1", "l2", "l3"][rnd.nextInt(4)] };
+          const keys = {
+            loraName: [undefined, "l1", "l2", "l3"][rnd.nextInt(4)],
+            cacheSalt: [undefined, "s1", "s2"][rnd.nextInt(3)],
+          };
           const cands = pods.map((id) => ({ id, load: 0 }));
           const a = learned.route("m", { tokens: probe, keys }, cands)!;
           const b = hashed.route("m", { tokens: probe, keys }, cands)!;

@@ -163,7 +163,7 @@ export class CacheMap {
 
   /**
    * Teaches the chain table the links of blocks [from, to) of `hs`, after the given parent (a
-   * chain's first block: under LoRA id `lora`); returns the first block it could not learn (`to`
+   * chain's first block: under LoRA `lora`); returns the first block it could not learn (`to`
    * when it learned them all).
    */
   #learn(
@@ -176,7 +176,7 @@ export class CacheMap {
     hs: Uint32Array,
     from: number,
     to: number,
-    lora: number,
+    lora: string | null,
   ): number {
     const chain = this.chain!;
     const bs = this.#chainBlockSize;
@@ -264,10 +264,10 @@ export class CacheMap {
           b.tokenCounts[e] === (to - from) * bs
         ) {
           // A LoRA's blocks are learned apart from the base model's (the LoRA seeds their prefix
-          // states); past MAX_LORAS names, not at all.
-          const name = b.loraNames[e];
-          const lora = name === null ? 0 : this.chain.loraId(name, true);
-          if (lora >= 0) {
+          // states). An empty name went into the engine's hashes, but no prompt can name it.
+          const lora = b.loraNames[e];
+          if (lora === "") this.chain.loraRefused++;
+          else {
             synced = this.#learn(
               ix,
               model,
