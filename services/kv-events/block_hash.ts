@@ -20,16 +20,12 @@
  * @module
  */
 import { chooseSha256, paddedLength, type Sha256, sha256 } from "./sha256.ts";
-import { TokenFingerprint } from "./fingerprint.ts";
 
 /** The hash functions of vLLM's `--prefix-caching-hash-algo` that are reproduced. */
 export type HashAlgo = "sha256_cbor" | "sha256";
 export const HASH_ALGOS: readonly HashAlgo[] = ["sha256_cbor", "sha256"];
 
 const enc = new TextEncoder();
-
-/** Blocks whose digest cache entries are touched together (see BlockHasher.next). */
-const PREFETCH_BLOCKS = 8;
 
 /** Pickles larger than one frame would be split by Python; blocks never get there. */
 const PICKLE_FRAME_MAX = 64 * 1024;
@@ -183,12 +179,6 @@ export interface HasherOptions {
   /** The engines' PYTHONHASHSEED. */
   seed: string;
   blockSize: number;
-  /**
-   * Blocks whose digests are remembered (0 = none): a block seen before, with the same parent,
-   * tokens and extra keys, costs a table probe instead of a SHA-256. Routers see the same prefixes
-   * again and again; that is what prefix caching is for.
-   */
-  cacheBlocks?: number;
   /** The SHA-256 implementation (default: the native one when it loads, else ours in JS). */
   sha256?: Sha256;
 }
@@ -224,17 +214,6 @@ export class BlockHasher {
   #extraFirst: Uint8Array = new Uint8Array(0);
   #extraRest: Uint8Array = new Uint8Array(0);
   #noKeys: [Uint8Array, Uint8Array];
-  #cache: DigestCache | null;
-  #keysId = 0;
-  /** Per block, the fingerprint of the prompt's tokens up to its end (the digest cache's key). */
-  #fps = new Uint32Array(256);
-  /** Blocks whose fingerprint is computed. */
-  #fpUpTo = 0;
-  /** Blocks before the first that cannot be cached (a token id of 2^32 or more). */
-  #fpValid = 0;
-  #fp = new TokenFingerprint();
-  /** The cache slot holding the previous block's digest, when the buffer does not (-1). */
-  #parentSlot = -1;
   #noneHi: number;
   #noneLo: number;
   #sha: Sha256;
@@ -254,8 +233,6 @@ export class BlockHasher {
     const nv = new DataView(this.noneHash.buffer, this.noneHash.byteOffset);
     this.#noneHi = nv.getUint32(24);
     this.#noneLo = nv.getUint32(28);
-    const cache = options.cacheBlocks ?? 0;
-    this.#cache = cache > 0 ? new DigestCache(cache, bs) : null;
   }
 
   /** The SHA-256 implementation in use: `native` (libcrypto) or `js`. */
@@ -263,21 +240,12 @@ export class BlockHasher {
     return this.#sha.name;
   }
 
-  /** Digest cache counters (null without a cache). */
-  cacheStats(): { entries: number; hits: number; misses: number; bytes: number } | null {
-    const c = this.#cache;
-    return c && { entries: c.capacity, hits: c.hits, misses: c.misses, bytes: c.bytes };
-  }
-
   /** Prepares the chain of `tokens`; returns how many full blocks it has. */
   start(tokens: ArrayLike<number>, keys?: PromptKeys): number {
     const lora = keys?.loraName ? [enc.encode(keys.loraName)] : [];
     if (lora.length === 0 && !keys?.cacheSalt) {
       [this.#extraFirst, this.#extraRest] = this.#noKeys;
-      this.#keysId = 0;
     } else {
-      this.#keysId = this.#cache?.keysId(`${keys?.loraName ?? ""}\u0000${keys?.cacheSalt ?? ""}`) ??
-        0;
       const salt = keys?.cacheSalt ? [enc.encode(keys.cacheSalt)] : [];
       this.#extraFirst = encodeExtra(this.algo, [...lora, ...salt]);
       this.#extraRest = encodeExtra(this.algo, lora);
@@ -304,19 +272,11 @@ export class BlockHasher {
       this.#parentAt = 13;
     }
     b.set(this.noneHash, this.#parentAt);
-    this.#parentSlot = -1;
     this.hi = this.#noneHi;
     this.lo = this.#noneLo;
-    this.#fp.hi = Math.imul(this.#keysId + 1, 0x9e3779b1) >>> 0;
-    this.#fp.lo = this.#keysId;
-    this.#fpUpTo = 0;
     this.#tokens = tokens;
     this.#block = 0;
     this.#blocks = Math.floor(tokens.length / this.blockSize);
-    this.#fpValid = this.#blocks;
-    if (this.#cache !== null && this.#fps.length < this.#blocks * 2) {
-      this.#fps = new Uint32Array(this.#blocks * 4);
-    }
     return this.#blocks;
   }
 
@@ -330,35 +290,6 @@ export class BlockHasher {
     const t = this.#tokens;
     const from = i * bs;
     const at = this.#parentAt;
-    const cache = this.#cache;
-    let slot = -1;
-    const parentHi = this.hi, parentLo = this.lo;
-    if (cache !== null && i < this.#fpValid && i >= this.#fpUpTo) {
-      // Fingerprints are computed a chunk of blocks at a time, and the chunk's entries touched
-      // back to back: their memory misses overlap instead of coming one per block.
-      const from = this.#fpUpTo;
-      while (this.#fpUpTo < this.#blocks && this.#fpUpTo < from + PREFETCH_BLOCKS) {
-        if (!this.#fingerprint(this.#fpUpTo)) break;
-        this.#fpUpTo++;
-      }
-      for (let k = from; k < this.#fpUpTo; k++) cache.touch(this.#fps[k * 2 + 1]);
-    }
-    if (cache !== null && i < this.#fpValid && i < this.#fpUpTo) {
-      const fpHi = this.#fps[i * 2], fpLo = this.#fps[i * 2 + 1];
-      const found = cache.probe(fpHi, fpLo, this.#keysId, parentHi, parentLo, t, from);
-      if (found >= 0) {
-        // The digest stays in the cache until a miss needs it as a parent.
-        this.#parentSlot = found;
-        this.hi = cache.hi(found);
-        this.lo = cache.lo(found);
-        return;
-      }
-      slot = -found - 2;
-    }
-    if (this.#parentSlot >= 0) {
-      cache!.copyDigest(this.#parentSlot, b, at);
-      this.#parentSlot = -1;
-    }
     const extra = i === 0 ? this.#extraFirst : this.#extraRest;
     let p = at + 32;
     if (this.algo === "sha256_cbor") {
@@ -412,23 +343,7 @@ export class BlockHasher {
     }
     // The digest lands in the parent slot: it is the next block's parent.
     this.#sha.digestInto(b, p, b, at);
-    if (slot >= 0) {
-      const fpHi = this.#fps[i * 2], fpLo = this.#fps[i * 2 + 1];
-      cache!.store(slot, fpHi, fpLo, this.#keysId, parentHi, parentLo, t, from, b, at);
-    }
     this.#readInt(b, at);
-  }
-
-  /** Computes block `k`'s fingerprint; false (and no caching from `k` on) for a bad token id. */
-  #fingerprint(k: number): boolean {
-    const fp = this.#fp;
-    if (!fp.mix(this.#tokens, k * this.blockSize, this.blockSize)) {
-      this.#fpValid = k;
-      return false;
-    }
-    this.#fps[k * 2] = fp.hi;
-    this.#fps[k * 2 + 1] = fp.lo;
-    return true;
   }
 
   #readInt(b: Uint8Array, at: number): void {
@@ -438,10 +353,6 @@ export class BlockHasher {
 
   /** The last block's 32-byte digest (a copy). */
   digest(): Uint8Array {
-    if (this.#parentSlot >= 0) {
-      this.#cache!.copyDigest(this.#parentSlot, this.#buf, this.#parentAt);
-      this.#parentSlot = -1;
-    }
     return this.#buf.slice(this.#parentAt, this.#parentAt + 32);
   }
 
@@ -454,155 +365,6 @@ export class BlockHasher {
       out.push(this.digest());
     }
     return out;
-  }
-}
-
-/**
- * Remembered block digests, keyed by a fingerprint of the prompt's tokens so far (and its extra
- * keys): where block `i` sits depends only on the tokens, not on block `i - 1`'s lookup, so the
- * CPU can fetch several blocks' entries at once. Every hit is checked exactly: the extra keys,
- * the block's tokens, and the parent's 64 bits (what the previous block resolved to) must all be
- * equal; a false hit would take a 64-bit collision of SHA-256 parents with equal tokens. Two ways
- * per set; a miss replaces the way used less recently.
- */
-class DigestCache {
-  readonly capacity: number;
-  readonly bytes: number;
-  hits = 0;
-  misses = 0;
-  #mask: number;
-  #bs: number;
-  #stride: number;
-  /**
-   * Per entry: fingerprint hi, lo, keys id + 1 (0 = empty), parent hi, lo, the block's tokens,
-   * its digest (8 words, big-endian).
-   */
-  #rows: Uint32Array;
-  #keyIds = new Map<string, number>();
-  /** Per set of two slots, the way used last. */
-  #lastUsed: Uint8Array;
-
-  constructor(entries: number, blockSize: number) {
-    let cap = 2;
-    while (cap < entries) cap *= 2;
-    this.capacity = cap;
-    this.#mask = cap - 1;
-    this.#bs = blockSize;
-    this.#stride = 5 + blockSize + 8;
-    this.#rows = new Uint32Array(cap * this.#stride);
-    this.#lastUsed = new Uint8Array(cap >>> 1);
-    this.bytes = this.#rows.byteLength + this.#lastUsed.byteLength;
-  }
-
-  /** A small id for a prompt's extra keys (the table is cleared past 65,536 distinct ones). */
-  keysId(keys: string): number {
-    let id = this.#keyIds.get(keys);
-    if (id === undefined) {
-      if (this.#keyIds.size >= 65536) {
-        this.#keyIds.clear();
-        this.#rows.fill(0);
-      }
-      id = this.#keyIds.size + 1;
-      this.#keyIds.set(keys, id);
-    }
-    return id;
-  }
-
-  /**
-   * The slot holding this block (>= 0), or `-(slot + 2)` for the slot a miss should take.
-   */
-  probe(
-    fpHi: number,
-    fpLo: number,
-    keysId: number,
-    parentHi: number,
-    parentLo: number,
-    t: ArrayLike<number>,
-    from: number,
-  ): number {
-    const set = fpLo & this.#mask & ~1;
-    const r = this.#rows, st = this.#stride;
-    for (let way = 0; way < 2; way++) {
-      const o = (set + way) * st;
-      if (r[o + 1] !== fpLo || r[o] !== fpHi || r[o + 2] !== keysId + 1) continue;
-      if (r[o + 3] !== parentHi || r[o + 4] !== parentLo) continue;
-      let same = true;
-      for (let j = 0; j < this.#bs; j++) {
-        if (r[o + 5 + j] !== t[from + j]) {
-          same = false;
-          break;
-        }
-      }
-      if (!same) continue;
-      this.#lastUsed[set >>> 1] = way;
-      this.hits++;
-      return set + way;
-    }
-    this.misses++;
-    const victim = set + (this.#lastUsed[set >>> 1] ^ 1);
-    this.#lastUsed[set >>> 1] = victim - set;
-    return -(victim + 2);
-  }
-
-  /** Reads both ends of both ways of the set of `fpLo` (a prefetch: the value is not needed). */
-  touch(fpLo: number): void {
-    const set = fpLo & this.#mask & ~1;
-    const st = this.#stride;
-    const r = this.#rows, o = set * st;
-    this.#sink ^= r[o] ^ r[o + st - 1] ^ r[o + st] ^ r[o + 2 * st - 1];
-  }
-
-  /** What {@link touch} read, kept so that the reads are not optimised away. */
-  #sink = 0;
-
-  /** High and low 32 bits of the low 64 bits of a slot's digest (the block's int hash). */
-  hi(slot: number): number {
-    return this.#rows[slot * this.#stride + 5 + this.#bs + 6];
-  }
-
-  lo(slot: number): number {
-    return this.#rows[slot * this.#stride + 5 + this.#bs + 7];
-  }
-
-  /** Writes a slot's 32-byte digest at `b[at]`. */
-  copyDigest(slot: number, b: Uint8Array, at: number): void {
-    const r = this.#rows;
-    const o = slot * this.#stride + 5 + this.#bs;
-    for (let i = 0; i < 8; i++) {
-      const v = r[o + i];
-      const p = at + i * 4;
-      b[p] = v >>> 24;
-      b[p + 1] = v >>> 16;
-      b[p + 2] = v >>> 8;
-      b[p + 3] = v;
-    }
-  }
-
-  /** Fills a slot with a block and its digest (read from `b[at]`). */
-  store(
-    slot: number,
-    fpHi: number,
-    fpLo: number,
-    keysId: number,
-    parentHi: number,
-    parentLo: number,
-    t: ArrayLike<number>,
-    from: number,
-    b: Uint8Array,
-    at: number,
-  ): void {
-    const r = this.#rows, o = slot * this.#stride;
-    r[o] = fpHi;
-    r[o + 1] = fpLo;
-    r[o + 2] = keysId + 1;
-    r[o + 3] = parentHi;
-    r[o + 4] = parentLo;
-    for (let j = 0; j < this.#bs; j++) r[o + 5 + j] = t[from + j];
-    const d = o + 5 + this.#bs;
-    for (let i = 0; i < 8; i++) {
-      const p = at + i * 4;
-      r[d + i] = ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
-    }
   }
 }
 

@@ -70,8 +70,6 @@ export function kvEventsConfigSchema() {
     /** The engines' PYTHONHASHSEED (NONE_HASH comes from it). */
     HASH_SEED: z.string().max(4096).default("0"),
     BLOCK_SIZE: int(16, 1, 65536),
-    /** Remembered block digests for routing (0 = off); 116 bytes each at block size 16. */
-    HASH_CACHE_BLOCKS: int(65_536, 0, 1 << 24),
     /**
      * SHA-256 for block hashing: `native` (the system's libcrypto through FFI, needs
      * --allow-ffi), `js` (ours), `auto` (native when it loads).

@@ -1,7 +1,6 @@
 /**
- * A running 64-bit fingerprint of token ids: the key of the digest cache (block_hash.ts) and of
- * the learned chains (chain.ts). Fast, not cryptographic: both tables check what a key must not
- * get wrong, or seed it per process.
+ * A running 64-bit fingerprint of token ids: the key of the learned chains (chain.ts), which seed
+ * it per process. Fast, not cryptographic.
  *
  * Each call mixes its tokens into four independent 64-bit lanes (token `k` of the call into lane
  * `k % 4`, two u32 words each, a multiply-xorshift step per word), then folds the lanes back into

@@ -8,6 +8,7 @@ import { BlockIndex } from "./index.ts";
 import { encodeMsgpack } from "./msgpack.ts";
 import { Router } from "./router.ts";
 import { CacheMap } from "./store.ts";
+import { ChainTable } from "./chain.ts";
 
 const tokens = Array.from({ length: 2000 }, (_, i) => (i * 7919) % 150_000);
 const map = new CacheMap({ maxPods: 32 });
@@ -24,9 +25,23 @@ map.apply("pod-1", "m", [{
 }]);
 const candidates = Array.from({ length: 32 }, (_, i) => ({ id: `pod-${i}`, load: i % 4 }));
 const cold = new Router(map, new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 }));
-const warm = new Router(
-  map,
-  new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16, cacheBlocks: 4096 }),
+// The same prompt through the links its stored event taught.
+const chained = new CacheMap({
+  maxPods: 32,
+  chain: { table: new ChainTable(4096, Uint32Array.of(1, 2)), blockSize: 16 },
+});
+chained.apply("pod-1", "m", [{
+  type: "BlockStored",
+  blockHashes: ints,
+  parentBlockHash: null,
+  tokenIds: tokens.slice(0, ints.length * 16),
+  blockSize: 16,
+  loraId: null,
+  medium: null,
+}]);
+const learned = new Router(
+  chained,
+  new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 }),
 );
 const batch = encodeMsgpack([0, [[
   "BlockStored",
@@ -41,8 +56,8 @@ const batch = encodeMsgpack([0, [[
 Deno.bench("route 2,000 tokens, every block hashed", { group: "route" }, () => {
   cold.route("m", { tokens }, candidates);
 });
-Deno.bench("route 2,000 tokens, digests cached", { group: "route", baseline: true }, () => {
-  warm.route("m", { tokens }, candidates);
+Deno.bench("route 2,000 tokens, learned links", { group: "route", baseline: true }, () => {
+  learned.route("m", { tokens }, candidates);
 });
 const parsed = new ParsedBatch();
 Deno.bench("read + index a batch of 8 blocks", () => {

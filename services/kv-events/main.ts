@@ -38,7 +38,6 @@ function run(config: KvEventsConfig): void {
     algo: config.HASH_ALGO,
     seed: config.HASH_SEED,
     blockSize: config.BLOCK_SIZE,
-    cacheBlocks: config.HASH_CACHE_BLOCKS,
     sha256: sha256Impl(config),
   });
   const router = new Router(map, hasher, {
@@ -101,7 +100,6 @@ function run(config: KvEventsConfig): void {
         algo: hasher.algo,
         block_size: hasher.blockSize,
         sha256: hasher.sha256Impl,
-        digest_cache: hasher.cacheStats(),
         learned_chains: map.chain?.stats() ?? null,
       },
       zmq: zmq.transport(),
