@@ -158,7 +158,10 @@ function inProcess() {
 
   // Routing: 2,000-token prompts that pods hold, 32 candidates with loads.
   const candidates = Array.from({ length: PODS }, (_, i) => ({ id: `pod-${i}`, load: i % 5 }));
-  const route = (router: Router, tokens: number[]) => router.route("m", { tokens }, candidates)!;
+  const route = (router: Router, tokens: ArrayLike<number>) =>
+    router.route("m", { tokens }, candidates)!;
+  // Token ids as the service hands them to the router (POST /route checks them into a u32 array).
+  const routed = prompts.map((p) => Uint32Array.from(p));
   // Steady state, as a running service is: the first routes (JIT tiers, caches) are not kept.
   const WARMUP = QUICK ? 500 : 2000;
   // µs of each of `n` calls of `run(i)` after `warmup` more, sorted.
@@ -171,15 +174,19 @@ function inProcess() {
     }
     return sortNum(t);
   };
-  const sample = (router: Router, n: number, pick: (i: number) => number[], warmup = WARMUP) =>
-    timeEach(n, (i) => route(router, pick(i)), warmup);
+  const sample = (
+    router: Router,
+    n: number,
+    pick: (i: number) => ArrayLike<number>,
+    warmup = WARMUP,
+  ) => timeEach(n, (i) => route(router, pick(i)), warmup);
   const cold = new Router(
     map,
     new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
     undefined,
     { learnedChains: false },
   );
-  const coldT = sample(cold, QUICK ? 500 : 2000, (i) => prompts[i % prompts.length]);
+  const coldT = sample(cold, QUICK ? 500 : 2000, (i) => routed[i % routed.length]);
   put("route.2k_cold.p50", pct(coldT, 50), "µs", false);
   put("route.2k_cold.p99", pct(coldT, 99), "µs", false);
   const hot = prompts.slice(0, 200);
@@ -190,7 +197,7 @@ function inProcess() {
     new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
   );
   // Links evicted since they were learned are hashed again, as they would be in service.
-  const learnedT = sample(learned, QUICK ? 2000 : 10000, (i) => prompts[(i * 7) % prompts.length]);
+  const learnedT = sample(learned, QUICK ? 2000 : 10000, (i) => routed[(i * 7) % routed.length]);
   const cs = chain.stats();
   put("route.2k_learned.link_hit_rate", cs.hits / Math.max(1, cs.hits + cs.misses), "", true);
   put("route.2k_learned.p50", pct(learnedT, 50), "µs", false);
@@ -207,7 +214,7 @@ function inProcess() {
 
   // The same prompts under a cache salt (events never show one), also held by pods, each routed
   // once before: followed through the links that first route taught.
-  const salted = prompts.map((p, i) => ({ tokens: p, keys: { cacheSalt: `tenant-${i % 64}` } }));
+  const salted = routed.map((p, i) => ({ tokens: p, keys: { cacheSalt: `tenant-${i % 64}` } }));
   salted.forEach((s, i) =>
     map.apply(`pod-${i % PODS}`, "m", [{
       type: "BlockStored",
@@ -275,10 +282,11 @@ function inProcess() {
     }]);
     const n = len >= 10_000 ? 100 : 500;
     const warm = len >= 10_000 ? 20 : 200;
-    const t = sample(cold, n, () => tokens, warm);
+    const u32 = Uint32Array.from(tokens);
+    const t = sample(cold, n, () => u32, warm);
     put(`route.prefix_${len}.p50`, pct(t, 50), "µs", false);
     put(`route.prefix_${len}.p99`, pct(t, 99), "µs", false);
-    const tl = sample(learned, n, () => tokens, warm);
+    const tl = sample(learned, n, () => u32, warm);
     put(`route.prefix_${len}_learned.p50`, pct(tl, 50), "µs", false);
     put(`route.prefix_${len}_learned.p99`, pct(tl, 99), "µs", false);
   }

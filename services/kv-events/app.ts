@@ -184,13 +184,16 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
       const t = body.token_ids;
       if (!Array.isArray(t)) throw bad("token_ids must be an array of integers");
       if (t.length > maxTokens) throw bad(`token_ids: more than ${maxTokens} (MAX_ROUTE_TOKENS)`);
+      // Checked and copied in one pass: the router takes u32 arrays as they are.
+      const u = new Uint32Array(t.length);
       for (let i = 0; i < t.length; i++) {
         const v = t[i];
         if (typeof v !== "number" || !(v >= 0 && v <= 0xffffffff && Math.floor(v) === v)) {
           throw bad(`token_ids[${i}] is not a token id (an integer in [0, 2^32))`);
         }
+        u[i] = v;
       }
-      blocks = { tokens: t as number[], keys };
+      blocks = { tokens: u, keys };
     } else if (body.block_hashes !== undefined) {
       const hs = jsonHashes(body.block_hashes, "block_hashes");
       if (hs.length > maxTokens) throw bad(`block_hashes: more than ${maxTokens}`);

@@ -544,21 +544,17 @@ export class ChainTable {
     return true;
   }
 
-  /**
-   * Moves past block `tokens[from, from + count)`: its key into {@link keyHi}/{@link keyLo};
-   * false when a token id is not a u32 (not learnable, the state unchanged).
-   */
-  advance(tokens: ArrayLike<number>, from: number, count: number): boolean {
+  /** Moves past block `tokens[from, from + count)`: its key into {@link keyHi}/{@link keyLo}. */
+  advance(tokens: Uint32Array, from: number, count: number): void {
     const fp = this.#fp;
     fp.hi = this.stateHi;
     fp.lo = this.stateLo;
-    if (!fp.mix(tokens, from, count)) return false;
+    fp.mix(tokens, from, count);
     this.stateHi = fp.hi;
     this.stateLo = fp.lo;
     this.#finalize(fp.hi, fp.lo);
     this.keyHi = this.#fkHi;
     this.keyLo = this.#fkLo;
-    return true;
   }
 
   /** The prefix key of a prefix state, into #fkHi/#fkLo. */

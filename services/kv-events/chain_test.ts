@@ -11,8 +11,9 @@ function learn(
   blocks: number[],
 ): boolean {
   if (!t.resume(model, parent?.[0] ?? ROOT_HI, parent?.[1] ?? ROOT_LO)) return false;
+  const u = Uint32Array.from(tokens);
   blocks.forEach((h, i) => {
-    assert.ok(t.advance(tokens, i * 4, 4));
+    t.advance(u, i * 4, 4);
     t.learn(model, t.keyHi, t.keyLo, t.stateHi, t.stateLo, h, h + 1);
   });
   return true;
@@ -22,8 +23,10 @@ function learn(
 function follow(t: ChainTable, model: number, tokens: number[]): number[] {
   t.begin(model);
   const out: number[] = [];
+  const u = Uint32Array.from(tokens);
   for (let i = 0; i + 4 <= tokens.length; i += 4) {
-    if (!t.advance(tokens, i, 4) || !t.lookup(t.keyHi, t.keyLo)) break;
+    t.advance(u, i, 4);
+    if (!t.lookup(t.keyHi, t.keyLo)) break;
     assert.equal(t.lo, t.hi + 1);
     out.push(t.hi);
   }
@@ -66,15 +69,10 @@ Deno.test("chain table: engines that disagree make a prefix ambiguous for good",
   assert.equal(t.stats().ambiguous, 2);
 });
 
-Deno.test("chain table: token ids beyond u32 have no key; a (0, 0) block is not learned", () => {
+Deno.test("chain table: a (0, 0) block is not learned", () => {
   const t = new ChainTable(64, Uint32Array.of(1, 2));
   t.begin(1);
-  const [sh, sl] = [t.stateHi, t.stateLo];
-  for (const bad of [2 ** 32, -1, 1.5, NaN]) {
-    assert.ok(!t.advance([1, bad, 3, 4], 0, 4));
-    assert.deepEqual([t.stateHi, t.stateLo], [sh, sl]); // unchanged
-  }
-  assert.ok(t.advance([1, 2, 3, 4], 0, 4));
+  t.advance(Uint32Array.of(1, 2, 3, 4), 0, 4);
   t.learn(1, t.keyHi, t.keyLo, t.stateHi, t.stateLo, 0, 0);
   assert.ok(!t.lookup(t.keyHi, t.keyLo));
   assert.equal(t.stats().learned, 0);

@@ -17,10 +17,11 @@ export class TokenFingerprint {
   lo = 0;
 
   /**
-   * Mixes `tokens[from, from + count)` in; false (the state unchanged) when one is not a u32
-   * integer.
+   * Mixes `tokens[from, from + count)` in. Only typed u32 arrays: every element is a token id as
+   * it is (no check per token), and the loads stay of one kind (callers copy a prompt's ids in
+   * once, checking them; see {@link toU32}).
    */
-  mix(tokens: ArrayLike<number>, from: number, count: number): boolean {
+  mix(tokens: Uint32Array, from: number, count: number): void {
     const hi = this.hi, lo = this.lo;
     let a0 = hi, b0 = lo;
     let a1 = hi ^ 0x243f6a88, b1 = (lo + 0x85a308d3) | 0;
@@ -30,10 +31,6 @@ export class TokenFingerprint {
     let j = from;
     for (; j + 4 <= end; j += 4) {
       const v0 = tokens[j], v1 = tokens[j + 1], v2 = tokens[j + 2], v3 = tokens[j + 3];
-      // Not u32 integers (NaN, fractions, out of range).
-      if ((v0 >>> 0) !== v0 || (v1 >>> 0) !== v1 || (v2 >>> 0) !== v2 || (v3 >>> 0) !== v3) {
-        return false;
-      }
       a0 = Math.imul(a0 ^ v0, 0x85ebca6b);
       a1 = Math.imul(a1 ^ v1, 0x85ebca6b);
       a2 = Math.imul(a2 ^ v2, 0x85ebca6b);
@@ -54,7 +51,6 @@ export class TokenFingerprint {
     // The last 0-3 tokens, into lanes 0, 1, 2.
     for (let lane = 0; j < end; j++, lane++) {
       const v = tokens[j];
-      if ((v >>> 0) !== v) return false;
       if (lane === 0) {
         a0 = Math.imul(a0 ^ v, 0x85ebca6b);
         a0 ^= a0 >>> 15;
@@ -83,6 +79,30 @@ export class TokenFingerprint {
     l = Math.imul(l ^ (l >>> 15), 0x846ca68b) ^ b3;
     this.hi = h >>> 0;
     this.lo = (l ^ (h >>> 7)) >>> 0;
-    return true;
   }
+}
+
+/**
+ * `tokens` as a u32 array (itself when it is one, else copied into `scratch`, grown as needed),
+ * and how many of them lead before the first that is not a u32 integer (-1, 1.5, NaN, 2^32...).
+ */
+export function toU32(
+  tokens: ArrayLike<number>,
+  scratch: { buf: Uint32Array; valid: number },
+): Uint32Array {
+  if (tokens instanceof Uint32Array) {
+    scratch.valid = tokens.length;
+    return tokens;
+  }
+  const n = tokens.length;
+  if (scratch.buf.length < n) scratch.buf = new Uint32Array(Math.max(n, scratch.buf.length * 2));
+  const b = scratch.buf;
+  let i = 0;
+  for (; i < n; i++) {
+    const v = tokens[i];
+    if ((v >>> 0) !== v) break;
+    b[i] = v;
+  }
+  scratch.valid = i;
+  return b;
 }

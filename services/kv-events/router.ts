@@ -22,6 +22,7 @@
  */
 import type { BlockHasher, PromptKeys } from "./block_hash.ts";
 import type { CacheMap } from "./store.ts";
+import { toU32 } from "./fingerprint.ts";
 
 /**
  * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
@@ -92,6 +93,8 @@ export class Router {
   #chunkMasks = new Uint32Array(CHUNK_BLOCKS * 3);
 
   #useChain: boolean;
+  /** The prompt's token ids as u32, for the prefix keys (see toU32). */
+  #u32 = { buf: new Uint32Array(4096), valid: 0 };
 
   constructor(
     map: CacheMap,
@@ -155,7 +158,12 @@ export class Router {
     let keysOk = chain !== null; // the blocks so far have prefix keys
     let chainOk = keysOk; // ... and every one was found
     const modelId = chain !== null ? chain.modelId(model) : 0;
-    if (chain !== null) chain.begin(modelId, keys?.loraName, keys?.cacheSalt);
+    let u32: Uint32Array = this.#u32.buf, keyBlocks = 0; // blocks with keys: up to a bad token id
+    if (chain !== null) {
+      chain.begin(modelId, keys?.loraName, keys?.cacheSalt);
+      u32 = toU32(tokens!, this.#u32);
+      keyBlocks = Math.floor(this.#u32.valid / hasher.blockSize);
+    }
     let hashed = -1; // blocks the hasher has produced (-1: not started)
     let visited = 0;
     if (ix !== undefined) {
@@ -184,10 +192,11 @@ export class Router {
             // Prefix keys depend on the tokens only: compute them all, then look them up.
             keyed = 0;
             for (let k = 0; k < n && keysOk; k++) {
-              if (!chain.advance(tokens!, (i + k) * bs, bs)) {
-                keysOk = chainOk = false;
+              if (i + k >= keyBlocks) {
+                keysOk = false; // the blocks before it still have their links looked up
                 break;
               }
+              chain.advance(u32, (i + k) * bs, bs);
               ck[k * 2] = chain.keyHi;
               ck[k * 2 + 1] = chain.keyLo;
               cs[k * 2] = chain.stateHi;

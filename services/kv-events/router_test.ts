@@ -294,6 +294,24 @@ Deno.test("router: salted prompts and LoRAs no event named follow the links thei
   assert.deepEqual(matched(wrongSeed, { loraName: "sql" }), [0, 3]);
 });
 
+Deno.test("router: a token id past u32 ends the prefix keys; the hasher takes the blocks from it", () => {
+  const table = new ChainTable(1024, Uint32Array.of(3, 5));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+  const p = prompt(8);
+  p[3 * BS + 1] = 2 ** 33; // block 3 (vLLM hashes any int; keys are over u32 ids)
+  map.apply("a", "m", [stored(p, 8)]);
+  assert.equal(table.stats().learned, 0, "the event is not learnable");
+  const cands = [{ id: "a", load: 0 }];
+  const r = new Router(map, hasher()).route("m", { tokens: p }, cands)!;
+  assert.equal(r.scores[0].matched_blocks, 8);
+  assert.equal(table.stats().learned, 3, "links taught up to the block with the big id");
+  const wrongSeed = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "other", blockSize: BS }),
+  );
+  assert.equal(wrongSeed.route("m", { tokens: p }, cands)!.scores[0].matched_blocks, 3);
+});
+
 Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {
   // Hostile input: pod b sends the blocks of a LoRA's prompt as the base model's. The block's
   // prefix turns ambiguous, and its learned entries can no longer be kept in step with removals.

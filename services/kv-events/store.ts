@@ -171,7 +171,7 @@ export class CacheMap {
     model: string,
     parentHi: number,
     parentLo: number,
-    tokens: ArrayLike<number>,
+    tokens: Uint32Array,
     tokenStart: number,
     hs: Uint32Array,
     from: number,
@@ -186,7 +186,7 @@ export class CacheMap {
       return from;
     }
     for (let i = from; i < to; i++) {
-      if (!chain.advance(tokens, tokenStart + (i - from) * bs, bs)) return i;
+      chain.advance(tokens, tokenStart + (i - from) * bs, bs);
       const hi = hs[i * 2], lo = hs[i * 2 + 1];
       const slot = this.#masks ? ix.find(hi, lo) : -1;
       chain.learn(
