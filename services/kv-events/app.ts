@@ -341,6 +341,7 @@ function podJson(map: CacheMap, id: string) {
     blocks: p.blocks,
     events: p.events,
     resets: p.resets,
+    roots_reproduced: p.rootsReproduced,
     last_seen: new Date(p.lastSeen).toISOString(),
   };
 }
@@ -419,6 +420,12 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
         "kv_events_chain_lora_refused_total",
         "Stored events not learned: their LoRA name was empty.",
         () => c().loraRefused,
+      ],
+      [
+        "kv_events_chain_roots_refused_total",
+        "Chain first blocks not learned: the service's hasher gave another hash, from a pod whose " +
+        "first blocks it reproduced before (a cache salt or keys the event did not show).",
+        () => c().rootsRefused,
       ],
     );
   }

@@ -11,8 +11,12 @@ import { ChainTable } from "./chain.ts";
 
 function setup(maxPods = 8, chain?: ChainTable) {
   const logger = createLogger({ service: "kv-events", sink: () => {}, now: () => 0 });
-  const map = new CacheMap({ maxPods, chain: chain && { table: chain, blockSize: 4 } });
-  const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 4 });
+  const newHasher = () => new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 4 });
+  const map = new CacheMap({
+    maxPods,
+    chain: chain && { table: chain, blockSize: 4, hasher: newHasher() },
+  });
+  const hasher = newHasher();
   const router = new Router(map, hasher);
   const ingest = new Ingest(map, { defaultModel: "default", hooks: { warn: () => {} } });
   const service = createKvEventsApp({ map, router, ingest, logger, accessLog: false });
@@ -111,6 +115,9 @@ Deno.test("http: learned chain links are counted in /metrics", async () => {
   assert.match(metrics, /kv_events_chain_misses_total 1\n/);
   assert.match(metrics, /kv_events_chain_replaced_total 0\n/);
   assert.match(metrics, /kv_events_chain_orphans_total 0\n/);
+  assert.match(metrics, /kv_events_chain_roots_refused_total 0\n/);
+  const pods = await (await service.request("/pods")).json();
+  assert.equal(pods.pods[0].roots_reproduced, 1, "the service's hasher agrees with the engine");
   // A LoRA's blocks sent as JSON are learned under the LoRA; extra keys teach nothing.
   r = await post("/events", {
     pod: "a",

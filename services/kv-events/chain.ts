@@ -41,8 +41,8 @@
  * since its children were placed after it; when its parent is forgotten and learned again in
  * another set, the block is looked for after the new place, learned again there, and its old
  * entry ages out unused. At twice the indexed blocks, links are almost never lost. A prefix whose
- * blocks disagree (engines hashing with different seeds, or a cache salt the event did not show) is
- * marked ambiguous and never followed. Keys are 64-bit fingerprints under a per-process random
+ * blocks disagree (engines hashing with different seeds) is marked ambiguous and never followed. (A
+ * cache salt an event hides is caught before: the cache map checks chains' first blocks.) Keys are 64-bit fingerprints under a per-process random
  * seed: two different prefixes share a key with probability ~2^-64 per lookup, and an outsider
  * cannot aim for a collision.
  *
@@ -64,10 +64,12 @@ const ROW = 4;
 const MASK_GPU = 4, MASK_OFF = 5, MASK_FLAGS = 6, BLOCK_STAMP = 7;
 const BLOCK_ROW = 8;
 /**
- * A prefix state's entry: key, state, the set holding the block's learned entry, and the low word
- * of its chain's namespace (LoRA and salt, 0: none; see ChainTable.begin).
+ * A prefix state's entry: key, state, the set holding the block's learned entry, and its chain's
+ * LoRA check word (0: no LoRA; see ChainTable.resume).
  */
 const PREFIX_SET = 4, PREFIX_NS = 5, PREFIX_ROW = 6;
+/** Longest LoRA name and salt (together) whose namespace is remembered between calls. */
+const NS_REMEMBER = 1024;
 /** The value of an ambiguous key. */
 const AMBIGUOUS = 0xffffffff;
 
@@ -362,6 +364,11 @@ export interface ChainStats {
    * prompts cannot name).
    */
   loraRefused: number;
+  /**
+   * Chains whose first block was not learned: the service's hasher gave another hash for it, from
+   * a pod whose first blocks it reproduced before (a cache salt or extra keys the event hid).
+   */
+  rootsRefused: number;
 }
 
 /**
@@ -398,6 +405,8 @@ export class ChainTable {
   orphans = 0;
   /** See {@link ChainStats.loraRefused}. */
   loraRefused = 0;
+  /** See {@link ChainStats.rootsRefused} (counted by the cache map, which checks roots). */
+  rootsRefused = 0;
   /** Prefix key → block hash. */
   #blocks: LinkTable;
   /** (model, block hash) → prefix state through that block. */
@@ -447,45 +456,58 @@ export class ChainTable {
       ambiguous: b.ambiguous,
       orphans: this.orphans,
       loraRefused: this.loraRefused,
+      rootsRefused: this.rootsRefused,
     };
   }
 
   /**
    * Which chain a prompt's blocks belong to besides its model: none (0, 0) for the base model, else
    * a seeded fingerprint of its LoRA name and cache salt (what the engines put in the blocks'
-   * extra keys), into #nsHi/#nsLo. An empty string is no key, as to the hasher. The last pair is
-   * remembered (events and prompts repeat their LoRA).
+   * extra keys), into #nsHi/#nsLo; and the chain's LoRA check word into #nsLora (0: no LoRA), which
+   * a prefix entry keeps for {@link resume}. An empty string is no key, as to the hasher. The last
+   * pair is remembered (events and prompts repeat their LoRA) when it is short.
    */
   #keysNamespace(lora: string | null | undefined, salt: string | null | undefined): void {
     const l = lora ?? "", s = salt ?? "";
-    if (l === this.#nsLora && s === this.#nsSalt) return;
-    this.#nsLora = l;
-    this.#nsSalt = s;
+    if (l === this.#lastLora && s === this.#lastSalt) return;
+    const remember = l.length + s.length <= NS_REMEMBER;
+    this.#lastLora = remember ? l : null;
+    this.#lastSalt = remember ? s : null;
     if (l === "" && s === "") {
-      this.#nsHi = this.#nsLo = 0;
+      this.#nsHi = this.#nsLo = this.#nsLora = 0;
       return;
     }
-    // The two lengths, then both strings' UTF-16 code units: injective in the pair.
-    const n = 2 + l.length + s.length;
-    if (this.#units.length < n) this.#units = new Uint32Array(n * 2);
-    const u = this.#units;
-    u[0] = l.length;
-    u[1] = s.length;
-    for (let i = 0; i < l.length; i++) u[2 + i] = l.charCodeAt(i);
-    for (let i = 0; i < s.length; i++) u[2 + l.length + i] = s.charCodeAt(i);
-    const fp = this.#fp;
-    fp.hi = this.#seedLo ^ 0x5851f42d;
-    fp.lo = this.#seedHi ^ 0x4c957f2d;
-    fp.mix(u, 0, n);
-    this.#nsHi = fp.hi;
-    this.#nsLo = fp.lo;
+    this.#fingerprintKeys(l, "");
+    this.#nsLora = l === "" ? 0 : this.#fp.lo || 1;
+    if (s !== "") this.#fingerprintKeys(l, s);
+    this.#nsHi = this.#fp.hi;
+    this.#nsLo = this.#fp.lo;
   }
 
-  #nsLora = "";
-  #nsSalt = "";
+  /** Seeded fingerprint of the pair: lengths, then both strings' UTF-16 code units (injective). */
+  #fingerprintKeys(l: string, s: string): void {
+    const fp = this.#fp, u = this.#units;
+    fp.hi = this.#seedLo ^ 0x5851f42d;
+    fp.lo = this.#seedHi ^ 0x4c957f2d;
+    u[0] = l.length;
+    u[1] = s.length;
+    fp.mix(u, 0, 2);
+    // Through a fixed scratch, a chunk at a time: a long name costs time, not memory.
+    for (const str of [l, s]) {
+      for (let at = 0; at < str.length; at += u.length) {
+        const n = Math.min(u.length, str.length - at);
+        for (let i = 0; i < n; i++) u[i] = str.charCodeAt(at + i);
+        fp.mix(u, 0, n);
+      }
+    }
+  }
+
+  #lastLora: string | null = "";
+  #lastSalt: string | null = "";
   #nsHi = 0;
   #nsLo = 0;
-  #units = new Uint32Array(64);
+  #nsLora = 0;
+  #units = new Uint32Array(256);
 
   /**
    * Starts at a prompt's beginning in model `modelId`, under LoRA `lora` and cache salt `salt`
@@ -525,7 +547,8 @@ export class ChainTable {
   /**
    * Starts after block (hi, lo) of model `modelId`, whose chain began under LoRA `lora` (at the
    * root: begins under it). False when the block's prefix is unknown or its chain's LoRA is
-   * another.
+   * another. The chain may have begun under a cache salt (a router taught its first blocks): past
+   * the first block, engines' hashes carry the LoRA only, so its events are learned into it.
    */
   resume(modelId: number, hi: number, lo: number, lora?: string | null): boolean {
     this.#keysNamespace(lora, null);
@@ -537,7 +560,7 @@ export class ChainTable {
     const p = this.#prefixes;
     if (!p.get(this.#bkHi, this.#bkLo, this.#bkLo)) return false;
     // An event naming another LoRA than its parent's chain is not learned into that chain.
-    if (p.rows[p.offset + PREFIX_NS] !== this.#nsLo) return false;
+    if (p.rows[p.offset + PREFIX_NS] !== this.#nsLora) return false;
     this.stateHi = p.hi;
     this.stateLo = p.lo;
     this.#prev = p.rows[p.offset + PREFIX_SET];
@@ -640,7 +663,7 @@ export class ChainTable {
     p.set(this.#bkHi, this.#bkLo, this.#bkLo, stateHi, stateLo);
     if (p.offset >= 0) {
       p.rows[p.offset + PREFIX_SET] = this.#prev;
-      p.rows[p.offset + PREFIX_NS] = this.#nsLo;
+      p.rows[p.offset + PREFIX_NS] = this.#nsLora;
       if (p.rows[p.offset + 2] === AMBIGUOUS && p.rows[p.offset + 3] === AMBIGUOUS) conflict = true;
     }
     if (conflict && bo >= 0) b.rows[bo + MASK_FLAGS] = 0;

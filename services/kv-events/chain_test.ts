@@ -221,3 +221,26 @@ Deno.test("chain: the LoRA name and the cache salt seed apart chains; empty is n
   other.begin(1, "sql");
   assert.notEqual(`${other.stateHi},${other.stateLo}`, starts[1]);
 });
+
+Deno.test("chain: events continue a chain a route began under a salt, under its LoRA only", () => {
+  const t = new ChainTable(256, Uint32Array.of(1, 2));
+  const tokens = Uint32Array.of(1, 2, 3, 4);
+  // A route teaches block 0 under LoRA "x" and salt "s".
+  t.begin(1, "x", "s");
+  t.advance(tokens, 0, 4);
+  t.learn(1, t.keyHi, t.keyLo, t.stateHi, t.stateLo, 10, 11);
+  const salted = [t.stateHi, t.stateLo];
+  // An event after block (10, 11) names the LoRA, never the salt: it continues that chain.
+  assert.ok(t.resume(1, 10, 11, "x"));
+  assert.deepEqual([t.stateHi, t.stateLo], salted);
+  assert.ok(!t.resume(1, 10, 11, null), "the base model's event");
+  assert.ok(!t.resume(1, 10, 11, "y"), "another LoRA's event");
+  // Names longer than the scratch are told apart to their last unit.
+  const long = "n".repeat(700);
+  const start = (lora: string) => {
+    t.begin(1, lora);
+    return `${t.stateHi},${t.stateLo}`;
+  };
+  assert.notEqual(start(long), start(long.slice(0, 699) + "m"));
+  assert.equal(start(long), start("n".repeat(700)));
+});

@@ -27,19 +27,26 @@ function sha256Impl(config: KvEventsConfig) {
 
 function run(config: KvEventsConfig): void {
   const { logger, flush } = stdoutLogger("kv-events", config.LOG_LEVEL);
+  const newHasher = () =>
+    new BlockHasher({
+      algo: config.HASH_ALGO,
+      seed: config.HASH_SEED,
+      blockSize: config.BLOCK_SIZE,
+      sha256: sha256Impl(config),
+    });
   const map = new CacheMap({
     maxPods: config.MAX_PODS,
     maxBlocks: config.MAX_INDEX_BLOCKS,
     chain: config.CHAIN_BLOCKS > 0
-      ? { table: new ChainTable(config.CHAIN_BLOCKS), blockSize: config.BLOCK_SIZE }
+      ? {
+        table: new ChainTable(config.CHAIN_BLOCKS),
+        blockSize: config.BLOCK_SIZE,
+        // Chains' first blocks checked (its own hasher: the router's is mid-prompt while it routes).
+        hasher: newHasher(),
+      }
       : undefined,
   });
-  const hasher = new BlockHasher({
-    algo: config.HASH_ALGO,
-    seed: config.HASH_SEED,
-    blockSize: config.BLOCK_SIZE,
-    sha256: sha256Impl(config),
-  });
+  const hasher = newHasher();
   const router = new Router(map, hasher, {
     cacheWeight: config.ROUTE_CACHE_WEIGHT,
     loadWeight: config.ROUTE_LOAD_WEIGHT,

@@ -312,6 +312,51 @@ Deno.test("router: a token id past u32 ends the prefix keys; the hasher takes th
   assert.equal(wrongSeed.route("m", { tokens: p }, cands)!.scores[0].matched_blocks, 3);
 });
 
+Deno.test("router: a chain's first block the hasher does not reproduce is not learned from a pod whose seed it has", () => {
+  const table = new ChainTable(1024, Uint32Array.of(3, 5));
+  const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS, hasher: hasher() } });
+  const p = prompt(8), q = prompt(8, 1);
+  const cands = [{ id: "a", load: 0 }];
+  // A router that cannot hash (wrong seed) sees only what the links say.
+  const wrongSeed = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "other", blockSize: BS }),
+  );
+  const matched = (tokens: number[], keys = {}, id = "a") =>
+    wrongSeed.route("m", { tokens, keys }, [{ id, load: 0 }])!.scores[0].matched_blocks;
+  // Pod a's plain prompt: its first block reproduced, its links learned.
+  map.apply("a", "m", [stored(p, 8)]);
+  assert.equal(map.pod("a")!.rootsReproduced, 1);
+  assert.equal(matched(p), 8);
+  // A salted prompt, reported as engines without extra_keys do (as if unsalted): not learned, so
+  // the unsalted prompt finds nothing through links (it did before: 4).
+  const salted = hasher().all(q, { cacheSalt: "t1" });
+  map.apply("a", "m", [{ ...stored(q, 4), blockHashes: salted.slice(0, 4) }]);
+  assert.equal(table.stats().rootsRefused, 1);
+  assert.equal(matched(q), 0);
+  // A salted route teaches the chain's first blocks; the conversation's next event continues it.
+  const right = new Router(map, hasher());
+  const keys = { cacheSalt: "t1" };
+  assert.equal(right.route("m", { tokens: q, keys }, cands)!.scores[0].matched_blocks, 4);
+  map.apply("a", "m", [{
+    ...stored(q, 8),
+    blockHashes: salted.slice(4),
+    parentBlockHash: salted[3],
+    tokenIds: q.slice(4 * BS),
+  }]);
+  assert.equal(matched(q, keys), 8);
+  assert.equal(matched(q), 0);
+  // A pod whose first blocks the hasher never reproduced (its engine has another seed) is
+  // learned unchecked, as before.
+  const otherSeed = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS }).all(q);
+  map.apply("b", "m", [{ ...stored(q, 8), blockHashes: otherSeed }]);
+  assert.equal(map.pod("b")!.rootsReproduced, 0);
+  assert.equal(matched(q, {}, "b"), 8);
+  // A reset (a restarted engine may hash with a new seed) forgets what the pod hashed with.
+  map.reset("a");
+  assert.equal(map.pod("a")!.rootsReproduced, 0);
+});
+
 Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {
   // Hostile input: pod b sends the blocks of a LoRA's prompt as the base model's. The block's
   // prefix turns ambiguous, and its learned entries can no longer be kept in step with removals.
@@ -379,7 +424,10 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
     for (let seed = 1; seed <= 20; seed++) {
       const rnd = new Prng(seed * 100 + chainEntries);
       const table = new ChainTable(chainEntries, Uint32Array.of(seed, 7));
-      const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
+      const map = new CacheMap({
+        maxPods: 8,
+        chain: { table, blockSize: BS, hasher: hasher() },
+      });
       const learned = new Router(map, hasher());
       const hashed = new Router(map, hasher(), DEFAULT_WEIGHTS, { learnedChains: false });
       // A few families of prompts sharing prefixes.
@@ -397,11 +445,13 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
         const blocks = p.length / BS;
         const op = rnd.nextInt(10);
         // The base model's blocks or a LoRA's (hashed under its name, learned apart), some under
-        // a cache salt (the event says it has extra keys: routes teach those links), some from
-        // engines that name the LoRA by id only (routes teach those too).
+        // a cache salt (the event says it has extra keys, or, from a pod whose first blocks the
+        // map reproduced before, hides them: routes teach those links), some from engines that
+        // name the LoRA by id only (routes teach those too).
         const lora = [undefined, "l1", "l2"][rnd.nextInt(3)];
         const salt = [undefined, undefined, "s1"][rnd.nextInt(3)];
         const named = rnd.nextInt(4) !== 0;
+        const hideSalt = (map.pod(pod)?.rootsReproduced ?? 0) > 0 && rnd.nextInt(2) === 0;
         const digests = hasher().all(p, { loraName: lora, cacheSalt: salt });
         if (op < 5) {
           // Stored in one or two events (the second after a parent), GPU or offloaded.
@@ -417,7 +467,7 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
             loraId: lora ? 1 : null,
             medium,
             ...(lora && named ? { loraName: lora } : {}),
-            ...(salt ? { keyed: true as const } : {}),
+            ...(salt && !hideSalt ? { keyed: true as const } : {}),
           });
           map.apply(pod, "m", split > 0 ? [ev(0, split), ev(split, upTo)] : [ev(0, upTo)]);
         } else if (op < 8) {

@@ -10,8 +10,9 @@
  */
 import { BlockIndex, SegmentFullError, type Tier } from "./index.ts";
 import { CLEARED, eventsToBatch, ParsedBatch, STORED } from "./fast_events.ts";
-import type { ChainTable } from "./chain.ts";
+import { type ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 import type { KvEvent } from "./events.ts";
+import type { BlockHasher } from "./block_hash.ts";
 
 /** What the index knows of a pod. */
 export interface PodState {
@@ -26,6 +27,11 @@ export interface PodState {
   events: number;
   /** Times its cache was reset (AllBlocksCleared, restart, model change). */
   resets: number;
+  /**
+   * Chain roots (stored blocks after no parent) of its events whose hash the service's hasher
+   * reproduced: above 0, its engine hashes with the configured algorithm and seed.
+   */
+  rootsReproduced: number;
 }
 
 /** No room for another pod (MAX_PODS). */
@@ -41,8 +47,11 @@ export interface CacheMapOptions {
   maxPods: number;
   /** Blocks indexed at most, all models together (default: no bound). */
   maxBlocks?: number;
-  /** Where stored events' chain links are learned (with the engines' block size). */
-  chain?: { table: ChainTable; blockSize: number };
+  /**
+   * Where stored events' chain links are learned (with the engines' block size). With `hasher`
+   * (the service's, as routers hash), a chain's first block is checked: see {@link CacheMap}.
+   */
+  chain?: { table: ChainTable; blockSize: number; hasher?: BlockHasher };
   now?: () => number;
   /** Slots of an index segment at most (tests: see BlockIndex). */
   maxSegmentSlots?: number;
@@ -57,12 +66,23 @@ export interface ApplyResult {
   refused: number;
 }
 
-/** Pods and per-model block indexes. */
+/**
+ * Pods and per-model block indexes.
+ *
+ * Chain links: an event's blocks are learned after their parent's (see chain.ts). A chain's first
+ * block (no parent) is where a cache salt enters the hashes, and engines that do not send
+ * `extra_keys` report a salted prompt's blocks as if unsalted: learned so, the unsalted prompt
+ * would follow them to the salted blocks. So with a hasher, a first block is hashed here too: one
+ * the hasher reproduces is learned; one it does not, from a pod whose first blocks it reproduced
+ * before (the seed is right: the event hides a salt or keys), is not (`rootsRefused`); from a pod
+ * it never reproduced (an engine whose seed the service does not have), it is learned unchecked.
+ */
 export class CacheMap {
   readonly maxPods: number;
   readonly maxBlocks: number;
   readonly chain: ChainTable | null;
   #chainBlockSize: number;
+  #rootHasher: BlockHasher | null;
   /** The chain's entries carry pod masks (up to 32 pods: one mask word). */
   #masks: boolean;
   /** Blocks in every model's index. */
@@ -80,6 +100,10 @@ export class CacheMap {
     this.maxBlocks = options.maxBlocks ?? Infinity;
     this.chain = options.chain?.table ?? null;
     this.#chainBlockSize = options.chain?.blockSize ?? 0;
+    this.#rootHasher = options.chain?.hasher ?? null;
+    if (this.#rootHasher !== null && this.#rootHasher.blockSize !== this.#chainBlockSize) {
+      throw new RangeError("the chain's hasher hashes another block size");
+    }
     this.#masks = this.chain !== null && options.maxPods <= 32;
     this.#now = options.now ?? Date.now;
     this.#maxSegmentSlots = options.maxSegmentSlots;
@@ -116,7 +140,16 @@ export class CacheMap {
     if (p === undefined) {
       const slot = this.#free.pop();
       if (slot === undefined) throw new PodLimitError(this.maxPods);
-      p = { id, model, slot, blocks: 0, lastSeen: this.#now(), events: 0, resets: 0 };
+      p = {
+        id,
+        model,
+        slot,
+        blocks: 0,
+        lastSeen: this.#now(),
+        events: 0,
+        resets: 0,
+        rootsReproduced: 0,
+      };
       this.#pods.set(id, p);
     } else if (p.model !== model) {
       this.reset(id);
@@ -137,6 +170,8 @@ export class CacheMap {
     this.#total += (ix?.size ?? 0) - before;
     p.blocks = 0;
     p.resets++;
+    // A restarted engine may hash with another seed (PYTHONHASHSEED unset: a random one).
+    p.rootsReproduced = 0;
     return dropped;
   }
 
@@ -204,6 +239,26 @@ export class CacheMap {
     return to;
   }
 
+  /** Whether a chain's first block (`hs` block `at`) may be learned: see {@link CacheMap}. */
+  #rootLearnable(
+    p: PodState,
+    tokens: Uint32Array,
+    tokenStart: number,
+    hs: Uint32Array,
+    at: number,
+    lora: string | null,
+  ): boolean {
+    const h = this.#rootHasher;
+    if (h === null) return true;
+    h.start(tokens.subarray(tokenStart, tokenStart + h.blockSize), lora ? { loraName: lora } : {});
+    h.next();
+    if (h.hi === hs[at * 2] && h.lo === hs[at * 2 + 1]) {
+      p.rootsReproduced++;
+      return true;
+    }
+    return p.rootsReproduced === 0;
+  }
+
   /** Copies the index's pods of block (hi, lo) into its learned entry, if it has one. */
   #sync(ix: BlockIndex, modelId: number, hi: number, lo: number): void {
     const s = ix.find(hi, lo);
@@ -266,8 +321,11 @@ export class CacheMap {
           // A LoRA's blocks are learned apart from the base model's (the LoRA seeds their prefix
           // states). An empty name went into the engine's hashes, but no prompt can name it.
           const lora = b.loraNames[e];
+          const root = b.parents[e * 2] === ROOT_HI && b.parents[e * 2 + 1] === ROOT_LO;
           if (lora === "") this.chain.loraRefused++;
-          else {
+          else if (root && !this.#rootLearnable(p, b.tokens, b.tokenStarts[e], hs, from, lora)) {
+            this.chain.rootsRefused++;
+          } else {
             synced = this.#learn(
               ix,
               model,
