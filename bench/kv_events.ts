@@ -106,7 +106,15 @@ function inProcess() {
   const PROMPT = 2_000;
   const rnd = new Prng(7);
   const chain = new ChainTable(1 << 21);
-  const map = new CacheMap({ maxPods: PODS, chain: { table: chain, blockSize: BS } });
+  // As the service has it: chains' first blocks checked with the service's hasher.
+  const map = new CacheMap({
+    maxPods: PODS,
+    chain: {
+      table: chain,
+      blockSize: BS,
+      hasher: new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
+    },
+  });
   const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
   const prompts: number[][] = [];
   gc?.();

@@ -342,6 +342,7 @@ function podJson(map: CacheMap, id: string) {
     events: p.events,
     resets: p.resets,
     roots_reproduced: p.rootsReproduced,
+    roots_mismatched: p.rootsMismatched,
     last_seen: new Date(p.lastSeen).toISOString(),
   };
 }
@@ -423,8 +424,8 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
       ],
       [
         "kv_events_chain_roots_refused_total",
-        "Chain first blocks not learned: the service's hasher gave another hash, from a pod whose " +
-        "first blocks it reproduced before (a cache salt or keys the event did not show).",
+        "Chain first blocks not learned: the service's hasher gave another hash (a cache salt or " +
+        "keys the event did not show, or another seed while the pod's engine is on probation).",
         () => c().rootsRefused,
       ],
     );

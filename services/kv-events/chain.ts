@@ -1,16 +1,16 @@
 /**
- * Learned block chains: what the engines' `BlockStored` events teach about their hash chains.
- * An event carries the parent's hash, the blocks' token ids and the blocks' hashes, so for each
- * block it says "the prompt that reaches parent P, followed by these tokens, is block H". A
- * router follows a prompt through these links without computing a single SHA-256, and without
- * needing the engines' hash seed at all.
+ * Learned block chains: what the engines' `BlockStored` events teach about their hash chains. An
+ * event carries the parent's hash, the blocks' token ids and the blocks' hashes, so for each block
+ * it says "the prompt that reaches parent P, followed by these tokens, is block H". A router
+ * follows a prompt through these links without computing a single SHA-256, and without needing the
+ * engines' hash seed at all.
  *
  * Links are keyed by the prompt's prefix, not by the parent's hash: the key of block `i` is a
- * fingerprint of the model and of every token up to the end of block `i`. A router computes all
- * of a prompt's keys from its tokens alone, with no SHA-256 (a key that named the parent's hash
- * would need the parent's hash first). Learning needs the reverse, the prefix state that leads to a parent: a
- * second table maps (model, block hash) to it. A stored event whose parent is in neither (the
- * engine stored it before this process started and its link was never learned or was lost) is
+ * fingerprint of the model and of every token up to the end of block `i`. A router computes all of
+ * a prompt's keys from its tokens alone, with no SHA-256 (a key that named the parent's hash would
+ * need the parent's hash first). Learning needs the reverse, the prefix state that leads to a
+ * parent: a second table maps (model, block hash) to it. A stored event whose parent is in neither
+ * (the engine stored it before this process started and its link was never learned or was lost) is
  * an orphan: its blocks are not learned, and routing hashes such prompts (the router teaches the
  * links of the blocks it hashes and finds in the index, so the chain heals).
  *
@@ -27,24 +27,25 @@
  * second table; when that table forgets the block, the entry's masks are marked unknown (the
  * router then probes the index).
  *
- * Both tables are bounded caches: 4-way sets (96 bytes: a prefix state also carries the set of
- * its block's entry and its chain's namespace; 128 for the learned blocks, which also carry the pods
- * holding each block and a use stamp), four candidate sets per key: one chosen by the owner, the one after it, two from
- * the key. A learned block's first set is the one after its parent's entry (a prompt's first
- * block: from its key), so a router following a prompt reads memory in order and the processor
- * fetches ahead; where prompts part after a shared prefix, the blocks that do not fit after the
- * parent go to their other sets and their own children follow them there. A link goes where a
- * way is free. When all four sets are full, a learned block replaces the least recently reported
- * or followed of the four sets' oldest links (so the children of a popular prefix do not push
- * one another out of the set after it); a prefix state first tries to move a link to the set its
- * key's high word chooses, else replaces its first set's oldest. A learned block never moves,
- * since its children were placed after it; when its parent is forgotten and learned again in
- * another set, the block is looked for after the new place, learned again there, and its old
- * entry ages out unused. At twice the indexed blocks, links are almost never lost. A prefix whose
- * blocks disagree (engines hashing with different seeds) is marked ambiguous and never followed. (A
- * cache salt an event hides is caught before: the cache map checks chains' first blocks.) Keys are 64-bit fingerprints under a per-process random
- * seed: two different prefixes share a key with probability ~2^-64 per lookup, and an outsider
- * cannot aim for a collision.
+ * Both tables are bounded caches: 4-way sets (96 bytes: a prefix state also carries the set of its
+ * block's entry and its chain's LoRA; 128 for the learned blocks, which also carry the pods
+ * holding each block and a use stamp), four candidate sets per key: one chosen by the owner, the
+ * one after it, two from the key. A learned block's first set is the one after its parent's entry
+ * (a prompt's first block: from its key), so a router following a prompt reads memory in order and
+ * the processor fetches ahead; where prompts part after a shared prefix, the blocks that do not
+ * fit after the parent go to their other sets and their own children follow them there. A link
+ * goes where a way is free. When all four sets are full, a learned block replaces the least
+ * recently reported or followed of the four sets' oldest links (so the children of a popular
+ * prefix do not push one another out of the set after it); a prefix state first tries to move a
+ * link to the set its key's high word chooses, else replaces its first set's oldest. A learned
+ * block never moves, since its children were placed after it; when its parent is forgotten and
+ * learned again in another set, the block is looked for after the new place, learned again there,
+ * and its old entry ages out unused. At twice the indexed blocks, links are almost never lost. A
+ * prefix whose blocks disagree (engines hashing with different seeds) is marked ambiguous and
+ * never followed. (A cache salt an event hides is caught before, where the cache map checks
+ * chains' first blocks.) Keys are 64-bit fingerprints under a per-process random seed: two
+ * different prefixes share a key with probability ~2^-64 per lookup, and an outsider cannot aim
+ * for a collision.
  *
  * @module
  */
@@ -477,7 +478,7 @@ export class ChainTable {
       this.#nsHi = this.#nsLo = this.#nsLora = 0;
       return;
     }
-    this.#fingerprintKeys(l, "");
+    if (l !== "") this.#fingerprintKeys(l, "");
     this.#nsLora = l === "" ? 0 : this.#fp.lo || 1;
     if (s !== "") this.#fingerprintKeys(l, s);
     this.#nsHi = this.#fp.hi;

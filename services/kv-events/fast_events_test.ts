@@ -10,6 +10,7 @@ import { encodeMsgpack, type MsgpackValue } from "./msgpack.ts";
 import { CacheMap } from "./store.ts";
 import { hashKey } from "./events.ts";
 import { ChainTable } from "./chain.ts";
+import { BlockHasher } from "./block_hash.ts";
 
 const fixtures: { cases: Record<string, string> } = JSON.parse(
   await Deno.readTextFile(new URL("./testdata/msgpack-python.json", import.meta.url)),
@@ -44,7 +45,12 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
     if (want) assert.equal(parsed.loraNames[i], e.loraName ?? null, `${what}: event ${i} LoRA`);
   });
   // The same index afterwards, with a block stored beforehand so removals have work to do.
-  const chain = () => ({ table: new ChainTable(256, Uint32Array.of(5, 6)), blockSize: 2 });
+  // With a hasher, as the service has: chains' first blocks are hashed on arrival.
+  const chain = () => ({
+    table: new ChainTable(256, Uint32Array.of(5, 6)),
+    blockSize: 2,
+    hasher: new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 2 }),
+  });
   const a = new CacheMap({ maxPods: 4, chain: chain() });
   const b = new CacheMap({ maxPods: 4, chain: chain() });
   const k: [number, number] = [0, 0];

@@ -302,7 +302,7 @@ export class PublisherStream {
         last: this.last,
         seq,
       });
-      this.#ingest.map.reset(pod);
+      this.#ingest.map.reset(pod, true);
     } else if (seq > this.last + 1) {
       const catchup = this.last === -1;
       if (!catchup) {

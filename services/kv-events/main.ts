@@ -41,7 +41,7 @@ function run(config: KvEventsConfig): void {
       ? {
         table: new ChainTable(config.CHAIN_BLOCKS),
         blockSize: config.BLOCK_SIZE,
-        // Chains' first blocks checked (its own hasher: the router's is mid-prompt while it routes).
+        // Chains' first blocks are checked with the hasher routes use (an instance of its own).
         hasher: newHasher(),
       }
       : undefined,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { BlockHasher } from "./block_hash.ts";
 import type { KvEvent } from "./events.ts";
 import { DEFAULT_WEIGHTS, Router } from "./router.ts";
-import { CacheMap, PodLimitError } from "./store.ts";
+import { CacheMap, PodLimitError, ROOT_PROBATION } from "./store.ts";
 import { hashKey } from "./events.ts";
 import { ChainTable } from "./chain.ts";
 import { Prng } from "@deno-stores/shared/sim";
@@ -346,15 +346,39 @@ Deno.test("router: a chain's first block the hasher does not reproduce is not le
   }]);
   assert.equal(matched(q, keys), 8);
   assert.equal(matched(q), 0);
-  // A pod whose first blocks the hasher never reproduced (its engine has another seed) is
-  // learned unchecked, as before.
-  const otherSeed = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS }).all(q);
-  map.apply("b", "m", [{ ...stored(q, 8), blockHashes: otherSeed }]);
-  assert.equal(map.pod("b")!.rootsReproduced, 0);
-  assert.equal(matched(q, {}, "b"), 8);
-  // A reset (a restarted engine may hash with a new seed) forgets what the pod hashed with.
-  map.reset("a");
-  assert.equal(map.pod("a")!.rootsReproduced, 0);
+  // Clearing its cache does not make pod a's engine another: a hidden salt is still refused.
+  map.apply("a", "m", [{ type: "AllBlocksCleared" }]);
+  const r = prompt(4, 2);
+  map.apply("a", "m", [{ ...stored(r, 4), blockHashes: hasher().all(r, { cacheSalt: "t2" }) }]);
+  assert.equal(table.stats().rootsRefused, 2);
+  assert.equal(matched(r), 0);
+  // A pod whose first blocks the hasher never reproduces (its engine has another seed): after
+  // ROOT_PROBATION of them, they are learned unchecked (links are all a router has for them).
+  const other = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS });
+  for (let k = 0; k <= ROOT_PROBATION; k++) {
+    const t = prompt(8, 10 + k);
+    map.apply("b", "m", [{ ...stored(t, 8), blockHashes: other.all(t) }]);
+    assert.equal(matched(t, {}, "b"), k < ROOT_PROBATION ? 0 : 8, `root ${k}`);
+  }
+  assert.deepEqual([map.pod("b")!.rootsReproduced, map.pod("b")!.rootsMismatched], [0, 9]);
+  // A restarted engine (its sequence went back) may hash with a new seed: counts start again.
+  map.reset("a", true);
+  assert.deepEqual([map.pod("a")!.rootsReproduced, map.pod("a")!.rootsMismatched], [0, 0]);
+});
+
+Deno.test("cache map: a stored event with no blocks after no parent is no chain's first block", () => {
+  const table = new ChainTable(256, Uint32Array.of(1, 2));
+  const map = new CacheMap({ maxPods: 4, chain: { table, blockSize: BS, hasher: hasher() } });
+  const p = prompt(2);
+  const r = map.apply("a", "m", [
+    // Not learnable (tokens for more blocks than it has), but its tokens stay in the batch.
+    { ...stored(p, 1), parentBlockHash: 5n, tokenIds: Array.from({ length: 4094 }, (_, i) => i) },
+    { ...stored(p, 0), blockHashes: [], tokenIds: [] },
+    stored(p, 2),
+  ]);
+  assert.equal(r.stored, 3);
+  assert.deepEqual([map.pod("a")!.rootsReproduced, map.pod("a")!.rootsMismatched], [1, 0]);
+  assert.equal(table.stats().learned, 2);
 });
 
 Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {

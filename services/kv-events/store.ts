@@ -32,7 +32,15 @@ export interface PodState {
    * reproduced: above 0, its engine hashes with the configured algorithm and seed.
    */
   rootsReproduced: number;
+  /** And those it did not reproduce. */
+  rootsMismatched: number;
 }
+
+/**
+ * First blocks a pod's engine may send that the service's hasher does not reproduce, none
+ * reproduced, before its roots are learned unchecked (its seed is not the service's).
+ */
+export const ROOT_PROBATION = 8;
 
 /** No room for another pod (MAX_PODS). */
 export class PodLimitError extends Error {
@@ -73,9 +81,11 @@ export interface ApplyResult {
  * block (no parent) is where a cache salt enters the hashes, and engines that do not send
  * `extra_keys` report a salted prompt's blocks as if unsalted: learned so, the unsalted prompt
  * would follow them to the salted blocks. So with a hasher, a first block is hashed here too: one
- * the hasher reproduces is learned; one it does not, from a pod whose first blocks it reproduced
- * before (the seed is right: the event hides a salt or keys), is not (`rootsRefused`); from a pod
- * it never reproduced (an engine whose seed the service does not have), it is learned unchecked.
+ * the hasher reproduces is learned; one it does not is not (`rootsRefused`), unless the pod's
+ * engine hashes with a seed the service does not have: none of its first blocks reproduced, more
+ * than {@link ROOT_PROBATION} not (then its roots are learned unchecked: links are the only way to
+ * follow its prompts). A pod's counts start again when its engine restarts, not when it clears its
+ * cache.
  */
 export class CacheMap {
   readonly maxPods: number;
@@ -149,18 +159,22 @@ export class CacheMap {
         events: 0,
         resets: 0,
         rootsReproduced: 0,
+        rootsMismatched: 0,
       };
       this.#pods.set(id, p);
     } else if (p.model !== model) {
-      this.reset(id);
+      this.reset(id, true);
       p.model = model;
     }
     p.lastSeen = this.#now();
     return p;
   }
 
-  /** Drops every block of a pod (it stays known). */
-  reset(id: string): number {
+  /**
+   * Drops every block of a pod (it stays known). `restarted`: its engine started again (it may hash
+   * with another seed now: PYTHONHASHSEED unset gives a random one), not only cleared its cache.
+   */
+  reset(id: string, restarted = false): number {
     const p = this.#pods.get(id);
     if (p === undefined) return 0;
     const ix = this.#models.get(p.model);
@@ -170,8 +184,7 @@ export class CacheMap {
     this.#total += (ix?.size ?? 0) - before;
     p.blocks = 0;
     p.resets++;
-    // A restarted engine may hash with another seed (PYTHONHASHSEED unset: a random one).
-    p.rootsReproduced = 0;
+    if (restarted) p.rootsReproduced = p.rootsMismatched = 0;
     return dropped;
   }
 
@@ -250,13 +263,23 @@ export class CacheMap {
   ): boolean {
     const h = this.#rootHasher;
     if (h === null) return true;
-    h.start(tokens.subarray(tokenStart, tokenStart + h.blockSize), lora ? { loraName: lora } : {});
-    h.next();
-    if (h.hi === hs[at * 2] && h.lo === hs[at * 2 + 1]) {
+    let same = false;
+    try {
+      h.start(
+        tokens.subarray(tokenStart, tokenStart + h.blockSize),
+        lora ? { loraName: lora } : {},
+      );
+      h.next();
+      same = h.hi === hs[at * 2] && h.lo === hs[at * 2 + 1];
+    } catch {
+      // Not hashable here (a sha256 pickle past one frame): not reproduced.
+    }
+    if (same) {
       p.rootsReproduced++;
       return true;
     }
-    return p.rootsReproduced === 0;
+    p.rootsMismatched++;
+    return p.rootsReproduced === 0 && p.rootsMismatched > ROOT_PROBATION;
   }
 
   /** Copies the index's pods of block (hi, lo) into its learned entry, if it has one. */
@@ -315,7 +338,7 @@ export class CacheMap {
         const bs = this.#chainBlockSize;
         let synced = from;
         if (
-          this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs &&
+          this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs && to > from &&
           b.tokenCounts[e] === (to - from) * bs
         ) {
           // A LoRA's blocks are learned apart from the base model's (the LoRA seeds their prefix
