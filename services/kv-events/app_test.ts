@@ -118,6 +118,7 @@ Deno.test("http: learned chain links are counted in /metrics", async () => {
   assert.match(metrics, /kv_events_chain_roots_refused_total 0\n/);
   const pods = await (await service.request("/pods")).json();
   assert.equal(pods.pods[0].roots_reproduced, 1, "the service's hasher agrees with the engine");
+  assert.equal(pods.pods[0].roots_mismatched, 0);
   // A LoRA's blocks sent as JSON are learned under the LoRA; extra keys teach nothing.
   r = await post("/events", {
     pod: "a",

@@ -2,8 +2,8 @@
  * Learned block chains: what the engines' `BlockStored` events teach about their hash chains. An
  * event carries the parent's hash, the blocks' token ids and the blocks' hashes, so for each block
  * it says "the prompt that reaches parent P, followed by these tokens, is block H". A router
- * follows a prompt through these links without computing a single SHA-256, and without needing the
- * engines' hash seed at all.
+ * follows a prompt through these links without computing a single SHA-256 (the table itself needs
+ * no seed; the cache map checks chains' first blocks with the service's hasher, see store.ts).
  *
  * Links are keyed by the prompt's prefix, not by the parent's hash: the key of block `i` is a
  * fingerprint of the model and of every token up to the end of block `i`. A router computes all of
@@ -366,8 +366,8 @@ export interface ChainStats {
    */
   loraRefused: number;
   /**
-   * Chains whose first block was not learned: the service's hasher gave another hash for it, from
-   * a pod whose first blocks it reproduced before (a cache salt or extra keys the event hid).
+   * Chains whose first block was not learned: the service's hasher gave another hash for it (a
+   * cache salt or extra keys the event hid, or an engine hashing with another seed; see CacheMap).
    */
   rootsRefused: number;
 }

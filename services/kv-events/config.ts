@@ -76,10 +76,18 @@ export function kvEventsConfigSchema() {
      */
     HASH_IMPL: z.enum(SHA256_CHOICES as [Sha256Choice, ...Sha256Choice[]]).default("auto"),
     /**
-     * Chain links learned from events (prefix → block, with the pods holding it) for routing; 48
-     * bytes each, best at about twice the blocks indexed.
+     * Chain links learned from events and routes (prefix → block, with the pods holding it) for
+     * routing; 56 bytes each, best at about twice the blocks indexed.
      */
     CHAIN_BLOCKS: int(1 << 21, 0, 1 << 28),
+    /**
+     * A pod none of whose chains' first blocks the service's hasher reproduced, and more than this
+     * many it did not, has its first blocks learned unchecked (0 = never): for engines whose
+     * PYTHONHASHSEED the service does not have. The service cannot tell them from an engine whose
+     * traffic is all salted and whose events hide the salt (no extra_keys): its salted blocks are
+     * then learned as unsalted.
+     */
+    CHAIN_UNCHECKED_AFTER: int(0, 0, 1_000_000),
     /** Blocks indexed at most, all models together; new ones past it are counted, not kept. */
     MAX_INDEX_BLOCKS: int(20_000_000, 1, 1_000_000_000),
     /** Pods known at once (pod masks are MAX_PODS bits per block). */

@@ -198,6 +198,12 @@ export interface StreamOptions {
   maxHeld?: number;
   /** A replay not finished after this long is abandoned. */
   replayTimeoutMs?: number;
+  /**
+   * Whether a connection's first message with sequence 0 is a restart of the pod's engine: a pod
+   * connecting to the bound socket comes back on a new connection, whose numbering starts over
+   * only if the engine did.
+   */
+  restartsAtZero?: (pod: string) => boolean;
 }
 
 interface Held {
@@ -211,7 +217,7 @@ interface Held {
 /** The sequence state of one publisher connection. */
 export class PublisherStream {
   #ingest: Ingest;
-  #opts: Required<Omit<StreamOptions, "requestReplay" | "pod">> & StreamOptions;
+  #opts: Required<Omit<StreamOptions, "requestReplay" | "pod" | "restartsAtZero">> & StreamOptions;
   #clock: () => number;
   /** Last applied sequence (-1: none yet). */
   last = -1;
@@ -234,6 +240,11 @@ export class PublisherStream {
 
   get replaying(): boolean {
     return this.#replaying;
+  }
+
+  /** The pod of the last live message (null before one). */
+  get pod(): string | null {
+    return this.#lastWho?.pod ?? null;
   }
 
   /** Pod and model of the last live message (for replies that carry no topic). */
@@ -294,14 +305,16 @@ export class PublisherStream {
     fromHeld: boolean,
   ): void {
     const s = this.#ingest.stats;
-    if (this.last >= 0 && seq <= this.last) {
+    const wentBack = this.last >= 0 && seq <= this.last;
+    if (wentBack || (this.last < 0 && seq === 0 && this.#opts.restartsAtZero?.(pod))) {
       if (fromHeld) return; // already applied from the replay
       s.restarts++;
-      this.#ingest.hooks.warn("publisher sequence went back: engine restart, pod reset", {
-        pod,
-        last: this.last,
-        seq,
-      });
+      this.#ingest.hooks.warn(
+        wentBack
+          ? "publisher sequence went back: engine restart, pod reset"
+          : "engine connected again from sequence 0: engine restart, pod reset",
+        { pod, last: this.last, seq },
+      );
       this.#ingest.map.reset(pod, true);
     } else if (seq > this.last + 1) {
       const catchup = this.last === -1;

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { encodeMsgpack } from "./msgpack.ts";
 import { Ingest, parseTopic, PublisherStream, readSeq, seqFrame } from "./ingest.ts";
 import { CacheMap } from "./store.ts";
+import { ChainTable } from "./chain.ts";
+import { BlockHasher } from "./block_hash.ts";
 
 const enc = new TextEncoder();
 const TOPIC = enc.encode("kv@pod-1@llama");
@@ -118,6 +120,48 @@ Deno.test("ingest: a restarted engine resets its pod; catch-up on the first mess
   assert.equal(ingest.stats.restarts, 1);
   assert.deepEqual(held(), [0]);
   assert.equal(map.pod("pod-1")!.resets, 1);
+});
+
+Deno.test("ingest: an engine restart starts its pod's root counts over; over the bound socket too", () => {
+  const map = new CacheMap({
+    maxPods: 8,
+    chain: {
+      table: new ChainTable(64, Uint32Array.of(1, 2)),
+      blockSize: 2,
+      hasher: new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 2 }),
+    },
+  });
+  const ingest = new Ingest(map, { defaultModel: "default", hooks: { warn: () => {} } });
+  const counts = () => [map.pod("pod-1")!.rootsReproduced, map.pod("pod-1")!.rootsMismatched];
+  // A configured publisher: the sequence going back is the restart.
+  const stream = new PublisherStream(ingest, { pod: null });
+  for (let n = 0; n < 3; n++) stream.onLive(live(n)); // hashes the service does not reproduce
+  assert.deepEqual(counts(), [0, 3]);
+  stream.onLive(live(0));
+  assert.equal(ingest.stats.restarts, 1);
+  assert.deepEqual(counts(), [0, 1]);
+  // The bound socket: each connection has a stream of its own; a known pod's engine on a new
+  // connection from 0, with no other connection of the pod, restarted.
+  const streams: PublisherStream[] = [];
+  const connect = () => {
+    const st: PublisherStream = new PublisherStream(ingest, {
+      pod: null,
+      restartsAtZero: (pod) =>
+        map.pod(pod) !== undefined && !streams.some((o) => o !== st && o.pod === pod),
+    });
+    streams.push(st);
+    return st;
+  };
+  const first = connect();
+  first.onLive(live(1));
+  streams.splice(streams.indexOf(first), 1); // disconnected
+  assert.equal(ingest.stats.restarts, 1, "a new connection past 0 is no restart");
+  connect().onLive(live(0));
+  assert.equal(ingest.stats.restarts, 2);
+  assert.equal(map.pod("pod-1")!.resets, 2);
+  // A second data-parallel rank's connection from 0, while the first is connected: no restart.
+  connect().onLive(live(0));
+  assert.equal(ingest.stats.restarts, 2);
 });
 
 Deno.test("ingest: hostile frames and payloads are counted, never thrown", () => {

@@ -43,6 +43,7 @@ function run(config: KvEventsConfig): void {
         blockSize: config.BLOCK_SIZE,
         // Chains' first blocks are checked with the hasher routes use (an instance of its own).
         hasher: newHasher(),
+        uncheckedAfter: config.CHAIN_UNCHECKED_AFTER,
       }
       : undefined,
   });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { BlockHasher } from "./block_hash.ts";
 import type { KvEvent } from "./events.ts";
 import { DEFAULT_WEIGHTS, Router } from "./router.ts";
-import { CacheMap, PodLimitError, ROOT_PROBATION } from "./store.ts";
+import { CacheMap, PodLimitError } from "./store.ts";
 import { hashKey } from "./events.ts";
 import { ChainTable } from "./chain.ts";
 import { Prng } from "@deno-stores/shared/sim";
@@ -352,15 +352,35 @@ Deno.test("router: a chain's first block the hasher does not reproduce is not le
   map.apply("a", "m", [{ ...stored(r, 4), blockHashes: hasher().all(r, { cacheSalt: "t2" }) }]);
   assert.equal(table.stats().rootsRefused, 2);
   assert.equal(matched(r), 0);
-  // A pod whose first blocks the hasher never reproduces (its engine has another seed): after
-  // ROOT_PROBATION of them, they are learned unchecked (links are all a router has for them).
+  // A pod whose first blocks the hasher never reproduces (its engine has another seed) teaches
+  // nothing...
   const other = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS });
-  for (let k = 0; k <= ROOT_PROBATION; k++) {
+  for (let k = 0; k < 12; k++) {
     const t = prompt(8, 10 + k);
     map.apply("b", "m", [{ ...stored(t, 8), blockHashes: other.all(t) }]);
-    assert.equal(matched(t, {}, "b"), k < ROOT_PROBATION ? 0 : 8, `root ${k}`);
+    assert.equal(matched(t, {}, "b"), 0, `root ${k}`);
   }
-  assert.deepEqual([map.pod("b")!.rootsReproduced, map.pod("b")!.rootsMismatched], [0, 9]);
+  assert.deepEqual([map.pod("b")!.rootsReproduced, map.pod("b")!.rootsMismatched], [0, 12]);
+  // ...unless the operator lets such pods in unchecked after N of them (CHAIN_UNCHECKED_AFTER).
+  const lenient = new CacheMap({
+    maxPods: 8,
+    chain: {
+      table: new ChainTable(1024, Uint32Array.of(3, 5)),
+      blockSize: BS,
+      hasher: hasher(),
+      uncheckedAfter: 3,
+    },
+  });
+  const viaLinks = new Router(
+    lenient,
+    new BlockHasher({ algo: "sha256_cbor", seed: "other", blockSize: BS }),
+  );
+  for (let k = 0; k < 5; k++) {
+    const t = prompt(8, 10 + k);
+    lenient.apply("b", "m", [{ ...stored(t, 8), blockHashes: other.all(t) }]);
+    const m = viaLinks.route("m", { tokens: t }, [{ id: "b", load: 0 }])!.scores[0].matched_blocks;
+    assert.equal(m, k < 3 ? 0 : 8, `lenient root ${k}`);
+  }
   // A restarted engine (its sequence went back) may hash with a new seed: counts start again.
   map.reset("a", true);
   assert.deepEqual([map.pod("a")!.rootsReproduced, map.pod("a")!.rootsMismatched], [0, 0]);

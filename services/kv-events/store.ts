@@ -36,12 +36,6 @@ export interface PodState {
   rootsMismatched: number;
 }
 
-/**
- * First blocks a pod's engine may send that the service's hasher does not reproduce, none
- * reproduced, before its roots are learned unchecked (its seed is not the service's).
- */
-export const ROOT_PROBATION = 8;
-
 /** No room for another pod (MAX_PODS). */
 export class PodLimitError extends Error {
   constructor(max: number) {
@@ -57,9 +51,10 @@ export interface CacheMapOptions {
   maxBlocks?: number;
   /**
    * Where stored events' chain links are learned (with the engines' block size). With `hasher`
-   * (the service's, as routers hash), a chain's first block is checked: see {@link CacheMap}.
+   * (the service's, as routers hash), a chain's first block is checked, and `uncheckedAfter`
+   * (default 0: never) lets a pod's roots in unchecked: see {@link CacheMap}.
    */
-  chain?: { table: ChainTable; blockSize: number; hasher?: BlockHasher };
+  chain?: { table: ChainTable; blockSize: number; hasher?: BlockHasher; uncheckedAfter?: number };
   now?: () => number;
   /** Slots of an index segment at most (tests: see BlockIndex). */
   maxSegmentSlots?: number;
@@ -81,11 +76,12 @@ export interface ApplyResult {
  * block (no parent) is where a cache salt enters the hashes, and engines that do not send
  * `extra_keys` report a salted prompt's blocks as if unsalted: learned so, the unsalted prompt
  * would follow them to the salted blocks. So with a hasher, a first block is hashed here too: one
- * the hasher reproduces is learned; one it does not is not (`rootsRefused`), unless the pod's
- * engine hashes with a seed the service does not have: none of its first blocks reproduced, more
- * than {@link ROOT_PROBATION} not (then its roots are learned unchecked: links are the only way to
- * follow its prompts). A pod's counts start again when its engine restarts, not when it clears its
- * cache.
+ * the hasher reproduces is learned; one it does not is not (`rootsRefused`). An engine that hashes
+ * with a seed the service does not have then teaches no chain; with `uncheckedAfter` N > 0, a pod
+ * none of whose first blocks was reproduced and more than N were not has its roots learned
+ * unchecked (links are then the only way to follow its prompts), but the service cannot tell such
+ * an engine from one whose traffic is all salted, whose hidden salts it then learns. A pod's counts
+ * start again when its engine restarts or it changes model, not when it clears its cache.
  */
 export class CacheMap {
   readonly maxPods: number;
@@ -93,6 +89,7 @@ export class CacheMap {
   readonly chain: ChainTable | null;
   #chainBlockSize: number;
   #rootHasher: BlockHasher | null;
+  #uncheckedAfter: number;
   /** The chain's entries carry pod masks (up to 32 pods: one mask word). */
   #masks: boolean;
   /** Blocks in every model's index. */
@@ -111,6 +108,7 @@ export class CacheMap {
     this.chain = options.chain?.table ?? null;
     this.#chainBlockSize = options.chain?.blockSize ?? 0;
     this.#rootHasher = options.chain?.hasher ?? null;
+    this.#uncheckedAfter = options.chain?.uncheckedAfter ?? 0;
     if (this.#rootHasher !== null && this.#rootHasher.blockSize !== this.#chainBlockSize) {
       throw new RangeError("the chain's hasher hashes another block size");
     }
@@ -271,15 +269,17 @@ export class CacheMap {
       );
       h.next();
       same = h.hi === hs[at * 2] && h.lo === hs[at * 2 + 1];
-    } catch {
+    } catch (e) {
       // Not hashable here (a sha256 pickle past one frame): not reproduced.
+      if (!(e instanceof RangeError)) throw e;
     }
     if (same) {
       p.rootsReproduced++;
       return true;
     }
     p.rootsMismatched++;
-    return p.rootsReproduced === 0 && p.rootsMismatched > ROOT_PROBATION;
+    const n = this.#uncheckedAfter;
+    return n > 0 && p.rootsReproduced === 0 && p.rootsMismatched > n;
   }
 
   /** Copies the index's pods of block (hi, lo) into its learned entry, if it has one. */

@@ -84,7 +84,14 @@ export class ZmqSources {
       onMessage: (frames, peer) => {
         let stream = this.#boundStreams.get(peer);
         if (stream === undefined) {
-          stream = new PublisherStream(this.#ingest, { pod: null });
+          const self: PublisherStream = stream = new PublisherStream(this.#ingest, {
+            pod: null,
+            // An engine known here, on no other connection (data-parallel ranks each have one,
+            // numbered from 0 each), starting from 0: it restarted.
+            restartsAtZero: (pod) =>
+              this.#ingest.map.pod(pod) !== undefined &&
+              ![...this.#boundStreams.values()].some((o) => o !== self && o.pod === pod),
+          });
           this.#boundStreams.set(peer, stream);
         }
         stream.onLive(frames);
