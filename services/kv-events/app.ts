@@ -425,7 +425,7 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
       [
         "kv_events_chain_roots_refused_total",
         "Chain first blocks not learned: the service's hasher gave another hash (a cache salt or " +
-        "keys the event did not show, or another seed while the pod's engine is on probation).",
+        "keys the event did not show, or an engine hashing with another seed).",
         () => c().rootsRefused,
       ],
     );

@@ -430,7 +430,13 @@ export class PublisherStream {
     s.held -= held.length;
     // The first held message closes the replayed gap whatever the replay brought.
     if (held.length > 0 && held[0].seq > this.last + 1) this.last = held[0].seq - 1;
-    for (const h of held) this.#accept(h.seq, h.pod, h.model, h.payload, h.at, true);
+    let prev = -1;
+    for (const h of held) {
+      // Held messages came in order: one numbered below the one before it is an engine restart
+      // (not a message the replay already brought).
+      this.#accept(h.seq, h.pod, h.model, h.payload, h.at, h.seq >= prev);
+      prev = h.seq;
+    }
   }
 
   /** The connection to the publisher was lost: a replay in flight is abandoned. */

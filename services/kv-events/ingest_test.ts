@@ -164,6 +164,24 @@ Deno.test("ingest: an engine restart starts its pod's root counts over; over the
   assert.equal(ingest.stats.restarts, 2);
 });
 
+Deno.test("ingest: an engine restart among the messages held during a replay resets its pod", () => {
+  const { ingest, stream, held, map } = setup();
+  for (let n = 0; n < 3; n++) stream.onLive(live(n));
+  stream.onLive(live(5)); // 3..4 dropped: a replay, 5 held
+  stream.onLive(live(6));
+  // The engine restarts while the replay runs: its new 0 and 1 are held too.
+  stream.onLive(live(0));
+  stream.onLive(live(1));
+  for (const n of [3, 4]) stream.onReplay(replayed(n));
+  assert.ok(!stream.replaying);
+  assert.equal(ingest.stats.restarts, 1);
+  assert.equal(map.pod("pod-1")!.resets, 1);
+  // What the restarted engine holds: only its new blocks (they were dropped as replayed ones).
+  assert.deepEqual(held(), [0, 1]);
+  stream.onLive(live(2));
+  assert.deepEqual(held(), [0, 1, 2]);
+});
+
 Deno.test("ingest: hostile frames and payloads are counted, never thrown", () => {
   const { ingest, stream, warnings } = setup(false);
   const bad: Uint8Array[][] = [

@@ -35,6 +35,7 @@ function run(config: KvEventsConfig): void {
       sha256: sha256Impl(config),
     });
   const map = new CacheMap({
+    warn: (message, fields) => logger.warn(message, fields),
     maxPods: config.MAX_PODS,
     maxBlocks: config.MAX_INDEX_BLOCKS,
     chain: config.CHAIN_BLOCKS > 0

@@ -36,6 +36,9 @@ export interface PodState {
   rootsMismatched: number;
 }
 
+/** A pod's first chain roots, none reproduced, after which the operator is told. */
+const ROOTS_BEFORE_WARNING = 16;
+
 /** No room for another pod (MAX_PODS). */
 export class PodLimitError extends Error {
   constructor(max: number) {
@@ -55,6 +58,8 @@ export interface CacheMapOptions {
    * (default 0: never) lets a pod's roots in unchecked: see {@link CacheMap}.
    */
   chain?: { table: ChainTable; blockSize: number; hasher?: BlockHasher; uncheckedAfter?: number };
+  /** Told once per engine start when none of a pod's first 16 chain roots was reproduced. */
+  warn?: (message: string, fields: Record<string, unknown>) => void;
   now?: () => number;
   /** Slots of an index segment at most (tests: see BlockIndex). */
   maxSegmentSlots?: number;
@@ -90,6 +95,7 @@ export class CacheMap {
   #chainBlockSize: number;
   #rootHasher: BlockHasher | null;
   #uncheckedAfter: number;
+  #warn: ((message: string, fields: Record<string, unknown>) => void) | null;
   /** The chain's entries carry pod masks (up to 32 pods: one mask word). */
   #masks: boolean;
   /** Blocks in every model's index. */
@@ -109,6 +115,7 @@ export class CacheMap {
     this.#chainBlockSize = options.chain?.blockSize ?? 0;
     this.#rootHasher = options.chain?.hasher ?? null;
     this.#uncheckedAfter = options.chain?.uncheckedAfter ?? 0;
+    this.#warn = options.warn ?? null;
     if (this.#rootHasher !== null && this.#rootHasher.blockSize !== this.#chainBlockSize) {
       throw new RangeError("the chain's hasher hashes another block size");
     }
@@ -278,6 +285,14 @@ export class CacheMap {
       return true;
     }
     p.rootsMismatched++;
+    if (p.rootsReproduced === 0 && p.rootsMismatched === ROOTS_BEFORE_WARNING) {
+      this.#warn?.("none of a pod's chain roots reproduced: its chains are not learned", {
+        pod: p.id,
+        roots: p.rootsMismatched,
+        check: "HASH_SEED (the engines' PYTHONHASHSEED), HASH_ALGO, BLOCK_SIZE, " +
+          "CHAIN_UNCHECKED_AFTER; or all its prompts have a cache salt the events hide",
+      });
+    }
     const n = this.#uncheckedAfter;
     return n > 0 && p.rootsReproduced === 0 && p.rootsMismatched > n;
   }

@@ -37,6 +37,8 @@ export class ZmqSources {
   #sources: Source[] = [];
   #bound: ZmqSubscriber | null = null;
   #boundStreams = new Map<string, PublisherStream>();
+  /** Pods seen on the bound socket (a connection of theirs from 0 again is a restart). */
+  #boundPods = new Set<string>();
   #closed = false;
 
   constructor(ingest: Ingest, options: ZmqSourcesOptions) {
@@ -86,15 +88,16 @@ export class ZmqSources {
         if (stream === undefined) {
           const self: PublisherStream = stream = new PublisherStream(this.#ingest, {
             pod: null,
-            // An engine known here, on no other connection (data-parallel ranks each have one,
-            // numbered from 0 each), starting from 0: it restarted.
+            // An engine seen on this socket before, on no other connection (data-parallel ranks
+            // each have one, numbered from 0 each), starting from 0 again: it restarted.
             restartsAtZero: (pod) =>
-              this.#ingest.map.pod(pod) !== undefined &&
+              this.#boundPods.has(pod) && this.#ingest.map.pod(pod) !== undefined &&
               ![...this.#boundStreams.values()].some((o) => o !== self && o.pod === pod),
           });
           this.#boundStreams.set(peer, stream);
         }
         stream.onLive(frames);
+        if (stream.pod !== null) this.#boundPods.add(stream.pod);
       },
       onDisconnect: (peer) => this.#boundStreams.delete(peer),
       onError: (err, peer) => warn("engine connection error", { peer, error: err.message }),
@@ -130,9 +133,11 @@ export class ZmqSources {
     for (const s of this.#sources) s.stream.tick();
   }
 
-  /** Pods with a live publisher connection (kept past the heartbeat timeout). */
+  /** Pods with a live publisher connection, either way (kept past the heartbeat timeout). */
   isConnected(pod: string): boolean {
-    return this.#sources.some((s) => s.spec.pod === pod && s.connected);
+    if (this.#sources.some((s) => s.spec.pod === pod && s.connected)) return true;
+    for (const s of this.#boundStreams.values()) if (s.pod === pod) return true;
+    return false;
   }
 
   statuses(): PublisherStatus[] {

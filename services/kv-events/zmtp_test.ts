@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
 import { parseTcpEndpoint, ZmqDealer, ZmqSubscriber, ZmtpError } from "./zmtp.ts";
+import { ZmqSources } from "./zmq_source.ts";
+import { Ingest, seqFrame } from "./ingest.ts";
+import { CacheMap } from "./store.ts";
+import { encodeMsgpack } from "./msgpack.ts";
 
 const PY = "/usr/bin/python3";
 const hasZmq = await new Deno.Command(PY, {
@@ -860,4 +864,66 @@ Deno.test("zmtp: endpoints and options are checked", () => {
   assert.throws(() => new ZmqSubscriber({} as any), TypeError);
   const sub = new ZmqSubscriber({ onMessage: () => {} });
   assert.throws(() => sub.connect("nope"), TypeError);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The bound socket of ZmqSources: engines that connect to the service.
+
+Deno.test("zmq sources: a bound engine seen before, back from sequence 0 alone, restarted", async () => {
+  const map = new CacheMap({ maxPods: 8 });
+  const ingest = new Ingest(map, { defaultModel: "d", hooks: { warn: () => {} } });
+  const zmq = new ZmqSources(ingest, {
+    publishers: [],
+    bind: "tcp://127.0.0.1:0",
+    topic: "",
+    maxFrameBytes: 1 << 20,
+    replayTimeoutMs: 100,
+    maxHeld: 100,
+  });
+  const addr = zmq.start()!;
+  const conns: Deno.Conn[] = [];
+  const connect = async () => {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
+    conns.push(c);
+    await write(c, PUB_HELLO);
+    return c;
+  };
+  const batch = (h: number) =>
+    encodeMsgpack([1.5, [["BlockStored", [BigInt(h)], null, [1, 2], 2, null, null]]]);
+  const send = (c: Deno.Conn, pod: string, seq: number, h: number) =>
+    write(c, message(`kv@${pod}@m`, seqFrame(seq), batch(h)));
+  try {
+    // A pod the service knows from HTTP first: its engine's first connection from 0 is no restart.
+    map.touch("p", "m");
+    ingest.applyPayload("p", "m", batch(500));
+    const a = await connect();
+    await send(a, "p", 0, 600);
+    await until(() => ingest.stats.messages >= 1, "the first message");
+    assert.equal(ingest.stats.restarts, 0);
+    assert.equal(map.pod("p")!.blocks, 2);
+    assert.ok(zmq.isConnected("p"), "a bound connection keeps its pod");
+    // A second data-parallel rank of the pod, from 0, beside the first: no restart either.
+    const b = await connect();
+    await send(b, "p", 0, 601);
+    await until(() => ingest.stats.messages >= 2, "the second rank");
+    assert.equal(ingest.stats.restarts, 0);
+    // Both gone; the engine back from 0: restarted, its old blocks dropped.
+    a.close();
+    b.close();
+    await until(() => !zmq.isConnected("p"), "the disconnections");
+    const c = await connect();
+    await send(c, "p", 0, 700);
+    await until(() => ingest.stats.messages >= 3, "the restarted engine");
+    assert.equal(ingest.stats.restarts, 1);
+    assert.equal(map.pod("p")!.blocks, 1);
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch {
+        // closed already
+      }
+    }
+    await zmq.close();
+  }
 });
