@@ -401,6 +401,22 @@ Deno.test("cache map: a stored event with no blocks after no parent is no chain'
   assert.equal(table.stats().learned, 2);
 });
 
+Deno.test("cache map: a pod none of whose first 16 chain roots reproduced is reported once", () => {
+  const warnings: string[] = [];
+  const map = new CacheMap({
+    maxPods: 4,
+    chain: { table: new ChainTable(256, Uint32Array.of(1, 2)), blockSize: BS, hasher: hasher() },
+    warn: (m, f) => warnings.push(`${m} ${f.pod}`),
+  });
+  const other = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS });
+  for (let k = 0; k < 20; k++) {
+    const t = prompt(2, k);
+    map.apply("b", "m", [{ ...stored(t, 2), blockHashes: other.all(t) }]);
+    assert.equal(warnings.length, k < 15 ? 0 : 1, `root ${k}`);
+  }
+  assert.match(warnings[0], /none of a pod's chain roots reproduced.* b$/);
+});
+
 Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {
   // Hostile input: pod b sends the blocks of a LoRA's prompt as the base model's. The block's
   // prefix turns ambiguous, and its learned entries can no longer be kept in step with removals.
