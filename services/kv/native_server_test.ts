@@ -121,7 +121,12 @@ Deno.test("native listener: 3,000 pipelined GETs of 1 KB values arrive whole and
 Deno.test("native listener: close() ends open connections and frees the port", async () => {
   await forEachListener(async (kind) => {
     const engine = testEngine();
-    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: 0 });
+    // A port below the ephemeral range: a port 0 gave could be taken, between the close and the
+    // bind again, as the local port of some other test's client connection (tests run in
+    // parallel), and the bind would fail for a reason not the server's.
+    const server = listenBelowEphemeral((port) =>
+      startListener(kind, { engine, hostname: "127.0.0.1", port })
+    );
     const port = server.addr.port;
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await conn.write(te.encode("PING\r\n"));
@@ -331,3 +336,16 @@ Deno.test("native listener: under a client that keeps it busy, timers still run 
     await server.close();
   }
 });
+
+/** Starts `listen` on a free port in [20000, 30000) (under Linux's ephemeral range, 32768+). */
+function listenBelowEphemeral<T>(listen: (port: number) => T): T {
+  for (let i = 0;; i++) {
+    try {
+      return listen(20_000 + ((Deno.pid * 7919 + i * 104_729) % 10_000));
+    } catch (e) {
+      const inUse = e instanceof Deno.errors.AddrInUse ||
+        (e instanceof SyscallError && e.errno === 98);
+      if (!inUse || i >= 50) throw e;
+    }
+  }
+}
