@@ -432,9 +432,11 @@ export class PublisherStream {
     if (held.length > 0 && held[0].seq > this.last + 1) this.last = held[0].seq - 1;
     let prev = -1;
     for (const h of held) {
-      // Held messages came in order: one numbered below the one before it is an engine restart
-      // (not a message the replay already brought).
-      this.#accept(h.seq, h.pod, h.model, h.payload, h.at, h.seq >= prev);
+      // Held messages came in order over one connection (a publisher never sends a number twice):
+      // one numbered at or below the one before it is an engine restart, not a message the replay
+      // already brought. Accepted as live, it takes the restart branch (last >= prev >= its seq),
+      // never a gap or a new replay.
+      this.#accept(h.seq, h.pod, h.model, h.payload, h.at, h.seq > prev);
       prev = h.seq;
     }
   }

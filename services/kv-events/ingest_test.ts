@@ -180,6 +180,17 @@ Deno.test("ingest: an engine restart among the messages held during a replay res
   assert.deepEqual(held(), [0, 1]);
   stream.onLive(live(2));
   assert.deepEqual(held(), [0, 1, 2]);
+  // A restarted engine whose first message seen repeats the last held number (its earlier ones
+  // were lost before the subscription reached it): a publisher never sends a number twice.
+  const b = setup();
+  for (let n = 0; n < 3; n++) b.stream.onLive(live(n));
+  b.stream.onLive(live(5));
+  b.stream.onLive(live(6));
+  b.stream.onLive(live(6, TOPIC)); // the new engine's 6
+  b.stream.onLive(live(7));
+  for (const n of [3, 4]) b.stream.onReplay(replayed(n));
+  assert.equal(b.ingest.stats.restarts, 1);
+  assert.deepEqual(b.held(), [6, 7]);
 });
 
 Deno.test("ingest: hostile frames and payloads are counted, never thrown", () => {

@@ -34,8 +34,21 @@ function run(config: KvEventsConfig): void {
       blockSize: config.BLOCK_SIZE,
       sha256: sha256Impl(config),
     });
+  // Warnings from the event path are rate-limited: a broken publisher must not flood the log.
+  let warned = 0, windowStart = 0, suppressed = 0;
+  const warn = (message: string, fields: Record<string, unknown>) => {
+    const now = Date.now();
+    if (now - windowStart > 1000) {
+      if (suppressed > 0) logger.warn("warnings suppressed", { count: suppressed });
+      windowStart = now;
+      warned = 0;
+      suppressed = 0;
+    }
+    if (++warned <= 20) logger.warn(message, fields);
+    else suppressed++;
+  };
   const map = new CacheMap({
-    warn: (message, fields) => logger.warn(message, fields),
+    warn,
     maxPods: config.MAX_PODS,
     maxBlocks: config.MAX_INDEX_BLOCKS,
     chain: config.CHAIN_BLOCKS > 0
@@ -56,23 +69,9 @@ function run(config: KvEventsConfig): void {
     imbalanceAbs: config.ROUTE_IMBALANCE_ABS,
     imbalanceRel: config.ROUTE_IMBALANCE_REL,
   });
-  // Warnings from the event path are rate-limited: a broken publisher must not flood the log.
-  let warned = 0, windowStart = 0, suppressed = 0;
   const ingest = new Ingest(map, {
     defaultModel: config.DEFAULT_MODEL,
-    hooks: {
-      warn: (message, fields) => {
-        const now = Date.now();
-        if (now - windowStart > 1000) {
-          if (suppressed > 0) logger.warn("warnings suppressed", { count: suppressed });
-          windowStart = now;
-          warned = 0;
-          suppressed = 0;
-        }
-        if (++warned <= 20) logger.warn(message, fields);
-        else suppressed++;
-      },
-    },
+    hooks: { warn },
   });
   const zmq = new ZmqSources(ingest, {
     publishers: config.PUBLISHERS,

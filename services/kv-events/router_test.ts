@@ -415,6 +415,13 @@ Deno.test("cache map: a pod none of whose first 16 chain roots reproduced is rep
     assert.equal(warnings.length, k < 15 ? 0 : 1, `root ${k}`);
   }
   assert.match(warnings[0], /none of a pod's chain roots reproduced.* b$/);
+  // Once per engine start: a restarted engine is told about again.
+  map.reset("b", true);
+  for (let k = 0; k < 16; k++) {
+    const t = prompt(2, 100 + k);
+    map.apply("b", "m", [{ ...stored(t, 2), blockHashes: other.all(t) }]);
+  }
+  assert.equal(warnings.length, 2);
 });
 
 Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {

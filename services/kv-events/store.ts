@@ -285,15 +285,16 @@ export class CacheMap {
       return true;
     }
     p.rootsMismatched++;
+    const n = this.#uncheckedAfter;
     if (p.rootsReproduced === 0 && p.rootsMismatched === ROOTS_BEFORE_WARNING) {
-      this.#warn?.("none of a pod's chain roots reproduced: its chains are not learned", {
+      this.#warn?.("none of a pod's chain roots reproduced", {
         pod: p.id,
         roots: p.rootsMismatched,
+        learned: n > 0 && p.rootsMismatched > n ? "unchecked (CHAIN_UNCHECKED_AFTER)" : "no",
         check: "HASH_SEED (the engines' PYTHONHASHSEED), HASH_ALGO, BLOCK_SIZE, " +
           "CHAIN_UNCHECKED_AFTER; or all its prompts have a cache salt the events hide",
       });
     }
-    const n = this.#uncheckedAfter;
     return n > 0 && p.rootsReproduced === 0 && p.rootsMismatched > n;
   }
 

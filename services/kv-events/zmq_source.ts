@@ -9,6 +9,7 @@ import type { PublisherStatus } from "./app.ts";
 import type { PublisherSpec } from "./config.ts";
 import { type Ingest, PublisherStream, seqFrame } from "./ingest.ts";
 import { zeroZmtpStats, ZmqDealer, ZmqSubscriber, type ZmtpStats } from "./zmtp.ts";
+import type { PodState } from "./store.ts";
 
 export interface ZmqSourcesOptions {
   publishers: readonly PublisherSpec[];
@@ -37,8 +38,11 @@ export class ZmqSources {
   #sources: Source[] = [];
   #bound: ZmqSubscriber | null = null;
   #boundStreams = new Map<string, PublisherStream>();
-  /** Pods seen on the bound socket (a connection of theirs from 0 again is a restart). */
-  #boundPods = new Set<string>();
+  /**
+   * Pods seen on the bound socket, as the map knew them then (a connection of theirs from 0 again
+   * is a restart; a pod the map forgot and knows again from elsewhere is another PodState).
+   */
+  #boundPods = new Map<string, PodState>();
   #closed = false;
 
   constructor(ingest: Ingest, options: ZmqSourcesOptions) {
@@ -90,20 +94,33 @@ export class ZmqSources {
             pod: null,
             // An engine seen on this socket before, on no other connection (data-parallel ranks
             // each have one, numbered from 0 each), starting from 0 again: it restarted.
-            restartsAtZero: (pod) =>
-              this.#boundPods.has(pod) && this.#ingest.map.pod(pod) !== undefined &&
-              ![...this.#boundStreams.values()].some((o) => o !== self && o.pod === pod),
+            restartsAtZero: (pod) => {
+              const known = this.#ingest.map.pod(pod);
+              return known !== undefined && this.#boundPods.get(pod) === known &&
+                ![...this.#boundStreams.values()].some((o) => o !== self && o.pod === pod);
+            },
           });
           this.#boundStreams.set(peer, stream);
         }
         stream.onLive(frames);
-        if (stream.pod !== null) this.#boundPods.add(stream.pod);
+        const known = stream.pod === null ? undefined : this.#ingest.map.pod(stream.pod);
+        if (known !== undefined) this.#seenBound(known);
       },
       onDisconnect: (peer) => this.#boundStreams.delete(peer),
       onError: (err, peer) => warn("engine connection error", { peer, error: err.message }),
     });
     this.#bound = bound;
     return bound.bind(this.#opts.bind);
+  }
+
+  /** Remembers a pod seen on the bound socket; forgets pods the map no longer has (bounded). */
+  #seenBound(p: PodState): void {
+    const seen = this.#boundPods;
+    if (seen.get(p.id) === p) return;
+    seen.set(p.id, p);
+    if (seen.size > 2 * this.#ingest.map.maxPods) {
+      for (const [id, q] of seen) if (this.#ingest.map.pod(id) !== q) seen.delete(id);
+    }
   }
 
   #replay(source: Source, seq: number): void {

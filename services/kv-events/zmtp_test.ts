@@ -261,7 +261,9 @@ Deno.test({
       onConnect: () => events.push("connect"),
       onDisconnect: () => events.push("disconnect"),
     });
-    let py = new Py(PUB_SCRIPT, ["bind", "tcp://127.0.0.1:0", "20"]);
+    // Bound again after the restart: a port below the ephemeral range, which no other test's client
+    // connection can take as its local port meanwhile (tests run in parallel).
+    let py = new Py(PUB_SCRIPT, ["bind", `tcp://127.0.0.1:${freeLowPort()}`, "20"]);
     try {
       const port = await py.ready();
       sub.connect(`tcp://127.0.0.1:${port}`);
@@ -422,6 +424,19 @@ function rawServer(script: (conn: Deno.TcpConn) => Promise<void>) {
       await Promise.all(handlers);
     },
   };
+}
+
+/** A port free now in [30000, 32000), under Linux's ephemeral range (32768+). */
+function freeLowPort(): number {
+  for (let port = 30_000 + Math.floor(Math.random() * 2_000), tries = 0;; tries++) {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse) || tries > 100) throw e;
+      port = 30_000 + ((port - 30_000 + 17) % 2_000);
+    }
+  }
 }
 
 const write = async (conn: Deno.Conn, bytes: Uint8Array) => {
@@ -916,6 +931,18 @@ Deno.test("zmq sources: a bound engine seen before, back from sequence 0 alone, 
     await until(() => ingest.stats.messages >= 3, "the restarted engine");
     assert.equal(ingest.stats.restarts, 1);
     assert.equal(map.pod("p")!.blocks, 1);
+    // Forgotten (expired, DELETE), then known again from HTTP: its engine's next connection from
+    // 0 is a first one again, not a restart.
+    c.close();
+    await until(() => !zmq.isConnected("p"), "the disconnection");
+    map.remove("p");
+    map.touch("p", "m");
+    ingest.applyPayload("p", "m", batch(800));
+    const d = await connect();
+    await send(d, "p", 0, 900);
+    await until(() => ingest.stats.messages >= 4, "the engine after the pod was forgotten");
+    assert.equal(ingest.stats.restarts, 1);
+    assert.equal(map.pod("p")!.blocks, 2);
   } finally {
     for (const c of conns) {
       try {
