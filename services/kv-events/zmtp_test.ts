@@ -905,30 +905,35 @@ Deno.test("zmq sources: a bound engine seen before, back from sequence 0 alone, 
   };
   const batch = (h: number) =>
     encodeMsgpack([1.5, [["BlockStored", [BigInt(h)], null, [1, 2], 2, null, null]]]);
-  const send = (c: Deno.Conn, pod: string, seq: number, h: number) =>
-    write(c, message(`kv@${pod}@m`, seqFrame(seq), batch(h)));
+  // Pod p's blocks: from HTTP events, or from an engine's new connection whose first message
+  // (sequence 0) stores block h (waited for until applied).
+  const fromHttp = (h: number) => {
+    map.touch("p", "m");
+    ingest.applyPayload("p", "m", batch(h));
+  };
+  let sent = 0;
+  const engineFromZero = async (h: number) => {
+    const c = await connect();
+    await write(c, message("kv@p@m", seqFrame(0), batch(h)));
+    sent++;
+    await until(() => ingest.stats.messages >= sent, `the message storing ${h}`);
+    return c;
+  };
   try {
     // A pod the service knows from HTTP first: its engine's first connection from 0 is no restart.
-    map.touch("p", "m");
-    ingest.applyPayload("p", "m", batch(500));
-    const a = await connect();
-    await send(a, "p", 0, 600);
-    await until(() => ingest.stats.messages >= 1, "the first message");
+    fromHttp(500);
+    const a = await engineFromZero(600);
     assert.equal(ingest.stats.restarts, 0);
     assert.equal(map.pod("p")!.blocks, 2);
     assert.ok(zmq.isConnected("p"), "a bound connection keeps its pod");
     // A second data-parallel rank of the pod, from 0, beside the first: no restart either.
-    const b = await connect();
-    await send(b, "p", 0, 601);
-    await until(() => ingest.stats.messages >= 2, "the second rank");
+    const b = await engineFromZero(601);
     assert.equal(ingest.stats.restarts, 0);
     // Both gone; the engine back from 0: restarted, its old blocks dropped.
     a.close();
     b.close();
     await until(() => !zmq.isConnected("p"), "the disconnections");
-    const c = await connect();
-    await send(c, "p", 0, 700);
-    await until(() => ingest.stats.messages >= 3, "the restarted engine");
+    const c = await engineFromZero(700);
     assert.equal(ingest.stats.restarts, 1);
     assert.equal(map.pod("p")!.blocks, 1);
     // Forgotten (expired, DELETE), then known again from HTTP: its engine's next connection from
@@ -936,11 +941,8 @@ Deno.test("zmq sources: a bound engine seen before, back from sequence 0 alone, 
     c.close();
     await until(() => !zmq.isConnected("p"), "the disconnection");
     map.remove("p");
-    map.touch("p", "m");
-    ingest.applyPayload("p", "m", batch(800));
-    const d = await connect();
-    await send(d, "p", 0, 900);
-    await until(() => ingest.stats.messages >= 4, "the engine after the pod was forgotten");
+    fromHttp(800);
+    await engineFromZero(900);
     assert.equal(ingest.stats.restarts, 1);
     assert.equal(map.pod("p")!.blocks, 2);
   } finally {
