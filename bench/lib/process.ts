@@ -1,11 +1,20 @@
 /** Helpers for benchmark scripts that start servers and load tools. */
 
-/** A free TCP port on 127.0.0.1 (closed again before returning). */
+/**
+ * A TCP port free now on 127.0.0.1, for a server the caller starts next, taken below Linux's
+ * ephemeral range (32768 and up): a port the kernel gives for port 0 is an ephemeral one, which any
+ * client connection (tests run in parallel) may take as its local port before the server binds it.
+ */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  for (let tries = 0;; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse) || tries >= 100) throw e;
+    }
+  }
 }
 
 /** A started server process and how to stop it. */

@@ -3,6 +3,7 @@ import { parseTcpEndpoint, ZmqDealer, ZmqSubscriber, ZmtpError } from "./zmtp.ts
 import { ZmqSources } from "./zmq_source.ts";
 import { Ingest, seqFrame } from "./ingest.ts";
 import { CacheMap } from "./store.ts";
+import { freePort } from "../../bench/lib/process.ts";
 import { encodeMsgpack } from "./msgpack.ts";
 
 const PY = "/usr/bin/python3";
@@ -263,7 +264,7 @@ Deno.test({
     });
     // Bound again after the restart: a port below the ephemeral range, which no other test's client
     // connection can take as its local port meanwhile (tests run in parallel).
-    let py = new Py(PUB_SCRIPT, ["bind", `tcp://127.0.0.1:${freeLowPort()}`, "20"]);
+    let py = new Py(PUB_SCRIPT, ["bind", `tcp://127.0.0.1:${freePort()}`, "20"]);
     try {
       const port = await py.ready();
       sub.connect(`tcp://127.0.0.1:${port}`);
@@ -424,19 +425,6 @@ function rawServer(script: (conn: Deno.TcpConn) => Promise<void>) {
       await Promise.all(handlers);
     },
   };
-}
-
-/** A port free now in [30000, 32000), under Linux's ephemeral range (32768+). */
-function freeLowPort(): number {
-  for (let port = 30_000 + Math.floor(Math.random() * 2_000), tries = 0;; tries++) {
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port }).close();
-      return port;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AddrInUse) || tries > 100) throw e;
-      port = 30_000 + ((port - 30_000 + 17) % 2_000);
-    }
-  }
 }
 
 const write = async (conn: Deno.Conn, bytes: Uint8Array) => {

@@ -15,6 +15,7 @@ import {
   withEachListener,
 } from "./_testing/listeners.ts";
 import { raw } from "./_testing/raw.ts";
+import { freePort } from "../../bench/lib/process.ts";
 
 const te = new TextEncoder(), td = new TextDecoder();
 
@@ -121,12 +122,9 @@ Deno.test("native listener: 3,000 pipelined GETs of 1 KB values arrive whole and
 Deno.test("native listener: close() ends open connections and frees the port", async () => {
   await forEachListener(async (kind) => {
     const engine = testEngine();
-    // A port below the ephemeral range: a port 0 gave could be taken, between the close and the
-    // bind again, as the local port of some other test's client connection (tests run in
-    // parallel), and the bind would fail for a reason not the server's.
-    const server = listenBelowEphemeral((port) =>
-      startListener(kind, { engine, hostname: "127.0.0.1", port })
-    );
+    // A port below the ephemeral range (see freePort): one port 0 gave could be taken, between
+    // the close and the bind again, as the local port of another test's client connection.
+    const server = startListener(kind, { engine, hostname: "127.0.0.1", port: freePort() });
     const port = server.addr.port;
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await conn.write(te.encode("PING\r\n"));
@@ -336,16 +334,3 @@ Deno.test("native listener: under a client that keeps it busy, timers still run 
     await server.close();
   }
 });
-
-/** Starts `listen` on a free port in [20000, 30000) (under Linux's ephemeral range, 32768+). */
-function listenBelowEphemeral<T>(listen: (port: number) => T): T {
-  for (let i = 0;; i++) {
-    try {
-      return listen(20_000 + ((Deno.pid * 7919 + i * 104_729) % 10_000));
-    } catch (e) {
-      const inUse = e instanceof Deno.errors.AddrInUse ||
-        (e instanceof SyscallError && e.errno === 98);
-      if (!inUse || i >= 50) throw e;
-    }
-  }
-}
