@@ -157,6 +157,10 @@ export class ZmqSources {
     return false;
   }
 
+  /**
+   * Each configured publisher; then the bound socket (pod null, `connected`: its connections) and
+   * each of its connections, by the pod its messages name (one per data-parallel rank).
+   */
   statuses(): PublisherStatus[] {
     const out: PublisherStatus[] = this.#sources.map((s) => ({
       pod: s.spec.pod,
@@ -175,6 +179,17 @@ export class ZmqSources {
         lastSeq: -1,
         replaying: false,
       });
+      for (const s of this.#boundStreams.values()) {
+        if (s.pod === null) continue;
+        out.push({
+          pod: s.pod,
+          endpoint: this.#opts.bind!,
+          replay: null,
+          connected: 1,
+          lastSeq: s.last,
+          replaying: s.replaying,
+        });
+      }
     }
     return out;
   }

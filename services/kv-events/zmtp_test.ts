@@ -914,6 +914,11 @@ Deno.test("zmq sources: a bound engine seen before, back from sequence 0 alone, 
     assert.equal(ingest.stats.restarts, 0);
     assert.equal(map.pod("p")!.blocks, 2);
     assert.ok(zmq.isConnected("p"), "a bound connection keeps its pod");
+    assert.deepEqual(
+      zmq.statuses().filter((s) => s.pod === "p").map((s) => [s.connected, s.lastSeq]),
+      [[1, 0]],
+      "its connection in /pods",
+    );
     // A second data-parallel rank of the pod, from 0, beside the first: no restart either.
     const b = await engineFromZero(601);
     assert.equal(ingest.stats.restarts, 0);
