@@ -213,7 +213,8 @@ export class BlockHasher {
   #blocks = 0;
   #extraFirst: Uint8Array = new Uint8Array(0);
   #extraRest: Uint8Array = new Uint8Array(0);
-  #noKeys: [Uint8Array, Uint8Array];
+  /** The extra-keys item of a prompt with none (None). */
+  #noKeys: Uint8Array;
   #noneHi: number;
   #noneLo: number;
   #sha: Sha256;
@@ -228,8 +229,7 @@ export class BlockHasher {
     this.blockSize = bs;
     this.#sha = options.sha256 ?? chooseSha256("auto");
     this.noneHash = noneHash(options.seed, options.algo);
-    const none = encodeExtra(options.algo, []);
-    this.#noKeys = [none, none];
+    this.#noKeys = encodeExtra(options.algo, []);
     const nv = new DataView(this.noneHash.buffer, this.noneHash.byteOffset);
     this.#noneHi = nv.getUint32(24);
     this.#noneLo = nv.getUint32(28);
@@ -244,7 +244,7 @@ export class BlockHasher {
   start(tokens: ArrayLike<number>, keys?: PromptKeys): number {
     const lora = keys?.loraName ? [enc.encode(keys.loraName)] : [];
     if (lora.length === 0 && !keys?.cacheSalt) {
-      [this.#extraFirst, this.#extraRest] = this.#noKeys;
+      this.#extraFirst = this.#extraRest = this.#noKeys;
     } else {
       const salt = keys?.cacheSalt ? [enc.encode(keys.cacheSalt)] : [];
       this.#extraFirst = encodeExtra(this.algo, [...lora, ...salt]);
@@ -343,12 +343,8 @@ export class BlockHasher {
     }
     // The digest lands in the parent slot: it is the next block's parent.
     this.#sha.digestInto(b, p, b, at);
-    this.#readInt(b, at);
-  }
-
-  #readInt(b: Uint8Array, at: number): void {
-    this.hi = ((b[at + 24] << 24) | (b[at + 25] << 16) | (b[at + 26] << 8) | b[at + 27]) >>> 0;
-    this.lo = ((b[at + 28] << 24) | (b[at + 29] << 16) | (b[at + 30] << 8) | b[at + 31]) >>> 0;
+    this.hi = dv.getUint32(at + 24);
+    this.lo = dv.getUint32(at + 28);
   }
 
   /** The last block's 32-byte digest (a copy). */

@@ -270,10 +270,7 @@ export class CacheMap {
     if (h === null) return true;
     let same = false;
     try {
-      h.start(
-        tokens.subarray(tokenStart, tokenStart + h.blockSize),
-        lora ? { loraName: lora } : {},
-      );
+      h.start(tokens.subarray(tokenStart, tokenStart + h.blockSize), { loraName: lora });
       h.next();
       same = h.hi === hs[at * 2] && h.lo === hs[at * 2 + 1];
     } catch (e) {
@@ -286,16 +283,17 @@ export class CacheMap {
     }
     p.rootsMismatched++;
     const n = this.#uncheckedAfter;
+    const unchecked = p.rootsReproduced === 0 && n > 0 && p.rootsMismatched > n;
     if (p.rootsReproduced === 0 && p.rootsMismatched === ROOTS_BEFORE_WARNING) {
       this.#warn?.("none of a pod's chain roots reproduced", {
         pod: p.id,
         roots: p.rootsMismatched,
-        learned: n > 0 && p.rootsMismatched > n ? "unchecked (CHAIN_UNCHECKED_AFTER)" : "no",
+        learned: unchecked ? "unchecked (CHAIN_UNCHECKED_AFTER)" : "no",
         check: "HASH_SEED (the engines' PYTHONHASHSEED), HASH_ALGO, BLOCK_SIZE, " +
           "CHAIN_UNCHECKED_AFTER; or all its prompts have a cache salt the events hide",
       });
     }
-    return n > 0 && p.rootsReproduced === 0 && p.rootsMismatched > n;
+    return unchecked;
   }
 
   /** Copies the index's pods of block (hi, lo) into its learned entry, if it has one. */

@@ -97,7 +97,7 @@ export class ZmqSources {
             restartsAtZero: (pod) => {
               const known = this.#ingest.map.pod(pod);
               return known !== undefined && this.#boundPods.get(pod) === known &&
-                ![...this.#boundStreams.values()].some((o) => o !== self && o.pod === pod);
+                !this.#boundConnected(pod, self);
             },
           });
           this.#boundStreams.set(peer, stream);
@@ -152,8 +152,13 @@ export class ZmqSources {
 
   /** Pods with a live publisher connection, either way (kept past the heartbeat timeout). */
   isConnected(pod: string): boolean {
-    if (this.#sources.some((s) => s.spec.pod === pod && s.connected)) return true;
-    for (const s of this.#boundStreams.values()) if (s.pod === pod) return true;
+    return this.#sources.some((s) => s.spec.pod === pod && s.connected) ||
+      this.#boundConnected(pod, null);
+  }
+
+  /** Whether a bound-socket connection other than `except` has named `pod` in its messages. */
+  #boundConnected(pod: string, except: PublisherStream | null): boolean {
+    for (const s of this.#boundStreams.values()) if (s !== except && s.pod === pod) return true;
     return false;
   }
 
