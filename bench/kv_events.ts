@@ -824,6 +824,7 @@ async function render(file: URL): Promise<void> {
   const row = (k: string) =>
     m[k] ? `| \`${k}\` | ${m[k].value.toLocaleString("en-US")} ${m[k].unit} |` : "";
   const us = (k: string) => `${m[k].value.toLocaleString("en-US")} µs`;
+  const bytes = (k: string) => `${m[k].value.toLocaleString("en-US")} B`;
   const targetTable = (targets: Target[]) => [
     "| target | measured | met |",
     "| --- | --- | --- |",
@@ -860,6 +861,24 @@ async function render(file: URL): Promise<void> {
         `(\`reference.fixed_work_2k_learned\`), against the route's p50 ${
           us("route.2k_learned.p50")
         } and p99 ${us("route.2k_learned.p99")}.`,
+        "",
+      ]
+      : []),
+    ...(m["memory.table_bytes_per_block"] && m["memory.chain_bytes_per_block"]
+      ? [
+        `Memory: the index holds ${bytes("memory.table_bytes_per_block")} per block ` +
+        `(\`memory.table_bytes_per_block\`; ${
+          m["memory.heap_bytes_per_block"] ? bytes("memory.heap_bytes_per_block") : "-"
+        } on the JS heap). The learned links the default route follows are a table beside it, ` +
+        "sized by `CHAIN_BLOCKS` (2M links here, twice the indexed blocks): " +
+        `${bytes("memory.chain_bytes_per_block")} per indexed block ` +
+        "(`memory.chain_bytes_per_block`), so the default configuration holds " +
+        `${
+          (m["memory.table_bytes_per_block"].value + m["memory.chain_bytes_per_block"].value)
+            .toLocaleString("en-US", { maximumFractionDigits: 1 })
+        } B per block in all. ` +
+        "A gateway that sends block hashes needs no links (`CHAIN_BLOCKS=0`: the index alone); " +
+        "token ids with links off are hashed on every route (the stricter rows below).",
         "",
       ]
       : []),
