@@ -19,7 +19,9 @@
  * both trees' version of the file and times every case in batches, the trees alternating, so
  * that what disturbs the machine disturbs both alike; which tree is imported first alternates
  * between processes. {@link judge} says what regressed. Cases under 100 ns an iteration are not
- * judged: the JIT's choices move them by tens of percent.
+ * judged: the JIT's choices move them by tens of percent. A bench file that runs the same code as
+ * the accepted commit ({@link sameCode}) is not run: identical code has come out 9-18% apart on
+ * a noisy day, which only says what the machine did.
  *
  * The table also gives each case's ratio to its group's `baseline: true` case in the same run
  * (ours against a plain `Map`, a raw write, the previous implementation).
@@ -234,6 +236,45 @@ async function worktree(rev: string): Promise<{ dir: URL; remove(): Promise<void
   };
 }
 
+/**
+ * Whether bench `file` runs the same code in the tree at `dir` as at commit `rev`: every module
+ * of its graph inside the tree (`deno info`), every deno.json and the lock file are unchanged.
+ * Identical code cannot have regressed (what differs between two timings of it is the machine),
+ * so the gate does not run it. A graph with a module that starts a worker is never taken for
+ * the same: the worker's modules are not in the graph.
+ */
+export async function sameCode(file: string, rev: string, dir: URL = root): Promise<boolean> {
+  const info = JSON.parse(await denoOutput(["info", "--json", file], dir)) as {
+    modules: { specifier: string }[];
+  };
+  const paths = ["deno.lock", ":(glob)**/deno.json"];
+  for (const m of info.modules) {
+    if (!m.specifier.startsWith("file:")) continue; // npm: and jsr: modules: the lock file
+    const path = new URL(m.specifier).pathname;
+    if (!path.startsWith(dir.pathname) || path.includes("/node_modules/")) continue;
+    if (startsWorker(await Deno.readTextFile(path))) return false;
+    paths.push(path.slice(dir.pathname.length));
+  }
+  const git = (args: string[]) =>
+    new Deno.Command("git", { args, cwd: dir, stdout: "piped", stderr: "piped" }).output();
+  const diff = await git(["diff", "--quiet", rev, "--", ...paths]);
+  if (diff.code > 1) throw new Error(`git diff: ${new TextDecoder().decode(diff.stderr)}`);
+  if (diff.code !== 0) return false;
+  // git diff does not see files git does not track (a new module, a new lock file).
+  const untracked = await git(["ls-files", "--others", "--", ...paths]);
+  if (!untracked.success) {
+    throw new Error(`git ls-files: ${new TextDecoder().decode(untracked.stderr)}`);
+  }
+  return untracked.stdout.length === 0;
+}
+
+/** Whether a module's source has `new Worker(` on a line that is not a comment. */
+function startsWorker(src: string): boolean {
+  return src.split("\n").some((line) =>
+    /\bnew\s+Worker\s*\(/.test(line) && !/^\s*(\*|\/\/|\/\*)/.test(line)
+  );
+}
+
 /** A workspace member's package name and exports (its deno.json). */
 interface MemberConfig {
   name: string;
@@ -417,6 +458,10 @@ async function gate(
         await Deno.stat(new URL(f, tree.dir));
       } catch {
         console.log(`${f}: not in ${rev.slice(0, 12)}, skipped`);
+        continue;
+      }
+      if (await sameCode(f, rev)) {
+        console.log(`${f}: the same code as ${rev.slice(0, 12)}, not run`);
         continue;
       }
       const t0 = performance.now();

@@ -7,6 +7,7 @@ import {
   type PairedCase,
   parseBenchJson,
   ratios,
+  sameCode,
   workspaceImports,
 } from "./run.ts";
 
@@ -123,4 +124,67 @@ Deno.test("bench run: a gate process resolves each tree's workspace packages ins
   assert.deepEqual(map.scopes[root.href], pkgs);
   assert.equal(map.imports["@deno-stores/shared/wal"], new URL("shared/wal/mod.ts", root).href);
   assert.equal(map.imports["zod"]?.startsWith("npm:"), true, "the root's own imports are kept");
+});
+
+Deno.test("bench run: a bench file is the same code only when its modules, deno.json files and lock are", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "same-code-" });
+  const at = new URL(`file://${dir}/`);
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", {
+      args: ["-c", "user.name=t", "-c", "user.email=t@t", ...args],
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  };
+  const write = (path: string, text: string) => Deno.writeTextFile(`${dir}/${path}`, text);
+  try {
+    await Deno.mkdir(`${dir}/lib`);
+    await write("deno.json", "{}\n");
+    await write("lib/deno.json", "{}\n");
+    await write(
+      "lib/b.ts",
+      "/**\n * const w = new Worker(url); (an example)\n */\nexport const b = 1;\n",
+    );
+    await write(
+      "a_bench.ts",
+      'import { b } from "./lib/b.ts";\nDeno.bench("a", () => {\n  b;\n});\n',
+    );
+    await write(
+      "w_bench.ts",
+      'Deno.bench("w", () => {});\nexport const w = () => new Worker("x");\n',
+    );
+    await git("init", "-q");
+    await git("add", "-A");
+    await git("commit", "-q", "-m", "one");
+    assert.equal(await sameCode("a_bench.ts", "HEAD", at), true);
+    // A file outside the graph changes nothing.
+    await write("c.ts", "export const c = 2;\n");
+    assert.equal(await sameCode("a_bench.ts", "HEAD", at), true);
+    // A module git does not know yet (here the bench file itself): not the same.
+    await write(
+      "n_bench.ts",
+      'import { b } from "./lib/b.ts";\nDeno.bench("n", () => {\n  b;\n});\n',
+    );
+    assert.equal(await sameCode("n_bench.ts", "HEAD", at), false);
+    // An imported module changed, not yet committed: not the same.
+    await write("lib/b.ts", "export const b = 2;\n");
+    assert.equal(await sameCode("a_bench.ts", "HEAD", at), false);
+    await git("commit", "-q", "-am", "two");
+    assert.equal(await sameCode("a_bench.ts", "HEAD", at), true);
+    assert.equal(await sameCode("a_bench.ts", "HEAD~1", at), false);
+    // A member's deno.json (import resolution) or the lock file changed: not the same.
+    await write("lib/deno.json", '{ "imports": {} }\n');
+    assert.equal(await sameCode("a_bench.ts", "HEAD", at), false);
+    await git("checkout", "-q", "--", "lib/deno.json");
+    await write("deno.lock", "{}\n");
+    assert.equal(await sameCode("a_bench.ts", "HEAD", at), false);
+    await Deno.remove(`${dir}/deno.lock`);
+    // A graph that starts a worker is never the same (the worker's modules are not in it).
+    assert.equal(await sameCode("w_bench.ts", "HEAD", at), false);
+    await assert.rejects(sameCode("a_bench.ts", "no-such-rev", at), /git diff/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
