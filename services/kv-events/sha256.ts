@@ -38,8 +38,10 @@ export function paddedLength(len: number): number {
 export interface Sha256 {
   readonly name: "js" | "native";
   /**
-   * The digest of `buf[0, len)`, written as 32 bytes at `out[outOff]` (`out` may be `buf`, past
-   * `len`). `buf` must hold {@link paddedLength}(len) bytes: the padding may be written into it.
+   * The digest of `buf[0, len)`, written as 32 bytes at `out[outOff]`. `out` may be `buf`, even
+   * over the message (the block hasher writes each digest where the next block's parent goes):
+   * the whole message is read before the digest is written. `buf` must hold
+   * {@link paddedLength}(len) bytes: the padding may be written into it.
    */
   digestInto(buf: Uint8Array, len: number, out: Uint8Array, outOff: number): void;
 }
