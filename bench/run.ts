@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Paired } from "./gate.ts";
 import { denoOutput, median } from "./lib/process.ts";
@@ -237,42 +238,78 @@ async function worktree(rev: string): Promise<{ dir: URL; remove(): Promise<void
 }
 
 /**
- * Whether bench `file` runs the same code in the tree at `dir` as at commit `rev`: every module
- * of its graph inside the tree (`deno info`), every deno.json and the lock file are unchanged.
- * Identical code cannot have regressed (what differs between two timings of it is the machine),
- * so the gate does not run it. A graph with a module that starts a worker is never taken for
- * the same: the worker's modules are not in the graph.
+ * Whether bench `file` runs the same code in the tree at `dir` as at commit `rev`: the modules of
+ * its graph that lie in the tree (`deno info`), every deno.json and the lock file are unchanged,
+ * and git tracks them all. Identical code cannot have regressed (what differs between two timings
+ * of it is the machine), so the gate does not run it. Only what the graph shows counts: a graph
+ * with a module that may reach code or data outside it (a worker, a subprocess, a dynamic
+ * import, a path from `import.meta`, a file read or fetch: {@link REACHES_OUT}) is never taken
+ * for the same, nor one with no module in the tree.
  */
 export async function sameCode(file: string, rev: string, dir: URL = root): Promise<boolean> {
   const info = JSON.parse(await denoOutput(["info", "--json", file], dir)) as {
     modules: { specifier: string }[];
   };
-  const paths = ["deno.lock", ":(glob)**/deno.json"];
+  // deno info gives real paths; the tree may be reached through a symlink.
+  const top = `${await Deno.realPath(fileURLToPath(dir))}/`;
+  const modules: string[] = [];
   for (const m of info.modules) {
     if (!m.specifier.startsWith("file:")) continue; // npm: and jsr: modules: the lock file
-    const path = new URL(m.specifier).pathname;
-    if (!path.startsWith(dir.pathname) || path.includes("/node_modules/")) continue;
-    if (startsWorker(await Deno.readTextFile(path))) return false;
-    paths.push(path.slice(dir.pathname.length));
+    const path = fileURLToPath(m.specifier);
+    if (!path.startsWith(top) || path.includes("/node_modules/")) continue;
+    if (reachesOut(await Deno.readTextFile(path))) return false;
+    modules.push(`:(literal)${path.slice(top.length)}`);
   }
-  const git = (args: string[]) =>
-    new Deno.Command("git", { args, cwd: dir, stdout: "piped", stderr: "piped" }).output();
-  const diff = await git(["diff", "--quiet", rev, "--", ...paths]);
-  if (diff.code > 1) throw new Error(`git diff: ${new TextDecoder().decode(diff.stderr)}`);
-  if (diff.code !== 0) return false;
-  // git diff does not see files git does not track (a new module, a new lock file).
-  const untracked = await git(["ls-files", "--others", "--", ...paths]);
-  if (!untracked.success) {
-    throw new Error(`git ls-files: ${new TextDecoder().decode(untracked.stderr)}`);
-  }
-  return untracked.stdout.length === 0;
+  if (modules.length === 0) return false;
+  const git = async (args: string[]) => {
+    const out = await new Deno.Command("git", { args, cwd: top, stdout: "piped", stderr: "piped" })
+      .output();
+    if (out.code > 1 || (out.code === 1 && args[0] !== "diff")) {
+      throw new Error(`git ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    return out;
+  };
+  const configs = [":(literal)deno.lock", ":(glob)**/deno.json"];
+  if ((await git(["diff", "--quiet", rev, "--", ...configs, ...modules])).code !== 0) return false;
+  // git diff does not see files git does not track: a new module (even in an ignored folder), a
+  // new lock file or deno.json (ignored ones, as under node_modules, are not the project's).
+  const newModules = await git(["ls-files", "--others", "--", ...modules]);
+  const newConfigs = await git(["ls-files", "--others", "--exclude-standard", "--", ...configs]);
+  return newModules.stdout.length === 0 && newConfigs.stdout.length === 0;
 }
 
-/** Whether a module's source has `new Worker(` on a line that is not a comment. */
-function startsWorker(src: string): boolean {
-  return src.split("\n").some((line) =>
-    /\bnew\s+Worker\s*\(/.test(line) && !/^\s*(\*|\/\/|\/\*)/.test(line)
-  );
+/**
+ * What in a module's code may run or read what its module graph does not show: workers,
+ * subprocesses, dynamic imports, paths built from `import.meta`, file reads, fetches.
+ */
+export const REACHES_OUT =
+  /\bWorker\b|\bDeno\.(Command|run|readFile|readTextFile|open|openSync|readFileSync|readTextFileSync)\b|\bstartDeno\b|\bimport\s*\(|\bimport\.meta\.(url|resolve|dirname|filename)\b|\bfetch\s*\(/;
+
+/**
+ * Whether a module's code (its JSDoc blocks left out: examples there do not run) matches
+ * {@link REACHES_OUT}. Line comments and everything else count: a false "reaches out" only
+ * makes the gate run the file.
+ */
+function reachesOut(src: string): boolean {
+  let inDoc = false;
+  for (const line of src.split("\n")) {
+    let code = line;
+    const t = line.trim();
+    if (inDoc) {
+      const end = t.indexOf("*/");
+      if (!t.startsWith("*")) inDoc = false; // not a JSDoc line after all: read it as code
+      else if (end < 0) continue;
+      else {
+        inDoc = false;
+        code = t.slice(end + 2); // what follows the block on its last line is code
+      }
+    } else if (t.startsWith("/**") && !t.includes("*/")) {
+      inDoc = true;
+      continue;
+    }
+    if (REACHES_OUT.test(code)) return true;
+  }
+  return false;
 }
 
 /** A workspace member's package name and exports (its deno.json). */

@@ -127,7 +127,7 @@ Deno.test("bench run: a gate process resolves each tree's workspace packages ins
 });
 
 Deno.test("bench run: a bench file is the same code only when its modules, deno.json files and lock are", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "same-code-" });
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "same-code-" }));
   const at = new URL(`file://${dir}/`);
   const git = async (...args: string[]) => {
     const out = await new Deno.Command("git", {
@@ -139,51 +139,90 @@ Deno.test("bench run: a bench file is the same code only when its modules, deno.
     assert.ok(out.success, new TextDecoder().decode(out.stderr));
   };
   const write = (path: string, text: string) => Deno.writeTextFile(`${dir}/${path}`, text);
+  const bench = (imports: string) => `${imports}\nDeno.bench("x", () => {});\n`;
+  const same = (file: string, rev = "HEAD", where = at) => sameCode(file, rev, where);
   try {
     await Deno.mkdir(`${dir}/lib`);
+    await Deno.mkdir(`${dir}/out`);
+    await write(".gitignore", "ignored/\nout/\n");
     await write("deno.json", "{}\n");
+    await write("deno.lock", "{}\n");
     await write("lib/deno.json", "{}\n");
+    // A module whose name needs escaping in a URL; a JSDoc example that starts a worker.
     await write(
-      "lib/b.ts",
-      "/**\n * const w = new Worker(url); (an example)\n */\nexport const b = 1;\n",
+      "lib/b c.ts",
+      "/**\n * const w = new Worker(url); // an example\n */\nexport const b = 1;\n",
     );
-    await write(
-      "a_bench.ts",
-      'import { b } from "./lib/b.ts";\nDeno.bench("a", () => {\n  b;\n});\n',
-    );
-    await write(
-      "w_bench.ts",
-      'Deno.bench("w", () => {});\nexport const w = () => new Worker("x");\n',
-    );
+    await write("a_bench.ts", bench('import { b } from "./lib/b c.ts";\nexport { b };'));
     await git("init", "-q");
     await git("add", "-A");
     await git("commit", "-q", "-m", "one");
-    assert.equal(await sameCode("a_bench.ts", "HEAD", at), true);
-    // A file outside the graph changes nothing.
-    await write("c.ts", "export const c = 2;\n");
-    assert.equal(await sameCode("a_bench.ts", "HEAD", at), true);
-    // A module git does not know yet (here the bench file itself): not the same.
-    await write(
-      "n_bench.ts",
-      'import { b } from "./lib/b.ts";\nDeno.bench("n", () => {\n  b;\n});\n',
-    );
-    assert.equal(await sameCode("n_bench.ts", "HEAD", at), false);
-    // An imported module changed, not yet committed: not the same.
-    await write("lib/b.ts", "export const b = 2;\n");
-    assert.equal(await sameCode("a_bench.ts", "HEAD", at), false);
+    assert.equal(await same("a_bench.ts"), true);
+    // A bench file outside the tree (here nothing is untracked): nothing of its graph compared.
+    const outside = await Deno.makeTempFile({ suffix: "_bench.ts" });
+    try {
+      await Deno.writeTextFile(outside, bench(""));
+      assert.equal(await same(outside), false);
+    } finally {
+      await Deno.remove(outside);
+    }
+    // Through a symlink to the tree: the same answers.
+    const link = `${dir}-link`;
+    await Deno.symlink(dir, link);
+    try {
+      assert.equal(await same("a_bench.ts", "HEAD", new URL(`file://${link}/`)), true);
+      await write("lib/b c.ts", "export const b = 2;\n");
+      assert.equal(await same("a_bench.ts", "HEAD", new URL(`file://${link}/`)), false);
+    } finally {
+      await Deno.remove(link);
+    }
+    // An imported module changed, not yet committed: not the same; committed: the same as HEAD.
+    assert.equal(await same("a_bench.ts"), false);
     await git("commit", "-q", "-am", "two");
-    assert.equal(await sameCode("a_bench.ts", "HEAD", at), true);
-    assert.equal(await sameCode("a_bench.ts", "HEAD~1", at), false);
-    // A member's deno.json (import resolution) or the lock file changed: not the same.
-    await write("lib/deno.json", '{ "imports": {} }\n');
-    assert.equal(await sameCode("a_bench.ts", "HEAD", at), false);
-    await git("checkout", "-q", "--", "lib/deno.json");
-    await write("deno.lock", "{}\n");
-    assert.equal(await sameCode("a_bench.ts", "HEAD", at), false);
-    await Deno.remove(`${dir}/deno.lock`);
-    // A graph that starts a worker is never the same (the worker's modules are not in it).
-    assert.equal(await sameCode("w_bench.ts", "HEAD", at), false);
-    await assert.rejects(sameCode("a_bench.ts", "no-such-rev", at), /git diff/);
+    assert.equal(await same("a_bench.ts"), true);
+    assert.equal(await same("a_bench.ts", "HEAD~1"), false);
+    // A file outside the graph, or an ignored deno.json (as under node_modules), changes nothing.
+    await write("c.ts", "export const c = 2;\n");
+    await write("out/deno.json", "{}\n");
+    assert.equal(await same("a_bench.ts"), true);
+    // The root's or a member's deno.json (import resolution), or the lock file, changed.
+    const changed: [string, string][] = [
+      ["deno.json", '{ "imports": {} }\n'],
+      ["lib/deno.json", '{ "imports": {} }\n'],
+      ["deno.lock", '{\n  "version": "5"\n}\n'],
+    ];
+    for (const [file, text] of changed) {
+      await write(file, text);
+      assert.equal(await same("a_bench.ts"), false, file);
+      await git("checkout", "-q", "--", file);
+    }
+    // Modules git does not track: a new bench file; a module in an ignored folder.
+    await write("n_bench.ts", bench('import { b } from "./lib/b c.ts";\nexport { b };'));
+    assert.equal(await same("n_bench.ts"), false);
+    await Deno.mkdir(`${dir}/ignored`);
+    await write("ignored/d.ts", "export const d = 1;\n");
+    await write("i_bench.ts", bench('import { d } from "./ignored/d.ts";\nexport { d };'));
+    await git("add", "i_bench.ts");
+    await git("commit", "-q", "-m", "three");
+    assert.equal(await same("i_bench.ts"), false);
+    // Code that may reach what the graph does not show is never the same.
+    const reaching = [
+      'const w = new Worker(new URL("./w.ts", import.meta.url).href, { type: "module" });',
+      "const W = Worker;",
+      "const w = new\n  Worker(url);",
+      'await new Deno.Command("deno", { args: ["run", "x.ts"] }).output();',
+      "const m = await import(name);",
+      'const data = await Deno.readTextFile("data.json");',
+      'const r = await fetch("file:///data.json");',
+      "/**\n * an example\n */ new Worker(url);",
+    ];
+    for (const [i, code] of reaching.entries()) {
+      await write(`r${i}_bench.ts`, bench(`const url = "", name = "";\n${code}`));
+      await git("add", `r${i}_bench.ts`);
+      await git("commit", "-q", "-m", `r${i}`);
+      assert.equal(await same(`r${i}_bench.ts`), false, code);
+    }
+    await assert.rejects(same("a_bench.ts", "no-such-rev"), /git diff/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
