@@ -243,8 +243,8 @@ async function worktree(rev: string): Promise<{ dir: URL; remove(): Promise<void
  * and git tracks them all. Identical code cannot have regressed (what differs between two timings
  * of it is the machine), so the gate does not run it. Only what the graph shows counts: a graph
  * with a module that may reach code or data outside it (a worker, a subprocess, a dynamic
- * import, a path from `import.meta`, a file read or fetch: {@link REACHES_OUT}) is never taken
- * for the same, nor one with no module in the tree.
+ * import, a path from `import.meta`, a file read or fetch: {@link REACHES_OUT}), a symlinked
+ * module, or no module in the tree is never taken for the same.
  */
 export async function sameCode(file: string, rev: string, dir: URL = root): Promise<boolean> {
   const info = JSON.parse(await denoOutput(["info", "--json", file], dir)) as {
@@ -257,6 +257,8 @@ export async function sameCode(file: string, rev: string, dir: URL = root): Prom
     if (!m.specifier.startsWith("file:")) continue; // npm: and jsr: modules: the lock file
     const path = fileURLToPath(m.specifier);
     if (!path.startsWith(top) || path.includes("/node_modules/")) continue;
+    // A symlinked module (or folder): git compares the link, not what it points to.
+    if (await Deno.realPath(path) !== path) return false;
     if (reachesOut(await Deno.readTextFile(path))) return false;
     modules.push(`:(literal)${path.slice(top.length)}`);
   }
@@ -280,10 +282,11 @@ export async function sameCode(file: string, rev: string, dir: URL = root): Prom
 
 /**
  * What in a module's code may run or read what its module graph does not show: workers,
- * subprocesses, dynamic imports, paths built from `import.meta`, file reads, fetches.
+ * subprocesses, dynamic imports, `import.meta` (but `.main`: paths built from a module's own
+ * place), `Deno` file reads, fetches.
  */
 export const REACHES_OUT =
-  /\bWorker\b|\bDeno\.(Command|run|readFile|readTextFile|open|openSync|readFileSync|readTextFileSync)\b|\bstartDeno\b|\bimport\s*\(|\bimport\.meta\.(url|resolve|dirname|filename)\b|\bfetch\s*\(/;
+  /\bWorker\b|\bDeno\.(Command|run|readFile|readTextFile|open|openSync|readFileSync|readTextFileSync)\b|\bstartDeno\b|\bimport\s*\(|\bimport\.meta\b(?!\.main\b)|\bfetch\s*\(/;
 
 /**
  * Whether a module's code (its JSDoc blocks left out: examples there do not run) matches

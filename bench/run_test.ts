@@ -196,6 +196,18 @@ Deno.test("bench run: a bench file is the same code only when its modules, deno.
       assert.equal(await same("a_bench.ts"), false, file);
       await git("checkout", "-q", "--", file);
     }
+    // A new deno.json git does not track yet (a new member): not the same.
+    await Deno.mkdir(`${dir}/lib2`);
+    await write("lib2/deno.json", "{}\n");
+    assert.equal(await same("a_bench.ts"), false);
+    await Deno.remove(`${dir}/lib2`, { recursive: true });
+    // A symlinked module: git would compare the link, not the file it points to.
+    await write("lib/real.ts", "export const r = 1;\n");
+    await Deno.symlink("real.ts", `${dir}/lib/linked.ts`);
+    await write("s_bench.ts", bench('import { r } from "./lib/linked.ts";\nexport { r };'));
+    await git("add", "-A");
+    await git("commit", "-q", "-m", "symlink");
+    assert.equal(await same("s_bench.ts"), false);
     // Modules git does not track: a new bench file; a module in an ignored folder.
     await write("n_bench.ts", bench('import { b } from "./lib/b c.ts";\nexport { b };'));
     assert.equal(await same("n_bench.ts"), false);
@@ -214,6 +226,11 @@ Deno.test("bench run: a bench file is the same code only when its modules, deno.
       "const m = await import(name);",
       'const data = await Deno.readTextFile("data.json");',
       'const r = await fetch("file:///data.json");',
+      "const { url } = import.meta;",
+      "const here = import.meta;",
+      'const p = Deno.run({ cmd: ["x"] });',
+      'const f = await Deno.open("data.bin");',
+      'await startDeno(["run", "x.ts"]);',
       "/**\n * an example\n */ new Worker(url);",
     ];
     for (const [i, code] of reaching.entries()) {
