@@ -226,15 +226,11 @@ function inProcess() {
   put("route.2k_learned.link_hit_rate", cs.hits / Math.max(1, cs.hits + cs.misses), "", true);
   put("route.2k_learned.p50", pct(learnedT, 50), "µs", false);
   put("route.2k_learned.p99", pct(learnedT, 99), "µs", false);
-  put("memory.chain_bytes_per_block", chain.stats().bytes / map.totals().blocks, "B", false);
+  const indexed = map.totals(), chainBytes = chain.stats().bytes;
+  put("memory.chain_bytes_per_block", chainBytes / indexed.blocks, "B", false);
   put("memory.chain_links", chain.capacity, "links", true);
   // What the default configuration holds per block: the index and the links its routes follow.
-  put(
-    "memory.bytes_per_block",
-    (map.totals().bytes + chain.stats().bytes) / map.totals().blocks,
-    "B",
-    false,
-  );
+  put("memory.bytes_per_block", (indexed.bytes + chainBytes) / indexed.blocks, "B", false);
 
   // What this machine does to any timed piece of work of that length: a fixed loop (no memory,
   // no allocation) calibrated to the learned route's median, timed the same way. Its p99 over its
@@ -839,18 +835,15 @@ async function render(file: URL): Promise<void> {
   };
   const m = data.metrics;
   const runs = data.inProcessRuns ?? 1;
-  const row = (k: string) =>
-    m[k] ? `| \`${k}\` | ${m[k].value.toLocaleString("en-US")} ${m[k].unit} |` : "";
-  const us = (k: string) => `${m[k].value.toLocaleString("en-US")} µs`;
+  /** A metric's value with its unit. */
+  const val = (k: string) => `${m[k].value.toLocaleString("en-US")} ${m[k].unit}`;
+  const row = (k: string) => m[k] ? `| \`${k}\` | ${val(k)} |` : "";
   const has = (...keys: string[]) => keys.every((k) => m[k] !== undefined);
-  const bytes = (k: string) => `${m[k].value.toLocaleString("en-US")} B`;
   const targetTable = (targets: Target[]) => [
     "| target | measured | met |",
     "| --- | --- | --- |",
     ...targets.filter(([k]) => m[k]).map(([k, what, ok]) =>
-      `| ${what} | ${m[k].value.toLocaleString("en-US")} ${m[k].unit} (\`${k}\`) | ${
-        ok(m[k].value) ? "yes" : "**no**"
-      } |`
+      `| ${what} | ${val(k)} (\`${k}\`) | ${ok(m[k].value) ? "yes" : "**no**"} |`
     ),
     "",
   ];
@@ -880,26 +873,26 @@ async function render(file: URL): Promise<void> {
       ? [
         "The machine's own tail at that scale: a fixed loop of integer multiplies calibrated to " +
         `the learned 2k route's p50 and timed the same way has p50 ${
-          us("reference.fixed_work_2k_learned.p50")
-        } and p99 ${us("reference.fixed_work_2k_learned.p99")} ` +
+          val("reference.fixed_work_2k_learned.p50")
+        } and p99 ${val("reference.fixed_work_2k_learned.p99")} ` +
         `(\`reference.fixed_work_2k_learned\`), against the route's p50 ${
-          us("route.2k_learned.p50")
-        } and p99 ${us("route.2k_learned.p99")}.`,
+          val("route.2k_learned.p50")
+        } and p99 ${val("route.2k_learned.p99")}.`,
         "",
       ]
       : []),
     ...(has("memory.table_bytes_per_block", "memory.chain_bytes_per_block", "memory.chain_links")
       ? [
-        `Memory: the index holds ${bytes("memory.table_bytes_per_block")} per block ` +
+        `Memory: the index holds ${val("memory.table_bytes_per_block")} per block ` +
         `(\`memory.table_bytes_per_block\`${
           has("memory.heap_bytes_per_block")
-            ? `; ${bytes("memory.heap_bytes_per_block")} on the JS heap`
+            ? `; ${val("memory.heap_bytes_per_block")} on the JS heap`
             : ""
         }). The learned links that route token ids without hashing are a table beside it, ` +
         `sized by \`CHAIN_BLOCKS\` (${
           m["memory.chain_links"].value.toLocaleString("en-US")
         } links here, for ${m["memory.blocks"]?.value.toLocaleString("en-US") ?? "?"} ` +
-        `indexed blocks): ${bytes("memory.chain_bytes_per_block")} per indexed block ` +
+        `indexed blocks): ${val("memory.chain_bytes_per_block")} per indexed block ` +
         "(`memory.chain_bytes_per_block`)." +
         (m["memory.table_bytes_per_block"].value < 64 &&
             m["memory.table_bytes_per_block"].value + m["memory.chain_bytes_per_block"].value >=
@@ -929,14 +922,14 @@ async function render(file: URL): Promise<void> {
       )
       ? [
         "What bounds the hashed route here: the SHA-256 calls alone for a 2k prompt's 125 blocks",
-        `take p50 ${us("reference.sha256_2k_blocks.p50")} (p99 ${
-          us("reference.sha256_2k_blocks.p99")
+        `take p50 ${val("reference.sha256_2k_blocks.p50")} (p99 ${
+          val("reference.sha256_2k_blocks.p99")
         }; \`reference.sha256_2k_blocks\`, ${
           has("hash.block_ns.native") ? "libcrypto through FFI" : "ours in JS"
         }), against the`,
-        `cold route's p50 ${us("route.2k_cold.p50")}; and a fixed loop calibrated to that p50`,
-        `has p50 ${us("reference.fixed_work_2k_cold.p50")} and p99 ${
-          us("reference.fixed_work_2k_cold.p99")
+        `cold route's p50 ${val("route.2k_cold.p50")}; and a fixed loop calibrated to that p50`,
+        `has p50 ${val("reference.fixed_work_2k_cold.p50")} and p99 ${
+          val("reference.fixed_work_2k_cold.p99")
         } (\`reference.fixed_work_2k_cold\`): the tail this machine adds to any piece of work`,
         "that long.",
         "",

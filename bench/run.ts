@@ -208,8 +208,9 @@ export async function runOnce(
   return parseBenchJson(text, dir.pathname);
 }
 
-async function git(...args: string[]): Promise<string> {
-  const out = await new Deno.Command("git", { args, cwd: root, stdout: "piped", stderr: "piped" })
+/** git's output (trimmed) for `args`, run in `cwd`; throws when git fails. */
+async function git(args: string[], cwd: string | URL = root): Promise<string> {
+  const out = await new Deno.Command("git", { args, cwd, stdout: "piped", stderr: "piped" })
     .output();
   if (!out.success) {
     throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
@@ -221,7 +222,7 @@ async function git(...args: string[]): Promise<string> {
 async function worktree(rev: string): Promise<{ dir: URL; remove(): Promise<void> }> {
   const path = await Deno.makeTempDir({ prefix: "bench-gate-" });
   await Deno.remove(path);
-  await git("worktree", "add", "--detach", path, rev);
+  await git(["worktree", "add", "--detach", path, rev]);
   try {
     await Deno.symlink(new URL("node_modules", root).pathname, `${path}/node_modules`);
   } catch {
@@ -230,7 +231,7 @@ async function worktree(rev: string): Promise<{ dir: URL; remove(): Promise<void
   return {
     dir: new URL(`file://${path}/`),
     remove: async () => {
-      await git("worktree", "remove", "--force", path).catch(() =>
+      await git(["worktree", "remove", "--force", path]).catch(() =>
         Deno.remove(path, { recursive: true })
       );
     },
@@ -263,21 +264,14 @@ export async function sameCode(file: string, rev: string, dir: URL = root): Prom
     modules.push(`:(literal)${path.slice(top.length)}`);
   }
   if (modules.length === 0) return false;
-  const git = async (args: string[]) => {
-    const out = await new Deno.Command("git", { args, cwd: top, stdout: "piped", stderr: "piped" })
-      .output();
-    if (out.code > 1 || (out.code === 1 && args[0] !== "diff")) {
-      throw new Error(`git ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-    }
-    return out;
-  };
   const configs = [":(literal)deno.lock", ":(glob)**/deno.json"];
-  if ((await git(["diff", "--quiet", rev, "--", ...configs, ...modules])).code !== 0) return false;
+  if (await git(["diff", "--name-only", rev, "--", ...configs, ...modules], top) !== "") {
+    return false;
+  }
   // git diff does not see files git does not track: a new module (even in an ignored folder), a
   // new lock file or deno.json (ignored ones, as under node_modules, are not the project's).
-  const newModules = await git(["ls-files", "--others", "--", ...modules]);
-  const newConfigs = await git(["ls-files", "--others", "--exclude-standard", "--", ...configs]);
-  return newModules.stdout.length === 0 && newConfigs.stdout.length === 0;
+  return await git(["ls-files", "--others", "--", ...modules], top) === "" &&
+    await git(["ls-files", "--others", "--exclude-standard", "--", ...configs], top) === "";
 }
 
 /**
@@ -388,7 +382,7 @@ async function main(): Promise<void> {
   const runsWanted = Number(v.runs ?? (quick ? 3 : 1));
   const threshold = Number(v.threshold);
   if (v.baseline) {
-    const commit = await git("rev-parse", "HEAD");
+    const commit = await git(["rev-parse", "HEAD"]);
     await Deno.writeTextFile(
       new URL("bench/baselines/bench.json", root),
       JSON.stringify({ commit, date: new Date().toISOString() }, null, 2) + "\n",
