@@ -559,8 +559,8 @@ function pyzmqSub(port: number, count: number) {
 }
 
 /**
- * Rounds of the 10,000 batches/s latency comparison. One round's p99 moves 3-5x with the moment
- * (pyzmq's as much as ours): five rounds, so that the median stands when two of them are hit.
+ * Rounds of the 10,000 batches/s latency comparison. One round's p99 moves severalfold with the
+ * moment (pyzmq's as much as ours): five rounds, so that the median stands when two are hit.
  */
 const LATENCY_ROUNDS = QUICK ? 1 : 5;
 /** One run of one subscriber in that comparison: its percentiles (µs), steal and duration. */

@@ -20,8 +20,8 @@
  * that what disturbs the machine disturbs both alike; which tree is imported first alternates
  * between processes. {@link judge} says what regressed. Cases under 100 ns an iteration are not
  * judged: the JIT's choices move them by tens of percent. A bench file that runs the same code as
- * the accepted commit ({@link sameCode}) is not run: identical code has come out 9-18% apart on
- * a noisy day, which only says what the machine did.
+ * the accepted commit ({@link sameCode}) is not run: identical code has come out past the
+ * threshold in every process on a noisy day, which only says what the machine did.
  *
  * The table also gives each case's ratio to its group's `baseline: true` case in the same run
  * (ours against a plain `Map`, a raw write, the previous implementation).
