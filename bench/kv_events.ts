@@ -106,7 +106,7 @@ function inProcess() {
   const TARGET = QUICK ? 200_000 : 1_000_000;
   const PROMPT = 2_000;
   const rnd = new Prng(7);
-  const chain = new ChainTable(1 << 21);
+  const chain = new ChainTable();
   // As the service has it: chains' first blocks checked with the service's hasher.
   const map = new CacheMap({
     maxPods: PODS,
@@ -155,7 +155,11 @@ function inProcess() {
   const totals = map.totals();
   const heapDelta = Deno.memoryUsage().heapUsed - heap0;
   put("memory.blocks", totals.blocks, "blocks", true);
-  put("memory.table_bytes_per_block", totals.bytes / totals.blocks, "B", false);
+  // Everything per indexed block: records (with the learned links), hash table, links.
+  put("memory.bytes_per_block", totals.bytes / totals.blocks, "B", false);
+  const ix = map.index("m")!;
+  put("memory.records_per_block", ix.records / totals.blocks, "", false);
+  put("memory.links", ix.links, "links", true);
   // The kept sample prompts are on the heap too: count them out (8 bytes per token in arrays).
   const promptBytes = prompts.length * PROMPT * 8;
   put(
@@ -226,11 +230,6 @@ function inProcess() {
   put("route.2k_learned.link_hit_rate", cs.hits / Math.max(1, cs.hits + cs.misses), "", true);
   put("route.2k_learned.p50", pct(learnedT, 50), "µs", false);
   put("route.2k_learned.p99", pct(learnedT, 99), "µs", false);
-  const indexed = map.totals(), chainBytes = chain.stats().bytes;
-  put("memory.chain_bytes_per_block", chainBytes / indexed.blocks, "B", false);
-  put("memory.chain_links", chain.capacity, "links", true);
-  // What the default configuration holds per block: the index and the links its routes follow.
-  put("memory.bytes_per_block", (indexed.bytes + chainBytes) / indexed.blocks, "B", false);
 
   // What this machine does to any timed piece of work of that length: a fixed loop (no memory,
   // no allocation) calibrated to the learned route's median, timed the same way. Its p99 over its
@@ -783,12 +782,7 @@ const TARGETS: Target[] = [
   ],
   [
     "memory.bytes_per_block",
-    "< 64 bytes per indexed block (index and learned links: the default)",
-    (v) => v < 64,
-  ],
-  [
-    "memory.table_bytes_per_block",
-    "< 64 bytes per indexed block (the index alone: hashes sent, `CHAIN_BLOCKS=0`)",
+    "< 64 bytes per indexed block (with the learned links: the default)",
     (v) => v < 64,
   ],
 ];
@@ -881,25 +875,20 @@ async function render(file: URL): Promise<void> {
         "",
       ]
       : []),
-    ...(has("memory.table_bytes_per_block", "memory.chain_bytes_per_block", "memory.chain_links")
+    ...(has("memory.bytes_per_block", "memory.records_per_block", "memory.links")
       ? [
-        `Memory: the index holds ${val("memory.table_bytes_per_block")} per block ` +
-        `(\`memory.table_bytes_per_block\`${
+        `Memory: the index holds ${val("memory.bytes_per_block")} per block ` +
+        `(\`memory.bytes_per_block\`${
           has("memory.heap_bytes_per_block")
             ? `; ${val("memory.heap_bytes_per_block")} on the JS heap`
             : ""
-        }). The learned links that route token ids without hashing are a table beside it, ` +
-        `sized by \`CHAIN_BLOCKS\` (${
-          m["memory.chain_links"].value.toLocaleString("en-US")
-        } links here, for ${m["memory.blocks"]?.value.toLocaleString("en-US") ?? "?"} ` +
-        `indexed blocks): ${val("memory.chain_bytes_per_block")} per indexed block ` +
-        "(`memory.chain_bytes_per_block`)." +
-        (m["memory.table_bytes_per_block"].value < 64 &&
-            m["memory.table_bytes_per_block"].value + m["memory.chain_bytes_per_block"].value >=
-              64
-          ? " With token ids, routes follow the links (without them every block is hashed: " +
-            "the stricter rows below), and the memory target holds only without them."
-          : ""),
+        }), the learned links included: a block's record (its tag and pod masks) sits after its ` +
+        `parent's, ${
+          m["memory.records_per_block"].value.toFixed(3)
+        } records handed out per indexed block (\`memory.records_per_block\`: free records ` +
+        `left after runs), and ${
+          m["memory.links"].value.toLocaleString("en-US")
+        } links (\`memory.links\`) for chains' first blocks and blocks away from their parent.`,
         "",
       ]
       : []),
@@ -907,7 +896,7 @@ async function render(file: URL): Promise<void> {
     "",
     "The same bounds where the router has no link to follow and hashes every block of the",
     "prompt (vLLM's SHA-256 of each block's CBOR, as the engines do): learned links off",
-    "(`CHAIN_BLOCKS=0`; the first route of a prompt under a cache salt, which events do not",
+    "(`LEARN_CHAINS=off`; the first route of a prompt under a cache salt, which events do not",
     "carry, or under a LoRA no event named hashes every block too, and teaches the links of the",
     "blocks it finds held: not timed here); and a salted prompt routed again, through the links",
     "its first route taught.",
@@ -1036,16 +1025,13 @@ async function render(file: URL): Promise<void> {
         "process's figures move with where the scheduler puts it."
       : "The in-process figures come from one process.",
     "`hash.block_ns` is the time to hash one block of 16 tokens with each SHA-256 implementation.",
-    "`memory.chain_bytes_per_block` counts both learned-link tables.",
     "`process.batch` is read + index of one 8-block batch (the service's reader);",
     "`ingest.*` are over ZMQ from 1 or 4 publishers sending as fast as they can;",
     "`burst.10k` sends 10,000 batches at once (queue depth = published but not yet indexed,",
     "recovery = last publish to last indexed); `concurrency.N` are N concurrent HTTP clients",
-    "(in the bench process) against the service process. `memory.table_bytes_per_block` is the",
-    "index's typed arrays per block (off the JS heap); `memory.chain_bytes_per_block` the learned",
-    "links' tables (`memory.chain_links` links) per indexed block; `memory.bytes_per_block` the",
-    "two together; `memory.heap_bytes_per_block` is the JS heap growth per block while filling",
-    "the index.",
+    "(in the bench process) against the service process. `memory.bytes_per_block` is the",
+    "index's typed arrays per block (off the JS heap: records, hash table, links);",
+    "`memory.heap_bytes_per_block` is the JS heap growth per block while filling the index.",
     "",
   ];
   const doc = new URL("docs/kv-events-performance.md", root);

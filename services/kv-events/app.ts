@@ -406,15 +406,19 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
       ["kv_events_chain_learned_total", "Chain links learned.", () => c().learned],
       [
         "kv_events_chain_in_order_total",
-        "Chain links stored right after their parent's (read in memory order).",
+        "Chain links learned right after their parent's record (read in memory order).",
         () => c().inOrder,
       ],
-      ["kv_events_chain_replaced_total", "Chain links pushed out by new ones.", () => c().replaced],
+      [
+        "kv_events_chain_ambiguous_total",
+        "Blocks or chain links found ambiguous (never followed).",
+        () => c().ambiguous,
+      ],
       ["kv_events_chain_hits_total", "Route lookups that found a learned link.", () => c().hits],
       ["kv_events_chain_misses_total", "Route lookups that found none.", () => c().misses],
       [
         "kv_events_chain_orphans_total",
-        "Stored blocks not learned: their parent's prefix was unknown.",
+        "Stored blocks not linked: their parent was not indexed.",
         () => c().orphans,
       ],
       [

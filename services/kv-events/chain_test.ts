@@ -1,246 +1,287 @@
 import assert from "node:assert/strict";
+import { ChainTable } from "./chain.ts";
+import { BlockIndex, CONT, LINK_CONFLICT, LINK_KNOWN, LINK_NEW, SLACK, STOP } from "./index.ts";
 import { Prng } from "@deno-stores/shared/sim";
-import { ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 
-/** Learns `blocks` (one hash per block of 4 tokens) after `parent` the way the cache map does. */
-function learn(
+const BS = 4;
+const toks = (...v: number[]) => Uint32Array.from(v);
+
+/** The tag of `tokens` (one block) as [hi, lo]. */
+function tagOf(t: ChainTable, tokens: Uint32Array): [number, number] {
+  t.tag(tokens, 0, tokens.length);
+  return [t.tagHi, t.tagLo];
+}
+
+/** The root key of a first block of `tokens` under the namespace, as [hi, lo]. */
+function rootOf(
   t: ChainTable,
-  model: number,
-  parent: [number, number] | null,
-  tokens: number[],
-  blocks: number[],
-): boolean {
-  if (!t.resume(model, parent?.[0] ?? ROOT_HI, parent?.[1] ?? ROOT_LO)) return false;
-  const u = Uint32Array.from(tokens);
-  blocks.forEach((h, i) => {
-    t.advance(u, i * 4, 4);
-    t.learn(model, t.keyHi, t.keyLo, t.stateHi, t.stateLo, h, h + 1);
-  });
-  return true;
+  tokens: Uint32Array,
+  lora?: string,
+  salt?: string,
+): [number, number] {
+  t.tag(tokens, 0, tokens.length);
+  t.rootKey(lora, salt);
+  return [t.tagHi, t.tagLo];
 }
 
-/** Follows a prompt from its start: the blocks found, up to the first unknown. */
-function follow(t: ChainTable, model: number, tokens: number[]): number[] {
-  t.begin(model);
-  const out: number[] = [];
-  const u = Uint32Array.from(tokens);
-  for (let i = 0; i + 4 <= tokens.length; i += 4) {
-    t.advance(u, i, 4);
-    if (!t.lookup(t.keyHi, t.keyLo)) break;
-    assert.equal(t.lo, t.hi + 1);
-    out.push(t.hi);
-  }
-  return out;
-}
-
-Deno.test("chain table: learn from a root, extend after a parent, follow by prefix", () => {
-  const t = new ChainTable(64, Uint32Array.of(1, 2));
-  assert.equal(t.capacity, 64);
-  const tokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
-  assert.deepEqual(follow(t, 1, tokens), []);
-  // One event stores blocks 0 and 1; a later one block 2 after parent 1.
-  assert.ok(learn(t, 1, null, tokens, [100, 101]));
-  assert.deepEqual(follow(t, 1, tokens), [100, 101]);
-  assert.ok(learn(t, 1, [101, 102], tokens.slice(8), [102]));
-  assert.deepEqual(follow(t, 1, tokens), [100, 101, 102]);
-  // Another model, or the same blocks' tokens at another position, have other keys.
-  assert.deepEqual(follow(t, 2, tokens), []);
-  assert.deepEqual(follow(t, 1, tokens.slice(4)), []);
-  // A prompt that diverges after block 0 follows block 0 only.
-  assert.deepEqual(follow(t, 1, [1, 2, 3, 4, 5, 6, 7, 0]), [100]);
-  // A parent whose prefix is unknown teaches nothing.
-  assert.ok(!learn(t, 1, [555, 556], tokens, [103]));
-  const s = t.stats();
-  assert.equal(s.learned, 3);
-  assert.ok(s.hits > 0 && s.misses > 0);
-});
-
-Deno.test("chain table: engines that disagree make a prefix ambiguous for good", () => {
-  const t = new ChainTable(64, Uint32Array.of(1, 2));
-  const tokens = [1, 2, 3, 4, 5, 6, 7, 8];
-  learn(t, 1, null, tokens, [100, 101]);
-  learn(t, 1, null, tokens, [100, 101]); // the same again is fine
-  assert.equal(t.stats().ambiguous, 0);
-  learn(t, 1, null, tokens, [200, 201]); // another seed: other hashes for the same tokens
-  assert.equal(t.stats().ambiguous, 2);
-  assert.deepEqual(follow(t, 1, tokens), []);
-  learn(t, 1, null, tokens, [100, 101]);
-  assert.deepEqual(follow(t, 1, tokens), []);
-  assert.equal(t.stats().ambiguous, 2);
-});
-
-Deno.test("chain table: a (0, 0) block is not learned", () => {
-  const t = new ChainTable(64, Uint32Array.of(1, 2));
-  t.begin(1);
-  t.advance(Uint32Array.of(1, 2, 3, 4), 0, 4);
-  t.learn(1, t.keyHi, t.keyLo, t.stateHi, t.stateLo, 0, 0);
-  assert.ok(!t.lookup(t.keyHi, t.keyLo));
-  assert.equal(t.stats().learned, 0);
-});
-
-Deno.test("chain table: a full table replaces the link reported or followed least recently", () => {
-  const t = new ChainTable(4, Uint32Array.of(0, 0)); // one set of 4 ways
-  const prompt = (i: number) => [i, i, i, i];
-  for (let i = 1; i <= 4; i++) learn(t, 1, null, prompt(i), [100 + 2 * i]);
-  assert.deepEqual(follow(t, 1, prompt(1)), [102]); // 1 followed: now the most recent
-  learn(t, 1, null, prompt(5), [110]); // replaces 2, the oldest
-  assert.deepEqual(follow(t, 1, prompt(2)), []);
-  for (const i of [1, 3, 4, 5]) assert.deepEqual(follow(t, 1, prompt(i)), [100 + 2 * i], `${i}`);
-  learn(t, 1, null, prompt(3), [106]); // reported again: recent
-  learn(t, 1, null, prompt(6), [112]); // replaces 1 (followed before 3, 4, 5)
-  assert.deepEqual(follow(t, 1, prompt(1)), []);
-  const s = t.stats();
-  assert.equal(s.learned, 6);
-  assert.equal(s.replaced, 2);
-});
-
-Deno.test("chain table: many links in a table twice their number are all kept", () => {
-  const t = new ChainTable(2048, Uint32Array.of(9, 9));
-  for (let i = 0; i < 1024; i++) learn(t, 1, null, [i, 7, 7, 7], [1000 + 2 * i]);
-  for (let i = 0; i < 1024; i++) assert.deepEqual(follow(t, 1, [i, 7, 7, 7]), [1000 + 2 * i]);
-  assert.equal(t.stats().replaced, 0);
-});
-
-Deno.test("chain table: a prompt's blocks are stored one after another; prompts that part after a shared prefix all stay followable", () => {
-  const t = new ChainTable(4096, Uint32Array.of(3, 4));
-  const long = Array.from({ length: 4 * 200 }, (_, i) => i + 1);
-  assert.ok(learn(t, 1, null, long, Array.from({ length: 200 }, (_, i) => 10 + 2 * i)));
-  assert.equal(t.stats().inOrder, 200);
-  assert.equal(follow(t, 1, long).length, 200);
-  // 300 prompts share the long one's first 8 blocks, then go their own way for 4 blocks.
-  const prefix = long.slice(0, 32);
-  const hashes = (p: number) => [0, 1, 2, 3].map((b) => 100_000 + 16 * p + 2 * b);
-  for (let p = 0; p < 300; p++) {
-    const tail = Array.from({ length: 16 }, (_, i) => 1_000_000 + 16 * p + i);
-    assert.ok(learn(t, 1, [24, 25], tail, hashes(p))); // parent: the prefix's last block (24)
-  }
-  for (let p = 0; p < 300; p++) {
-    const tail = Array.from({ length: 16 }, (_, i) => 1_000_000 + 16 * p + i);
-    const got = follow(t, 1, [...prefix, ...tail]);
-    assert.deepEqual(got, [...long.slice(0, 8).map((_, i) => 10 + 2 * i), ...hashes(p)], `${p}`);
-  }
-  const s = t.stats();
-  assert.equal(s.replaced, 0);
-  // The sets right after the fork fill up: blocks that find them full go elsewhere, and their
-  // children after them.
-  assert.ok(s.inOrder > s.learned * 0.75, `${s.inOrder} of ${s.learned}`);
-});
-
-Deno.test("chain table: in a full table, prompts that part after a shared prefix do not push each other out", () => {
-  const t = new ChainTable(4096, Uint32Array.of(3, 4));
-  // Steady state: every set full of unrelated one-block prompts.
+Deno.test("chain: tags tell blocks apart, fit in 61 bits, are never (0, 0), and depend on the seed", () => {
+  const t = new ChainTable(Uint32Array.of(1, 2));
+  const seen = new Set<string>();
+  const rnd = new Prng(3);
   for (let i = 0; i < 20_000; i++) {
-    learn(t, 1, null, [9_000_000 + i, 1, 2, 3], [2_000_000 + 2 * i]);
+    const b = toks(...Array.from({ length: BS }, () => rnd.nextInt(8)));
+    const [hi, lo] = tagOf(t, b);
+    assert.ok(hi >= 0 && hi < STOP, "the tag leaves the flags' bits free");
+    assert.ok((hi | lo) !== 0);
+    seen.add(`${b.join(",")}=${hi}:${lo}`);
   }
-  assert.ok(t.stats().replaced > 10_000);
-  // A shared 8-block prefix, then 300 prompts of 4 more blocks each after it. A replacement takes
-  // the least recently used of a link's candidate sets, not always the set after the parent
-  // (which would make the 300 children of one parent push one another out).
-  const prefix = Array.from({ length: 32 }, (_, i) => i + 1);
-  assert.ok(learn(t, 1, null, prefix, Array.from({ length: 8 }, (_, i) => 10 + 2 * i)));
-  const tail = (p: number) => Array.from({ length: 16 }, (_, i) => 1_000_000 + 16 * p + i);
-  const hashes = (p: number) => [0, 1, 2, 3].map((b) => 100_000 + 16 * p + 2 * b);
-  for (let p = 0; p < 300; p++) assert.ok(learn(t, 1, [24, 25], tail(p), hashes(p)));
-  let whole = 0;
-  for (let p = 0; p < 300; p++) {
-    if (follow(t, 1, [...prefix, ...tail(p)]).length === 12) whole++;
+  // Each distinct block has one tag, and no two distinct blocks share one.
+  const byBlock = new Map<string, string>(), byTag = new Map<string, string>();
+  for (const e of seen) {
+    const [b, tag] = e.split("=");
+    assert.equal(byBlock.get(b) ?? tag, tag);
+    assert.equal(byTag.get(tag) ?? b, b);
+    byBlock.set(b, tag);
+    byTag.set(tag, b);
   }
-  assert.equal(whole, 300);
+  assert.ok(byBlock.size > 3000);
+  // One token more or less, or the order, gives another tag.
+  assert.notDeepEqual(tagOf(t, toks(1, 2, 3, 4)), tagOf(t, toks(1, 2, 3)));
+  assert.notDeepEqual(tagOf(t, toks(1, 2, 3, 4)), tagOf(t, toks(2, 1, 3, 4)));
+  // Another process's seed gives other tags.
+  assert.notDeepEqual(
+    tagOf(new ChainTable(Uint32Array.of(1, 3)), toks(1, 2)),
+    tagOf(t, toks(1, 2)),
+  );
 });
 
-Deno.test("chain table: under pressure, links are lost but a followed link is never wrong (seeded)", () => {
-  const rnd = new Prng(2024);
-  const t = new ChainTable(512, Uint32Array.of(7, 8));
-  // Prompts of 4-token blocks over a small alphabet, many sharing prefixes. A block's hash is a
-  // function of its whole prefix, as an engine's is.
-  const hashOf = new Map<string, number>();
-  const hash = (prefix: number[]) => {
-    const k = prefix.join(",");
-    let h = hashOf.get(k);
-    if (h === undefined) hashOf.set(k, h = 2 * (hashOf.size + 1));
-    return h;
-  };
-  const prompts: number[][] = [];
-  for (let i = 0; i < 400; i++) {
-    const base = prompts.length > 0 && rnd.chance(0.6) ? prompts[rnd.nextInt(prompts.length)] : [];
-    const keep = 4 * rnd.nextInt(base.length / 4 + 1);
-    const extra = Array.from({ length: 4 * (1 + rnd.nextInt(12)) }, () => rnd.nextInt(6));
-    prompts.push([...base.slice(0, keep), ...extra]);
-  }
-  for (const p of prompts) {
-    // Stored as events of 1-4 blocks each, after their parent, as engines report them.
-    for (let b = 0; b < p.length / 4;) {
-      const n = Math.min(p.length / 4 - b, 1 + rnd.nextInt(4));
-      const parent = b === 0 ? null : hash(p.slice(0, 4 * b));
-      learn(
-        t,
-        1,
-        parent === null ? null : [parent, parent + 1],
-        p.slice(4 * b, 4 * (b + n)),
-        Array.from({ length: n }, (_, k) => hash(p.slice(0, 4 * (b + k + 1)))),
-      );
-      b += n;
-    }
-  }
-  let followed = 0;
-  for (const p of prompts) {
-    const got = follow(t, 1, p);
-    got.forEach((h, i) => assert.equal(h, hash(p.slice(0, 4 * (i + 1))), `block ${i}`));
-    followed += got.length;
-  }
-  const s = t.stats();
-  assert.ok(s.replaced > 0, "the table was under pressure");
-  assert.ok(followed > 0);
-});
-
-Deno.test("chain: the LoRA name and the cache salt seed apart chains; empty is none", () => {
-  const t = new ChainTable(64, Uint32Array.of(1, 2));
-  const start = (lora?: string | null, salt?: string | null, model = 1) => {
-    t.begin(model, lora, salt);
-    return `${t.stateHi},${t.stateLo}`;
-  };
-  const base = start();
-  assert.equal(start(null, null), base);
-  assert.equal(start("", ""), base, "empty strings are no keys, as to the hasher");
-  const starts = [
-    base,
-    start("sql"),
-    start("sqm"),
-    start(null, "sql"),
-    start("sql", "s"),
-    start("sq", "ls"),
-    start("sql", null, 2),
-    start("x".repeat(10_000)),
-    start("\u0000"),
+Deno.test("chain: the LoRA name and the cache salt key first blocks apart; empty is none", () => {
+  const t = new ChainTable(Uint32Array.of(5, 6));
+  const b = toks(7, 8, 9, 10);
+  const keys = [
+    rootOf(t, b),
+    rootOf(t, b, "sql"),
+    rootOf(t, b, "sql", "s1"),
+    rootOf(t, b, undefined, "s1"),
+    rootOf(t, b, "sq", "ls1"), // the same characters split otherwise
+    rootOf(t, b, "x".repeat(5000)), // longer than the remembered names
   ];
-  assert.equal(new Set(starts).size, starts.length, starts.join(" "));
-  // The same keys give the same start, whatever came between.
-  assert.equal(start("sql"), starts[1]);
-  // Another process (seed) starts elsewhere.
-  const other = new ChainTable(64, Uint32Array.of(7, 8));
-  other.begin(1, "sql");
-  assert.notEqual(`${other.stateHi},${other.stateLo}`, starts[1]);
+  assert.equal(new Set(keys.map(String)).size, keys.length);
+  assert.deepEqual(rootOf(t, b, "", ""), keys[0]);
+  assert.deepEqual(rootOf(t, b, "sql"), keys[1]);
+  assert.deepEqual(rootOf(t, b, "x".repeat(5000)), keys[5]);
+  assert.deepEqual(rootOf(t, b, undefined, "s1"), keys[3]);
+  // A root key is not the block's plain tag.
+  assert.notDeepEqual(keys[0], tagOf(t, b));
 });
 
-Deno.test("chain: events continue a chain a route began under a salt, under its LoRA only", () => {
-  const t = new ChainTable(256, Uint32Array.of(1, 2));
-  const tokens = Uint32Array.of(1, 2, 3, 4);
-  // A route teaches block 0 under LoRA "x" and salt "s".
-  t.begin(1, "x", "s");
-  t.advance(tokens, 0, 4);
-  t.learn(1, t.keyHi, t.keyLo, t.stateHi, t.stateLo, 10, 11);
-  const salted = [t.stateHi, t.stateLo];
-  // An event after block (10, 11) names the LoRA, never the salt: it continues that chain.
-  assert.ok(t.resume(1, 10, 11, "x"));
-  assert.deepEqual([t.stateHi, t.stateLo], salted);
-  assert.ok(!t.resume(1, 10, 11, null), "the base model's event");
-  assert.ok(!t.resume(1, 10, 11, "y"), "another LoRA's event");
-  // Names longer than the scratch are told apart to their last unit.
-  const long = "n".repeat(700);
-  const start = (lora: string) => {
-    t.begin(1, lora);
-    return `${t.stateHi},${t.stateLo}`;
+/** An index and a chain table, with helpers to add a chain of blocks as an event would. */
+function setup(pods = 8) {
+  const ix = new BlockIndex(pods);
+  const t = new ChainTable(Uint32Array.of(9, 9));
+  /** Adds blocks (ids used as hashes) after `parent` (-1: a chain's start); returns records. */
+  const store = (parent: number, ids: number[], pod = 0, tokens = ids) => {
+    const recs: number[] = [];
+    let after = parent;
+    for (const id of ids) {
+      ix.add(id, id * 7 + 1, pod, 0, after);
+      recs.push(after = ix.rec);
+    }
+    let p = parent < 0 ? 0 : parent;
+    const results = ids.map((_, k) => {
+      t.tag(toks(tokens[k]), 0, 1);
+      if (p === 0) t.rootKey();
+      const r = ix.link(p, t.tagHi, t.tagLo, recs[k]);
+      p = recs[k];
+      return r;
+    });
+    return { recs, results };
   };
-  assert.notEqual(start(long), start(long.slice(0, 699) + "m"));
-  assert.equal(start(long), start("n".repeat(700)));
+  /** Follows tokens from the chain's start; the records reached. */
+  const walk = (tokens: number[]) => {
+    const out: number[] = [];
+    let p = 0;
+    for (const tok of tokens) {
+      t.tag(toks(tok), 0, 1);
+      if (p === 0) t.rootKey();
+      const r = ix.follow(p, t.tagHi, t.tagLo);
+      if (r < 0) break;
+      out.push(p = r);
+    }
+    return out;
+  };
+  return { ix, t, store, walk };
+}
+
+Deno.test("chain: an event's blocks lie one after another; a block stored later goes after its parent", () => {
+  const { ix, store, walk } = setup();
+  const a = store(-1, [1, 2, 3]);
+  assert.deepEqual(a.results, [LINK_NEW, LINK_NEW, LINK_NEW]);
+  assert.deepEqual(a.recs, [a.recs[0], a.recs[0] + 1, a.recs[0] + 2]);
+  // Another chain starts SLACK records later, leaving room for the first to grow.
+  const b = store(-1, [10, 11]);
+  assert.equal(b.recs[0], a.recs[2] + 1 + SLACK);
+  // The first chain's next block (decode) lands in that room, right after its parent.
+  const c = store(a.recs[2], [4]);
+  assert.equal(c.recs[0], a.recs[2] + 1);
+  assert.deepEqual(walk([1, 2, 3, 4]), [...a.recs, c.recs[0]]);
+  assert.deepEqual(walk([10, 11]), b.recs);
+  // Stored again, nothing changes.
+  assert.deepEqual(store(-1, [1, 2, 3]).results, [LINK_KNOWN, LINK_KNOWN, LINK_KNOWN]);
+  // A prompt that parts after block 2: its block goes elsewhere, reached through a link.
+  const links = ix.links;
+  const d = store(a.recs[1], [20]);
+  assert.notEqual(d.recs[0], a.recs[1] + 1);
+  assert.equal(ix.links, links + 1);
+  assert.deepEqual(walk([1, 2, 20]), [a.recs[0], a.recs[1], d.recs[0]]);
+  assert.deepEqual(walk([1, 2, 3, 4]), [...a.recs, c.recs[0]]);
+  // Unknown tokens stop the walk.
+  assert.deepEqual(walk([1, 5]), [a.recs[0]]);
+  assert.deepEqual(walk([2]), []);
+});
+
+Deno.test("chain: a lone first block leaves no free records after it; a run fills its room, then moves on", () => {
+  const { store, walk } = setup();
+  const a = store(-1, [1]);
+  const b = store(-1, [2]);
+  assert.equal(b.recs[0], a.recs[0] + 1, "short prompts that never continue waste no records");
+  // A chain continued block by block (decode), interleaved with another.
+  const x = store(-1, [100, 101]);
+  const y = store(-1, [200, 201]);
+  let px = x.recs[1], py = y.recs[1];
+  const xs = [100, 101], ys = [200, 201];
+  for (let i = 0; i < 3 * SLACK; i++) {
+    px = store(px, [102 + i]).recs[0];
+    py = store(py, [202 + i]).recs[0];
+    xs.push(102 + i);
+    ys.push(202 + i);
+  }
+  assert.equal(walk(xs).length, xs.length);
+  assert.equal(walk(ys).length, ys.length);
+  assert.equal(walk(xs).at(-1), px);
+});
+
+Deno.test("chain: blocks reached two ways are ambiguous and never followed", () => {
+  const { ix, t, store, walk } = setup();
+  const a = store(-1, [1, 2]);
+  // Another hash for the same tokens after the same parent (an engine with another seed).
+  const b = store(a.recs[0], [3], 0, [2]);
+  assert.deepEqual(b.results, [LINK_CONFLICT]);
+  assert.deepEqual(walk([1, 2]), [a.recs[0]], "neither block 2 nor 3 is followed");
+  // The same chain's first block under another hash: the root is ambiguous.
+  const c = store(-1, [4], 0, [1]);
+  assert.deepEqual(c.results, [LINK_CONFLICT]);
+  assert.deepEqual(walk([1]), []);
+  // A block given other tokens than before.
+  const d = store(-1, [5, 6]);
+  t.tag(toks(99), 0, 1);
+  assert.equal(ix.link(d.recs[0], t.tagHi, t.tagLo, d.recs[1]), LINK_CONFLICT);
+  assert.deepEqual(walk([5, 6]), [d.recs[0]]);
+  // A block in order after one parent, linked after another one too.
+  const e = store(-1, [7, 8]);
+  const f = store(-1, [9]);
+  t.tag(toks(8), 0, 1);
+  assert.equal(ix.link(f.recs[0], t.tagHi, t.tagLo, e.recs[1]), LINK_CONFLICT);
+  assert.equal(ix.chunk(e.recs[1])[ix.at(e.recs[1])] & STOP, STOP);
+  assert.deepEqual(walk([7, 8]), [e.recs[0]]);
+});
+
+Deno.test("chain: a block no pod holds is not followed; stored again elsewhere, it takes the link over", () => {
+  const { ix, store, walk } = setup();
+  const a = store(-1, [1, 2, 3]);
+  const b = store(a.recs[0], [20, 21]); // a branch: reached through a link
+  assert.equal(walk([1, 20, 21]).length, 3);
+  ix.remove(20, 20 * 7 + 1, 0, null);
+  assert.deepEqual(walk([1, 20, 21]), [a.recs[0]], "a dead block stops the walk");
+  // Block 20 stored again (a new record): the link now leads to it, and its child follows it
+  // through a link (the child's record is still after the old, dead one).
+  const c = store(a.recs[0], [20, 21]);
+  assert.notEqual(c.recs[0], b.recs[0]);
+  assert.equal(c.recs[1], b.recs[1]);
+  assert.deepEqual(c.results, [LINK_NEW, LINK_NEW]);
+  assert.deepEqual(walk([1, 20, 21]), [a.recs[0], c.recs[0], b.recs[1]]);
+  // In order too: block 2 dies and comes back.
+  ix.remove(2, 15, 0, null);
+  assert.deepEqual(walk([1, 2, 3]), [a.recs[0]]);
+  const d = store(a.recs[0], [2, 3]);
+  assert.deepEqual(walk([1, 2, 3]), [a.recs[0], d.recs[0], a.recs[2]]);
+});
+
+Deno.test("chain: compaction keeps every live block, its pods and its chain, and frees the rest (seeded)", () => {
+  for (let seed = 1; seed <= 5; seed++) {
+    const rnd = new Prng(seed);
+    const { ix, store, walk } = setup(40);
+    // Prompts as chains of ids; some share prefixes.
+    const prompts: number[][] = [];
+    let next = 1;
+    for (let i = 0; i < 300; i++) {
+      const base = i > 0 && rnd.nextInt(3) === 0 ? prompts[rnd.nextInt(prompts.length)] : [];
+      const keep = base.slice(0, rnd.nextInt(base.length + 1));
+      prompts.push([...keep, ...Array.from({ length: 1 + rnd.nextInt(12) }, () => next++)]);
+    }
+    const held = new Map<number, Set<number>>(); // id -> pods
+    for (let step = 0; step < 3000; step++) {
+      const p = prompts[rnd.nextInt(prompts.length)];
+      const pod = rnd.nextInt(40);
+      if (rnd.nextInt(3) > 0) {
+        // Stored from some block on, after its parent (when indexed).
+        const from = rnd.nextInt(p.length);
+        const parent = from === 0 ? -1 : ix.find(p[from - 1], p[from - 1] * 7 + 1);
+        if (from === 0 || parent > 0) {
+          store(parent, p.slice(from), pod);
+          for (const id of p.slice(from)) held.set(id, (held.get(id) ?? new Set()).add(pod));
+        }
+      } else {
+        for (const id of p.slice(rnd.nextInt(p.length))) {
+          ix.remove(id, id * 7 + 1, pod, null);
+          held.get(id)?.delete(pod);
+          if (held.get(id)?.size === 0) held.delete(id);
+        }
+      }
+      if (step % 500 === 499) {
+        // What a walk reaches before and after compaction is the same (records renumbered).
+        const before = prompts.map((q) => walk(q).length);
+        const records = ix.records;
+        ix.compact();
+        assert.ok(ix.records <= records);
+        assert.equal(ix.records, ix.size, "only live records are left");
+        assert.deepEqual(prompts.map((q) => walk(q).length), before, `seed ${seed} step ${step}`);
+      }
+    }
+    assert.equal(ix.size, held.size);
+    const gpu = new Uint32Array(ix.words), off = new Uint32Array(ix.words);
+    for (const [id, pods] of held) {
+      const r = ix.find(id, id * 7 + 1);
+      assert.ok(r > 0);
+      ix.masks(r, gpu, off);
+      for (let pod = 0; pod < 40; pod++) {
+        assert.equal((gpu[pod >>> 5] >>> (pod & 31)) & 1, pods.has(pod) ? 1 : 0);
+      }
+    }
+    // A walk never reaches a block no pod holds.
+    for (const q of prompts) {
+      for (const r of walk(q)) assert.ok((ix.gpuWord(r, 0) | ix.gpuWord(r, 1)) !== 0);
+    }
+    assert.equal(ix.compactions, 6);
+  }
+});
+
+Deno.test("chain: maintain() compacts when dead and free records outnumber the live", () => {
+  const { ix, store } = setup();
+  let parent = -1;
+  const ids = Array.from({ length: 3000 }, (_, i) => i + 1);
+  for (const id of ids) parent = store(parent, [id]).recs[0];
+  assert.equal(ix.maintain(), false);
+  for (const id of ids.slice(0, 1400)) ix.remove(id, id * 7 + 1, 0, null);
+  assert.equal(ix.maintain(), false, "1,400 dead against 1,600 live");
+  for (const id of ids.slice(1400, 1600)) ix.remove(id, id * 7 + 1, 0, null);
+  assert.equal(ix.maintain(), true);
+  assert.equal(ix.records, 1400);
+  // The surviving chain is still in order: each record right after its parent's.
+  const first = ix.find(1601, 1601 * 7 + 1);
+  for (let k = 1; k < 1400; k++) {
+    const id = 1601 + k;
+    assert.equal(ix.find(id, id * 7 + 1), first + k);
+    assert.equal(ix.chunk(first + k)[ix.at(first + k)] & CONT, CONT);
+  }
 });

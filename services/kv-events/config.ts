@@ -76,10 +76,11 @@ export function kvEventsConfigSchema() {
      */
     HASH_IMPL: z.enum(SHA256_CHOICES as [Sha256Choice, ...Sha256Choice[]]).default("auto"),
     /**
-     * Chain links learned from events and routes (prefix → block, with the pods holding it) for
-     * routing; 56 bytes each, best at about twice the blocks indexed.
+     * Learn block chains from events and routes (which block follows which, by its tokens), so
+     * that routes over token ids follow them instead of hashing: `on` or `off`. They live in the
+     * index's records (no table of their own).
      */
-    CHAIN_BLOCKS: int(1 << 21, 0, 1 << 28),
+    LEARN_CHAINS: z.enum(["on", "off"]).default("on"),
     /**
      * A pod none of whose chains' first blocks the service's hasher reproduced, and more than this
      * many it did not, has its first blocks learned unchecked (0 = never): for engines whose

@@ -47,7 +47,7 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
   // The same index afterwards, with a block stored beforehand so removals have work to do.
   // With a hasher, as the service has: chains' first blocks are hashed on arrival.
   const chain = () => ({
-    table: new ChainTable(256, Uint32Array.of(5, 6)),
+    table: new ChainTable(Uint32Array.of(5, 6)),
     blockSize: 2,
     hasher: new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 2 }),
   });
@@ -351,7 +351,7 @@ Deno.test("fast events: integer arrays of every width, cut at every byte, nested
 Deno.test("fast events: a LoRA named by lora_name is learned; a lora_id alone or an empty name is not", () => {
   let refused = 0;
   const learned = (ev: MsgpackValue) => {
-    const table = new ChainTable(256, Uint32Array.of(5, 6));
+    const table = new ChainTable(Uint32Array.of(5, 6));
     const map = new CacheMap({ maxPods: 4, chain: { table, blockSize: 2 } });
     readEventBatch(encodeMsgpack([1, [ev]]), parsed);
     map.applyParsed("p", "m", parsed);

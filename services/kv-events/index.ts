@@ -1,15 +1,34 @@
 /**
- * The block index: for one model, which pods hold which prefix blocks, and in which tier.
+ * The block index: for one model, which pods hold which prefix blocks, in which tier, and how the
+ * blocks chain (which block follows which, by the tokens it holds).
  *
- * Layout: 512 segments (by the top bits of the mixed hash), each an open-addressing table (linear
- * probing, backward-shift deletion, no tombstones) in one Uint32Array. A slot is the block's
- * 64-bit hash (two u32) and two pod bitmasks of `words` u32 each: pods holding it in GPU memory,
- * and pods holding it offloaded (CPU, disk: any other medium), side by side so that a lookup
- * touches one cache line. With up to 32 pods a slot is 16 bytes; a segment doubles past 3/4 full
- * (so it is 3/8 to 3/4 full while it grows: 21 to 43 bytes a block) and halves under 1/8; nothing
- * per block lives on the JS heap. Segments grow one at a time, so a resize moves 1/512 of the
- * blocks (about 2,000 at 1,000,000 blocks): the pause it costs an event stays short as the index
- * grows. An empty model's tables take 64 KB with up to 32 pods (8 slots a segment).
+ * Three structures, all in typed arrays (nothing per block on the JS heap):
+ *
+ * - Records: one per block, in chunks of 65,536. A record is a 61-bit tag of the block's tokens
+ *   (0: not known), two flags, and two pod bitmasks of `words` u32 each: pods holding the block in
+ *   GPU memory, and pods holding it offloaded (CPU, disk: any other medium). With up to 32 pods a
+ *   record is 16 bytes. The blocks of a chain are kept one after another where they can be (a
+ *   "run"): a block stored after its parent goes in the record after the parent's when that one is
+ *   free, with the flag CONT ("my parent is the record before me"); a new run leaves a few free
+ *   records after the one before it, so that the next block of a conversation (decode) lands
+ *   right after its parent. A router following a prompt reads records in memory order.
+ * - The hash table: block hash -> record. 512 segments (by the top bits of the mixed hash), each an
+ *   open-addressing table (linear probing, backward-shift deletion, no tombstones) of 12-byte
+ *   slots (hash, record). A segment doubles past 3/4 full and halves under 1/8; segments grow one
+ *   at a time, so a resize moves 1/512 of the blocks.
+ * - Links: (parent record, tag) -> record, for blocks that do not sit right after their parent
+ *   (where prompts part after a shared prefix, or a run's free records ran out) and for chains'
+ *   first blocks (parent 0, the tag mixed with the chain's namespace). 16-byte entries.
+ *
+ * A block no pod holds any more leaves the hash table; its record stays, dead (the flag STOP),
+ * until {@link BlockIndex.maintain} compacts the records: when free and dead records outnumber
+ * live ones, live records are copied together in order (runs stay runs) and the hash table and
+ * links are rewritten.
+ *
+ * A block reached with two different tags, or under two parents, or two blocks under one parent
+ * with the same tag (engines hashing with different seeds, or hostile input), is ambiguous: its
+ * record gets the flag STOP (or its link is marked ambiguous) and routers never follow it (they
+ * hash the prompt from there).
  *
  * Pods are small integers (bits in the masks) handed out by the cache map.
  *
@@ -27,9 +46,28 @@ export function tierOf(medium: string | null): Tier {
 const SEGMENT_BITS = 9;
 const SEGMENTS = 1 << SEGMENT_BITS;
 const MIN_CAPACITY = 8;
-/** A handle is `segment << SLOT_BITS | slot` (non-negative: 31 bits in all). */
+/** Slots a segment may have at most. */
 const SLOT_BITS = 31 - SEGMENT_BITS;
-const SLOT_MASK = (1 << SLOT_BITS) - 1;
+/** Words of a hash-table slot: hash hi, hash lo, record (0: empty). */
+const SLOT = 3;
+
+const CHUNK_BITS = 16;
+const CHUNK_RECS = 1 << CHUNK_BITS;
+const CHUNK_MASK = CHUNK_RECS - 1;
+/** Records of a model's first chunk (it grows to CHUNK_RECS before the next is made). */
+const FIRST_CHUNK = 1024;
+/** Free records left after a run, for the next blocks of its chain. */
+export const SLACK = 7;
+/** Record flags (word 0, above the tag's 29 high bits): parent is the record before; not followed. */
+export const CONT = 1 << 30, STOP = 1 << 29;
+export const TAG_HI_MASK = STOP - 1;
+/** Words of a link: parent record, tag hi, tag lo, record (0: empty). */
+const LINK = 4;
+/** The record of an ambiguous link. */
+const AMBIGUOUS = 0x7fffffff;
+
+/** What {@link BlockIndex.link} did. */
+export const LINK_NEW = 0, LINK_KNOWN = 1, LINK_CONFLICT = 2;
 
 /** A block that would take a segment past its largest size (the block is not added). */
 export class SegmentFullError extends RangeError {
@@ -47,36 +85,48 @@ function mix(hi: number, lo: number): number {
   return (h ^ (h >>> 13)) >>> 0;
 }
 
+function mixLink(parent: number, hi: number, lo: number): number {
+  return mix(hi ^ Math.imul(parent, 0x27d4eb2f), lo);
+}
+
 class Segment {
   cap: number;
   mask: number;
   size = 0;
-  /** Per slot: hi, lo, gpu mask words, offloaded mask words. */
+  /** Per slot: hash hi, hash lo, record. */
   t: Uint32Array;
 
-  constructor(cap: number, readonly stride: number) {
+  constructor(cap: number) {
     this.cap = cap;
     this.mask = cap - 1;
-    this.t = new Uint32Array(cap * stride);
+    this.t = new Uint32Array(cap * SLOT);
   }
 }
 
-/** One model's block table. */
+/** One model's blocks. */
 export class BlockIndex {
   /** u32 words per pod mask. */
   readonly words: number;
-  readonly #stride: number;
+  /** Words of a record: tag and flags (2), GPU mask, offloaded mask. */
+  readonly stride: number;
   #segs: Segment[] = [];
   #size = 0;
-
-  /**
-   * Slots a segment may have at most (a power of two): handles keep a slot in SLOT_BITS, ~3M blocks
-   * a segment (MAX_INDEX_BLOCKS keeps evenly spread hashes far below it; hashes sent to crowd one
-   * segment meet it, and add() refuses their new blocks).
-   */
   readonly #maxSlots: number;
+  /** Record chunks; record r is in chunk r >>> CHUNK_BITS. Record 0 is no block. */
+  #chunks: Uint32Array[];
+  /** The next record never handed out. */
+  #top = 1;
+  /** Length of the last run started, and whether it started a chain (no parent given). */
+  #runLen = 0;
+  #runRooted = false;
+  #links: Uint32Array;
+  #linkCount = 0;
+  /** The record of the block last {@link add}ed. */
+  rec = -1;
+  /** Times the records were compacted. */
+  compactions = 0;
 
-  /** `maxSegmentSlots` lowers the largest segment (tests); it is at most 2^SLOT_BITS. */
+  /** `maxSegmentSlots` lowers the largest hash-table segment (tests). */
   constructor(maxPods: number, maxSegmentSlots = 1 << SLOT_BITS) {
     if (!Number.isSafeInteger(maxPods) || maxPods < 1) throw new RangeError(`max pods ${maxPods}`);
     this.#maxSlots = Math.min(
@@ -84,8 +134,10 @@ export class BlockIndex {
       2 ** Math.floor(Math.log2(Math.max(MIN_CAPACITY, maxSegmentSlots))),
     );
     this.words = Math.ceil(maxPods / 32);
-    this.#stride = 2 + 2 * this.words;
-    for (let i = 0; i < SEGMENTS; i++) this.#segs.push(new Segment(MIN_CAPACITY, this.#stride));
+    this.stride = 2 + 2 * this.words;
+    for (let i = 0; i < SEGMENTS; i++) this.#segs.push(new Segment(MIN_CAPACITY));
+    this.#chunks = [new Uint32Array(FIRST_CHUNK * this.stride)];
+    this.#links = new Uint32Array(16 * LINK);
   }
 
   /** Blocks held by at least one pod. */
@@ -93,38 +145,45 @@ export class BlockIndex {
     return this.#size;
   }
 
+  /** Records handed out (live, dead, or left free after a run). */
+  get records(): number {
+    return this.#top - 1;
+  }
+
+  /** Links (chains' first blocks, and blocks not right after their parent). */
+  get links(): number {
+    return this.#linkCount;
+  }
+
   /** Bytes of the tables. */
   get bytes(): number {
-    let n = 0;
+    let n = this.#links.byteLength;
     for (const s of this.#segs) n += s.t.byteLength;
+    for (const c of this.#chunks) n += c.byteLength;
     return n;
   }
 
-  #occupied(t: Uint32Array, o: number): boolean {
-    const w = this.words;
-    for (let i = o + 2; i < o + 2 + 2 * w; i++) if (t[i] !== 0) return true;
-    return false;
+  /** The chunk holding record `rec` (its words start at {@link at}). */
+  chunk(rec: number): Uint32Array {
+    return this.#chunks[rec >>> CHUNK_BITS];
   }
 
-  /** The handle of (hi, lo), or -1. */
+  /** Where record `rec`'s words start in its {@link chunk}. */
+  at(rec: number): number {
+    return (rec & CHUNK_MASK) * this.stride;
+  }
+
+  /** The record of block (hi, lo), or -1. */
   find(hi: number, lo: number): number {
     const m = mix(hi, lo);
-    const seg = m >>> (32 - SEGMENT_BITS);
-    const sg = this.#segs[seg];
-    const t = sg.t, st = this.#stride, mask = sg.mask;
+    const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
+    const t = sg.t, mask = sg.mask;
     let s = m & mask;
-    if (st === 4) {
-      for (;;) {
-        const o = s * 4;
-        if ((t[o + 2] | t[o + 3]) === 0) return -1;
-        if (t[o + 1] === lo && t[o] === hi) return (seg << SLOT_BITS) | s;
-        s = (s + 1) & mask;
-      }
-    }
     for (;;) {
-      const o = s * st;
-      if (!this.#occupied(t, o)) return -1;
-      if (t[o + 1] === lo && t[o] === hi) return (seg << SLOT_BITS) | s;
+      const o = s * SLOT;
+      const r = t[o + 2];
+      if (r === 0) return -1;
+      if (t[o + 1] === lo && t[o] === hi) return r;
       s = (s + 1) & mask;
     }
   }
@@ -133,33 +192,101 @@ export class BlockIndex {
   touch(hi: number, lo: number): void {
     const m = mix(hi, lo);
     const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
-    this.#sink ^= sg.t[(m & sg.mask) * this.#stride];
+    this.#sink ^= sg.t[(m & sg.mask) * SLOT];
   }
 
-  /** What {@link touch} read, kept so that the reads are not optimised away. */
+  /** Reads record `rec` (a prefetch before its masks are read). */
+  touchRecord(rec: number): void {
+    this.#sink ^= this.#chunks[rec >>> CHUNK_BITS][(rec & CHUNK_MASK) * this.stride];
+  }
+
+  /** What {@link touch} and {@link touchRecord} read, kept so that the reads are not optimised away. */
   #sink = 0;
 
-  /** GPU mask word `j` of the block at `handle` (from {@link find}). */
-  gpuWord(handle: number, j: number): number {
-    return this.#segs[handle >>> SLOT_BITS].t[(handle & SLOT_MASK) * this.#stride + 2 + j];
+  /** GPU mask word `j` of record `rec` (from {@link find}). */
+  gpuWord(rec: number, j: number): number {
+    return this.#chunks[rec >>> CHUNK_BITS][(rec & CHUNK_MASK) * this.stride + 2 + j];
   }
 
-  /** Offloaded mask word `j` of the block at `handle`. */
-  offWord(handle: number, j: number): number {
-    return this.#segs[handle >>> SLOT_BITS]
-      .t[(handle & SLOT_MASK) * this.#stride + 2 + this.words + j];
+  /** Offloaded mask word `j` of record `rec`. */
+  offWord(rec: number, j: number): number {
+    return this.#chunks[rec >>> CHUNK_BITS][
+      (rec & CHUNK_MASK) * this.stride + 2 + this.words + j
+    ];
   }
 
-  /** Pod masks of the block at `handle` into `gpu` and `off` (length `words`). */
-  masks(handle: number, gpu: Uint32Array, off: Uint32Array): void {
+  /** Pod masks of record `rec` into `gpu` and `off` (length `words`). */
+  masks(rec: number, gpu: Uint32Array, off: Uint32Array): void {
     for (let j = 0; j < this.words; j++) {
-      gpu[j] = this.gpuWord(handle, j);
-      off[j] = this.offWord(handle, j);
+      gpu[j] = this.gpuWord(rec, j);
+      off[j] = this.offWord(rec, j);
     }
   }
 
-  /** Marks `pod` as holding the block in `tier`. Returns true when the pod did not have it. */
-  add(hi: number, lo: number, pod: number, tier: Tier): boolean {
+  #live(c: Uint32Array, o: number): boolean {
+    for (let i = o + 2; i < o + this.stride; i++) if (c[i] !== 0) return true;
+    return false;
+  }
+
+  /** A record never used: no tag, no flag, no pod. */
+  #free(rec: number): boolean {
+    const c = this.#chunks[rec >>> CHUNK_BITS];
+    const o = (rec & CHUNK_MASK) * this.stride;
+    return o < c.length && c[o] === 0 && c[o + 1] === 0 && !this.#live(c, o);
+  }
+
+  /** Makes sure record `rec` has room (a new chunk, or the last one grown). */
+  #room(rec: number): void {
+    const ci = rec >>> CHUNK_BITS;
+    while (this.#chunks.length <= ci) {
+      this.#chunks.push(new Uint32Array(CHUNK_RECS * this.stride));
+    }
+    const c = this.#chunks[ci];
+    const need = ((rec & CHUNK_MASK) + 1) * this.stride;
+    if (c.length < need) {
+      let n = c.length * 2;
+      while (n < need) n *= 2;
+      const g = new Uint32Array(Math.min(n, CHUNK_RECS * this.stride));
+      g.set(c);
+      this.#chunks[ci] = g;
+    }
+  }
+
+  /**
+   * A record for a new block: right after record `after` (its parent) when that one is free (the
+   * flag CONT set), else the start of a new run.
+   */
+  #alloc(after: number): number {
+    if (after > 0) {
+      const n = after + 1;
+      if ((n & CHUNK_MASK) !== 0 && n <= this.#top && (n === this.#top || this.#free(n))) {
+        if (n === this.#top) {
+          this.#room(n);
+          this.#top = n + 1;
+          this.#runLen++;
+        }
+        this.#chunks[n >>> CHUNK_BITS][(n & CHUNK_MASK) * this.stride] = CONT;
+        return n;
+      }
+    }
+    // Free records after the last run (not after a chain's lone first block: short prompts that
+    // never continue would leave most records free).
+    const gap = this.#top === 1 || (this.#runRooted && this.#runLen === 1) ? 0 : SLACK;
+    let r = this.#top + gap;
+    if ((r >>> CHUNK_BITS) !== (this.#top >>> CHUNK_BITS)) r = (r >>> CHUNK_BITS) << CHUNK_BITS;
+    this.#room(r);
+    this.#top = r + 1;
+    this.#runLen = 1;
+    this.#runRooted = after <= 0;
+    return r;
+  }
+
+  /**
+   * Marks `pod` as holding the block in `tier`; a new block's record goes after record `after`
+   * where it can (its parent's: see {@link BlockIndex}). Returns true when the pod did not have
+   * it; the block's record is in {@link rec}.
+   */
+  add(hi: number, lo: number, pod: number, tier: Tier, after = -1): boolean {
     const m = mix(hi, lo);
     let sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
     if ((sg.size + 1) * 4 > sg.cap * 3) {
@@ -168,27 +295,38 @@ export class BlockIndex {
       if (sg.cap * 2 <= this.#maxSlots) sg = this.#resize(m >>> (32 - SEGMENT_BITS), sg.cap * 2);
       else if (this.find(hi, lo) < 0) throw new SegmentFullError(this.#maxSlots);
     }
-    const t = sg.t, st = this.#stride;
+    const t = sg.t;
     let s = m & sg.mask;
-    let o = s * st;
-    while (this.#occupied(t, o)) {
+    let o = s * SLOT;
+    while (t[o + 2] !== 0) {
       if (t[o + 1] === lo && t[o] === hi) break;
       s = (s + 1) & sg.mask;
-      o = s * st;
+      o = s * SLOT;
     }
-    if (!this.#occupied(t, o)) {
+    if (t[o + 2] === 0) {
       t[o] = hi;
       t[o + 1] = lo;
+      t[o + 2] = this.#alloc(after);
       sg.size++;
       this.#size++;
     }
-    const w = this.words;
-    const gi = o + 2 + (pod >>> 5), oi = gi + w;
+    const rec = t[o + 2];
+    this.rec = rec;
+    const c = this.#chunks[rec >>> CHUNK_BITS];
+    const gi = (rec & CHUNK_MASK) * this.stride + 2 + (pod >>> 5), oi = gi + this.words;
     const bit = 1 << (pod & 31);
-    const had = ((t[gi] | t[oi]) & bit) !== 0;
-    if (tier === 0) t[gi] |= bit;
-    else t[oi] |= bit;
+    const had = ((c[gi] | c[oi]) & bit) !== 0;
+    if (tier === 0) c[gi] |= bit;
+    else c[oi] |= bit;
     return !had;
+  }
+
+  /** Record `rec` is held by no pod: it is dead until compaction. */
+  #kill(rec: number): void {
+    const c = this.#chunks[rec >>> CHUNK_BITS];
+    const o = (rec & CHUNK_MASK) * this.stride;
+    c[o] = STOP;
+    c[o + 1] = 0;
   }
 
   /**
@@ -196,20 +334,29 @@ export class BlockIndex {
    * it in any tier but did before.
    */
   remove(hi: number, lo: number, pod: number, tier: Tier | null): boolean {
-    const h = this.find(hi, lo);
-    if (h < 0) return false;
-    const seg = h >>> SLOT_BITS;
+    const m = mix(hi, lo);
+    const seg = m >>> (32 - SEGMENT_BITS);
     const sg = this.#segs[seg];
-    const t = sg.t, w = this.words;
-    const o = (h & SLOT_MASK) * this.#stride;
-    const gi = o + 2 + (pod >>> 5), oi = gi + w;
+    const t = sg.t;
+    let s = m & sg.mask;
+    for (;;) {
+      const o = s * SLOT;
+      if (t[o + 2] === 0) return false;
+      if (t[o + 1] === lo && t[o] === hi) break;
+      s = (s + 1) & sg.mask;
+    }
+    const rec = t[s * SLOT + 2];
+    const c = this.#chunks[rec >>> CHUNK_BITS];
+    const ro = (rec & CHUNK_MASK) * this.stride;
+    const gi = ro + 2 + (pod >>> 5), oi = gi + this.words;
     const bit = 1 << (pod & 31);
-    const had = ((t[gi] | t[oi]) & bit) !== 0;
-    if (tier !== 1) t[gi] &= ~bit;
-    if (tier !== 0) t[oi] &= ~bit;
-    const gone = had && ((t[gi] | t[oi]) & bit) === 0;
-    if (!this.#occupied(t, o)) {
-      this.#deleteAt(sg, h & SLOT_MASK);
+    const had = ((c[gi] | c[oi]) & bit) !== 0;
+    if (tier !== 1) c[gi] &= ~bit;
+    if (tier !== 0) c[oi] &= ~bit;
+    const gone = had && ((c[gi] | c[oi]) & bit) === 0;
+    if (!this.#live(c, ro)) {
+      this.#kill(rec);
+      this.#deleteAt(sg, s);
       if (sg.cap > MIN_CAPACITY && sg.size * 8 < sg.cap) this.#resize(seg, sg.cap / 2);
     }
     return gone;
@@ -217,93 +364,303 @@ export class BlockIndex {
 
   /** Drops `pod` from every block (a pod gone, restarted or cleared). Returns blocks it held. */
   dropPod(pod: number): number {
-    const w = this.words, st = this.#stride;
-    const bit = 1 << (pod & 31);
+    const bit = 1 << (pod & 31), w = this.words, st = this.stride;
     let dropped = 0;
     for (let seg = 0; seg < SEGMENTS; seg++) {
-      const sg = this.#segs[seg];
-      const t = sg.t;
-      let here = 0;
-      // Clear the bit everywhere first, then compact: deleting while scanning would move
-      // entries across the scan position.
-      for (let o = 2 + (pod >>> 5); o < t.length; o += st) {
-        if (((t[o] | t[o + w]) & bit) !== 0) {
-          t[o] &= ~bit;
-          t[o + w] &= ~bit;
-          here++;
+      const t = this.#segs[seg].t;
+      let dead = 0;
+      for (let o = 0; o < t.length; o += SLOT) {
+        const rec = t[o + 2];
+        if (rec === 0) continue;
+        const c = this.#chunks[rec >>> CHUNK_BITS];
+        const ro = (rec & CHUNK_MASK) * st;
+        const gi = ro + 2 + (pod >>> 5);
+        if (((c[gi] | c[gi + w]) & bit) === 0) continue;
+        c[gi] &= ~bit;
+        c[gi + w] &= ~bit;
+        dropped++;
+        if (!this.#live(c, ro)) {
+          this.#kill(rec);
+          t[o + 2] = 0; // the segment is rebuilt below without it
+          dead++;
         }
       }
-      if (here > 0) {
-        dropped += here;
-        this.#resize(seg, 0);
-      }
+      if (dead > 0) this.#resize(seg, 0, dead);
     }
     return dropped;
   }
 
   /** Backward-shift deletion of slot `s` (linear probing without tombstones). */
   #deleteAt(sg: Segment, s: number): void {
-    const st = this.#stride, m = sg.mask, t = sg.t;
+    const m = sg.mask, t = sg.t;
     let hole = s;
     let j = s;
     for (;;) {
       j = (j + 1) & m;
-      if (!this.#occupied(t, j * st)) break;
-      const home = mix(t[j * st], t[j * st + 1]) & m;
+      if (t[j * SLOT + 2] === 0) break;
+      const home = mix(t[j * SLOT], t[j * SLOT + 1]) & m;
       // Move j into the hole when its home is not cyclically in (hole, j].
       const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (between) continue;
-      t.copyWithin(hole * st, j * st, j * st + st);
+      t.copyWithin(hole * SLOT, j * SLOT, j * SLOT + SLOT);
       hole = j;
     }
-    t.fill(0, hole * st, hole * st + st);
+    t.fill(0, hole * SLOT, hole * SLOT + SLOT);
     sg.size--;
     this.#size--;
   }
 
   /**
    * Rebuilds segment `seg` at `cap` slots keeping occupied entries; `cap` 0 picks the smallest
-   * size that keeps it under 3/4 full (after a pod's blocks went at once).
+   * size that keeps it under 3/4 full (after `emptied` of its slots were cleared at once).
    */
-  #resize(seg: number, cap: number): Segment {
+  #resize(seg: number, cap: number, emptied = 0): Segment {
     const old = this.#segs[seg];
-    const st = this.#stride, ot = old.t;
+    const ot = old.t;
     if (cap === 0) {
-      let live = 0;
-      for (let o = 0; o < ot.length; o += st) if (this.#occupied(ot, o)) live++;
+      const live = old.size - emptied;
       cap = MIN_CAPACITY;
       while ((live + 1) * 4 > cap * 3) cap *= 2;
       // Never larger than before (a segment at its largest size may be just 3/4 full).
       cap = Math.min(cap, old.cap);
     }
-    const sg = new Segment(cap, st);
+    const sg = new Segment(cap);
     const t = sg.t, m = sg.mask;
     this.#size -= old.size;
-    if (st === 4) {
-      // Up to 32 pods: an entry is occupied when a mask is non-zero (the common layout, inline).
-      for (let o = 0; o < ot.length; o += 4) {
-        const g = ot[o + 2], f = ot[o + 3];
-        if ((g | f) === 0) continue;
-        const hi = ot[o], lo = ot[o + 1];
-        let d = (mix(hi, lo) & m) * 4;
-        while ((t[d + 2] | t[d + 3]) !== 0) d = (d + 4) & (m * 4 + 3);
-        t[d] = hi;
-        t[d + 1] = lo;
-        t[d + 2] = g;
-        t[d + 3] = f;
-        sg.size++;
-      }
-    } else {
-      for (let o = 0; o < ot.length; o += st) {
-        if (!this.#occupied(ot, o)) continue;
-        let s = mix(ot[o], ot[o + 1]) & m;
-        while (this.#occupied(t, s * st)) s = (s + 1) & m;
-        for (let k = 0; k < st; k++) t[s * st + k] = ot[o + k];
-        sg.size++;
-      }
+    for (let o = 0; o < ot.length; o += SLOT) {
+      const rec = ot[o + 2];
+      if (rec === 0) continue;
+      const hi = ot[o], lo = ot[o + 1];
+      let d = (mix(hi, lo) & m) * SLOT;
+      while (t[d + 2] !== 0) d = (d + SLOT) % t.length;
+      t[d] = hi;
+      t[d + 1] = lo;
+      t[d + 2] = rec;
+      sg.size++;
     }
     this.#size += sg.size;
     this.#segs[seg] = sg;
     return sg;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Chains.
+
+  /**
+   * The record of the block after record `parent` (0: a chain's start, with the root key as the
+   * tag) whose tokens have tag (hi, lo): the record after the parent's (CONT, same tag), else its
+   * link; -1 if neither, or the record is dead or ambiguous (STOP).
+   */
+  follow(parent: number, hi: number, lo: number): number {
+    if (parent > 0) {
+      const n = parent + 1;
+      if ((n & CHUNK_MASK) !== 0 && n < this.#top) {
+        const c = this.#chunks[n >>> CHUNK_BITS];
+        const o = (n & CHUNK_MASK) * this.stride;
+        if (c[o] === (CONT | hi) && c[o + 1] === lo) return n;
+      }
+    }
+    const l = this.#links, mask = (l.length / LINK) - 1;
+    let s = mixLink(parent, hi, lo) & mask;
+    for (;;) {
+      const o = s * LINK;
+      const r = l[o + 3];
+      if (r === 0) return -1;
+      if (l[o] === parent && l[o + 1] === hi && l[o + 2] === lo) {
+        // Not an ambiguous link, nor a record no pod holds (its block may be stored again
+        // elsewhere: the router hashes it, finds it and takes the link over) or ambiguous.
+        if (r === AMBIGUOUS) return -1;
+        return (this.#chunks[r >>> CHUNK_BITS][(r & CHUNK_MASK) * this.stride] & STOP) !== 0
+          ? -1
+          : r;
+      }
+      s = (s + 1) & mask;
+    }
+  }
+
+  /**
+   * Records that block record `rec` follows record `parent` (0: a chain's start) and holds tokens
+   * of tag (hi, lo) (hi below 2^29, (hi, lo) not (0, 0)). Returns {@link LINK_NEW} (with
+   * {@link inOrder} true when the record is right after its parent's), {@link LINK_KNOWN}, or
+   * {@link LINK_CONFLICT} (ambiguous: see {@link BlockIndex}).
+   */
+  link(parent: number, hi: number, lo: number, rec: number): number {
+    const c = this.#chunks[rec >>> CHUNK_BITS];
+    const o = (rec & CHUNK_MASK) * this.stride;
+    const w0 = c[o];
+    this.inOrder = false;
+    if ((w0 & STOP) !== 0) return LINK_CONFLICT;
+    const tagged = ((w0 & TAG_HI_MASK) | c[o + 1]) !== 0;
+    if (tagged && ((w0 & TAG_HI_MASK) !== hi || c[o + 1] !== lo)) {
+      c[o] = w0 | STOP; // one block, two different token runs
+      return LINK_CONFLICT;
+    }
+    let cont = (w0 & CONT) !== 0;
+    if (cont && parent !== rec - 1 && !this.#live(this.chunk(rec - 1), this.at(rec - 1))) {
+      // Its parent died and was stored again elsewhere: it is reached by a link now.
+      c[o] = w0 & ~CONT;
+      cont = false;
+    }
+    if (cont) {
+      if (parent !== rec - 1) {
+        c[o] = w0 | STOP; // one block, two parents
+        return LINK_CONFLICT;
+      }
+      if (tagged) return LINK_KNOWN;
+      c[o] = CONT | hi;
+      c[o + 1] = lo;
+      this.inOrder = true;
+      return LINK_NEW;
+    }
+    // Another block right after the parent with these tokens would be followed first.
+    const n = parent + 1;
+    if (parent > 0 && n !== rec && (n & CHUNK_MASK) !== 0 && n < this.#top) {
+      const nc = this.#chunks[n >>> CHUNK_BITS];
+      const no = (n & CHUNK_MASK) * this.stride;
+      if (nc[no] === (CONT | hi) && nc[no + 1] === lo) {
+        nc[no] |= STOP;
+        this.#linkSet(parent, hi, lo, AMBIGUOUS);
+        return LINK_CONFLICT;
+      }
+    }
+    const r = this.#linkSet(parent, hi, lo, rec);
+    if (r !== LINK_CONFLICT && !tagged) {
+      c[o] = (c[o] & ~TAG_HI_MASK) | hi;
+      c[o + 1] = lo;
+    }
+    return r;
+  }
+
+  /** Whether the last {@link link} that returned LINK_NEW found the record after its parent's. */
+  inOrder = false;
+
+  /** Sets link (parent, hi, lo) to `rec` (AMBIGUOUS: marks it so). */
+  #linkSet(parent: number, hi: number, lo: number, rec: number): number {
+    if ((this.#linkCount + 1) * 4 > (this.#links.length / LINK) * 3) {
+      this.#rebuildLinks(this.#links.length / LINK * 2, null);
+    }
+    const l = this.#links, mask = (l.length / LINK) - 1;
+    let s = mixLink(parent, hi, lo) & mask;
+    for (;;) {
+      const o = s * LINK;
+      const r = l[o + 3];
+      if (r === 0) {
+        l[o] = parent;
+        l[o + 1] = hi;
+        l[o + 2] = lo;
+        l[o + 3] = rec;
+        this.#linkCount++;
+        return rec === AMBIGUOUS ? LINK_CONFLICT : LINK_NEW;
+      }
+      if (l[o] === parent && l[o + 1] === hi && l[o + 2] === lo) {
+        if (r === rec) return LINK_KNOWN;
+        if (r === AMBIGUOUS) return LINK_CONFLICT;
+        // A link to a block no pod holds any more is taken over.
+        const rc = this.#chunks[r >>> CHUNK_BITS];
+        if (rec !== AMBIGUOUS && !this.#live(rc, (r & CHUNK_MASK) * this.stride)) {
+          l[o + 3] = rec;
+          return LINK_NEW;
+        }
+        l[o + 3] = AMBIGUOUS;
+        return LINK_CONFLICT;
+      }
+      s = (s + 1) & mask;
+    }
+  }
+
+  /**
+   * Rebuilds the links at `entries` slots (a power of two), records renumbered through `remap`
+   * (0: gone) when given; links to dead records, and links that following the record order makes
+   * needless, are dropped.
+   */
+  #rebuildLinks(entries: number, remap: Int32Array | null): void {
+    const old = this.#links;
+    // Entries hold every link kept: at most as many as before, under 3/4 full.
+    const l = new Uint32Array(entries * LINK);
+    const mask = entries - 1;
+    let count = 0;
+    for (let o = 0; o < old.length; o += LINK) {
+      let r = old[o + 3];
+      if (r === 0) continue;
+      let p = old[o];
+      const hi = old[o + 1], lo = old[o + 2];
+      if (remap !== null) {
+        if (p !== 0) p = remap[p];
+        if (r !== AMBIGUOUS) r = remap[r];
+        if (r === 0 || (old[o] !== 0 && p === 0)) continue;
+        if (r !== AMBIGUOUS && p > 0 && r === p + 1) {
+          const c = this.#chunks[r >>> CHUNK_BITS];
+          if (c[(r & CHUNK_MASK) * this.stride] === (CONT | hi)) continue;
+        }
+      }
+      let s = mixLink(p, hi, lo) & mask;
+      while (l[s * LINK + 3] !== 0) s = (s + 1) & mask;
+      const d = s * LINK;
+      l[d] = p;
+      l[d + 1] = hi;
+      l[d + 2] = lo;
+      l[d + 3] = r;
+      count++;
+    }
+    this.#links = l;
+    this.#linkCount = count;
+  }
+
+  /**
+   * Compacts the records when free and dead ones outnumber the live (and are 1,024 or more):
+   * call between batches (records handed out before are renumbered). Returns whether it did.
+   */
+  maintain(): boolean {
+    const waste = this.#top - 1 - this.#size;
+    if (waste <= this.#size || waste < FIRST_CHUNK) return false;
+    this.compact();
+    return true;
+  }
+
+  /** Copies the live records together, in order (see {@link maintain}). */
+  compact(): void {
+    const st = this.stride, top = this.#top;
+    const remap = new Int32Array(top);
+    const chunks: Uint32Array[] = [];
+    let cur = new Uint32Array(Math.min(CHUNK_RECS, Math.max(FIRST_CHUNK, this.#size + 1)) * st);
+    chunks.push(cur);
+    let n = 1, prevCopied = false;
+    for (let r = 1; r < top; r++) {
+      const c = this.#chunks[r >>> CHUNK_BITS];
+      const o = (r & CHUNK_MASK) * st;
+      if ((r & CHUNK_MASK) === 0) prevCopied = false; // runs never cross chunks
+      if (o >= c.length || !this.#live(c, o)) { // (past a short first chunk: never handed out)
+        prevCopied = false;
+        continue;
+      }
+      if ((n & CHUNK_MASK) === 0) {
+        cur = new Uint32Array(CHUNK_RECS * st);
+        chunks.push(cur);
+        prevCopied = false;
+      }
+      const d = (n & CHUNK_MASK) * st;
+      if (d + st > cur.length) {
+        const g = new Uint32Array(Math.min(cur.length * 2, CHUNK_RECS * st));
+        g.set(cur);
+        chunks[chunks.length - 1] = cur = g;
+      }
+      cur.set(c.subarray(o, o + st), d);
+      // Its parent was the record before it: still so only if that one came along.
+      if (!prevCopied) cur[d] &= ~CONT;
+      remap[r] = n++;
+      prevCopied = true;
+    }
+    this.#chunks = chunks;
+    this.#top = n;
+    this.#runLen = 2; // what comes next leaves free records after the last run
+    this.#runRooted = false;
+    for (const sg of this.#segs) {
+      const t = sg.t;
+      for (let o = 2; o < t.length; o += SLOT) if (t[o] !== 0) t[o] = remap[t[o]];
+    }
+    let entries = 16;
+    while (this.#linkCount * 4 > entries * 3) entries *= 2;
+    this.#rebuildLinks(entries, remap);
+    this.compactions++;
   }
 }

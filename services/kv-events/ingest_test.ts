@@ -126,7 +126,7 @@ Deno.test("ingest: an engine restart starts its pod's root counts over; over the
   const map = new CacheMap({
     maxPods: 8,
     chain: {
-      table: new ChainTable(64, Uint32Array.of(1, 2)),
+      table: new ChainTable(Uint32Array.of(1, 2)),
       blockSize: 2,
       hasher: new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 2 }),
     },

@@ -30,7 +30,7 @@ const cold = new Router(map, new BlockHasher({ algo: "sha256_cbor", seed: "0", b
 // The same prompt through the links its stored event taught.
 const chained = new CacheMap({
   maxPods: 32,
-  chain: { table: new ChainTable(4096, Uint32Array.of(1, 2)), blockSize: 16 },
+  chain: { table: new ChainTable(Uint32Array.of(1, 2)), blockSize: 16 },
 });
 chained.apply("pod-1", "m", [{
   type: "BlockStored",

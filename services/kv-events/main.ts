@@ -51,9 +51,9 @@ function run(config: KvEventsConfig): void {
     warn,
     maxPods: config.MAX_PODS,
     maxBlocks: config.MAX_INDEX_BLOCKS,
-    chain: config.CHAIN_BLOCKS > 0
+    chain: config.LEARN_CHAINS === "on"
       ? {
-        table: new ChainTable(config.CHAIN_BLOCKS),
+        table: new ChainTable(),
         blockSize: config.BLOCK_SIZE,
         // Chains' first blocks are checked with the hasher routes use (an instance of its own).
         hasher: newHasher(),

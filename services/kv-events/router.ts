@@ -23,6 +23,7 @@
 import type { BlockHasher, PromptKeys } from "./block_hash.ts";
 import type { CacheMap } from "./store.ts";
 import { toU32 } from "./fingerprint.ts";
+import { LINK_CONFLICT, LINK_NEW } from "./index.ts";
 
 /**
  * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
@@ -86,14 +87,11 @@ export class Router {
   #active: Uint32Array;
   #candSlots: Int32Array;
   #chunk = new Uint32Array(CHUNK_BLOCKS * 2);
-  /** Prefix keys and states of the chunk's blocks (learned chains). */
-  #chunkKeys = new Uint32Array(CHUNK_BLOCKS * 2);
-  #chunkStates = new Uint32Array(CHUNK_BLOCKS * 2);
-  /** Per block of the chunk: masks valid (1), GPU mask, offloaded mask, from the learned link. */
-  #chunkMasks = new Uint32Array(CHUNK_BLOCKS * 3);
+  /** And their records (-1: not indexed). */
+  #chunkRecs = new Int32Array(CHUNK_BLOCKS);
 
   #useChain: boolean;
-  /** The prompt's token ids as u32, for the prefix keys (see toU32). */
+  /** The prompt's token ids as u32, for the tags (see toU32). */
   #u32 = { buf: new Uint32Array(4096), valid: 0 };
 
   constructor(
@@ -155,133 +153,106 @@ export class Router {
     // routes of it taught (events show no salt); a model with no blocks has nothing to follow.
     const ix = map.index(model);
     const chain = this.#useChain && tokens !== null && ix !== undefined ? map.chain : null;
-    let keysOk = chain !== null; // the blocks so far have prefix keys
-    let chainOk = keysOk; // ... and every one was found
-    const modelId = chain !== null ? chain.modelId(model) : 0;
-    let u32: Uint32Array = this.#u32.buf, keyBlocks = 0; // blocks with keys: up to a bad token id
+    let u32: Uint32Array = this.#u32.buf, tagBlocks = 0; // blocks with tags: up to a bad token id
     if (chain !== null) {
-      chain.begin(modelId, keys?.loraName, keys?.cacheSalt);
       u32 = toU32(tokens!, this.#u32);
-      keyBlocks = Math.floor(this.#u32.valid / hasher.blockSize);
+      tagBlocks = Math.floor(this.#u32.valid / bs);
     }
+    let following = tagBlocks > 0; // every block so far was reached through a link
     let hashed = -1; // blocks the hasher has produced (-1: not started)
     let visited = 0;
     if (ix !== undefined) {
       const w = ix.words;
       const matched = this.#matched, offloaded = this.#offloaded;
       let live = anySet(active);
-      const chunk = this.#chunk,
-        ck = this.#chunkKeys,
-        cs = this.#chunkStates,
-        cm = this.#chunkMasks;
-      cm.fill(0);
-      let ready = 0, chunkStart = 0, keyed = 0, fromHasher = 0;
+      const chunk = this.#chunk, chunkRecs = this.#chunkRecs;
+      let ready = 0, chunkStart = 0;
+      let prev = 0; // the record of the block before (0: the chain's start; -1: not indexed)
       for (let i = 0; i < total && live; i++) {
-        if (i === ready) {
-          // The next few blocks' hashes, and their table entries touched back to back, so that
-          // the memory misses of a chunk overlap.
-          const n = Math.min(CHUNK_BLOCKS, total - i);
-          let k0 = 0;
-          if (given !== null) {
+        let rec = -1;
+        const tagged = i < tagBlocks;
+        if (tagged) {
+          chain!.tag(u32, i * bs, bs);
+          if (i === 0) chain!.rootKey(keys?.loraName, keys?.cacheSalt);
+        }
+        if (following) {
+          rec = tagged ? ix.follow(prev, chain!.tagHi, chain!.tagLo) : -1;
+          if (rec > 0) chain!.hits++;
+          else {
+            following = false;
+            if (tagged) chain!.misses++;
+          }
+        }
+        if (rec < 0) {
+          if (i >= ready) {
+            // The next few blocks' hashes, and their slots touched back to back, so that the
+            // memory misses of a chunk overlap.
+            const n = Math.min(CHUNK_BLOCKS, total - i);
             for (let k = 0; k < n; k++) {
-              chunk[k * 2] = given[(i + k) * 2];
-              chunk[k * 2 + 1] = given[(i + k) * 2 + 1];
-            }
-            k0 = n;
-          } else if (chain !== null) {
-            // Prefix keys depend on the tokens only: compute them all, then look them up.
-            keyed = 0;
-            for (let k = 0; k < n && keysOk; k++) {
-              if (i + k >= keyBlocks) {
-                keysOk = false; // the blocks before it still have their links looked up
-                break;
+              const b = i + k;
+              if (given !== null) {
+                chunk[k * 2] = given[b * 2];
+                chunk[k * 2 + 1] = given[b * 2 + 1];
+                continue;
               }
-              chain.advance(u32, (i + k) * bs, bs);
-              ck[k * 2] = chain.keyHi;
-              ck[k * 2 + 1] = chain.keyLo;
-              cs[k * 2] = chain.stateHi;
-              cs[k * 2 + 1] = chain.stateLo;
-              keyed++;
-            }
-            // A prompt's learned blocks mostly lie one after another in memory, which the
-            // processor fetches ahead: no prefetch here.
-            for (; k0 < keyed && chainOk; k0++) {
-              if (!chain.lookup(ck[k0 * 2], ck[k0 * 2 + 1])) {
-                chainOk = false;
-                break;
+              if (hashed < 0) {
+                hasher.start(tokens!, keys);
+                hashed = 0;
               }
-              chunk[k0 * 2] = chain.hi;
-              chunk[k0 * 2 + 1] = chain.lo;
-              // The pods that hold it came with the link: no index probe for this block.
-              cm[k0 * 3] = chain.masksValid ? 1 : 0;
-              cm[k0 * 3 + 1] = chain.gpu;
-              cm[k0 * 3 + 2] = chain.off;
+              while (hashed <= b) {
+                hasher.next();
+                hashed++;
+              }
+              chunk[k * 2] = hasher.hi;
+              chunk[k * 2 + 1] = hasher.lo;
             }
-          }
-          for (let k = k0; k < n; k++) {
-            const b = i + k;
-            if (hashed < 0) {
-              hasher.start(tokens!, keys);
-              hashed = 0;
+            for (let k = 0; k < n; k++) ix.touch(chunk[k * 2], chunk[k * 2 + 1]);
+            // Then their records (the pod masks), the same way.
+            for (let k = 0; k < n; k++) {
+              const r = ix.find(chunk[k * 2], chunk[k * 2 + 1]);
+              chunkRecs[k] = r;
+              if (r > 0) ix.touchRecord(r);
             }
-            while (hashed <= b) {
-              hasher.next();
-              hashed++;
-            }
-            chunk[k * 2] = hasher.hi;
-            chunk[k * 2 + 1] = hasher.lo;
+            chunkStart = i;
+            ready = i + n;
           }
-          for (let k = 0; k < n; k++) {
-            if (k >= k0 || cm[k * 3] === 0) ix.touch(chunk[k * 2], chunk[k * 2 + 1]);
+          rec = chunkRecs[i - chunkStart];
+          if (rec > 0 && tagged && prev >= 0) {
+            // A block hashed here that a pod holds: link it, so that the next prompt through it
+            // needs no hashing (its event came before this process, or from an orphan, or its
+            // chain's first block is salted and no event can teach it).
+            const r = ix.link(prev, chain!.tagHi, chain!.tagLo, rec);
+            if (r === LINK_NEW) {
+              chain!.learned++;
+              if (ix.inOrder) chain!.inOrder++;
+            } else if (r === LINK_CONFLICT) chain!.ambiguous++;
           }
-          chunkStart = i;
-          fromHasher = k0;
-          ready = i + n;
         }
-        const k = i - chunkStart;
-        const hi = chunk[k * 2], lo = chunk[k * 2 + 1];
         visited++;
-        const fromLink = k < fromHasher && cm[k * 3] === 1;
-        const s = fromLink ? 0 : ix.find(hi, lo);
-        if (!fromLink && s >= 0 && k >= fromHasher && k < keyed) {
-          // A block hashed here that a pod holds: teach its link, so the next prompt through
-          // it needs no hashing (links lost, or stored before this process learned them).
-          chain!.learn(
-            modelId,
-            ck[k * 2],
-            ck[k * 2 + 1],
-            cs[k * 2],
-            cs[k * 2 + 1],
-            hi,
-            lo,
-            w === 1 ? ix.gpuWord(s, 0) : -1,
-            w === 1 ? ix.offWord(s, 0) : 0,
-          );
-        }
+        prev = rec;
+        const c = rec > 0 ? ix.chunk(rec) : null;
+        const o = rec > 0 ? ix.at(rec) + 2 : 0;
         live = false;
         for (let j = 0; j < w; j++) {
           const a = active[j];
           if (a === 0) continue;
-          // Pod masks from the learned link (one word: up to 32 pods), or from the index.
-          const gw = fromLink ? cm[k * 3 + 1] : s < 0 ? 0 : ix.gpuWord(s, j);
-          const ow = fromLink ? cm[k * 3 + 2] : s < 0 ? 0 : ix.offWord(s, j);
-          const g = gw & a;
-          const o = ow & a & ~g;
+          const g = c === null ? 0 : c[o + j] & a;
+          const off = c === null ? 0 : c[o + w + j] & a & ~g;
           // Pods that stop matching here keep `matched` = i.
-          let ended = a & ~(g | o);
+          let ended = a & ~(g | off);
           while (ended !== 0) {
             const b = 31 - Math.clz32(ended & -ended);
             matched[j * 32 + b] = i;
             ended &= ended - 1;
           }
-          let offOnly = o;
+          let offOnly = off;
           while (offOnly !== 0) {
             const b = 31 - Math.clz32(offOnly & -offOnly);
             offloaded[j * 32 + b]++;
             offOnly &= offOnly - 1;
           }
-          active[j] = g | o;
-          if ((g | o) !== 0) live = true;
+          active[j] = g | off;
+          if ((g | off) !== 0) live = true;
         }
       }
       // Pods still matching hold every visited block.

@@ -168,7 +168,7 @@ Deno.test("cache map: blocks a full index segment cannot take are counted as ref
 });
 
 Deno.test("router: learned chains route without hashing, then hand over to the hasher", () => {
-  const table = new ChainTable(1024, Uint32Array.of(1, 2));
+  const table = new ChainTable(Uint32Array.of(1, 2));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(10);
   // Engines report with tokens: the first 6 blocks (one event), then 4 more without tokens.
@@ -207,7 +207,7 @@ Deno.test("router: learned chains route without hashing, then hand over to the h
 });
 
 Deno.test("router: a LoRA's learned links are followed by its prompts only", () => {
-  const table = new ChainTable(1024, Uint32Array.of(3, 4));
+  const table = new ChainTable(Uint32Array.of(3, 4));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(8);
   const cands = [{ id: "a", load: 0 }, { id: "b", load: 0 }];
@@ -234,24 +234,10 @@ Deno.test("router: a LoRA's learned links are followed by its prompts only", () 
   map.apply("a", "m", [{ type: "BlockRemoved", blockHashes: sql.slice(5), medium: null }]);
   assert.deepEqual(matched(wrongSeed, "sql"), [5, 0]);
   assert.deepEqual(matched(hashing, "sql"), [5, 0]);
-  // An event naming a LoRA after a parent of another chain (the base's) teaches nothing.
-  const q = prompt(4, 1);
-  const base = hasher().all(q);
-  map.apply("b", "m", [stored(q, 2)]);
-  const orphans = table.stats().orphans;
-  map.apply("b", "m", [{
-    ...stored(q, 4),
-    blockHashes: hasher().all(q, { loraName: "sql" }).slice(2),
-    parentBlockHash: base[1],
-    tokenIds: q.slice(2 * BS),
-    loraId: 1,
-    loraName: "sql",
-  }]);
-  assert.equal(table.stats().orphans, orphans + 2);
 });
 
 Deno.test("router: salted prompts and LoRAs no event named follow the links their first route taught", () => {
-  const table = new ChainTable(1024, Uint32Array.of(3, 5));
+  const table = new ChainTable(Uint32Array.of(3, 5));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(8);
   const cands = [{ id: "a", load: 0 }, { id: "b", load: 0 }];
@@ -295,7 +281,7 @@ Deno.test("router: salted prompts and LoRAs no event named follow the links thei
 });
 
 Deno.test("router: a token id past u32 ends the prefix keys; the hasher takes the blocks from it", () => {
-  const table = new ChainTable(1024, Uint32Array.of(3, 5));
+  const table = new ChainTable(Uint32Array.of(3, 5));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(8);
   p[3 * BS + 1] = 2 ** 33; // block 3 (vLLM hashes any int; keys are over u32 ids)
@@ -313,7 +299,7 @@ Deno.test("router: a token id past u32 ends the prefix keys; the hasher takes th
 });
 
 Deno.test("router: a chain's first block the hasher does not reproduce is not learned from a pod whose seed it has", () => {
-  const table = new ChainTable(1024, Uint32Array.of(3, 5));
+  const table = new ChainTable(Uint32Array.of(3, 5));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS, hasher: hasher() } });
   const p = prompt(8), q = prompt(8, 1);
   const cands = [{ id: "a", load: 0 }];
@@ -365,7 +351,7 @@ Deno.test("router: a chain's first block the hasher does not reproduce is not le
   const lenient = new CacheMap({
     maxPods: 8,
     chain: {
-      table: new ChainTable(1024, Uint32Array.of(3, 5)),
+      table: new ChainTable(Uint32Array.of(3, 5)),
       blockSize: BS,
       hasher: hasher(),
       uncheckedAfter: 3,
@@ -387,7 +373,7 @@ Deno.test("router: a chain's first block the hasher does not reproduce is not le
 });
 
 Deno.test("cache map: a stored event with no blocks after no parent is no chain's first block", () => {
-  const table = new ChainTable(256, Uint32Array.of(1, 2));
+  const table = new ChainTable(Uint32Array.of(1, 2));
   const map = new CacheMap({ maxPods: 4, chain: { table, blockSize: BS, hasher: hasher() } });
   const p = prompt(2);
   const r = map.apply("a", "m", [
@@ -405,7 +391,7 @@ Deno.test("cache map: a pod none of whose first 16 chain roots reproduced is rep
   const warnings: string[] = [];
   const map = new CacheMap({
     maxPods: 4,
-    chain: { table: new ChainTable(256, Uint32Array.of(1, 2)), blockSize: BS, hasher: hasher() },
+    chain: { table: new ChainTable(Uint32Array.of(1, 2)), blockSize: BS, hasher: hasher() },
     warn: (m, f) => warnings.push(`${m} ${f.pod}`),
   });
   const other = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS });
@@ -427,7 +413,7 @@ Deno.test("cache map: a pod none of whose first 16 chain roots reproduced is rep
 Deno.test("router: a block reported after two prefixes has its pods probed in the index", () => {
   // Hostile input: pod b sends the blocks of a LoRA's prompt as the base model's. The block's
   // prefix turns ambiguous, and its learned entries can no longer be kept in step with removals.
-  const table = new ChainTable(1024, Uint32Array.of(8, 9));
+  const table = new ChainTable(Uint32Array.of(8, 9));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(2);
   const sql = hasher().all(p, { loraName: "sql" });
@@ -443,12 +429,13 @@ Deno.test("router: a block reported after two prefixes has its pods probed in th
   assert.deepEqual(learned.scores.map((s) => s.matched_blocks), [0, 2]);
 });
 
-Deno.test("router: blocks stored after an unknown parent are learned once a router hashes them", () => {
-  const table = new ChainTable(1024, Uint32Array.of(5, 6));
+Deno.test("router: blocks after a parent with no link, or no parent indexed, are linked once a router hashes them", () => {
+  const table = new ChainTable(Uint32Array.of(5, 6));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(8);
   const hs = hasher().all(p);
-  // Blocks 0-3 stored before this process started; blocks 4-7 after parent 3: an orphan event.
+  // Blocks 0-3 stored with no token ids (not linked); blocks 4-7 after block 3: linked to it,
+  // but nothing leads to block 3 yet.
   map.apply("a", "m", [{ ...stored(p, 4), tokenIds: [] }]);
   map.apply("a", "m", [{
     ...stored(p, 8),
@@ -456,8 +443,8 @@ Deno.test("router: blocks stored after an unknown parent are learned once a rout
     parentBlockHash: hs[3],
     tokenIds: p.slice(4 * BS, 8 * BS),
   }]);
-  assert.equal(table.stats().learned, 0);
-  assert.equal(table.stats().orphans, 4);
+  assert.equal(table.stats().learned, 4);
+  assert.equal(table.stats().orphans, 0);
   const wrongSeed = () =>
     new Router(map, new BlockHasher({ algo: "sha256_cbor", seed: "x", blockSize: BS }))
       .route("m", { tokens: p }, [{ id: "a", load: 0 }])!.scores[0].matched_blocks;
@@ -466,19 +453,41 @@ Deno.test("router: blocks stored after an unknown parent are learned once a rout
     new Router(map, hasher()).route("m", { tokens: p }, [])!.scores[0].matched_blocks,
     8,
   );
+  // The router linked blocks 0-3; 4-7 were linked already.
   assert.equal(table.stats().learned, 8);
   assert.equal(wrongSeed(), 8);
+  // An event after a parent no pod holds: an orphan, its blocks indexed but not linked.
+  const q = prompt(3, 1);
+  const qs = hasher().all(q);
+  map.apply("b", "m", [{
+    ...stored(q, 3),
+    blockHashes: qs.slice(1),
+    parentBlockHash: qs[0],
+    tokenIds: q.slice(BS, 3 * BS),
+  }]);
+  assert.equal(table.stats().orphans, 2);
+  assert.equal(table.stats().learned, 8);
+  map.apply("b", "m", [{ ...stored(q, 1) }]);
+  // Its first block linked by its own event; the two after it by the router that hashes them.
+  const route = () =>
+    new Router(map, hasher()).route("m", { tokens: q }, [{ id: "b", load: 0 }])!.scores[0];
+  assert.equal(route().matched_blocks, 3);
+  assert.equal(table.stats().learned, 11);
+  const hits = table.hits;
+  assert.equal(route().matched_blocks, 3);
+  assert.equal(table.hits, hits + 3);
 });
 
 Deno.test("router: links two engines disagree on are not followed", () => {
-  const table = new ChainTable(1024, Uint32Array.of(3, 4));
+  const table = new ChainTable(Uint32Array.of(3, 4));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(3);
   map.apply("a", "m", [stored(p, 3)]);
   const other = new BlockHasher({ algo: "sha256_cbor", seed: "9", blockSize: BS }).all(p);
   map.apply("b", "m", [{ ...stored(p, 3), blockHashes: other }]);
-  // Every block's prefix: the same tokens, other hashes.
-  assert.equal(table.stats().ambiguous, 3);
+  // The chain's first block: the same tokens, another hash (the blocks after it are reached
+  // through it only).
+  assert.equal(table.stats().ambiguous, 1);
   const r = new Router(map, hasher()).route("m", { tokens: p }, [])!;
   const byId = Object.fromEntries(r.scores.map((s) => [s.id, s.matched_blocks]));
   assert.deepEqual(byId, { a: 3, b: 0 });
@@ -487,10 +496,10 @@ Deno.test("router: links two engines disagree on are not followed", () => {
 Deno.test("router: pod masks carried by learned links always equal the index's (randomized)", () => {
   // Two routers over one map: one follows learned links and their pod masks, the other hashes
   // every block and probes the index. Whatever the events, their answers must be the same.
-  for (const chainEntries of [64, 4096]) {
+  for (const variant of [0, 1]) {
     for (let seed = 1; seed <= 20; seed++) {
-      const rnd = new Prng(seed * 100 + chainEntries);
-      const table = new ChainTable(chainEntries, Uint32Array.of(seed, 7));
+      const rnd = new Prng(seed * 100 + variant);
+      const table = new ChainTable(Uint32Array.of(seed, 7 + variant));
       const map = new CacheMap({
         maxPods: 8,
         chain: { table, blockSize: BS, hasher: hasher() },
@@ -547,6 +556,8 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
         } else if (op === 8) {
           map.apply(pod, "m", [{ type: "AllBlocksCleared" }]);
         } else map.remove(pod);
+        // Records renumbered now and then (the map compacts on its own only past 1,024 free).
+        if (step % 40 === 39) map.index("m")?.compact();
         for (let q = 0; q < 3; q++) {
           const probe = prompts[rnd.nextInt(prompts.length)];
           const keys = {
@@ -559,7 +570,7 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
           assert.deepEqual(
             a.scores.map((s) => [s.id, s.matched_blocks, s.score]),
             b.scores.map((s) => [s.id, s.matched_blocks, s.score]),
-            `chain ${chainEntries} seed ${seed} step ${step}`,
+            `variant ${variant} seed ${seed} step ${step}`,
           );
         }
       }

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { BlockIndex, SegmentFullError, type Tier } from "./index.ts";
+import { BlockIndex, LINK_CONFLICT, LINK_NEW, SegmentFullError, type Tier } from "./index.ts";
 import { CLEARED, eventsToBatch, ParsedBatch, STORED } from "./fast_events.ts";
 import { type ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 import type { KvEvent } from "./events.ts";
@@ -96,8 +96,6 @@ export class CacheMap {
   #rootHasher: BlockHasher | null;
   #uncheckedAfter: number;
   #warn: ((message: string, fields: Record<string, unknown>) => void) | null;
-  /** The chain's entries carry pod masks (up to 32 pods: one mask word). */
-  #masks: boolean;
   /** Blocks in every model's index. */
   #total = 0;
   #now: () => number;
@@ -119,7 +117,6 @@ export class CacheMap {
     if (this.#rootHasher !== null && this.#rootHasher.blockSize !== this.#chainBlockSize) {
       throw new RangeError("the chain's hasher hashes another block size");
     }
-    this.#masks = this.chain !== null && options.maxPods <= 32;
     this.#now = options.now ?? Date.now;
     this.#maxSegmentSlots = options.maxSegmentSlots;
     for (let s = options.maxPods - 1; s >= 0; s--) this.#free.push(s);
@@ -185,8 +182,8 @@ export class CacheMap {
     const ix = this.#models.get(p.model);
     const before = ix?.size ?? 0;
     const dropped = ix ? ix.dropPod(p.slot) : 0;
-    if (this.#masks) this.chain!.dropSlot(p.slot);
     this.#total += (ix?.size ?? 0) - before;
+    ix?.maintain();
     p.blocks = 0;
     p.resets++;
     if (restarted) p.rootsReproduced = p.rootsMismatched = 0;
@@ -215,47 +212,35 @@ export class CacheMap {
   }
 
   /**
-   * Teaches the chain table the links of blocks [from, to) of `hs`, after the given parent (a
-   * chain's first block: under LoRA `lora`); returns the first block it could not learn (`to`
-   * when it learned them all).
+   * Links the `count` blocks whose records are in {@link #recs} (-1: refused), the first after
+   * record `parent` (0: a chain's first block, under LoRA `lora`), their tokens from `tokenStart`.
    */
-  #learn(
+  #link(
     ix: BlockIndex,
-    model: string,
-    parentHi: number,
-    parentLo: number,
+    parent: number,
     tokens: Uint32Array,
     tokenStart: number,
-    hs: Uint32Array,
-    from: number,
-    to: number,
+    count: number,
     lora: string | null,
-  ): number {
+  ): void {
     const chain = this.chain!;
-    const bs = this.#chainBlockSize;
-    const id = chain.modelId(model);
-    if (!chain.resume(id, parentHi, parentLo, lora)) {
-      chain.orphans += to - from;
-      return from;
+    const bs = this.#chainBlockSize, recs = this.#recs;
+    for (let k = 0; k < count; k++) {
+      const rec = recs[k];
+      if (rec < 0) return; // refused (index full): the chain stops here
+      chain.tag(tokens, tokenStart + k * bs, bs);
+      if (parent === 0) chain.rootKey(lora, null);
+      const r = ix.link(parent, chain.tagHi, chain.tagLo, rec);
+      if (r === LINK_NEW) {
+        chain.learned++;
+        if (ix.inOrder) chain.inOrder++;
+      } else if (r === LINK_CONFLICT) chain.ambiguous++;
+      parent = rec;
     }
-    for (let i = from; i < to; i++) {
-      chain.advance(tokens, tokenStart + (i - from) * bs, bs);
-      const hi = hs[i * 2], lo = hs[i * 2 + 1];
-      const slot = this.#masks ? ix.find(hi, lo) : -1;
-      chain.learn(
-        id,
-        chain.keyHi,
-        chain.keyLo,
-        chain.stateHi,
-        chain.stateLo,
-        hi,
-        lo,
-        slot >= 0 ? ix.gpuWord(slot, 0) : this.#masks ? 0 : -1,
-        slot >= 0 ? ix.offWord(slot, 0) : 0,
-      );
-    }
-    return to;
   }
+
+  /** Records of the blocks of the stored event being applied (-1: refused). */
+  #recs = new Int32Array(64);
 
   /** Whether a chain's first block (`hs` block `at`) may be learned: see {@link CacheMap}. */
   #rootLearnable(
@@ -296,34 +281,34 @@ export class CacheMap {
     return unchecked;
   }
 
-  /** Copies the index's pods of block (hi, lo) into its learned entry, if it has one. */
-  #sync(ix: BlockIndex, modelId: number, hi: number, lo: number): void {
-    const s = ix.find(hi, lo);
-    this.chain!.syncMasks(
-      modelId,
-      hi,
-      lo,
-      s >= 0 ? ix.gpuWord(s, 0) : 0,
-      s >= 0 ? ix.offWord(s, 0) : 0,
-    );
-  }
-
-  /** One stored block, unless it is new and the index is full. */
-  #add(ix: BlockIndex, hi: number, lo: number, p: PodState, tier: Tier, r: ApplyResult): void {
+  /**
+   * One stored block, unless it is new and the index is full; a new block's record goes after
+   * record `after` where it can. Returns its record (-1: refused).
+   */
+  #add(
+    ix: BlockIndex,
+    hi: number,
+    lo: number,
+    p: PodState,
+    tier: Tier,
+    r: ApplyResult,
+    after: number,
+  ): number {
     if (this.#total >= this.maxBlocks && ix.find(hi, lo) < 0) {
       r.refused++;
-      return;
+      return -1;
     }
     const before = ix.size;
     try {
-      if (ix.add(hi, lo, p.slot, tier)) p.blocks++;
+      if (ix.add(hi, lo, p.slot, tier, after)) p.blocks++;
     } catch (e) {
       if (!(e instanceof SegmentFullError)) throw e;
       r.refused++; // counted as index full, as past MAX_INDEX_BLOCKS
-      return;
+      return -1;
     }
     this.#total += ix.size - before;
     r.stored++;
+    return ix.rec;
   }
 
   /** Applies a batch (read by readEventBatch, or built by eventsToBatch). */
@@ -346,54 +331,42 @@ export class CacheMap {
         if (ix === undefined) {
           this.#models.set(model, ix = new BlockIndex(this.maxPods, this.#maxSegmentSlots));
         }
+        const root = b.parents[e * 2] === ROOT_HI && b.parents[e * 2 + 1] === ROOT_LO;
+        const parent = root ? 0 : ix.find(b.parents[e * 2], b.parents[e * 2 + 1]);
         // The blocks' slots read back to back first: their memory misses overlap.
         if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
-        for (let i = from; i < to; i++) this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r);
+        if (this.#recs.length < to - from) this.#recs = new Int32Array(to - from);
+        // Each new block's record after its parent's (the event's blocks form a chain).
+        let after = parent;
+        for (let i = from; i < to; i++) {
+          after = this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r, after);
+          this.#recs[i - from] = after;
+        }
         const bs = this.#chainBlockSize;
-        let synced = from;
         if (
           this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs && to > from &&
           b.tokenCounts[e] === (to - from) * bs
         ) {
-          // A LoRA's blocks are learned apart from the base model's (the LoRA seeds their prefix
-          // states). An empty name went into the engine's hashes, but no prompt can name it.
+          // An empty LoRA name went into the engine's hashes, but no prompt can name it.
           const lora = b.loraNames[e];
-          const root = b.parents[e * 2] === ROOT_HI && b.parents[e * 2 + 1] === ROOT_LO;
           if (lora === "") this.chain.loraRefused++;
           else if (root && !this.#rootLearnable(p, b.tokens, b.tokenStarts[e], hs, from, lora)) {
             this.chain.rootsRefused++;
-          } else {
-            synced = this.#learn(
-              ix,
-              model,
-              b.parents[e * 2],
-              b.parents[e * 2 + 1],
-              b.tokens,
-              b.tokenStarts[e],
-              hs,
-              from,
-              to,
-              lora,
-            );
-          }
-        }
-        // Blocks not learned just now may have entries learned earlier: keep their pods in step.
-        if (this.#masks) {
-          const mid = this.chain!.modelId(model);
-          for (let i = synced; i < to; i++) this.#sync(ix, mid, hs[i * 2], hs[i * 2 + 1]);
+          } else if (parent < 0) this.chain.orphans += to - from;
+          else this.#link(ix, parent, b.tokens, b.tokenStarts[e], to - from, lora);
         }
       } else {
         if (ix === undefined) continue;
         const before = ix.size;
-        const mid = this.#masks ? this.chain!.modelId(model) : 0;
         for (let i = from; i < to; i++) {
           if (ix.remove(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks--;
-          if (this.#masks) this.#sync(ix, mid, hs[i * 2], hs[i * 2 + 1]);
         }
         this.#total += ix.size - before;
         r.removed += to - from;
       }
     }
+    // Records are compacted between batches only (#recs holds an event's).
+    ix?.maintain();
     return r;
   }
 
