@@ -266,22 +266,46 @@ Deno.test("chain: compaction keeps every live block, its pods and its chain, and
   }
 });
 
-Deno.test("chain: maintain() compacts when dead and free records outnumber the live", () => {
-  const { ix, store } = setup();
-  let parent = -1;
-  const ids = Array.from({ length: 3000 }, (_, i) => i + 1);
-  for (const id of ids) parent = store(parent, [id]).recs[0];
+Deno.test("chain: maintain() recycles a chunk whose blocks all died, and its links go with it", () => {
+  const { ix, store, walk } = setup();
+  const n = 70_000; // lone first blocks, one record each: chunk 0 fills, then chunk 1
+  for (let id = 1; id <= n; id++) store(-1, [id]);
+  assert.equal(ix.records, n);
+  assert.equal(ix.links, n);
+  const bytes = ix.bytes;
   assert.equal(ix.maintain(), false);
-  for (const id of ids.slice(0, 1400)) ix.remove(id, id * 7 + 1, 0, null);
-  assert.equal(ix.maintain(), false, "1,400 dead against 1,600 live");
-  for (const id of ids.slice(1400, 1600)) ix.remove(id, id * 7 + 1, 0, null);
+  // The blocks of chunk 0 (records 1-65,535) die: the chunk is zeroed for reuse.
+  for (let id = 1; id < 65_536; id++) ix.remove(id, id * 7 + 1, 0, null);
   assert.equal(ix.maintain(), true);
-  assert.equal(ix.records, 1400);
-  // The surviving chain is still in order: each record right after its parent's.
-  const first = ix.find(1601, 1601 * 7 + 1);
-  for (let k = 1; k < 1400; k++) {
-    const id = 1601 + k;
-    assert.equal(ix.find(id, id * 7 + 1), first + k);
-    assert.equal(ix.chunk(first + k)[ix.at(first + k)] & CONT, CONT);
-  }
+  assert.equal(ix.recycled, 1);
+  assert.equal(ix.records, n - 65_535);
+  assert.equal(ix.links, n - 65_535, "the dead blocks' links are gone");
+  assert.deepEqual(walk([1]), []);
+  assert.equal(walk([n]).length, 1);
+  // New blocks fill chunk 1, then go to chunk 0 again: no memory is added.
+  for (let id = n + 1; id <= n + 65_000; id++) store(-1, [id]);
+  assert.equal(ix.bytes, bytes);
+  assert.equal(walk([n + 65_000]).length, 1);
+  assert.equal(walk([70_000]).length, 1);
+  assert.equal(ix.compactions, 0);
+});
+
+Deno.test("chain: maintain() compacts when dead and free records outnumber the live past 4 chunks", () => {
+  const { ix, store, walk } = setup();
+  const n = 5 * 65_536;
+  let parent = -1;
+  for (let id = 1; id <= n; id++) parent = store(parent, [id]).recs[0];
+  // Every 1,000th block lives on: no chunk empties.
+  for (let id = 1; id <= n; id++) if (id % 1000 !== 0) ix.remove(id, id * 7 + 1, 0, null);
+  assert.equal(ix.maintain(), true);
+  assert.equal(ix.recycled, 0);
+  assert.equal(ix.compactions, 1);
+  assert.equal(ix.records, ix.size);
+  assert.equal(ix.size, Math.floor(n / 1000));
+  // The survivors lost their parents: nothing leads to them, and nothing is wrongly followed.
+  assert.deepEqual(walk([1000]), []);
+  // A chain stored after compaction is followed, in order.
+  const a = store(-1, [n + 1, n + 2, n + 3]);
+  assert.deepEqual(walk([n + 1, n + 2, n + 3]), a.recs);
+  assert.equal(ix.chunk(a.recs[2])[ix.at(a.recs[2])] & CONT, CONT);
 });

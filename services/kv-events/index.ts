@@ -114,7 +114,14 @@ export class BlockIndex {
   readonly #maxSlots: number;
   /** Record chunks; record r is in chunk r >>> CHUNK_BITS. Record 0 is no block. */
   #chunks: Uint32Array[];
-  /** The next record never handed out. */
+  /** Per chunk: the offset after the last record handed out (0: a spare chunk), live records. */
+  #chunkTop: number[] = [1];
+  #chunkLive: number[] = [0];
+  /** Chunks no record of which is in use, zeroed, to hand out again. */
+  #spare: number[] = [];
+  /** A chunk's live records went to 0 (maintain() looks for chunks to recycle). */
+  #emptied = false;
+  /** Where the next run goes (the chunk new runs fill). */
   #top = 1;
   /** Length of the last run started, and whether it started a chain (no parent given). */
   #runLen = 0;
@@ -145,9 +152,11 @@ export class BlockIndex {
     return this.#size;
   }
 
-  /** Records handed out (live, dead, or left free after a run). */
+  /** Records handed out (live, dead, or left free after a run), in chunks in use. */
   get records(): number {
-    return this.#top - 1;
+    let n = -1; // record 0
+    for (const t of this.#chunkTop) n += t;
+    return n + (this.#chunkTop[0] === 0 ? 1 : 0);
   }
 
   /** Links (chains' first blocks, and blocks not right after their parent). */
@@ -228,19 +237,16 @@ export class BlockIndex {
     return false;
   }
 
-  /** A record never used: no tag, no flag, no pod. */
+  /** A record never used, or freed: no tag, no flag, no pod (false past its chunk's end). */
   #free(rec: number): boolean {
     const c = this.#chunks[rec >>> CHUNK_BITS];
     const o = (rec & CHUNK_MASK) * this.stride;
-    return o < c.length && c[o] === 0 && c[o + 1] === 0 && !this.#live(c, o);
+    return o + this.stride <= c.length && c[o] === 0 && c[o + 1] === 0 && !this.#live(c, o);
   }
 
-  /** Makes sure record `rec` has room (a new chunk, or the last one grown). */
+  /** Grows chunk 0 (the only one made short) to hold record `rec`, if it is in chunk 0. */
   #room(rec: number): void {
     const ci = rec >>> CHUNK_BITS;
-    while (this.#chunks.length <= ci) {
-      this.#chunks.push(new Uint32Array(CHUNK_RECS * this.stride));
-    }
     const c = this.#chunks[ci];
     const need = ((rec & CHUNK_MASK) + 1) * this.stride;
     if (c.length < need) {
@@ -252,29 +258,55 @@ export class BlockIndex {
     }
   }
 
+  /** A chunk for new runs: a spare one, or a new one. */
+  #newChunk(): number {
+    const ci = this.#spare.pop();
+    if (ci !== undefined) {
+      if (this.#chunks[ci].length === 0) {
+        this.#chunks[ci] = new Uint32Array(CHUNK_RECS * this.stride);
+      }
+      return ci;
+    }
+    this.#chunks.push(new Uint32Array(CHUNK_RECS * this.stride));
+    this.#chunkTop.push(0);
+    this.#chunkLive.push(0);
+    return this.#chunks.length - 1;
+  }
+
   /**
    * A record for a new block: right after record `after` (its parent) when that one is free (the
    * flag CONT set), else the start of a new run.
    */
   #alloc(after: number): number {
     if (after > 0) {
-      const n = after + 1;
-      if ((n & CHUNK_MASK) !== 0 && n <= this.#top && (n === this.#top || this.#free(n))) {
-        if (n === this.#top) {
-          this.#room(n);
-          this.#top = n + 1;
-          this.#runLen++;
+      const n = after + 1, ci = n >>> CHUNK_BITS, off = n & CHUNK_MASK;
+      if (off !== 0) {
+        if (ci === 0) this.#room(n);
+        if (this.#free(n)) {
+          if (off >= this.#chunkTop[ci]) this.#chunkTop[ci] = off + 1;
+          if (n === this.#top) {
+            this.#top = n + 1;
+            this.#runLen++;
+          }
+          this.#chunks[ci][off * this.stride] = CONT;
+          return n;
         }
-        this.#chunks[n >>> CHUNK_BITS][(n & CHUNK_MASK) * this.stride] = CONT;
-        return n;
       }
     }
     // Free records after the last run (not after a chain's lone first block: short prompts that
     // never continue would leave most records free).
-    const gap = this.#top === 1 || (this.#runRooted && this.#runLen === 1) ? 0 : SLACK;
+    const gap = (this.#top & CHUNK_MASK) <= 1 || (this.#runRooted && this.#runLen === 1)
+      ? 0
+      : SLACK;
     let r = this.#top + gap;
-    if ((r >>> CHUNK_BITS) !== (this.#top >>> CHUNK_BITS)) r = (r >>> CHUNK_BITS) << CHUNK_BITS;
-    this.#room(r);
+    if ((r >>> CHUNK_BITS) !== (this.#top >>> CHUNK_BITS) || (this.#top & CHUNK_MASK) === 0) {
+      const ci = this.#newChunk();
+      r = ci << CHUNK_BITS;
+      if (ci === 0) r = 1;
+    }
+    const ci = r >>> CHUNK_BITS;
+    if (ci === 0) this.#room(r);
+    this.#chunkTop[ci] = Math.max(this.#chunkTop[ci], (r & CHUNK_MASK) + 1);
     this.#top = r + 1;
     this.#runLen = 1;
     this.#runRooted = after <= 0;
@@ -306,7 +338,9 @@ export class BlockIndex {
     if (t[o + 2] === 0) {
       t[o] = hi;
       t[o + 1] = lo;
-      t[o + 2] = this.#alloc(after);
+      const r = this.#alloc(after);
+      t[o + 2] = r;
+      this.#chunkLive[r >>> CHUNK_BITS]++;
       sg.size++;
       this.#size++;
     }
@@ -321,12 +355,14 @@ export class BlockIndex {
     return !had;
   }
 
-  /** Record `rec` is held by no pod: it is dead until compaction. */
+  /** Record `rec` is held by no pod: it is dead until compaction or its chunk is recycled. */
   #kill(rec: number): void {
-    const c = this.#chunks[rec >>> CHUNK_BITS];
+    const ci = rec >>> CHUNK_BITS;
+    const c = this.#chunks[ci];
     const o = (rec & CHUNK_MASK) * this.stride;
     c[o] = STOP;
     c[o + 1] = 0;
+    if (--this.#chunkLive[ci] === 0) this.#emptied = true;
   }
 
   /**
@@ -362,30 +398,41 @@ export class BlockIndex {
     return gone;
   }
 
-  /** Drops `pod` from every block (a pod gone, restarted or cleared). Returns blocks it held. */
+  /**
+   * Drops `pod` from every block (a pod gone, restarted or cleared). Returns blocks it held. The
+   * records are read in order; the hash table loses the blocks no pod holds any more.
+   */
   dropPod(pod: number): number {
     const bit = 1 << (pod & 31), w = this.words, st = this.stride;
-    let dropped = 0;
-    for (let seg = 0; seg < SEGMENTS; seg++) {
-      const t = this.#segs[seg].t;
-      let dead = 0;
-      for (let o = 0; o < t.length; o += SLOT) {
-        const rec = t[o + 2];
-        if (rec === 0) continue;
-        const c = this.#chunks[rec >>> CHUNK_BITS];
-        const ro = (rec & CHUNK_MASK) * st;
-        const gi = ro + 2 + (pod >>> 5);
+    let dropped = 0, died: Uint32Array | null = null;
+    for (let ci = 0; ci < this.#chunks.length; ci++) {
+      const c = this.#chunks[ci], end = this.#chunkTop[ci] * st;
+      for (let o = ci === 0 ? st : 0; o < end; o += st) {
+        const gi = o + 2 + (pod >>> 5);
         if (((c[gi] | c[gi + w]) & bit) === 0) continue;
         c[gi] &= ~bit;
         c[gi + w] &= ~bit;
         dropped++;
-        if (!this.#live(c, ro)) {
+        if (!this.#live(c, o)) {
+          const rec = (ci << CHUNK_BITS) | (o / st);
           this.#kill(rec);
-          t[o + 2] = 0; // the segment is rebuilt below without it
-          dead++;
+          died ??= new Uint32Array((this.#chunks.length << CHUNK_BITS) >>> 5);
+          died[rec >>> 5] |= 1 << (rec & 31);
         }
       }
-      if (dead > 0) this.#resize(seg, 0, dead);
+    }
+    if (died === null) return dropped;
+    for (let seg = 0; seg < SEGMENTS; seg++) {
+      const t = this.#segs[seg].t;
+      let gone = 0;
+      for (let o = 2; o < t.length; o += SLOT) {
+        const rec = t[o];
+        if (rec !== 0 && (died[rec >>> 5] & (1 << (rec & 31))) !== 0) {
+          t[o] = 0; // the segment is rebuilt below without it
+          gone++;
+        }
+      }
+      if (gone > 0) this.#resize(seg, 0, gone);
     }
     return dropped;
   }
@@ -454,9 +501,10 @@ export class BlockIndex {
   follow(parent: number, hi: number, lo: number): number {
     if (parent > 0) {
       const n = parent + 1;
-      if ((n & CHUNK_MASK) !== 0 && n < this.#top) {
+      if ((n & CHUNK_MASK) !== 0) {
         const c = this.#chunks[n >>> CHUNK_BITS];
         const o = (n & CHUNK_MASK) * this.stride;
+        // (past a short chunk's end, c[o] is undefined: no match)
         if (c[o] === (CONT | hi) && c[o + 1] === lo) return n;
       }
     }
@@ -514,7 +562,7 @@ export class BlockIndex {
     }
     // Another block right after the parent with these tokens would be followed first.
     const n = parent + 1;
-    if (parent > 0 && n !== rec && (n & CHUNK_MASK) !== 0 && n < this.#top) {
+    if (parent > 0 && n !== rec && (n & CHUNK_MASK) !== 0) {
       const nc = this.#chunks[n >>> CHUNK_BITS];
       const no = (n & CHUNK_MASK) * this.stride;
       if (nc[no] === (CONT | hi) && nc[no + 1] === lo) {
@@ -570,10 +618,10 @@ export class BlockIndex {
 
   /**
    * Rebuilds the links at `entries` slots (a power of two), records renumbered through `remap`
-   * (0: gone) when given; links to dead records, and links that following the record order makes
-   * needless, are dropped.
+   * (0: gone) when given, and without links to or from records of the chunks `gone` marks; links
+   * that following the record order makes needless are dropped.
    */
-  #rebuildLinks(entries: number, remap: Int32Array | null): void {
+  #rebuildLinks(entries: number, remap: Int32Array | null, gone: Uint8Array | null = null): void {
     const old = this.#links;
     // Entries hold every link kept: at most as many as before, under 3/4 full.
     const l = new Uint32Array(entries * LINK);
@@ -584,6 +632,10 @@ export class BlockIndex {
       if (r === 0) continue;
       let p = old[o];
       const hi = old[o + 1], lo = old[o + 2];
+      if (gone !== null) {
+        if (gone[p >>> CHUNK_BITS] === 1 && p !== 0) continue;
+        if (r !== AMBIGUOUS && gone[r >>> CHUNK_BITS] === 1) continue;
+      }
       if (remap !== null) {
         if (p !== 0) p = remap[p];
         if (r !== AMBIGUOUS) r = remap[r];
@@ -606,51 +658,95 @@ export class BlockIndex {
     this.#linkCount = count;
   }
 
+  /** Links slots for the links there are: a power of two, at most 3/4 full. */
+  #linkEntries(): number {
+    let entries = 16;
+    while (this.#linkCount * 4 > entries * 3) entries *= 2;
+    return entries;
+  }
+
   /**
-   * Compacts the records when free and dead ones outnumber the live (and are 1,024 or more):
-   * call between batches (records handed out before are renumbered). Returns whether it did.
+   * Between batches (records handed out before may be renumbered): chunks whose records all died
+   * are zeroed for new runs (and the links to or from them dropped), and when dead and free records
+   * still outnumber the live, past 4 chunks' worth, the records are compacted. Returns whether
+   * anything was freed.
    */
   maintain(): boolean {
-    const waste = this.#top - 1 - this.#size;
-    if (waste <= this.#size || waste < FIRST_CHUNK) return false;
-    this.compact();
-    return true;
+    let freed = false;
+    if (this.#emptied) {
+      this.#emptied = false;
+      const cur = this.#top >>> CHUNK_BITS;
+      let gone: Uint8Array | null = null;
+      for (let ci = 0; ci < this.#chunks.length; ci++) {
+        if (this.#chunkLive[ci] !== 0 || this.#chunkTop[ci] === 0 || ci === cur) continue;
+        gone ??= new Uint8Array(this.#chunks.length);
+        gone[ci] = 1;
+      }
+      if (gone !== null) {
+        if (this.#linkCount > 0) this.#rebuildLinks(this.#links.length / LINK, null, gone);
+        for (let ci = 0; ci < gone.length; ci++) {
+          if (gone[ci] === 0) continue;
+          // Spare chunks beyond one give their memory back.
+          if (this.#spare.length >= 1) this.#chunks[ci] = new Uint32Array(0);
+          else this.#chunks[ci].fill(0);
+          this.#chunkTop[ci] = 0;
+          this.#spare.push(ci);
+          this.recycled++;
+        }
+        freed = true;
+      }
+    }
+    const waste = this.records - this.#size;
+    if (waste > this.#size && waste > 4 * CHUNK_RECS) {
+      this.compact();
+      freed = true;
+    }
+    return freed;
   }
+
+  /** Chunks zeroed for reuse by {@link maintain}. */
+  recycled = 0;
 
   /** Copies the live records together, in order (see {@link maintain}). */
   compact(): void {
-    const st = this.stride, top = this.#top;
-    const remap = new Int32Array(top);
+    const st = this.stride;
+    const remap = new Int32Array(this.#chunks.length << CHUNK_BITS);
     const chunks: Uint32Array[] = [];
     let cur = new Uint32Array(Math.min(CHUNK_RECS, Math.max(FIRST_CHUNK, this.#size + 1)) * st);
     chunks.push(cur);
-    let n = 1, prevCopied = false;
-    for (let r = 1; r < top; r++) {
-      const c = this.#chunks[r >>> CHUNK_BITS];
-      const o = (r & CHUNK_MASK) * st;
-      if ((r & CHUNK_MASK) === 0) prevCopied = false; // runs never cross chunks
-      if (o >= c.length || !this.#live(c, o)) { // (past a short first chunk: never handed out)
-        prevCopied = false;
-        continue;
+    let n = 1;
+    for (let ci = 0; ci < this.#chunks.length; ci++) {
+      const c = this.#chunks[ci], end = this.#chunkTop[ci] * st;
+      let prevCopied = false; // runs never cross chunks
+      for (let o = ci === 0 ? st : 0; o < end; o += st) {
+        if (!this.#live(c, o)) {
+          prevCopied = false;
+          continue;
+        }
+        if ((n & CHUNK_MASK) === 0) {
+          cur = new Uint32Array(CHUNK_RECS * st);
+          chunks.push(cur);
+          prevCopied = false;
+        }
+        const d = (n & CHUNK_MASK) * st;
+        if (d + st > cur.length) {
+          const g = new Uint32Array(Math.min(cur.length * 2, CHUNK_RECS * st));
+          g.set(cur);
+          chunks[chunks.length - 1] = cur = g;
+        }
+        for (let k = 0; k < st; k++) cur[d + k] = c[o + k];
+        // Its parent was the record before it: still so only if that one came along.
+        if (!prevCopied) cur[d] &= ~CONT;
+        remap[(ci << CHUNK_BITS) | (o / st)] = n++;
+        prevCopied = true;
       }
-      if ((n & CHUNK_MASK) === 0) {
-        cur = new Uint32Array(CHUNK_RECS * st);
-        chunks.push(cur);
-        prevCopied = false;
-      }
-      const d = (n & CHUNK_MASK) * st;
-      if (d + st > cur.length) {
-        const g = new Uint32Array(Math.min(cur.length * 2, CHUNK_RECS * st));
-        g.set(cur);
-        chunks[chunks.length - 1] = cur = g;
-      }
-      cur.set(c.subarray(o, o + st), d);
-      // Its parent was the record before it: still so only if that one came along.
-      if (!prevCopied) cur[d] &= ~CONT;
-      remap[r] = n++;
-      prevCopied = true;
     }
     this.#chunks = chunks;
+    this.#chunkTop = chunks.map((_, i) => i < chunks.length - 1 ? CHUNK_RECS : n & CHUNK_MASK);
+    if ((n & CHUNK_MASK) === 0) this.#chunkTop[chunks.length - 1] = CHUNK_RECS;
+    this.#chunkLive = chunks.map((_, i) => this.#chunkTop[i] - (i === 0 ? 1 : 0));
+    this.#spare = [];
+    this.#emptied = false;
     this.#top = n;
     this.#runLen = 2; // what comes next leaves free records after the last run
     this.#runRooted = false;
@@ -658,9 +754,7 @@ export class BlockIndex {
       const t = sg.t;
       for (let o = 2; o < t.length; o += SLOT) if (t[o] !== 0) t[o] = remap[t[o]];
     }
-    let entries = 16;
-    while (this.#linkCount * 4 > entries * 3) entries *= 2;
-    this.#rebuildLinks(entries, remap);
+    this.#rebuildLinks(this.#linkEntries(), remap);
     this.compactions++;
   }
 }
