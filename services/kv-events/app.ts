@@ -317,7 +317,13 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
       pods: map.pods().length,
       models: map.models().map((m) => {
         const ix = map.index(m)!;
-        return { model: m, blocks: ix.size, table_bytes: ix.bytes };
+        return {
+          model: m,
+          blocks: ix.size,
+          table_bytes: ix.bytes,
+          records: ix.records,
+          links: ix.links,
+        };
       }),
       blocks: totals.blocks,
       max_blocks: Number.isFinite(map.maxBlocks) ? map.maxBlocks : null,

@@ -83,6 +83,11 @@ Deno.test("http: events as JSON and msgpack, then /route picks the pod with the 
   assert.equal(stats.blocks, 10);
   assert.equal(stats.ingest.blocksStored, 13);
   assert.ok(stats.bytes_per_block > 0);
+  // One run of 10 records (the event's blocks in order); no chain learned, so no link.
+  assert.deepEqual(
+    stats.models.map((m: Record<string, unknown>) => [m.model, m.blocks, m.records, m.links]),
+    [["m", 10, 10, 0]],
+  );
   const metrics = await (await service.request("/metrics")).text();
   assert.match(metrics, /kv_events_blocks_stored_total 13/);
   assert.match(metrics, /kv_events_route_seconds_count 2/);

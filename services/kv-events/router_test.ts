@@ -280,7 +280,7 @@ Deno.test("router: salted prompts and LoRAs no event named follow the links thei
   assert.deepEqual(matched(wrongSeed, { loraName: "sql" }), [0, 3]);
 });
 
-Deno.test("router: a token id past u32 ends the prefix keys; the hasher takes the blocks from it", () => {
+Deno.test("router: a token id past u32 ends the tags; the hasher takes the blocks from it", () => {
   const table = new ChainTable(Uint32Array.of(3, 5));
   const map = new CacheMap({ maxPods: 8, chain: { table, blockSize: BS } });
   const p = prompt(8);
