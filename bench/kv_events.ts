@@ -159,7 +159,7 @@ function inProcess() {
   put("memory.bytes_per_block", totals.bytes / totals.blocks, "B", false);
   const ix = map.index("m")!;
   put("memory.records_per_block", ix.records / totals.blocks, "", false);
-  put("memory.links", ix.links, "links", true);
+  put("memory.links", ix.links, "links", false);
   // The kept sample prompts are on the heap too: count them out (8 bytes per token in arrays).
   const promptBytes = prompts.length * PROMPT * 8;
   put(
