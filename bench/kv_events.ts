@@ -224,7 +224,6 @@ function inProcess() {
     map,
     new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
   );
-  // Links evicted since they were learned are hashed again, as they would be in service.
   const learnedT = sample(learned, QUICK ? 2000 : 10000, (i) => routed[(i * 7) % routed.length]);
   const cs = chain.stats();
   put("route.2k_learned.link_hit_rate", cs.hits / Math.max(1, cs.hits + cs.misses), "", true);

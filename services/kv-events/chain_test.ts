@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { ChainTable } from "./chain.ts";
-import { BlockIndex, CONT, LINK_CONFLICT, LINK_KNOWN, LINK_NEW, SLACK, STOP } from "./index.ts";
+import {
+  BlockIndex,
+  CONT,
+  LINK_BLOCKED,
+  LINK_CONFLICT,
+  LINK_KNOWN,
+  LINK_NEW,
+  SLACK,
+  STOP,
+} from "./index.ts";
 import { Prng } from "@deno-stores/shared/sim";
 
 const BS = 4;
@@ -118,9 +127,10 @@ Deno.test("chain: an event's blocks lie one after another; a block stored later 
   const a = store(-1, [1, 2, 3]);
   assert.deepEqual(a.results, [LINK_NEW, LINK_NEW, LINK_NEW]);
   assert.deepEqual(a.recs, [a.recs[0], a.recs[0] + 1, a.recs[0] + 2]);
-  // Another chain starts SLACK records later, leaving room for the first to grow.
+  // Another chain starts 2 records later (one fewer than the first chain's blocks), leaving room
+  // for the first to grow.
   const b = store(-1, [10, 11]);
-  assert.equal(b.recs[0], a.recs[2] + 1 + SLACK);
+  assert.equal(b.recs[0], a.recs[2] + 1 + 2);
   // The first chain's next block (decode) lands in that room, right after its parent.
   const c = store(a.recs[2], [4]);
   assert.equal(c.recs[0], a.recs[2] + 1);
@@ -145,6 +155,13 @@ Deno.test("chain: a lone first block leaves no free records after it; a run fill
   const a = store(-1, [1]);
   const b = store(-1, [2]);
   assert.equal(b.recs[0], a.recs[0] + 1, "short prompts that never continue waste no records");
+  // After a new chain of 3 blocks, 2 free records; of 8 or more, SLACK.
+  const c3 = store(-1, [3, 4, 5]);
+  const d = store(-1, [6]);
+  assert.equal(d.recs[0], c3.recs[2] + 1 + 2);
+  const long = store(-1, [7, 8, 9, 10, 11, 12, 13, 14, 15]);
+  const e = store(-1, [16]);
+  assert.equal(e.recs[0], long.recs[8] + 1 + SLACK);
   // A chain continued block by block (decode), interleaved with another.
   const x = store(-1, [100, 101]);
   const y = store(-1, [200, 201]);
@@ -177,6 +194,20 @@ Deno.test("chain: blocks reached two ways are ambiguous and never followed", () 
   t.tag(toks(99), 0, 1);
   assert.equal(ix.link(d.recs[0], t.tagHi, t.tagLo, d.recs[1]), LINK_CONFLICT);
   assert.deepEqual(walk([5, 6]), [d.recs[0]]);
+  // A block that lies after its parent, untagged (its event had no tokens), then another block
+  // linked after the same parent with the tokens it gets: two blocks, one place.
+  const g = store(-1, [30]);
+  ix.add(31, 31 * 7 + 1, 0, 0, g.recs[0]);
+  const x = ix.rec;
+  assert.equal(x, g.recs[0] + 1);
+  const y = store(g.recs[0], [32], 0, [33]); // placed elsewhere: the record after is taken
+  assert.deepEqual(y.results, [LINK_NEW]);
+  t.tag(toks(33), 0, 1);
+  assert.equal(ix.link(g.recs[0], t.tagHi, t.tagLo, x), LINK_CONFLICT);
+  assert.deepEqual(walk([30, 33]), [g.recs[0]]);
+  // Found ambiguous once, counted once: linking it again says so apart.
+  assert.equal(ix.link(g.recs[0], t.tagHi, t.tagLo, x), LINK_BLOCKED);
+  assert.equal(ix.link(g.recs[0], t.tagHi, t.tagLo, y.recs[0]), LINK_BLOCKED);
   // A block in order after one parent, linked after another one too.
   const e = store(-1, [7, 8]);
   const f = store(-1, [9]);

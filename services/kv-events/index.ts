@@ -10,8 +10,9 @@
  *   record is 16 bytes. The blocks of a chain are kept one after another where they can be (a
  *   "run"): a block stored after its parent goes in the record after the parent's when that one is
  *   free, with the flag CONT ("my parent is the record before me"); a new run leaves a few free
- *   records after the one before it, so that the next block of a conversation (decode) lands
- *   right after its parent. A router following a prompt reads records in memory order.
+ *   records after the one before it (fewer after a new chain of 1-7 blocks: none after one of 1),
+ *   so that the next block of a conversation (decode) lands right after its parent. A router
+ *   following a prompt reads records in memory order.
  * - The hash table: block hash -> record. 512 segments (by the top bits of the mixed hash), each an
  *   open-addressing table (linear probing, backward-shift deletion, no tombstones) of 12-byte
  *   slots (hash, record). A segment doubles past 3/4 full and halves under 1/8; segments grow one
@@ -20,15 +21,18 @@
  *   (where prompts part after a shared prefix, or a run's free records ran out) and for chains'
  *   first blocks (parent 0, the tag mixed with the chain's namespace). 16-byte entries.
  *
- * A block no pod holds any more leaves the hash table; its record stays, dead (the flag STOP),
- * until {@link BlockIndex.maintain} compacts the records: when free and dead records outnumber
- * live ones, live records are copied together in order (runs stay runs) and the hash table and
- * links are rewritten.
+ * A block no pod holds any more leaves the hash table; its record stays, dead (the flag STOP), and
+ * is never followed. Between batches, {@link BlockIndex.maintain} zeroes a chunk whose records
+ * all died for new runs (the links to and from it dropped first), and when dead and free records
+ * still outnumber the live ones past 4 chunks' worth, compacts: live records are copied together in
+ * order (runs stay runs) and the hash table and links are rewritten.
  *
- * A block reached with two different tags, or under two parents, or two blocks under one parent
- * with the same tag (engines hashing with different seeds, or hostile input), is ambiguous: its
- * record gets the flag STOP (or its link is marked ambiguous) and routers never follow it (they
- * hash the prompt from there).
+ * Ambiguity (engines hashing with different seeds, or hostile input): two blocks with the same tag
+ * after one parent, a block given two different tags, or a block that lies right after its parent
+ * linked after another parent too: the record gets the flag STOP (or the link is marked
+ * ambiguous), and routers never follow it (they hash the prompt from there). A block away from its
+ * parent (reached by a link) linked after a second parent is not caught: its first parent is not
+ * kept (and a parent that died and was stored again links it anew, rightly).
  *
  * Pods are small integers (bits in the masks) handed out by the cache map.
  *
@@ -66,8 +70,11 @@ const LINK = 4;
 /** The record of an ambiguous link. */
 const AMBIGUOUS = 0x7fffffff;
 
-/** What {@link BlockIndex.link} did. */
-export const LINK_NEW = 0, LINK_KNOWN = 1, LINK_CONFLICT = 2;
+/**
+ * What {@link BlockIndex.link} did: linked anew; found the link there; found it ambiguous just now;
+ * found it ambiguous already.
+ */
+export const LINK_NEW = 0, LINK_KNOWN = 1, LINK_CONFLICT = 2, LINK_BLOCKED = 3;
 
 /** A block that would take a segment past its largest size (the block is not added). */
 export class SegmentFullError extends RangeError {
@@ -117,7 +124,7 @@ export class BlockIndex {
   /** Per chunk: the offset after the last record handed out (0: a spare chunk), live records. */
   #chunkTop: number[] = [1];
   #chunkLive: number[] = [0];
-  /** Chunks no record of which is in use, zeroed, to hand out again. */
+  /** Chunks no record of which is in use, to hand out again (zeroed, or of length 0). */
   #spare: number[] = [];
   /** A chunk's live records went to 0 (maintain() looks for chunks to recycle). */
   #emptied = false;
@@ -293,10 +300,12 @@ export class BlockIndex {
         }
       }
     }
-    // Free records after the last run (not after a chain's lone first block: short prompts that
-    // never continue would leave most records free).
-    const gap = (this.#top & CHUNK_MASK) <= 1 || (this.#runRooted && this.#runLen === 1)
+    // Free records after the last run; after a new chain, at most one fewer than its blocks (none
+    // after a lone first block): short prompts that never continue would leave most records free.
+    const gap = (this.#top & CHUNK_MASK) <= 1
       ? 0
+      : this.#runRooted
+      ? Math.min(SLACK, this.#runLen - 1)
       : SLACK;
     let r = this.#top + gap;
     if ((r >>> CHUNK_BITS) !== (this.#top >>> CHUNK_BITS) || (this.#top & CHUNK_MASK) === 0) {
@@ -508,20 +517,21 @@ export class BlockIndex {
         if (c[o] === (CONT | hi) && c[o + 1] === lo) return n;
       }
     }
+    const r = this.#linkGet(parent, hi, lo);
+    // Not an ambiguous link, nor a record no pod holds (its block may be stored again elsewhere:
+    // the router hashes it, finds it and takes the link over) or ambiguous.
+    if (r === 0 || r === AMBIGUOUS) return -1;
+    return (this.#chunks[r >>> CHUNK_BITS][(r & CHUNK_MASK) * this.stride] & STOP) !== 0 ? -1 : r;
+  }
+
+  /** The record link (parent, hi, lo) leads to (AMBIGUOUS), or 0. */
+  #linkGet(parent: number, hi: number, lo: number): number {
     const l = this.#links, mask = (l.length / LINK) - 1;
     let s = mixLink(parent, hi, lo) & mask;
     for (;;) {
       const o = s * LINK;
       const r = l[o + 3];
-      if (r === 0) return -1;
-      if (l[o] === parent && l[o + 1] === hi && l[o + 2] === lo) {
-        // Not an ambiguous link, nor a record no pod holds (its block may be stored again
-        // elsewhere: the router hashes it, finds it and takes the link over) or ambiguous.
-        if (r === AMBIGUOUS) return -1;
-        return (this.#chunks[r >>> CHUNK_BITS][(r & CHUNK_MASK) * this.stride] & STOP) !== 0
-          ? -1
-          : r;
-      }
+      if (r === 0 || (l[o] === parent && l[o + 1] === hi && l[o + 2] === lo)) return r;
       s = (s + 1) & mask;
     }
   }
@@ -529,15 +539,16 @@ export class BlockIndex {
   /**
    * Records that block record `rec` follows record `parent` (0: a chain's start) and holds tokens
    * of tag (hi, lo) (hi below 2^29, (hi, lo) not (0, 0)). Returns {@link LINK_NEW} (with
-   * {@link inOrder} true when the record is right after its parent's), {@link LINK_KNOWN}, or
-   * {@link LINK_CONFLICT} (ambiguous: see {@link BlockIndex}).
+   * {@link inOrder} true when the record is right after its parent's), {@link LINK_KNOWN},
+   * {@link LINK_CONFLICT} (found ambiguous now: see {@link BlockIndex}) or {@link LINK_BLOCKED}
+   * (ambiguous before).
    */
   link(parent: number, hi: number, lo: number, rec: number): number {
     const c = this.#chunks[rec >>> CHUNK_BITS];
     const o = (rec & CHUNK_MASK) * this.stride;
     const w0 = c[o];
     this.inOrder = false;
-    if ((w0 & STOP) !== 0) return LINK_CONFLICT;
+    if ((w0 & STOP) !== 0) return LINK_BLOCKED;
     const tagged = ((w0 & TAG_HI_MASK) | c[o + 1]) !== 0;
     if (tagged && ((w0 & TAG_HI_MASK) !== hi || c[o + 1] !== lo)) {
       c[o] = w0 | STOP; // one block, two different token runs
@@ -555,6 +566,13 @@ export class BlockIndex {
         return LINK_CONFLICT;
       }
       if (tagged) return LINK_KNOWN;
+      // Another block linked after the parent with these tokens: two blocks, one place.
+      const other = this.#linkGet(parent, hi, lo);
+      if (other !== 0 && other !== rec) {
+        c[o] = w0 | STOP;
+        this.#linkSet(parent, hi, lo, AMBIGUOUS);
+        return other === AMBIGUOUS ? LINK_BLOCKED : LINK_CONFLICT;
+      }
       c[o] = CONT | hi;
       c[o + 1] = lo;
       this.inOrder = true;
@@ -602,7 +620,7 @@ export class BlockIndex {
       }
       if (l[o] === parent && l[o + 1] === hi && l[o + 2] === lo) {
         if (r === rec) return LINK_KNOWN;
-        if (r === AMBIGUOUS) return LINK_CONFLICT;
+        if (r === AMBIGUOUS) return LINK_BLOCKED;
         // A link to a block no pod holds any more is taken over.
         const rc = this.#chunks[r >>> CHUNK_BITS];
         if (rec !== AMBIGUOUS && !this.#live(rc, (r & CHUNK_MASK) * this.stride)) {
@@ -618,8 +636,7 @@ export class BlockIndex {
 
   /**
    * Rebuilds the links at `entries` slots (a power of two), records renumbered through `remap`
-   * (0: gone) when given, and without links to or from records of the chunks `gone` marks; links
-   * that following the record order makes needless are dropped.
+   * (0: gone) when given, and without links to or from records of the chunks `gone` marks.
    */
   #rebuildLinks(entries: number, remap: Int32Array | null, gone: Uint8Array | null = null): void {
     const old = this.#links;
@@ -640,10 +657,6 @@ export class BlockIndex {
         if (p !== 0) p = remap[p];
         if (r !== AMBIGUOUS) r = remap[r];
         if (r === 0 || (old[o] !== 0 && p === 0)) continue;
-        if (r !== AMBIGUOUS && p > 0 && r === p + 1) {
-          const c = this.#chunks[r >>> CHUNK_BITS];
-          if (c[(r & CHUNK_MASK) * this.stride] === (CONT | hi)) continue;
-        }
       }
       let s = mixLink(p, hi, lo) & mask;
       while (l[s * LINK + 3] !== 0) s = (s + 1) & mask;
@@ -666,7 +679,7 @@ export class BlockIndex {
   }
 
   /**
-   * Between batches (records handed out before may be renumbered): chunks whose records all died
+   * Between events (records handed out before may be renumbered): chunks whose records all died
    * are zeroed for new runs (and the links to or from them dropped), and when dead and free records
    * still outnumber the live, past 4 chunks' worth, the records are compacted. Returns whether
    * anything was freed.

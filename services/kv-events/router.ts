@@ -225,7 +225,7 @@ export class Router {
             if (r === LINK_NEW) {
               chain!.learned++;
               if (ix.inOrder) chain!.inOrder++;
-            } else if (r === LINK_CONFLICT) chain!.ambiguous++;
+            } else if (r === LINK_CONFLICT) chain!.ambiguous++; // (found just now: counted once)
           }
         }
         visited++;

@@ -234,7 +234,7 @@ export class CacheMap {
       if (r === LINK_NEW) {
         chain.learned++;
         if (ix.inOrder) chain.inOrder++;
-      } else if (r === LINK_CONFLICT) chain.ambiguous++;
+      } else if (r === LINK_CONFLICT) chain.ambiguous++; // (found just now: counted once)
       parent = rec;
     }
   }
@@ -365,7 +365,7 @@ export class CacheMap {
         r.removed += to - from;
       }
     }
-    // Records are compacted between batches only (#recs holds an event's).
+    // Records are recycled or compacted between events only (#recs holds an event's).
     ix?.maintain();
     return r;
   }
