@@ -200,6 +200,9 @@ export class Engine {
   #byName = new Map<string, Command>();
   /** The keys of #commands in lower case and capitals (see {@link command}). */
   readonly #words: WordTable;
+  /** The name last looked up by {@link command} and found, and its command. */
+  #lastName = "";
+  #lastCommand: Command | undefined = undefined;
   #nextClient = 1;
   /** Receives what write commands did (persistence); see {@link Context.propagated}. */
   writeHook: ((write: LoggedWrite) => void) | null;
@@ -242,8 +245,15 @@ export class Engine {
 
   /** The command called `name` (any case). */
   command(name: string): Command | undefined {
+    // The command before, again (a pipeline of one command; the same string object compares at
+    // once, an equal one char by char).
+    if (name === this.#lastName) return this.#lastCommand;
     // As the very string #commands is keyed by, when it is one: no new string to hash.
     const c = this.#commands.get(this.#words.intern(name) ?? name);
+    if (c !== undefined) {
+      this.#lastName = name;
+      this.#lastCommand = c;
+    }
     if (c !== undefined || name.length > 64) return c;
     // Mixed case: remembered (a bounded number of spellings), so that it costs one lookup next time.
     const found = this.#commands.get(name.toLowerCase());
