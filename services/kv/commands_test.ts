@@ -518,3 +518,20 @@ Deno.test("keys: an active-expiry tick repeats rounds while a quarter of a round
   assert.ok(engine.keyspace.activeExpireCycle(100, 0, () => t++) <= 100);
   assert.equal(engine.keyspace.size, cmd("DBSIZE"));
 });
+
+Deno.test("engine: command lookup by any spelling, again and in turn, finds the same command", () => {
+  const { engine } = harness();
+  const get = engine.command("get");
+  assert.ok(get !== undefined);
+  // The same name again (the kept last lookup), an equal string made anew, other cases.
+  const names = ["GET", "GET", "get", ["G", "E", "T"].join(""), "GeT", "gEt", "GET"];
+  for (const n of names) assert.equal(engine.command(n), get, n);
+  // In turn with another command and with unknown names: none answers for another.
+  const set = engine.command("SET");
+  assert.ok(set !== undefined && set !== get);
+  for (const n of ["GET", "nosuch", "GET", "", "SET", "set", "GET", "gett", "GE"]) {
+    const lower = n.toLowerCase();
+    const want: unknown = lower === "get" ? get : lower === "set" ? set : undefined;
+    assert.equal(engine.command(n), want, JSON.stringify(n));
+  }
+});
