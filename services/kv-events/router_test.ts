@@ -578,3 +578,73 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
     }
   }
 });
+
+Deno.test("cache map: under 64 bytes a block with the learned links, prompts stored as engines send them, and every one followed", () => {
+  // 200,000 blocks of 16 tokens: prompts of 125 blocks (2,000 tokens) in one event each, a third
+  // also on a second pod as an offloaded prefix with no token ids; then conversations that go on a
+  // block at a time (decode), interleaved.
+  const bs = 16;
+  const table = new ChainTable(Uint32Array.of(8, 9));
+  const map = new CacheMap({ maxPods: 32, chain: { table, blockSize: bs } });
+  const rnd = new Prng(11);
+  const prompts: number[][] = [];
+  const hashes: bigint[][] = [];
+  let next = 1n;
+  for (let p = 0; p < 1600; p++) {
+    const tokens = Array.from({ length: 125 * bs }, () => rnd.nextInt(150_000));
+    const hs = Array.from({ length: 125 }, () => (next++ * 0x9e3779b97f4a7c15n) & (2n ** 64n - 1n));
+    prompts.push(tokens);
+    hashes.push(hs);
+    map.apply(`pod-${p % 32}`, "m", [{
+      type: "BlockStored",
+      blockHashes: hs,
+      parentBlockHash: null,
+      tokenIds: tokens,
+      blockSize: bs,
+      loraId: null,
+      medium: null,
+    }]);
+    if (p % 3 === 0) {
+      map.apply(`pod-${(p + 7) % 32}`, "m", [{
+        type: "BlockStored",
+        blockHashes: hs.slice(0, 1 + rnd.nextInt(125)),
+        parentBlockHash: null,
+        tokenIds: [],
+        blockSize: bs,
+        loraId: null,
+        medium: "CPU",
+      }]);
+    }
+  }
+  for (let step = 0; step < 10; step++) {
+    for (let p = 0; p < 64; p++) {
+      const tokens = Array.from({ length: bs }, () => rnd.nextInt(150_000));
+      const h = (next++ * 0x9e3779b97f4a7c15n) & (2n ** 64n - 1n);
+      map.apply(`pod-${p % 32}`, "m", [{
+        type: "BlockStored",
+        blockHashes: [h],
+        parentBlockHash: hashes[p].at(-1)!,
+        tokenIds: tokens,
+        blockSize: bs,
+        loraId: null,
+        medium: null,
+      }]);
+      prompts[p].push(...tokens);
+      hashes[p].push(h);
+    }
+  }
+  const { blocks, bytes } = map.totals();
+  assert.equal(blocks, 1600 * 125 + 640);
+  assert.ok(bytes / blocks < 64, `${(bytes / blocks).toFixed(1)} bytes a block`);
+  // Every prompt is followed through its links to its last block, with no hashing.
+  const router = new Router(
+    map,
+    new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: bs }),
+  );
+  for (const p of [0, 1, 63, 64, 799, 1599]) {
+    const misses = table.misses;
+    const r = router.route("m", { tokens: prompts[p] }, [{ id: `pod-${p % 32}`, load: 0 }])!;
+    assert.equal(r.scores[0].matched_blocks, hashes[p].length, `prompt ${p}`);
+    assert.equal(table.misses, misses, `prompt ${p} followed its links only`);
+  }
+});
