@@ -238,6 +238,39 @@ Deno.test("chain: a block no pod holds is not followed; stored again elsewhere, 
   assert.deepEqual(walk([1, 2, 3]), [a.recs[0], d.recs[0], a.recs[2]]);
 });
 
+Deno.test("chain: a block stored again right after its parent takes over a link to its dead self", () => {
+  const { ix, t, store, walk } = setup();
+  const a = store(-1, [1, 2, 3]);
+  // Block 2 evicted and stored again elsewhere; a route links block 3 after it.
+  ix.remove(2, 15, 0, null);
+  const p = store(a.recs[0], [2]).recs[0];
+  assert.notEqual(p, a.recs[1]);
+  t.tag(toks(3), 0, 1);
+  assert.equal(ix.link(p, t.tagHi, t.tagLo, a.recs[2]), LINK_NEW);
+  assert.deepEqual(walk([1, 2, 3]), [a.recs[0], p, a.recs[2]]);
+  // Block 3 evicted (leaves go first) and stored again, now right after block 2's new record:
+  // the link to its dead record is no second block.
+  ix.remove(3, 22, 0, null);
+  const y = store(p, [3]);
+  assert.deepEqual(y.results, [LINK_NEW]);
+  assert.equal(y.recs[0], p + 1);
+  assert.deepEqual(walk([1, 2, 3]), [a.recs[0], p, y.recs[0]]);
+});
+
+Deno.test("chain: a one-block run at a chunk's start leaves free records after it too", () => {
+  const { ix, store } = setup();
+  // Fill chunk 0 with lone first blocks (no room after them), then continue one of them: the
+  // record after it is taken, so its block starts a run at record 65,536.
+  for (let id = 1; id < 65_536; id++) store(-1, [id]);
+  const c = store(5, [70_000]);
+  assert.equal(c.recs[0], 65_536);
+  const d = store(-1, [70_001]);
+  assert.equal(d.recs[0], 65_536 + 1 + SLACK);
+  // Its next block lands right after it.
+  assert.equal(store(c.recs[0], [70_002]).recs[0], 65_537);
+  assert.equal(ix.chunk(65_537)[ix.at(65_537)] & CONT, CONT);
+});
+
 Deno.test("chain: compaction keeps every live block, its pods and its chain, and frees the rest (seeded)", () => {
   for (let seed = 1; seed <= 5; seed++) {
     const rnd = new Prng(seed);

@@ -22,7 +22,7 @@
  *   first blocks (parent 0, the tag mixed with the chain's namespace). 16-byte entries.
  *
  * A block no pod holds any more leaves the hash table; its record stays, dead (the flag STOP), and
- * is never followed. Between batches, {@link BlockIndex.maintain} zeroes a chunk whose records
+ * is never followed. Between events, {@link BlockIndex.maintain} zeroes a chunk whose records
  * all died for new runs (the links to and from it dropped first), and when dead and free records
  * still outnumber the live ones past 4 chunks' worth, compacts: live records are copied together in
  * order (runs stay runs) and the hash table and links are rewritten.
@@ -302,7 +302,7 @@ export class BlockIndex {
     }
     // Free records after the last run; after a new chain, at most one fewer than its blocks (none
     // after a lone first block): short prompts that never continue would leave most records free.
-    const gap = (this.#top & CHUNK_MASK) <= 1
+    const gap = this.#top === 1 || (this.#top & CHUNK_MASK) === 0
       ? 0
       : this.#runRooted
       ? Math.min(SLACK, this.#runLen - 1)
@@ -566,9 +566,13 @@ export class BlockIndex {
         return LINK_CONFLICT;
       }
       if (tagged) return LINK_KNOWN;
-      // Another block linked after the parent with these tokens: two blocks, one place.
+      // Another block linked after the parent with these tokens, still held (or the link
+      // ambiguous): two blocks, one place. A link to a block no pod holds is taken over.
       const other = this.#linkGet(parent, hi, lo);
-      if (other !== 0 && other !== rec) {
+      if (
+        other !== 0 && other !== rec &&
+        (other === AMBIGUOUS || this.#live(this.chunk(other), this.at(other)))
+      ) {
         c[o] = w0 | STOP;
         this.#linkSet(parent, hi, lo, AMBIGUOUS);
         return other === AMBIGUOUS ? LINK_BLOCKED : LINK_CONFLICT;
