@@ -29,7 +29,7 @@
  */
 
 import { TokenFingerprint } from "./fingerprint.ts";
-import { TAG_HI_MASK } from "./index.ts";
+import { type BlockIndex, LINK_CONFLICT, LINK_NEW, TAG_HI_MASK } from "./index.ts";
 
 /** The parent of a chain's first block (events say `null`, prompts start there). */
 export const ROOT_HI = 0x9e3779b9, ROOT_LO = 0x7f4a7c15;
@@ -113,6 +113,20 @@ export class ChainTable {
     this.tagHi = (f ^ (f >>> 15)) & TAG_HI_MASK;
     this.tagLo = (lo ^ (lo >>> 16)) >>> 0;
     if ((this.tagHi | this.tagLo) === 0) this.tagLo = 1;
+  }
+
+  /**
+   * Links block record `rec` of `ix` after record `parent` (0: a chain's start) under the tag (or
+   * root key) made last, and counts what it did (an ambiguity once, when found). Returns
+   * {@link BlockIndex.link}'s answer.
+   */
+  link(ix: BlockIndex, parent: number, rec: number): number {
+    const r = ix.link(parent, this.tagHi, this.tagLo, rec);
+    if (r === LINK_NEW) {
+      this.learned++;
+      if (ix.inOrder) this.inOrder++;
+    } else if (r === LINK_CONFLICT) this.ambiguous++;
+    return r;
   }
 
   /**

@@ -193,14 +193,19 @@ export class BlockIndex {
   find(hi: number, lo: number): number {
     const m = mix(hi, lo);
     const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
+    const r = sg.t[this.#probe(sg, m, hi, lo) + 2];
+    return r === 0 ? -1 : r;
+  }
+
+  /**
+   * Where block (hi, lo), whose mixed hash is `m`, is in segment `sg`: its slot's first word, or
+   * the empty slot's where it would go (its record word is 0).
+   */
+  #probe(sg: Segment, m: number, hi: number, lo: number): number {
     const t = sg.t, mask = sg.mask;
-    let s = m & mask;
-    for (;;) {
+    for (let s = m & mask;; s = (s + 1) & mask) {
       const o = s * SLOT;
-      const r = t[o + 2];
-      if (r === 0) return -1;
-      if (t[o + 1] === lo && t[o] === hi) return r;
-      s = (s + 1) & mask;
+      if (t[o + 2] === 0 || (t[o + 1] === lo && t[o] === hi)) return o;
     }
   }
 
@@ -251,7 +256,7 @@ export class BlockIndex {
     return o + this.stride <= c.length && c[o] === 0 && c[o + 1] === 0 && !this.#live(c, o);
   }
 
-  /** Grows chunk 0 (the only one made short) to hold record `rec`, if it is in chunk 0. */
+  /** Grows `rec`'s chunk to hold it (only a model's first chunk is made short). */
   #room(rec: number): void {
     const ci = rec >>> CHUNK_BITS;
     const c = this.#chunks[ci];
@@ -288,7 +293,7 @@ export class BlockIndex {
     if (after > 0) {
       const n = after + 1, ci = n >>> CHUNK_BITS, off = n & CHUNK_MASK;
       if (off !== 0) {
-        if (ci === 0) this.#room(n);
+        this.#room(n);
         if (this.#free(n)) {
           if (off >= this.#chunkTop[ci]) this.#chunkTop[ci] = off + 1;
           if (n === this.#top) {
@@ -314,7 +319,7 @@ export class BlockIndex {
       if (ci === 0) r = 1;
     }
     const ci = r >>> CHUNK_BITS;
-    if (ci === 0) this.#room(r);
+    this.#room(r);
     this.#chunkTop[ci] = Math.max(this.#chunkTop[ci], (r & CHUNK_MASK) + 1);
     this.#top = r + 1;
     this.#runLen = 1;
@@ -337,13 +342,7 @@ export class BlockIndex {
       else if (this.find(hi, lo) < 0) throw new SegmentFullError(this.#maxSlots);
     }
     const t = sg.t;
-    let s = m & sg.mask;
-    let o = s * SLOT;
-    while (t[o + 2] !== 0) {
-      if (t[o + 1] === lo && t[o] === hi) break;
-      s = (s + 1) & sg.mask;
-      o = s * SLOT;
-    }
+    const o = this.#probe(sg, m, hi, lo);
     if (t[o + 2] === 0) {
       t[o] = hi;
       t[o + 1] = lo;
@@ -382,15 +381,9 @@ export class BlockIndex {
     const m = mix(hi, lo);
     const seg = m >>> (32 - SEGMENT_BITS);
     const sg = this.#segs[seg];
-    const t = sg.t;
-    let s = m & sg.mask;
-    for (;;) {
-      const o = s * SLOT;
-      if (t[o + 2] === 0) return false;
-      if (t[o + 1] === lo && t[o] === hi) break;
-      s = (s + 1) & sg.mask;
-    }
-    const rec = t[s * SLOT + 2];
+    const so = this.#probe(sg, m, hi, lo);
+    const rec = sg.t[so + 2];
+    if (rec === 0) return false;
     const c = this.#chunks[rec >>> CHUNK_BITS];
     const ro = (rec & CHUNK_MASK) * this.stride;
     const gi = ro + 2 + (pod >>> 5), oi = gi + this.words;
@@ -401,7 +394,7 @@ export class BlockIndex {
     const gone = had && ((c[gi] | c[oi]) & bit) === 0;
     if (!this.#live(c, ro)) {
       this.#kill(rec);
-      this.#deleteAt(sg, s);
+      this.#deleteAt(sg, so / SLOT);
       if (sg.cap > MIN_CAPACITY && sg.size * 8 < sg.cap) this.#resize(seg, sg.cap / 2);
     }
     return gone;
@@ -726,14 +719,14 @@ export class BlockIndex {
 
   /** Copies the live records together, in order (see {@link maintain}). */
   compact(): void {
-    const st = this.stride;
-    const remap = new Int32Array(this.#chunks.length << CHUNK_BITS);
-    const chunks: Uint32Array[] = [];
-    let cur = new Uint32Array(Math.min(CHUNK_RECS, Math.max(FIRST_CHUNK, this.#size + 1)) * st);
-    chunks.push(cur);
+    const st = this.stride, old = this.#chunks, oldTop = this.#chunkTop;
+    const remap = new Int32Array(old.length << CHUNK_BITS);
+    const chunks = this.#chunks = [
+      new Uint32Array(Math.min(CHUNK_RECS, Math.max(FIRST_CHUNK, this.#size + 1)) * st),
+    ];
     let n = 1;
-    for (let ci = 0; ci < this.#chunks.length; ci++) {
-      const c = this.#chunks[ci], end = this.#chunkTop[ci] * st;
+    for (let ci = 0; ci < old.length; ci++) {
+      const c = old[ci], end = oldTop[ci] * st;
       let prevCopied = false; // runs never cross chunks
       for (let o = ci === 0 ? st : 0; o < end; o += st) {
         if (!this.#live(c, o)) {
@@ -741,16 +734,11 @@ export class BlockIndex {
           continue;
         }
         if ((n & CHUNK_MASK) === 0) {
-          cur = new Uint32Array(CHUNK_RECS * st);
-          chunks.push(cur);
+          chunks.push(new Uint32Array(CHUNK_RECS * st));
           prevCopied = false;
         }
-        const d = (n & CHUNK_MASK) * st;
-        if (d + st > cur.length) {
-          const g = new Uint32Array(Math.min(cur.length * 2, CHUNK_RECS * st));
-          g.set(cur);
-          chunks[chunks.length - 1] = cur = g;
-        }
+        this.#room(n);
+        const cur = chunks[n >>> CHUNK_BITS], d = (n & CHUNK_MASK) * st;
         for (let k = 0; k < st; k++) cur[d + k] = c[o + k];
         // Its parent was the record before it: still so only if that one came along.
         if (!prevCopied) cur[d] &= ~CONT;
@@ -758,9 +746,10 @@ export class BlockIndex {
         prevCopied = true;
       }
     }
-    this.#chunks = chunks;
-    this.#chunkTop = chunks.map((_, i) => i < chunks.length - 1 ? CHUNK_RECS : n & CHUNK_MASK);
-    if ((n & CHUNK_MASK) === 0) this.#chunkTop[chunks.length - 1] = CHUNK_RECS;
+    // Every chunk full but the last, which holds records up to n - 1.
+    this.#chunkTop = chunks.map((_, i) =>
+      i < chunks.length - 1 ? CHUNK_RECS : ((n - 1) & CHUNK_MASK) + 1
+    );
     this.#chunkLive = chunks.map((_, i) => this.#chunkTop[i] - (i === 0 ? 1 : 0));
     this.#spare = [];
     this.#emptied = false;

@@ -23,7 +23,6 @@
 import type { BlockHasher, PromptKeys } from "./block_hash.ts";
 import type { CacheMap } from "./store.ts";
 import { toU32 } from "./fingerprint.ts";
-import { LINK_CONFLICT, LINK_NEW } from "./index.ts";
 
 /**
  * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
@@ -221,11 +220,7 @@ export class Router {
             // A block hashed here that a pod holds: link it, so that the next prompt through it
             // needs no hashing (its event came before this process, or from an orphan, or its
             // chain's first block is salted and no event can teach it).
-            const r = ix.link(prev, chain!.tagHi, chain!.tagLo, rec);
-            if (r === LINK_NEW) {
-              chain!.learned++;
-              if (ix.inOrder) chain!.inOrder++;
-            } else if (r === LINK_CONFLICT) chain!.ambiguous++; // (found just now: counted once)
+            chain!.link(ix, prev, rec);
           }
         }
         visited++;

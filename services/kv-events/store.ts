@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { BlockIndex, LINK_CONFLICT, LINK_NEW, SegmentFullError, type Tier } from "./index.ts";
+import { BlockIndex, SegmentFullError, type Tier } from "./index.ts";
 import { CLEARED, eventsToBatch, ParsedBatch, STORED } from "./fast_events.ts";
 import { type ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 import type { KvEvent } from "./events.ts";
@@ -230,11 +230,7 @@ export class CacheMap {
       if (rec < 0) return; // refused (index full): the chain stops here
       chain.tag(tokens, tokenStart + k * bs, bs);
       if (parent === 0) chain.rootKey(lora, null);
-      const r = ix.link(parent, chain.tagHi, chain.tagLo, rec);
-      if (r === LINK_NEW) {
-        chain.learned++;
-        if (ix.inOrder) chain.inOrder++;
-      } else if (r === LINK_CONFLICT) chain.ambiguous++; // (found just now: counted once)
+      chain.link(ix, parent, rec);
       parent = rec;
     }
   }
