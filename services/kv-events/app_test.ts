@@ -240,4 +240,9 @@ Deno.test("config: publishers, endpoints and defaults", () => {
   assert.throws(() => loadKvEventsConfig({ HASH_ALGO: "md5" }));
   assert.throws(() => loadKvEventsConfig({ ZMQ_BIND: "udp://x" }));
   assert.equal(loadKvEventsConfig({ ZMQ_BIND: "tcp://*:5557" }).ZMQ_BIND, "tcp://*:5557");
+  assert.equal(c.LEARN_CHAINS, "on");
+  assert.equal(loadKvEventsConfig({ LEARN_CHAINS: "off" }).LEARN_CHAINS, "off");
+  assert.throws(() => loadKvEventsConfig({ LEARN_CHAINS: "0" }), /LEARN_CHAINS/);
+  // The variable it replaced is refused with what to set instead (CHAIN_BLOCKS=0 turned them off).
+  assert.throws(() => loadKvEventsConfig({ CHAIN_BLOCKS: "0" }), /CHAIN_BLOCKS.*LEARN_CHAINS/s);
 });

@@ -81,6 +81,10 @@ export function kvEventsConfigSchema() {
      * index's records (no table of their own).
      */
     LEARN_CHAINS: z.enum(["on", "off"]).default("on"),
+    /** Read no more (the links' own table is gone): refused, so that `CHAIN_BLOCKS=0` is not lost. */
+    CHAIN_BLOCKS: z.string().refine(() => false, {
+      message: "no longer read: learned chains live in the index; set LEARN_CHAINS=on or off",
+    }).optional(),
     /**
      * A pod none of whose chains' first blocks the service's hasher reproduced, and more than this
      * many it did not, has its first blocks learned unchecked (0 = never): for engines whose
