@@ -64,6 +64,11 @@ const put = (name: string, value: number, unit: string, higherIsBetter: boolean)
   results[name] = { value: Math.round(value * 1000) / 1000, unit, higherIsBetter };
   console.log(`${name.padEnd(44)} ${String(results[name].value).padStart(12)} ${unit}`);
 };
+/** `name.p50` and `name.p99` of sorted samples in µs. */
+const putPercentiles = (name: string, sorted: ArrayLike<number>) => {
+  put(`${name}.p50`, pct(sorted, 50), "µs", false);
+  put(`${name}.p99`, pct(sorted, 99), "µs", false);
+};
 
 const sortNum = (a: number[]) => Float64Array.from(a).sort();
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -200,8 +205,7 @@ function inProcess() {
     { learnedChains: false },
   );
   const coldT = sample(cold, QUICK ? 500 : 2000, (i) => routed[i % routed.length]);
-  put("route.2k_cold.p50", pct(coldT, 50), "µs", false);
-  put("route.2k_cold.p99", pct(coldT, 99), "µs", false);
+  putPercentiles("route.2k_cold", coldT);
   // What no cold route can go under: the SHA-256 calls alone for a 2k prompt's 125 blocks, each
   // message as long as these prompts' blocks (two SHA-256 blocks: a 16-token triple over 55
   // bytes), the digest landing where the next message's parent goes; and what this machine does
@@ -211,12 +215,10 @@ function inProcess() {
   const shaS = timeEach(QUICK ? 500 : 2000, () => {
     for (let b = 0; b < PROMPT / BS; b++) sha.digestInto(msg, 110, msg, 3);
   });
-  put("reference.sha256_2k_blocks.p50", pct(shaS, 50), "µs", false);
-  put("reference.sha256_2k_blocks.p99", pct(shaS, 99), "µs", false);
+  putPercentiles("reference.sha256_2k_blocks", shaS);
   const fixedCold = calibratedWork(pct(coldT, 50));
   const fixedColdS = timeEach(QUICK ? 500 : 2000, fixedCold);
-  put("reference.fixed_work_2k_cold.p50", pct(fixedColdS, 50), "µs", false);
-  put("reference.fixed_work_2k_cold.p99", pct(fixedColdS, 99), "µs", false);
+  putPercentiles("reference.fixed_work_2k_cold", fixedColdS);
   const hot = prompts.slice(0, 200);
 
   // Prompts pods hold, never routed before: followed through the links learned from events.
@@ -227,16 +229,14 @@ function inProcess() {
   const learnedT = sample(learned, QUICK ? 2000 : 10000, (i) => routed[(i * 7) % routed.length]);
   const cs = chain.stats();
   put("route.2k_learned.link_hit_rate", cs.hits / Math.max(1, cs.hits + cs.misses), "", true);
-  put("route.2k_learned.p50", pct(learnedT, 50), "µs", false);
-  put("route.2k_learned.p99", pct(learnedT, 99), "µs", false);
+  putPercentiles("route.2k_learned", learnedT);
 
   // What this machine does to any timed piece of work of that length: a fixed loop (no memory,
   // no allocation) calibrated to the learned route's median, timed the same way. Its p99 over its
   // p50 is the machine's own tail (timer ticks, the host taking the vCPU).
   const fixed = calibratedWork(pct(learnedT, 50));
   const fixedS = timeEach(QUICK ? 2000 : 10000, fixed);
-  put("reference.fixed_work_2k_learned.p50", pct(fixedS, 50), "µs", false);
-  put("reference.fixed_work_2k_learned.p99", pct(fixedS, 99), "µs", false);
+  putPercentiles("reference.fixed_work_2k_learned", fixedS);
 
   // The gateway sends the block hashes (no hashing here).
   const flat = hot.map((p) => {
@@ -252,8 +252,7 @@ function inProcess() {
     QUICK ? 2000 : 10000,
     (i) => cold.route("m", { hashes: flat[i % flat.length] }, candidates),
   );
-  put("route.2k_hashes.p50", pct(hashS, 50), "µs", false);
-  put("route.2k_hashes.p99", pct(hashS, 99), "µs", false);
+  putPercentiles("route.2k_hashes", hashS);
 
   // SHA-256 per block, both implementations, over 2,000-token prompts.
   for (const impl of new Set([chooseSha256("auto"), jsSha256])) {
@@ -288,11 +287,9 @@ function inProcess() {
     const warm = len >= 10_000 ? 20 : 200;
     const u32 = Uint32Array.from(tokens);
     const t = sample(cold, n, () => u32, warm);
-    put(`route.prefix_${len}.p50`, pct(t, 50), "µs", false);
-    put(`route.prefix_${len}.p99`, pct(t, 99), "µs", false);
+    putPercentiles(`route.prefix_${len}`, t);
     const tl = sample(learned, n, () => u32, warm);
-    put(`route.prefix_${len}_learned.p50`, pct(tl, 50), "µs", false);
-    put(`route.prefix_${len}_learned.p99`, pct(tl, 99), "µs", false);
+    putPercentiles(`route.prefix_${len}_learned`, tl);
   }
 
   // Event processing: decode + apply one batch (8 blocks, 128 tokens), as ZMQ delivers them.
@@ -323,8 +320,7 @@ function inProcess() {
   }
   const secs = (performance.now() - t0) / 1000;
   const latS = sortNum(lat);
-  put("process.batch.p50", pct(latS, 50), "µs", false);
-  put("process.batch.p99", pct(latS, 99), "µs", false);
+  putPercentiles("process.batch", latS);
   put("process.in_process_blocks_per_s", blocks / secs, "blocks/s", true);
 
   // The same prompts under a cache salt (events do not carry it), also held by pods, each routed
@@ -348,8 +344,7 @@ function inProcess() {
     QUICK ? 2000 : 10000,
     (i) => learned.route("m", salted[(i * 7) % salted.length], candidates),
   );
-  put("route.2k_salted.p50", pct(saltedT, 50), "µs", false);
-  put("route.2k_salted.p99", pct(saltedT, 99), "µs", false);
+  putPercentiles("route.2k_salted", saltedT);
 }
 
 // ---------------------------------------------------------------------------------------------
