@@ -271,6 +271,36 @@ Deno.test("chain: a one-block run at a chunk's start leaves free records after i
   assert.equal(ix.chunk(65_537)[ix.at(65_537)] & CONT, CONT);
 });
 
+Deno.test("chain: findAfter finds the next block of a run by its hash alone, and nothing else", () => {
+  const { ix, store } = setup();
+  const a = store(-1, [1, 2, 3]);
+  // (the helper's hashes are (id, id * 7 + 1))
+  assert.equal(ix.findAfter(a.recs[0], 2, 15), a.recs[1]);
+  assert.equal(ix.findAfter(a.recs[1], 3, 22), a.recs[2]);
+  // Another hash, or the right one after another record, is not there.
+  assert.equal(ix.findAfter(a.recs[0], 3, 22), -1);
+  assert.equal(ix.findAfter(a.recs[0], 2, 16), -1);
+  assert.equal(ix.findAfter(a.recs[1], 2, 15), -1);
+  // Past the run: free records (key 0, whatever hash mixes to it) and past the chunk's end.
+  assert.equal(ix.findAfter(a.recs[2], 4, 29), -1);
+  assert.equal(ix.findAfter(65_535, 4, 29), -1);
+  // A block no pod holds keeps its key in its dead record: not found there, found where it is
+  // stored again.
+  ix.remove(2, 15, 0, null);
+  assert.equal(ix.findAfter(a.recs[0], 2, 15), -1);
+  ix.add(2, 15, 1, 0, -1);
+  assert.notEqual(ix.rec, a.recs[1]);
+  assert.equal(ix.find(2, 15), ix.rec);
+  assert.equal(ix.findAfter(a.recs[0], 2, 15), -1);
+  // A run over a chunk's end: the first record of the next chunk is no block's next.
+  for (let id = 10; id < 65_600; id++) store(-1, [id]);
+  let at = 0; // the block in record 65,536 (chunk 1's first), the one before it in 65,535
+  for (let id = 10; id < 65_600 && at === 0; id++) if (ix.find(id, id * 7 + 1) === 65_536) at = id;
+  assert.equal(ix.find(at - 1, (at - 1) * 7 + 1), 65_535);
+  assert.equal(ix.findAfter(65_534, at - 1, (at - 1) * 7 + 1), 65_535);
+  assert.equal(ix.findAfter(65_535, at, at * 7 + 1), -1);
+});
+
 Deno.test("chain: compaction keeps every live block, its pods and its chain, and frees the rest (seeded)", () => {
   for (let seed = 1; seed <= 5; seed++) {
     const rnd = new Prng(seed);

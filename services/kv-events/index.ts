@@ -5,14 +5,16 @@
  * Three structures, all in typed arrays (nothing per block on the JS heap):
  *
  * - Records: one per block, in chunks of 65,536. A record is a 61-bit tag of the block's tokens
- *   (0: not known), two flags, and two pod bitmasks of `words` u32 each: pods holding the block in
- *   GPU memory, and pods holding it offloaded (CPU, disk: any other medium). With up to 32 pods a
- *   record is 16 bytes. The blocks of a chain are kept one after another where they can be (a
+ *   (0: not known), two flags, the block hash's 32-bit key (its mixed hash, as the hash table
+ *   places it), and two pod bitmasks of `words` u32 each: pods holding the block in GPU memory,
+ *   and pods holding it offloaded (CPU, disk: any other medium). With up to 32 pods a record is 20
+ *   bytes. The blocks of a chain are kept one after another where they can be (a
  *   "run"): a block stored after its parent goes in the record after the parent's when that one is
  *   free, with the flag CONT ("my parent is the record before me"); a new run leaves a few free
  *   records after the one before it (fewer after a new chain of 1-7 blocks: none after one of 1),
  *   so that the next block of a conversation (decode) lands right after its parent. A router
- *   following a prompt reads records in memory order.
+ *   following a prompt reads records in memory order: by tag (token ids), or by key (block hashes:
+ *   {@link BlockIndex.findAfter}, no hash-table read while a prompt runs along a run).
  * - The hash table: block hash -> record. 512 segments (by the top bits of the mixed hash), each an
  *   open-addressing table (linear probing, backward-shift deletion, no tombstones) of 12-byte
  *   slots (hash, record). A segment doubles past 3/4 full and halves under 1/8; segments grow one
@@ -65,6 +67,9 @@ export const SLACK = 7;
 /** Record flags (word 0, above the tag's 29 high bits): parent is the record before; not followed. */
 export const CONT = 1 << 30, STOP = 1 << 29;
 export const TAG_HI_MASK = STOP - 1;
+/** Word of a record holding its block hash's key; its pod masks start at word MASKS. */
+const KEY = 2;
+export const MASKS = 3;
 /** Words of a link: parent record, tag hi, tag lo, record (0: empty). */
 const LINK = 4;
 /** The record of an ambiguous link. */
@@ -114,7 +119,7 @@ class Segment {
 export class BlockIndex {
   /** u32 words per pod mask. */
   readonly words: number;
-  /** Words of a record: tag and flags (2), GPU mask, offloaded mask. */
+  /** Words of a record: tag and flags (2), key, GPU mask, offloaded mask. */
   readonly stride: number;
   #segs: Segment[] = [];
   #size = 0;
@@ -148,7 +153,7 @@ export class BlockIndex {
       2 ** Math.floor(Math.log2(Math.max(MIN_CAPACITY, maxSegmentSlots))),
     );
     this.words = Math.ceil(maxPods / 32);
-    this.stride = 2 + 2 * this.words;
+    this.stride = MASKS + 2 * this.words;
     for (let i = 0; i < SEGMENTS; i++) this.#segs.push(new Segment(MIN_CAPACITY));
     this.#chunks = [new Uint32Array(FIRST_CHUNK * this.stride)];
     this.#links = new Uint32Array(16 * LINK);
@@ -198,6 +203,23 @@ export class BlockIndex {
   }
 
   /**
+   * Record `prev + 1` when it holds block (hi, lo) (its key matches and a pod holds it: a dead
+   * record keeps its key), else -1: the next block of a prompt whose blocks are hashed, found without the hash table
+   * while the prompt runs along a run of records. A key is 32 bits of the 64-bit hash: another
+   * block right after `prev` (a sibling: both follow the same parent) is taken for this one once
+   * in 2^32.
+   */
+  findAfter(prev: number, hi: number, lo: number): number {
+    const n = prev + 1;
+    if ((n & CHUNK_MASK) === 0) return -1;
+    const c = this.#chunks[n >>> CHUNK_BITS];
+    const o = (n & CHUNK_MASK) * this.stride;
+    // (past a short chunk's end, c[o] is undefined: no match)
+    if (c[o + KEY] !== mix(hi, lo) || !this.#live(c, o)) return -1;
+    return n;
+  }
+
+  /**
    * Where block (hi, lo), whose mixed hash is `m`, is in segment `sg`: its slot's first word, or
    * the empty slot's where it would go (its record word is 0).
    */
@@ -226,13 +248,13 @@ export class BlockIndex {
 
   /** GPU mask word `j` of record `rec` (from {@link find}). */
   gpuWord(rec: number, j: number): number {
-    return this.#chunks[rec >>> CHUNK_BITS][(rec & CHUNK_MASK) * this.stride + 2 + j];
+    return this.#chunks[rec >>> CHUNK_BITS][(rec & CHUNK_MASK) * this.stride + MASKS + j];
   }
 
   /** Offloaded mask word `j` of record `rec`. */
   offWord(rec: number, j: number): number {
     return this.#chunks[rec >>> CHUNK_BITS][
-      (rec & CHUNK_MASK) * this.stride + 2 + this.words + j
+      (rec & CHUNK_MASK) * this.stride + MASKS + this.words + j
     ];
   }
 
@@ -245,7 +267,7 @@ export class BlockIndex {
   }
 
   #live(c: Uint32Array, o: number): boolean {
-    for (let i = o + 2; i < o + this.stride; i++) if (c[i] !== 0) return true;
+    for (let i = o + MASKS; i < o + this.stride; i++) if (c[i] !== 0) return true;
     return false;
   }
 
@@ -348,6 +370,7 @@ export class BlockIndex {
       t[o + 1] = lo;
       const r = this.#alloc(after);
       t[o + 2] = r;
+      this.#chunks[r >>> CHUNK_BITS][(r & CHUNK_MASK) * this.stride + KEY] = m;
       this.#chunkLive[r >>> CHUNK_BITS]++;
       sg.size++;
       this.#size++;
@@ -355,7 +378,7 @@ export class BlockIndex {
     const rec = t[o + 2];
     this.rec = rec;
     const c = this.#chunks[rec >>> CHUNK_BITS];
-    const gi = (rec & CHUNK_MASK) * this.stride + 2 + (pod >>> 5), oi = gi + this.words;
+    const gi = (rec & CHUNK_MASK) * this.stride + MASKS + (pod >>> 5), oi = gi + this.words;
     const bit = 1 << (pod & 31);
     const had = ((c[gi] | c[oi]) & bit) !== 0;
     if (tier === 0) c[gi] |= bit;
@@ -386,7 +409,7 @@ export class BlockIndex {
     if (rec === 0) return false;
     const c = this.#chunks[rec >>> CHUNK_BITS];
     const ro = (rec & CHUNK_MASK) * this.stride;
-    const gi = ro + 2 + (pod >>> 5), oi = gi + this.words;
+    const gi = ro + MASKS + (pod >>> 5), oi = gi + this.words;
     const bit = 1 << (pod & 31);
     const had = ((c[gi] | c[oi]) & bit) !== 0;
     if (tier !== 1) c[gi] &= ~bit;
@@ -410,7 +433,7 @@ export class BlockIndex {
     for (let ci = 0; ci < this.#chunks.length; ci++) {
       const c = this.#chunks[ci], end = this.#chunkTop[ci] * st;
       for (let o = ci === 0 ? st : 0; o < end; o += st) {
-        const gi = o + 2 + (pod >>> 5);
+        const gi = o + MASKS + (pod >>> 5);
         if (((c[gi] | c[gi + w]) & bit) === 0) continue;
         c[gi] &= ~bit;
         c[gi + w] &= ~bit;

@@ -23,6 +23,7 @@
 import type { BlockHasher, PromptKeys } from "./block_hash.ts";
 import type { CacheMap } from "./store.ts";
 import { toU32 } from "./fingerprint.ts";
+import { MASKS } from "./index.ts";
 
 /**
  * Blocks hashed and looked up together: their index lookups overlap in memory. Matching may so
@@ -182,6 +183,28 @@ export class Router {
             if (tagged) chain!.misses++;
           }
         }
+        if (rec < 0 && i >= ready && prev > 0) {
+          // The record after the previous block's, by its key: along a run of records no
+          // hash-table slot is read.
+          let hi: number, lo: number;
+          if (given !== null) {
+            hi = given[i * 2];
+            lo = given[i * 2 + 1];
+          } else {
+            if (hashed < 0) {
+              hasher.start(tokens!, keys);
+              hashed = 0;
+            }
+            while (hashed <= i) {
+              hasher.next();
+              hashed++;
+            }
+            hi = hasher.hi;
+            lo = hasher.lo;
+          }
+          rec = ix.findAfter(prev, hi, lo);
+          if (rec > 0 && tagged) chain!.link(ix, prev, rec);
+        }
         if (rec < 0) {
           if (i >= ready) {
             // The next few blocks' hashes, and their slots touched back to back, so that the
@@ -226,7 +249,7 @@ export class Router {
         visited++;
         prev = rec;
         const c = rec > 0 ? ix.chunk(rec) : null;
-        const o = rec > 0 ? ix.at(rec) + 2 : 0;
+        const o = rec > 0 ? ix.at(rec) + MASKS : 0;
         live = false;
         for (let j = 0; j < w; j++) {
           const a = active[j];

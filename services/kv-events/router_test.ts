@@ -493,6 +493,26 @@ Deno.test("router: links two engines disagree on are not followed", () => {
   assert.deepEqual(byId, { a: 3, b: 0 });
 });
 
+/** Each pod's matched prefix of a prompt's hashes (hi, lo pairs), from the hash table alone. */
+function prefixes(map: CacheMap, flat: Uint32Array, pods: string[]): Map<string, number> {
+  const ix = map.index("m");
+  const out = new Map<string, number>();
+  const gpu = new Uint32Array(1), off = new Uint32Array(1);
+  for (const id of pods) {
+    const slot = map.pod(id)?.slot;
+    let n = 0;
+    while (ix !== undefined && slot !== undefined && n < flat.length / 2) {
+      const r = ix.find(flat[n * 2], flat[n * 2 + 1]);
+      if (r < 0) break;
+      ix.masks(r, gpu, off);
+      if (((gpu[0] | off[0]) & (1 << slot)) === 0) break;
+      n++;
+    }
+    out.set(id, n);
+  }
+  return out;
+}
+
 Deno.test("router: pod masks carried by learned links always equal the index's (randomized)", () => {
   // Two routers over one map: one follows learned links and their pod masks, the other hashes
   // every block and probes the index. Whatever the events, their answers must be the same.
@@ -571,6 +591,27 @@ Deno.test("router: pod masks carried by learned links always equal the index's (
             a.scores.map((s) => [s.id, s.matched_blocks, s.score]),
             b.scores.map((s) => [s.id, s.matched_blocks, s.score]),
             `variant ${variant} seed ${seed} step ${step}`,
+          );
+          // Both routers find hashed blocks along runs of records by key (findAfter): the
+          // prompt's hashes sent, and each pod's prefix read off the hash table alone, agree.
+          const digests = hasher().all(probe, keys);
+          const flat = new Uint32Array(digests.length * 2);
+          const k: [number, number] = [0, 0];
+          digests.forEach((d, i) => {
+            hashKey(d, k);
+            flat[i * 2] = k[0];
+            flat[i * 2 + 1] = k[1];
+          });
+          const c = hashed.route("m", { hashes: flat }, cands)!;
+          const want = prefixes(map, flat, pods);
+          assert.deepEqual(
+            c.scores.map((s) => [s.id, s.matched_blocks]),
+            pods.map((id) => [id, want.get(id)]),
+            `hashes: variant ${variant} seed ${seed} step ${step}`,
+          );
+          assert.deepEqual(
+            b.scores.map((s) => s.matched_blocks),
+            c.scores.map((s) => s.matched_blocks),
           );
         }
       }
