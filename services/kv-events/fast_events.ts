@@ -249,6 +249,67 @@ function skipArray(buf: Uint8Array, view: DataView, pos: number, n: number, dept
   return pos;
 }
 
+/**
+ * The position after the value at `pos` of a payload {@link skip} has checked whole: nothing is
+ * checked again (lengths are in bounds, strings are UTF-8, nesting is within the limit).
+ */
+function skipChecked(buf: Uint8Array, view: DataView, pos: number): number {
+  const b = buf[pos];
+  if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return pos + 1;
+  if (b >= 0xa0 && b <= 0xbf) return pos + 1 + (b & 0x1f);
+  if (b >= 0x90 && b <= 0x9f) return skipItems(buf, view, pos + 1, b & 0x0f);
+  if (b >= 0x80 && b <= 0x8f) return skipItems(buf, view, pos + 1, (b & 0x0f) * 2);
+  switch (b) {
+    case 0xcc:
+    case 0xd0:
+      return pos + 2;
+    case 0xcd:
+    case 0xd1:
+      return pos + 3;
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+      return pos + 5;
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+      return pos + 9;
+    case 0xc4:
+    case 0xd9:
+      return pos + 2 + buf[pos + 1];
+    case 0xc5:
+    case 0xda:
+      return pos + 3 + view.getUint16(pos + 1);
+    case 0xc6:
+    case 0xdb:
+      return pos + 5 + view.getUint32(pos + 1);
+    case 0xdc:
+      return skipItems(buf, view, pos + 3, view.getUint16(pos + 1));
+    case 0xdd:
+      return skipItems(buf, view, pos + 5, view.getUint32(pos + 1));
+    case 0xde:
+      return skipItems(buf, view, pos + 3, view.getUint16(pos + 1) * 2);
+    case 0xdf:
+      return skipItems(buf, view, pos + 5, view.getUint32(pos + 1) * 2);
+  }
+  throw new MsgpackError("unchecked payload", pos);
+}
+
+/** {@link skipChecked} over `n` values (an array's items, or a map's keys and values). */
+function skipItems(buf: Uint8Array, view: DataView, pos: number, n: number): number {
+  for (let i = 0; i < n; i++) {
+    // Unsigned integers inline (token ids, hashes).
+    const b = buf[pos];
+    if (b <= 0x7f) pos++;
+    else if (b === 0xcd) pos += 3;
+    else if (b === 0xce) pos += 5;
+    else if (b === 0xcf) pos += 9;
+    else if (b === 0xcc) pos += 2;
+    else pos = skipChecked(buf, view, pos);
+  }
+  return pos;
+}
+
 function skipMap(buf: Uint8Array, view: DataView, pos: number, n: number, depth: number): number {
   if (n * 2 > buf.length - pos) throw new MsgpackError(`map of ${n} items exceeds the input`, pos);
   for (let i = 0; i < n * 2; i++) pos = skip(buf, view, pos, depth + 1);
@@ -394,6 +455,8 @@ class Reader {
   view: DataView;
   h: Head = { kind: K_NIL, n: 0, body: 0 };
   k: Head = { kind: K_NIL, n: 0, body: 0 };
+  /** Where the array or map the last {@link items} or {@link fields} read ends (-1: not known). */
+  end = -1;
 
   constructor(buf: Uint8Array) {
     this.buf = buf;
@@ -412,8 +475,9 @@ class Reader {
     this.view = NO_VIEW;
   }
 
+  /** The position after the value at `pos` (of a payload checked whole). */
   next(pos: number): number {
-    return skip(this.buf, this.view, pos, 0);
+    return skipChecked(this.buf, this.view, pos);
   }
 
   /**
@@ -434,10 +498,11 @@ class Reader {
       }
       p = this.next(vAt);
     }
+    this.end = p;
     return true;
   }
 
-  /** Array items' positions, the first `max`. */
+  /** Array items' positions, the first `max` (and its end when it has no more). */
   items(pos: number, max: number, out: number[]): number {
     head(this.buf, this.view, pos, this.h);
     const n = this.h.n;
@@ -445,8 +510,9 @@ class Reader {
     out.fill(-1);
     for (let i = 0; i < n && i < max; i++) {
       out[i] = p;
-      if (i + 1 < max) p = this.next(p);
+      if (i + 1 < max || n <= max) p = this.next(p);
     }
+    this.end = n <= max ? p : -1;
     return n;
   }
 }
@@ -534,7 +600,7 @@ export function readEventBatch(payload: Uint8Array, out: ParsedBatch): void {
 function readBatch(r: Reader, payload: Uint8Array, out: ParsedBatch): void {
   let end: number;
   try {
-    end = r.next(0);
+    end = skip(r.buf, r.view, 0, 0); // the whole payload checked: the rest reads it unchecked
   } catch (e) {
     if (e instanceof MsgpackError) throw new EventDecodeError(e.message);
     throw e;
@@ -573,6 +639,7 @@ function readBatch(r: Reader, payload: Uint8Array, out: ParsedBatch): void {
   const fields = eventFields;
   for (let i = 0; i < count; i++) {
     const start = out.hashCount;
+    r.end = -1;
     try {
       event(r, p, fields, out);
     } catch (e) {
@@ -580,7 +647,7 @@ function readBatch(r: Reader, payload: Uint8Array, out: ParsedBatch): void {
       out.hashCount = start;
       out.rejected.push(`event ${i}: ${e.message}`);
     }
-    p = r.next(p);
+    p = r.end >= 0 ? r.end : r.next(p);
   }
 }
 
@@ -682,9 +749,11 @@ function hashes(r: Reader, at: number, what: string, out: ParsedBatch): number {
   if (h.kind !== K_ARRAY) throw new Bad(`${what} is not a list`);
   const n = h.n;
   let p = h.body;
+  const b = r.buf;
   for (let i = 0; i < n; i++) {
     hash(r, p, what, i, out);
-    p = r.next(p);
+    const x = b[p];
+    p = x === 0xcf ? p + 9 : x <= 0x7f ? p + 1 : r.next(p);
   }
   return n;
 }
@@ -778,6 +847,21 @@ function tokens(r: Reader, at: number, out: ParsedBatch): boolean {
     if (x <= 0x7f) {
       out.pushToken(x);
       p++;
+      continue;
+    }
+    if (x === 0xcd) {
+      out.pushToken((b[p + 1] << 8) | b[p + 2]);
+      p += 3;
+      continue;
+    }
+    if (x === 0xce) {
+      out.pushToken(r.view.getUint32(p + 1));
+      p += 5;
+      continue;
+    }
+    if (x === 0xcc) {
+      out.pushToken(b[p + 1]);
+      p += 2;
       continue;
     }
     head(b, r.view, p, h);

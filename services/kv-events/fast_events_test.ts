@@ -42,7 +42,15 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
   ref.events.forEach((e, i) => {
     const want = e.type === "BlockStored" && learnable(e);
     assert.equal(parsed.learnable[i], want ? 1 : 0, `${what}: event ${i} learnable`);
-    if (want) assert.equal(parsed.loraNames[i], e.loraName ?? null, `${what}: event ${i} LoRA`);
+    if (!want) return;
+    assert.equal(parsed.loraNames[i], e.loraName ?? null, `${what}: event ${i} LoRA`);
+    // The same token ids (the chain's tags are made of them).
+    const from = parsed.tokenStarts[i];
+    assert.deepEqual(
+      Array.from(parsed.tokens.subarray(from, from + parsed.tokenCounts[i])),
+      e.tokenIds,
+      `${what}: event ${i} tokens`,
+    );
   });
   // The same index afterwards, with a block stored beforehand so removals have work to do.
   // With a hasher, as the service has: chains' first blocks are hashed on arrival.
@@ -97,6 +105,31 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
 Deno.test("fast events: the Python-encoded fixtures read as the reference decoder reads them", () => {
   for (const [name, h] of Object.entries(fixtures.cases)) compare(hex(h), name);
 });
+
+/** One value of each msgpack kind and length class (str8/16, bin8/16, map16, array16, ints). */
+function oddValues(): MsgpackValue[] {
+  const map = new Map<MsgpackValue, MsgpackValue>();
+  for (let i = 0; i < 17; i++) map.set(`k${i}`, i * 1000);
+  return [
+    "a".repeat(40),
+    "b".repeat(300),
+    new Uint8Array(20),
+    new Uint8Array(300),
+    -5,
+    -200,
+    -40_000,
+    -3_000_000_000,
+    2n ** 63n,
+    -(2n ** 62n),
+    1.25,
+    true,
+    false,
+    null,
+    map,
+    Array.from({ length: 20 }, (_, i) => i * 9000),
+    [[1, [2, [3, { x: [4] }]]]],
+  ];
+}
 
 Deno.test("fast events: every layout, odd types and values agree with the reference", () => {
   const big = 18446744073709551615n;
@@ -167,6 +200,29 @@ Deno.test("fast events: every layout, odd types and values agree with the refere
     [1, [], null, "extra", 5],
     "not a batch",
     null,
+    // Values of every kind in places the reader passes over (items past those it reads, unknown
+    // keys), in events of more and fewer than 9 items and in maps: the events after them must be
+    // found where they are.
+    [1, [
+      ["AllBlocksCleared", ...oddValues()],
+      ["BlockRemoved", [7], "CPU"],
+      ["AllBlocksCleared", ...oddValues().slice(0, 8)],
+      ["BlockRemoved", [8]],
+      { type: "BlockRemoved", block_hashes: [9], odd: oddValues(), more: oddValues()[8] },
+      [
+        "BlockStored",
+        [10, 12, 13, 14],
+        null,
+        [200, 300, 70000, 5],
+        1,
+        null,
+        "GPU",
+        null,
+        null,
+        ...oddValues(),
+      ],
+      ["BlockRemoved", [11], "GPU"],
+    ]],
   ];
   let accepted = 0;
   for (const c of cases) {
@@ -322,12 +378,60 @@ Deno.test("fast events: 20,000 random mutations of real payloads agree with the 
 });
 
 Deno.test("fast events: integer arrays of every width, cut at every byte, nested to the depth limit", () => {
-  // Token ids of each msgpack width (fixint, uint8/16/32, uint64, negative) and a float.
+  // Token ids at each width's edges (encodeMsgpack writes them as fixints or uint64s), a negative
+  // one and a float.
   const tokens = [5, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 40, -1, 1.5];
   const payload = encodeMsgpack([1, [["BlockStored", [1, 2], null, tokens, 2, null, "GPU"]]]);
   assert.equal(compare(payload, "whole"), "accepted");
   for (let cut = 0; cut < payload.length; cut++) {
     assert.equal(compare(payload.subarray(0, cut), `cut at ${cut}`), "refused");
+  }
+  // encodeMsgpack writes every integer past 127 as a uint64: the narrower widths (and non-minimal
+  // ones: 5 as a uint8, 7 as a uint16, signed widths holding positive ids), written by hand, as
+  // Python's msgpack writes them.
+  const widths = [
+    [0x05],
+    [0xcc, 200],
+    [0xcc, 5],
+    [0xcd, 0x01, 0x2c],
+    [0xcd, 0x00, 0x07],
+    [0xce, 0x00, 0x01, 0x11, 0x70],
+    [0xce, 0xff, 0xff, 0xff, 0xff],
+    [0xcf, 0, 0, 0, 0, 0, 0, 0, 9],
+    [0xd0, 0x05],
+    [0xd1, 0x01, 0x2c],
+    [0xd2, 0x00, 0x01, 0x11, 0x70],
+    [0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0], // 1.0
+  ];
+  const raw = Uint8Array.from([
+    0x92, // [ts, events]
+    0x01,
+    0x91,
+    0x97, // [tag, hashes, parent, tokens, block size, lora id, medium]
+    0xab,
+    ...enc("BlockStored"),
+    0x96, // six hashes (block size 2, twelve tokens: learnable)
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    0xc0,
+    0x9c, // twelve tokens
+    ...widths.flat(),
+    0x02,
+    0xc0,
+    0xa3,
+    ...enc("GPU"),
+  ]);
+  assert.equal(compare(raw, "every width by hand"), "accepted");
+  assert.deepEqual(
+    Array.from(parsed.tokens.subarray(0, parsed.tokenTotal)),
+    [5, 200, 5, 300, 7, 70000, 2 ** 32 - 1, 9, 5, 300, 70000, 1],
+  );
+  for (let cut = 0; cut < raw.length; cut++) {
+    assert.equal(compare(raw.subarray(0, cut), `by hand, cut at ${cut}`), "refused");
   }
   // Integers in arrays nested near the limit, where the reader only skips them (an extra-keys
   // field): one level under the limit passes on both paths, one past it fails on both.

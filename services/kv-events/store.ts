@@ -354,6 +354,7 @@ export class CacheMap {
       } else {
         if (ix === undefined) continue;
         const before = ix.size;
+        if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
         for (let i = from; i < to; i++) {
           if (ix.remove(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks--;
         }
