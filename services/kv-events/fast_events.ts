@@ -123,13 +123,56 @@ export class ParsedBatch {
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const MAX_DEPTH = 16;
 
+/** The host's byte order (floats are assembled in scratch arrays of it). */
+const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+const f64 = new Float64Array(1), f64Bytes = new Uint8Array(f64.buffer);
+const f32 = new Float32Array(1), f32Bytes = new Uint8Array(f32.buffer);
+
+/**
+ * Big-endian reads from a byte array, as a DataView's, for positions a check has put in bounds:
+ * one reused from payload to payload (a DataView per payload was garbage on every message).
+ */
+class BigEndian {
+  buf: Uint8Array;
+  constructor(buf: Uint8Array) {
+    this.buf = buf;
+  }
+  getUint16(p: number): number {
+    const b = this.buf;
+    return (b[p] << 8) | b[p + 1];
+  }
+  getUint32(p: number): number {
+    const b = this.buf;
+    return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+  }
+  getInt8(p: number): number {
+    return (this.buf[p] << 24) >> 24;
+  }
+  getInt16(p: number): number {
+    return (this.getUint16(p) << 16) >> 16;
+  }
+  getInt32(p: number): number {
+    return this.getUint32(p) | 0;
+  }
+  getFloat32(p: number): number {
+    const b = this.buf;
+    for (let i = 0; i < 4; i++) f32Bytes[HOST_LE ? 3 - i : i] = b[p + i];
+    return f32[0];
+  }
+  getFloat64(p: number): number {
+    const b = this.buf;
+    for (let i = 0; i < 8; i++) f64Bytes[HOST_LE ? 7 - i : i] = b[p + i];
+    return f64[0];
+  }
+}
+
 /** Checks one msgpack value at `pos` as decodeMsgpack would; returns the position after it. */
 /** Throws unless `n` bytes are left at `pos` (a function, not a closure: no garbage per value). */
 function need(buf: Uint8Array, pos: number, n: number, what: string): void {
   if (pos + n > buf.length) throw new MsgpackError(`truncated ${what}`, pos);
 }
 
-function skip(buf: Uint8Array, view: DataView, pos: number, depth: number): number {
+function skip(buf: Uint8Array, view: BigEndian, pos: number, depth: number): number {
   if (depth > MAX_DEPTH) throw new MsgpackError(`nesting deeper than ${MAX_DEPTH}`, pos);
   need(buf, pos, 1, "value");
   const at = pos;
@@ -228,7 +271,13 @@ function skipStr(buf: Uint8Array, pos: number, n: number): number {
   return pos + n;
 }
 
-function skipArray(buf: Uint8Array, view: DataView, pos: number, n: number, depth: number): number {
+function skipArray(
+  buf: Uint8Array,
+  view: BigEndian,
+  pos: number,
+  n: number,
+  depth: number,
+): number {
   if (n > buf.length - pos) throw new MsgpackError(`array of ${n} items exceeds the input`, pos);
   const len = buf.length;
   // Past the depth limit every item fails in skip, scalars included.
@@ -253,7 +302,7 @@ function skipArray(buf: Uint8Array, view: DataView, pos: number, n: number, dept
  * The position after the value at `pos` of a payload {@link skip} has checked whole: nothing is
  * checked again (lengths are in bounds, strings are UTF-8, nesting is within the limit).
  */
-function skipChecked(buf: Uint8Array, view: DataView, pos: number): number {
+function skipChecked(buf: Uint8Array, view: BigEndian, pos: number): number {
   const b = buf[pos];
   if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return pos + 1;
   if (b >= 0xa0 && b <= 0xbf) return pos + 1 + (b & 0x1f);
@@ -296,7 +345,7 @@ function skipChecked(buf: Uint8Array, view: DataView, pos: number): number {
 }
 
 /** {@link skipChecked} over `n` values (an array's items, or a map's keys and values). */
-function skipItems(buf: Uint8Array, view: DataView, pos: number, n: number): number {
+function skipItems(buf: Uint8Array, view: BigEndian, pos: number, n: number): number {
   for (let i = 0; i < n; i++) {
     // Unsigned integers inline (token ids, hashes).
     const b = buf[pos];
@@ -310,7 +359,7 @@ function skipItems(buf: Uint8Array, view: DataView, pos: number, n: number): num
   return pos;
 }
 
-function skipMap(buf: Uint8Array, view: DataView, pos: number, n: number, depth: number): number {
+function skipMap(buf: Uint8Array, view: BigEndian, pos: number, n: number, depth: number): number {
   if (n * 2 > buf.length - pos) throw new MsgpackError(`map of ${n} items exceeds the input`, pos);
   for (let i = 0; i < n * 2; i++) pos = skip(buf, view, pos, depth + 1);
   return pos;
@@ -339,7 +388,7 @@ interface Head {
   body: number;
 }
 
-function head(buf: Uint8Array, view: DataView, pos: number, h: Head): void {
+function head(buf: Uint8Array, view: BigEndian, pos: number, h: Head): void {
   const b = buf[pos];
   h.body = pos + 1;
   if (b <= 0x7f) return set(h, K_INT, b);
@@ -452,7 +501,7 @@ class Bad extends Error {}
 /** Reads a checked payload. */
 class Reader {
   buf: Uint8Array;
-  view: DataView;
+  view: BigEndian;
   h: Head = { kind: K_NIL, n: 0, body: 0 };
   k: Head = { kind: K_NIL, n: 0, body: 0 };
   /** Where the array or map the last {@link items} or {@link fields} read ends (-1: not known). */
@@ -460,19 +509,19 @@ class Reader {
 
   constructor(buf: Uint8Array) {
     this.buf = buf;
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.view = new BigEndian(buf);
   }
 
   /** Points the reader at another buffer (readEventBatch reuses one reader). */
   reset(buf: Uint8Array): void {
     this.buf = buf;
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.view.buf = buf;
   }
 
   /** Lets go of the buffer. */
   release(): void {
     this.buf = NO_BYTES;
-    this.view = NO_VIEW;
+    this.view.buf = NO_BYTES;
   }
 
   /** The position after the value at `pos` (of a payload checked whole). */
@@ -574,7 +623,6 @@ export function eventsToBatch(events: readonly KvEvent[], out: ParsedBatch): voi
 
 /** What the reader points at between batches. */
 const NO_BYTES = new Uint8Array(0);
-const NO_VIEW = new DataView(NO_BYTES.buffer);
 /**
  * readEventBatch's reader and field positions, reused from one batch to the next (it runs to the
  * end before anything else can call it, and keeps nothing of a batch in them).

@@ -433,6 +433,21 @@ Deno.test("fast events: integer arrays of every width, cut at every byte, nested
   for (let cut = 0; cut < raw.length; cut++) {
     assert.equal(compare(raw.subarray(0, cut), `by hand, cut at ${cut}`), "refused");
   }
+  // A batch's ts in every number encoding (the reader's big-endian reads, signed and float).
+  const stamps: [number[], number][] = [
+    [[0xca, 0x3f, 0xc0, 0, 0], 1.5],
+    [[0xcb, 0x40, 0x09, 0x21, 0xfb, 0x54, 0x44, 0x2d, 0x18], Math.PI],
+    [[0xd0, 0xfb], -5],
+    [[0xd1, 0xfe, 0xd4], -300],
+    [[0xd2, 0xff, 0xfe, 0xee, 0x90], -70_000],
+    [[0xcc, 0xfa], 250],
+    [[0xcd, 0x12, 0x34], 0x1234],
+    [[0xce, 0x89, 0xab, 0xcd, 0xef], 0x89abcdef],
+  ];
+  for (const [bytes, want] of stamps) {
+    assert.equal(compare(Uint8Array.from([0x92, ...bytes, 0x90]), `ts ${want}`), "accepted");
+    assert.equal(parsed.ts, want);
+  }
   // Integers in arrays nested near the limit, where the reader only skips them (an extra-keys
   // field): one level under the limit passes on both paths, one past it fails on both.
   const nested = (levels: number): MsgpackValue => {

@@ -74,6 +74,8 @@ export class Ingest {
   #hooks: IngestHooks;
   #clock: () => number;
   #wall: () => number;
+  /** Both clocks the defaults: the wall time after a batch is read off the monotonic one. */
+  #oneClock: boolean;
   #parsed = new ParsedBatch();
 
   constructor(
@@ -92,6 +94,7 @@ export class Ingest {
     this.#hooks = options.hooks;
     this.#clock = options.clock ?? (() => performance.now());
     this.#wall = options.wall ?? (() => performance.timeOrigin + performance.now());
+    this.#oneClock = options.clock === undefined && options.wall === undefined;
   }
 
   get hooks(): IngestHooks {
@@ -148,8 +151,15 @@ export class Ingest {
       this.#hooks.warn("batch refused", { pod, error: e.message });
       return false;
     }
-    this.#hooks.observeApply?.((this.#clock() - start) / 1000);
-    if (b.ts > 0) this.#hooks.observePublishToIndex?.((this.#wall() / 1000) - b.ts);
+    const hooks = this.#hooks;
+    if (hooks.observeApply === undefined && hooks.observePublishToIndex === undefined) return true;
+    // One clock read for both (performance.now() is a call into the runtime).
+    const end = this.#clock();
+    hooks.observeApply?.((end - start) / 1000);
+    if (b.ts > 0 && hooks.observePublishToIndex !== undefined) {
+      const wall = this.#oneClock ? performance.timeOrigin + end : this.#wall();
+      hooks.observePublishToIndex(wall / 1000 - b.ts);
+    }
     return true;
   }
 }

@@ -232,3 +232,39 @@ Deno.test("ingest: topics, sequence frames", () => {
   assert.equal(readSeq(seqFrame(-1)), -1);
   assert.equal(readSeq(new Uint8Array(9)), null);
 });
+
+Deno.test("ingest: apply time and publish-to-indexed time from the clocks given, or from one clock read", () => {
+  const batch = (ts: number) =>
+    encodeMsgpack([ts, [["BlockStored", [7n], null, [1, 2], 2, null, null]]]);
+  // Injected clocks: the monotonic one for the apply time, the wall one for publish-to-indexed.
+  const applied: number[] = [], e2e: number[] = [];
+  let mono = 1000;
+  const ingest = new Ingest(new CacheMap({ maxPods: 2 }), {
+    defaultModel: "m",
+    hooks: {
+      warn: () => {},
+      observeApply: (s) => applied.push(s),
+      observePublishToIndex: (s) => e2e.push(s),
+    },
+    clock: () => (mono += 2),
+    wall: () => 50_000,
+  });
+  ingest.applyPayload("p", "m", batch(42), 1000);
+  assert.deepEqual(applied, [0.002]); // received at 1000 ms, indexed at 1002 ms
+  assert.deepEqual(e2e, [8]); // published at 42 s, indexed at 50 s
+  // A batch with no ts (0) has no publish-to-indexed time.
+  ingest.applyPayload("p", "m", batch(0), 1000);
+  assert.deepEqual(e2e, [8]);
+  // The defaults: the wall time is read off the same clock read (the epoch's, in seconds).
+  const seen: number[] = [];
+  const plain = new Ingest(new CacheMap({ maxPods: 2 }), {
+    defaultModel: "m",
+    hooks: { warn: () => {}, observePublishToIndex: (s) => seen.push(s) },
+  });
+  const before = Date.now() / 1000;
+  plain.applyPayload("p", "m", batch(before - 5));
+  assert.equal(seen.length, 1);
+  // Five seconds and whatever the two clocks disagree on (under a minute), never a clock base
+  // off by the process's start or the epoch.
+  assert.ok(seen[0] > 4 && seen[0] < 65, `${seen[0]}`);
+});
