@@ -46,7 +46,8 @@ export class ParsedBatch {
     this.events = 0;
     this.hashCount = 0;
     this.tokenTotal = 0;
-    this.rejected = [];
+    // A new list only after one with entries (a caller may keep that one).
+    if (this.rejected.length > 0) this.rejected = [];
     this.dataParallelRank = null;
   }
 

@@ -125,7 +125,8 @@ export class Ingest {
     const b = this.#parsed;
     eventsToBatch(batch.events, b);
     b.ts = batch.ts;
-    b.rejected = batch.rejected;
+    // A copy: the reader keeps an empty list from batch to batch and fills it (never the caller's).
+    if (batch.rejected.length > 0) b.rejected = batch.rejected.slice();
     return this.#apply(pod, model, b, start);
   }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { encodeMsgpack } from "./msgpack.ts";
 import { Ingest, parseTopic, PublisherStream, readSeq, seqFrame } from "./ingest.ts";
+import { decodeEventBatch } from "./events.ts";
 import { CacheMap } from "./store.ts";
 import { ChainTable } from "./chain.ts";
 import { BlockHasher } from "./block_hash.ts";
@@ -267,4 +268,20 @@ Deno.test("ingest: apply time and publish-to-indexed time from the clocks given,
   // Five seconds and whatever the two clocks disagree on (under a minute), never a clock base
   // off by the process's start or the epoch.
   assert.ok(seen[0] > 4 && seen[0] < 65, `${seen[0]}`);
+});
+
+Deno.test("ingest: a decoded batch's list of skipped events stays the caller's, never written to", () => {
+  const ingest = new Ingest(new CacheMap({ maxPods: 2 }), {
+    defaultModel: "m",
+    hooks: { warn: () => {} },
+  });
+  const mine = decodeEventBatch(encodeMsgpack([1, [["Nope"], ["BlockRemoved", [1]]]]));
+  const empty = decodeEventBatch(encodeMsgpack([1, [["BlockRemoved", [1]]]]));
+  assert.deepEqual([mine.rejected.length, empty.rejected.length], [1, 0]);
+  ingest.applyBatch("p", "m", mine);
+  ingest.applyPayload("p", "m", encodeMsgpack([1, [["Nope"], ["Nope2"]]]));
+  ingest.applyBatch("p", "m", empty);
+  ingest.applyPayload("p", "m", encodeMsgpack([1, [["Nope"]]]));
+  assert.deepEqual([mine.rejected.length, empty.rejected.length], [1, 0]);
+  assert.equal(ingest.stats.rejectedEvents, 4);
 });
