@@ -879,7 +879,7 @@ async function render(file: URL): Promise<void> {
           has("memory.heap_bytes_per_block")
             ? `; ${val("memory.heap_bytes_per_block")} on the JS heap`
             : ""
-        }), the learned links included: a block's record (its tag and pod masks) sits after its ` +
+        }), the learned links included: a block's record (its tag, its hash's key and pod masks) sits after its ` +
         `parent's, ${
           m["memory.records_per_block"].value.toFixed(3)
         } records handed out per indexed block (\`memory.records_per_block\`: free records ` +
@@ -927,7 +927,7 @@ async function render(file: URL): Promise<void> {
     "the engine's cache holds 40,000 blocks (halfway through the 10,000 warm-up batches, which",
     "are not measured) each batch also evicts its 8 oldest (a BlockRemoved in the same batch), as",
     "a full vLLM cache does, so the measured batches meet a steady index rather than one growing",
-    "by 80,000 blocks a second. The same stream goes into a pyzmq SUB that decodes each batch's timestamp",
+    "by 80,000 blocks a second. The same stream goes into a pyzmq SUB that decodes each batch and reads its timestamp",
     "(`testdata/sub_latency.py`): libzmq's receive path. And 1,200-byte frames (more than a",
     "batch's ~350 bytes) at the same rate from a plain Python sender over TCP into a Deno reader that only reads each frame's",
     "send time (`testdata/tcp_send.py`): no libzmq on either side, no decoding, no index. Both ZMQ",
