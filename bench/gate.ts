@@ -147,6 +147,15 @@ async function calibrate(def: BenchDef, origin: string, targetMs: number): Promi
 }
 
 /** One case measured in both trees: ns per iteration of each batch, in round order. */
+/**
+ * Warm-up batches per tree before a case's rounds. Calibration runs only the accepted tree's
+ * version; with one warm-up batch each, a function that takes longer to reach V8's optimising
+ * tiers was measured in them for the first rounds (seen: a router case 10x slower in its first
+ * round, 1.5x in its 10th, then faster than the accepted version for the 40 rounds after), and
+ * the gate judged that as a regression in every process. Fifteen batches of about 10 ms each.
+ */
+export const WARMUP_BATCHES = 15;
+
 export interface Paired {
   group: string;
   name: string;
@@ -156,22 +165,26 @@ export interface Paired {
 
 /**
  * Measures every case both lists define (matched by group and name): calibrates on the
- * accepted tree's version, warms both up, then `rounds` rounds of one batch each, the order
- * alternating from round to round.
+ * accepted tree's version, warms both up (`warmup` batches each, alternating: default
+ * {@link WARMUP_BATCHES}), then `rounds` rounds of one batch each, the order alternating from
+ * round to round.
  */
 export async function measurePaired(
   current: readonly BenchDef[],
   accepted: readonly BenchDef[],
-  opts: { rounds: number; batchMs: number; origins: [string, string] },
+  opts: { rounds: number; batchMs: number; origins: [string, string]; warmup?: number },
 ): Promise<Paired[]> {
+  const warmup = Math.max(1, opts.warmup ?? WARMUP_BATCHES);
   const byKey = new Map(accepted.map((d) => [`${d.group}::${d.name}`, d]));
   const out: Paired[] = [];
   for (const a of current) {
     const b = byKey.get(`${a.group}::${a.name}`);
     if (b === undefined) continue;
     const n = await calibrate(b, opts.origins[1], opts.batchMs);
-    await batch(a, opts.origins[0], n);
-    await batch(b, opts.origins[1], n);
+    for (let w = 0; w < warmup; w++) {
+      await batch(a, opts.origins[0], n);
+      await batch(b, opts.origins[1], n);
+    }
     const cur: number[] = [], acc: number[] = [];
     for (let r = 0; r < opts.rounds; r++) {
       if (r % 2 === 0) {

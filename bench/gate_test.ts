@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type BenchDef, collect, measurePaired, normalizeBench } from "./gate.ts";
+import { type BenchDef, collect, measurePaired, normalizeBench, WARMUP_BATCHES } from "./gate.ts";
 
 Deno.test("bench gate: every form of Deno.bench is read as deno bench reads it", () => {
   const f = () => {};
@@ -73,7 +73,7 @@ Deno.test("bench gate: cases of both trees are paired by group and name, rounds 
   const cases = await measurePaired(
     [def("cur", "shared"), def("cur", "only current"), def("cur", "region", true)],
     [def("acc", "shared"), def("acc", "only accepted"), def("acc", "region", true)],
-    { rounds: 3, batchMs: 0.01, origins: ["cur", "acc"] },
+    { rounds: 3, batchMs: 0.01, origins: ["cur", "acc"], warmup: 1 },
   );
   assert.deepEqual(cases.map((c) => c.name), ["shared", "region"]);
   for (const c of cases) {
@@ -89,4 +89,31 @@ Deno.test("bench gate: cases of both trees are paired by group and name, rounds 
   // of one tree's batches, in order.
   const runs = shared.filter((x, i) => i === 0 || x !== shared[i - 1]).map((x) => x.split(":")[0]);
   assert.deepEqual(runs, ["acc", "cur", "acc", "cur", "acc", "cur", "acc"]);
+});
+
+Deno.test("bench gate: both trees get the warm-up batches before a case's rounds", async () => {
+  // Each batch of a tree's case records which tree ran it; a batch is one call here (batchMs 0:
+  // calibration stops at one iteration).
+  const order: string[] = [];
+  const def = (tree: string): BenchDef => ({
+    name: "c",
+    group: "g",
+    baseline: false,
+    ignore: false,
+    only: false,
+    fn: () => {
+      order.push(tree);
+    },
+  });
+  const rounds = 4;
+  await measurePaired([def("cur")], [def("acc")], {
+    rounds,
+    batchMs: 0,
+    origins: ["cur", "acc"],
+  });
+  // Calibration (one accepted batch), the warm-up, then the measured rounds.
+  const before = order.slice(1, order.length - 2 * rounds);
+  assert.equal(before.filter((t) => t === "cur").length, WARMUP_BATCHES);
+  assert.equal(before.filter((t) => t === "acc").length, WARMUP_BATCHES);
+  assert.ok(WARMUP_BATCHES >= 10);
 });
