@@ -157,8 +157,19 @@ function event(v: MsgpackValue): KvEvent {
     case "AllBlocksCleared":
       return { type: "AllBlocksCleared" };
     default:
-      throw new Bad(`unknown event type ${JSON.stringify(String(tag)).slice(0, 40)}`);
+      throw new Bad(`unknown event type ${JSON.stringify(describe(tag)).slice(0, 40)}`);
   }
+}
+
+/**
+ * A decoded value named in a message. `String()` throws on a map decoded without a prototype
+ * (msgpack maps are), so an event tagged with one would have stopped the whole batch.
+ */
+function describe(v: MsgpackValue | undefined): string {
+  if (v === null || typeof v !== "object") return String(v);
+  if (Array.isArray(v)) return "an array";
+  if (v instanceof Uint8Array) return "bytes";
+  return "a map";
 }
 
 /** A hash as the index keys it: the low 64 bits, as two u32. */

@@ -80,12 +80,23 @@ Deno.test("events: malformed events are skipped and counted; malformed batches t
     ["Nope"],
     42,
     { type: "BlockRemoved" },
+    // Tags no string can name (a msgpack map decodes without a prototype: String() throws).
+    [{ k: 1 }],
+    [[1]],
+    [new Uint8Array(2)],
+    [null],
     ["AllBlocksCleared"],
   ];
   const b = decodeEventBatch(encodeMsgpack([1, events]));
   assert.equal(b.events.length, 1);
   assert.equal(b.rejected.length, events.length - 1);
   assert.match(b.rejected[0], /^event 0: block_hashes/);
+  assert.deepEqual(b.rejected.slice(-4).map((r) => r.replace(/^event \d+: /, "")), [
+    'unknown event type "a map"',
+    'unknown event type "an array"',
+    'unknown event type "bytes"',
+    'unknown event type "null"',
+  ]);
   for (
     const bad of [
       encodeMsgpack("x"),
