@@ -879,7 +879,7 @@ async function render(file: URL): Promise<void> {
           has("memory.heap_bytes_per_block")
             ? `; ${val("memory.heap_bytes_per_block")} on the JS heap`
             : ""
-        }), the learned links included: a block's record (its tag, its hash's key and pod masks) sits after its ` +
+        }), the learned links included: a block's record (its tag, its hash and pod masks) sits after its ` +
         `parent's, ${
           m["memory.records_per_block"].value.toFixed(3)
         } records handed out per indexed block (\`memory.records_per_block\`: free records ` +

@@ -281,10 +281,17 @@ Deno.test("chain: findAfter finds the next block of a run by its hash alone, and
   assert.equal(ix.findAfter(a.recs[0], 3, 22), -1);
   assert.equal(ix.findAfter(a.recs[0], 2, 16), -1);
   assert.equal(ix.findAfter(a.recs[1], 2, 15), -1);
-  // Past the run: free records (key 0, whatever hash mixes to it) and past the chunk's end.
+  // Past the run: a free record (its hash words are 0: the hash 0 does not find it) and past the
+  // chunk's end.
   assert.equal(ix.findAfter(a.recs[2], 4, 29), -1);
+  assert.equal(ix.findAfter(a.recs[2], 0, 0), -1);
   assert.equal(ix.findAfter(65_535, 4, 29), -1);
-  // A block no pod holds keeps its key in its dead record: not found there, found where it is
+  // All 64 bits: a hash that the hash table's 32-bit mix cannot tell from the next block's.
+  const c = 0x85ebca6b, hi2 = 3 ^ 1, lo2 = (22 ^ Math.imul(3, c) ^ Math.imul(hi2, c)) >>> 0;
+  ix.add(hi2, lo2, 1, 0, -1);
+  assert.equal(ix.findAfter(a.recs[1], hi2, lo2), -1);
+  assert.equal(ix.findAfter(a.recs[1], 3, 22), a.recs[2]);
+  // A block no pod holds keeps its hash in its dead record: not found there, found where it is
   // stored again.
   ix.remove(2, 15, 0, null);
   assert.equal(ix.findAfter(a.recs[0], 2, 15), -1);

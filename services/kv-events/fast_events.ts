@@ -40,6 +40,7 @@ export class ParsedBatch {
   /** Block hashes of every event, as (hi, lo) pairs. */
   hashes = new Uint32Array(1024);
   hashCount = 0;
+  /** Why events were skipped. Kept for the next batch while empty: copy it to keep it. */
   rejected: string[] = [];
 
   reset(): void {

@@ -5,15 +5,14 @@
  * Three structures, all in typed arrays (nothing per block on the JS heap):
  *
  * - Records: one per block, in chunks of 65,536. A record is a 61-bit tag of the block's tokens
- *   (0: not known), two flags, the block hash's 32-bit key (its mixed hash, as the hash table
- *   places it), and two pod bitmasks of `words` u32 each: pods holding the block in GPU memory,
- *   and pods holding it offloaded (CPU, disk: any other medium). With up to 32 pods a record is 20
- *   bytes. The blocks of a chain are kept one after another where they can be (a
+ *   (0: not known), two flags, the block's hash (the 64 bits the hash table keys it by), and two
+ *   pod bitmasks of `words` u32 each: pods holding the block in GPU memory, and pods holding it
+ *   offloaded (CPU, disk: any other medium). With up to 32 pods a record is 24 bytes. The blocks of a chain are kept one after another where they can be (a
  *   "run"): a block stored after its parent goes in the record after the parent's when that one is
  *   free, with the flag CONT ("my parent is the record before me"); a new run leaves a few free
  *   records after the one before it (fewer after a new chain of 1-7 blocks: none after one of 1),
  *   so that the next block of a conversation (decode) lands right after its parent. A router
- *   following a prompt reads records in memory order: by tag (token ids), or by key (block hashes:
+ *   following a prompt reads records in memory order: by tag (token ids), or by hash (block hashes:
  *   {@link BlockIndex.findAfter}, no hash-table read while a prompt runs along a run).
  * - The hash table: block hash -> record. 512 segments (by the top bits of the mixed hash), each an
  *   open-addressing table (linear probing, backward-shift deletion, no tombstones) of 12-byte
@@ -67,9 +66,9 @@ export const SLACK = 7;
 /** Record flags (word 0, above the tag's 29 high bits): parent is the record before; not followed. */
 export const CONT = 1 << 30, STOP = 1 << 29;
 export const TAG_HI_MASK = STOP - 1;
-/** Word of a record holding its block hash's key; its pod masks start at word MASKS. */
-const KEY = 2;
-export const MASKS = 3;
+/** Words of a record holding its block's hash (hi, lo); its pod masks start at word MASKS. */
+const HASH = 2;
+export const MASKS = 4;
 /** Words of a link: parent record, tag hi, tag lo, record (0: empty). */
 const LINK = 4;
 /** The record of an ambiguous link. */
@@ -119,7 +118,7 @@ class Segment {
 export class BlockIndex {
   /** u32 words per pod mask. */
   readonly words: number;
-  /** Words of a record: tag and flags (2), key, GPU mask, offloaded mask. */
+  /** Words of a record: tag and flags (2), hash (2), GPU mask, offloaded mask. */
   readonly stride: number;
   #segs: Segment[] = [];
   #size = 0;
@@ -203,11 +202,10 @@ export class BlockIndex {
   }
 
   /**
-   * Record `prev + 1` when it holds block (hi, lo) (its key matches and a pod holds it: a dead
-   * record keeps its key), else -1: the next block of a prompt whose blocks are hashed, found without the hash table
-   * while the prompt runs along a run of records. A key is 32 bits of the 64-bit hash: another
-   * block right after `prev` (a sibling: both follow the same parent) is taken for this one once
-   * in 2^32.
+   * Record `prev + 1` when it holds block (hi, lo) (its hash, all 64 bits, and a pod holds it: a
+   * dead record keeps its hash), else -1: exactly what {@link find} gives when it is that record,
+   * found without the hash table while a prompt whose blocks are hashed runs along a run of
+   * records.
    */
   findAfter(prev: number, hi: number, lo: number): number {
     const n = prev + 1;
@@ -215,7 +213,7 @@ export class BlockIndex {
     const c = this.#chunks[n >>> CHUNK_BITS];
     const o = (n & CHUNK_MASK) * this.stride;
     // (past a short chunk's end, c[o] is undefined: no match)
-    if (c[o + KEY] !== mix(hi, lo) || !this.#live(c, o)) return -1;
+    if (c[o + HASH + 1] !== lo || c[o + HASH] !== hi || !this.#live(c, o)) return -1;
     return n;
   }
 
@@ -370,7 +368,9 @@ export class BlockIndex {
       t[o + 1] = lo;
       const r = this.#alloc(after);
       t[o + 2] = r;
-      this.#chunks[r >>> CHUNK_BITS][(r & CHUNK_MASK) * this.stride + KEY] = m;
+      const rc = this.#chunks[r >>> CHUNK_BITS], ro = (r & CHUNK_MASK) * this.stride;
+      rc[ro + HASH] = hi;
+      rc[ro + HASH + 1] = lo;
       this.#chunkLive[r >>> CHUNK_BITS]++;
       sg.size++;
       this.#size++;

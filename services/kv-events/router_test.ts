@@ -689,3 +689,32 @@ Deno.test("cache map: under 64 bytes a block with the learned links, prompts sto
     assert.equal(table.misses, misses, `prompt ${p} followed its links only`);
   }
 });
+
+Deno.test("router: a block hash sent is matched on all 64 bits, whatever a hostile pod stores next to it", () => {
+  // Pods a and evil hold P0..P7; evil stores, right after P7, a hash made to mix like H (the hash
+  // table's 32-bit mix is a bijection of lo ^ imul(hi, c)); then a stores H after P7 (elsewhere).
+  const map = new CacheMap({ maxPods: 4 });
+  const P = Array.from({ length: 8 }, (_, i) => [0x1000 + i, 0x2000 + i] as const);
+  const H = [0x1234, 0x5678] as const;
+  const c = 0x85ebca6b, hiX = H[0] ^ 1;
+  const X = [hiX, (H[1] ^ Math.imul(H[0], c) ^ Math.imul(hiX, c)) >>> 0] as const;
+  const big = ([hi, lo]: readonly [number, number]) => (BigInt(hi) << 32n) | BigInt(lo);
+  const stored = (hs: (readonly [number, number])[], parent: bigint | null): KvEvent => ({
+    type: "BlockStored",
+    blockHashes: hs.map(big),
+    parentBlockHash: parent,
+    tokenIds: [],
+    blockSize: BS,
+    loraId: null,
+    medium: null,
+  });
+  for (const pod of ["a", "evil"]) map.apply(pod, "m", [stored(P, null)]);
+  map.apply("evil", "m", [stored([X], big(P[7]))]);
+  map.apply("a", "m", [stored([H], big(P[7]))]);
+  const flat = Uint32Array.from([...P, H].flat());
+  const router = new Router(map, hasher(), DEFAULT_WEIGHTS, { learnedChains: false });
+  const r = router.route("m", { hashes: flat }, [{ id: "a", load: 0 }, { id: "evil", load: 0 }])!;
+  assert.deepEqual(r.scores.map((s) => [s.id, s.matched_blocks]), [["a", 9], ["evil", 8]]);
+  const want = prefixes(map, flat, ["a", "evil"]);
+  assert.deepEqual([want.get("a"), want.get("evil")], [9, 8]);
+});
