@@ -433,6 +433,48 @@ Deno.test("fast events: integer arrays of every width, cut at every byte, nested
   for (let cut = 0; cut < raw.length; cut++) {
     assert.equal(compare(raw.subarray(0, cut), `by hand, cut at ${cut}`), "refused");
   }
+  // The 32-bit length forms (and float32, signed ints) where the reader passes over them, in an
+  // event of fewer than 9 items and in one of more: the event after each must be read where it is.
+  const skipped = [
+    [0xc6, 0, 0, 0, 2, 0xff, 0xfe], // bin32
+    [0xdb, 0, 0, 0, 2, 0x68, 0x69], // str32 "hi"
+    [0xdd, 0, 0, 0, 2, 0x01, 0xcd, 0x01, 0x2c], // array32 [1, 300]
+    [0xdf, 0, 0, 0, 1, 0xa1, 0x6b, 0xce, 0, 1, 0x11, 0x70], // map32 {k: 70000}
+    [0xca, 0x3f, 0xc0, 0, 0], // float32 1.5
+    [0xd0, 0xfb], // int8 -5
+    [0xd1, 0xfe, 0xd4], // int16 -300
+    [0xd2, 0xff, 0xfe, 0xee, 0x90], // int32 -70000
+  ];
+  const removed = (h: number) => [0x93, 0xac, ...enc("BlockRemoved"), 0x91, h, 0xa3, ...enc("CPU")];
+  const cleared = (items: number[][]) => [
+    0x90 + 1 + items.length,
+    0xb0,
+    ...enc("AllBlocksCleared"),
+    ...items.flat(),
+  ];
+  const passed = Uint8Array.from([
+    0x92,
+    0x01,
+    0x96,
+    ...removed(5),
+    ...cleared(skipped.slice(0, 4)),
+    ...removed(6),
+    ...cleared([...skipped, ...skipped.slice(0, 4)]), // 13 items: past the 9 the reader walks
+    ...removed(7),
+    ...removed(8),
+  ]);
+  assert.equal(compare(passed, "32-bit forms passed over"), "accepted");
+  assert.equal(parsed.events, 6);
+  assert.deepEqual(Array.from(parsed.hashes.subarray(0, parsed.hashCount * 2)), [
+    0,
+    5,
+    0,
+    6,
+    0,
+    7,
+    0,
+    8,
+  ]);
   // A batch's ts in every number encoding (the reader's big-endian reads, signed and float).
   const stamps: [number[], number][] = [
     [[0xca, 0x3f, 0xc0, 0, 0], 1.5],
