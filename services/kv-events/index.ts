@@ -88,9 +88,22 @@ export class SegmentFullError extends RangeError {
   }
 }
 
-/** Mixes a 64-bit hash (hashes from HTTP clients need not be random). */
+/**
+ * A secret of this process's: where a block lands in the hash table cannot be worked out from
+ * outside. Hashes come from publishers and HTTP clients; without it, hashes made to mix alike
+ * (the mix of (hi, lo) was a bijection of lo ^ imul(hi, c)) all went to one segment and one run
+ * of slots, a probe as long as the pile (or the segment full: blocks refused).
+ */
+const SEED = crypto.getRandomValues(new Uint32Array(2));
+const SEED_HI = SEED[0], SEED_LO = SEED[1];
+
+/** Mixes a 64-bit hash under this process's seed (hashes from HTTP clients need not be random). */
 function mix(hi: number, lo: number): number {
-  let h = Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1);
+  // hi mixed under the seed first: lo ^ g(hi) with g unknown outside, so no one can pick two
+  // hashes with the same value there; then a finalizer spreads it over segments and slots.
+  let h = Math.imul(hi ^ SEED_HI, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d) ^ lo ^ SEED_LO;
+  h = Math.imul(h ^ (h >>> 15), 0x9e3779b1);
   h ^= h >>> 15;
   h = Math.imul(h, 0xc2b2ae35);
   return (h ^ (h >>> 13)) >>> 0;

@@ -134,3 +134,20 @@ Deno.test("block index: a segment at its largest size refuses a new block and ch
   }
   assert.throws(() => index.add(full![0], full![1], 3, 0), SegmentFullError);
 });
+
+Deno.test("block index: hashes made to mix alike under the old unseeded mix spread over segments", () => {
+  // The mix was a bijection of lo ^ imul(hi, 0x85ebca6b): these 20,000 hashes all mixed to one
+  // value, one segment, one run of slots. Under this process's seed they spread (a segment of at
+  // most 4,096 slots takes ~3,000 blocks: one segment would have refused most of them).
+  const index = new BlockIndex(4, 4096);
+  const v = 0x12345678, n = 20_000;
+  for (let i = 0; i < n; i++) {
+    const hi = (i * 2654435761) >>> 0;
+    index.add(hi, (v ^ Math.imul(hi, 0x85ebca6b)) >>> 0, 0, 0);
+  }
+  assert.equal(index.size, n);
+  for (let i = 0; i < n; i += 97) {
+    const hi = (i * 2654435761) >>> 0;
+    assert.ok(index.find(hi, (v ^ Math.imul(hi, 0x85ebca6b)) >>> 0) > 0);
+  }
+});
