@@ -196,6 +196,13 @@ export class BlockIndex {
     return n;
   }
 
+  /** Bytes of the records' chunks alone. */
+  get recordBytes(): number {
+    let n = 0;
+    for (const c of this.#chunks) n += c.byteLength;
+    return n;
+  }
+
   /** The chunk holding record `rec` (its words start at {@link at}). */
   chunk(rec: number): Uint32Array {
     return this.#chunks[rec >>> CHUNK_BITS];
