@@ -184,7 +184,7 @@ export class Router {
           }
         }
         if (rec < 0 && i >= ready && prev > 0) {
-          // The record after the previous block's, by its key: along a run of records no
+          // The record after the previous block's, by its hash: along a run of records no
           // hash-table slot is read.
           let hi: number, lo: number;
           if (given !== null) {
