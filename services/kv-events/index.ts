@@ -15,8 +15,8 @@
  *   following a prompt reads records in memory order: by tag (token ids), or by hash (block hashes:
  *   {@link BlockIndex.findAfter}, no hash-table read while a prompt runs along a run).
  * - The hash table: block hash -> record. 512 segments (by the top bits of the mixed hash), each an
- *   open-addressing table (linear probing, backward-shift deletion, no tombstones) of 12-byte
- *   slots (hash, record). A segment doubles past 3/4 full and halves under 1/8; segments grow one
+ *   open-addressing table (linear probing, backward-shift deletion, no tombstones) of 8-byte
+ *   slots (mixed hash, record: the hash itself is the record's). A segment doubles past 3/4 full and halves under 1/8; segments grow one
  *   at a time, so a resize moves 1/512 of the blocks.
  * - Links: (parent record, tag) -> record, for blocks that do not sit right after their parent
  *   (where prompts part after a shared prefix, or a run's free records ran out) and for chains'
@@ -53,8 +53,11 @@ const SEGMENTS = 1 << SEGMENT_BITS;
 const MIN_CAPACITY = 8;
 /** Slots a segment may have at most. */
 const SLOT_BITS = 31 - SEGMENT_BITS;
-/** Words of a hash-table slot: hash hi, hash lo, record (0: empty). */
-const SLOT = 3;
+/**
+ * Words of a hash-table slot: the block's mixed hash, its record (0: empty). The hash itself is in
+ * the record: a slot whose mixed hash matches is the block's when the record's hash does too.
+ */
+const SLOT = 2;
 
 const CHUNK_BITS = 16;
 const CHUNK_RECS = 1 << CHUNK_BITS;
@@ -217,7 +220,7 @@ export class BlockIndex {
   find(hi: number, lo: number): number {
     const m = mix(hi, lo);
     const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
-    const r = sg.t[this.#probe(sg, m, hi, lo) + 2];
+    const r = sg.t[this.#probe(sg, m, hi, lo) + 1];
     return r === 0 ? -1 : r;
   }
 
@@ -239,13 +242,18 @@ export class BlockIndex {
 
   /**
    * Where block (hi, lo), whose mixed hash is `m`, is in segment `sg`: its slot's first word, or
-   * the empty slot's where it would go (its record word is 0).
+   * the empty slot's where it would go (its record word is 0). Only a slot with the same mixed
+   * hash has its record read (the record the caller reads next when it is the block's).
    */
   #probe(sg: Segment, m: number, hi: number, lo: number): number {
     const t = sg.t, mask = sg.mask;
     for (let s = m & mask;; s = (s + 1) & mask) {
-      const o = s * SLOT;
-      if (t[o + 2] === 0 || (t[o + 1] === lo && t[o] === hi)) return o;
+      const o = s * SLOT, r = t[o + 1];
+      if (r === 0) return o;
+      if (t[o] === m) {
+        const c = this.#chunks[r >>> CHUNK_BITS], ro = (r & CHUNK_MASK) * this.stride;
+        if (c[ro + HASH + 1] === lo && c[ro + HASH] === hi) return o;
+      }
     }
   }
 
@@ -383,11 +391,10 @@ export class BlockIndex {
     }
     const t = sg.t;
     const o = this.#probe(sg, m, hi, lo);
-    if (t[o + 2] === 0) {
-      t[o] = hi;
-      t[o + 1] = lo;
+    if (t[o + 1] === 0) {
       const r = this.#alloc(after);
-      t[o + 2] = r;
+      t[o] = m;
+      t[o + 1] = r;
       const rc = this.#chunks[r >>> CHUNK_BITS], ro = (r & CHUNK_MASK) * this.stride;
       rc[ro + HASH] = hi;
       rc[ro + HASH + 1] = lo;
@@ -395,7 +402,7 @@ export class BlockIndex {
       sg.size++;
       this.#size++;
     }
-    const rec = t[o + 2];
+    const rec = t[o + 1];
     this.rec = rec;
     const c = this.#chunks[rec >>> CHUNK_BITS];
     const gi = (rec & CHUNK_MASK) * this.stride + MASKS + (pod >>> 5), oi = gi + this.words;
@@ -425,7 +432,7 @@ export class BlockIndex {
     const seg = m >>> (32 - SEGMENT_BITS);
     const sg = this.#segs[seg];
     const so = this.#probe(sg, m, hi, lo);
-    const rec = sg.t[so + 2];
+    const rec = sg.t[so + 1];
     if (rec === 0) return false;
     const c = this.#chunks[rec >>> CHUNK_BITS];
     const ro = (rec & CHUNK_MASK) * this.stride;
@@ -470,7 +477,7 @@ export class BlockIndex {
     for (let seg = 0; seg < SEGMENTS; seg++) {
       const t = this.#segs[seg].t;
       let gone = 0;
-      for (let o = 2; o < t.length; o += SLOT) {
+      for (let o = 1; o < t.length; o += SLOT) {
         const rec = t[o];
         if (rec !== 0 && (died[rec >>> 5] & (1 << (rec & 31))) !== 0) {
           t[o] = 0; // the segment is rebuilt below without it
@@ -489,20 +496,19 @@ export class BlockIndex {
     let j = s;
     for (;;) {
       j = (j + 1) & m;
-      if (t[j * SLOT + 2] === 0) break;
-      const home = mix(t[j * SLOT], t[j * SLOT + 1]) & m;
+      if (t[j * SLOT + 1] === 0) break;
+      const home = t[j * SLOT] & m;
       // Move j into the hole when its home is not cyclically in (hole, j].
       const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (between) continue;
-      // (three stores: a copyWithin call per moved slot cost more than the move)
+      // (two stores: a copyWithin call per moved slot cost more than the move)
       const d = hole * SLOT, o = j * SLOT;
       t[d] = t[o];
       t[d + 1] = t[o + 1];
-      t[d + 2] = t[o + 2];
       hole = j;
     }
     const d = hole * SLOT;
-    t[d] = t[d + 1] = t[d + 2] = 0;
+    t[d] = t[d + 1] = 0;
     sg.size--;
     this.#size--;
   }
@@ -525,14 +531,13 @@ export class BlockIndex {
     const t = sg.t, m = sg.mask;
     this.#size -= old.size;
     for (let o = 0; o < ot.length; o += SLOT) {
-      const rec = ot[o + 2];
+      const rec = ot[o + 1];
       if (rec === 0) continue;
-      const hi = ot[o], lo = ot[o + 1];
-      let d = (mix(hi, lo) & m) * SLOT;
-      while (t[d + 2] !== 0) d = (d + SLOT) % t.length;
-      t[d] = hi;
-      t[d + 1] = lo;
-      t[d + 2] = rec;
+      const h = ot[o];
+      let d = (h & m) * SLOT;
+      while (t[d + 1] !== 0) d = (d + SLOT) % t.length;
+      t[d] = h;
+      t[d + 1] = rec;
       sg.size++;
     }
     this.#size += sg.size;
@@ -806,7 +811,7 @@ export class BlockIndex {
     this.#runRooted = false;
     for (const sg of this.#segs) {
       const t = sg.t;
-      for (let o = 2; o < t.length; o += SLOT) if (t[o] !== 0) t[o] = remap[t[o]];
+      for (let o = 1; o < t.length; o += SLOT) if (t[o] !== 0) t[o] = remap[t[o]];
     }
     this.#rebuildLinks(this.#linkEntries(), remap);
     this.compactions++;

@@ -77,7 +77,7 @@ for (const pods of [32, 70]) {
     index.compact();
     assert.equal(index.records, 0);
     // Back to the smallest tables: 512 segments of 8 slots, one chunk of 1,024 records, 16 links.
-    const least = 512 * 8 * 12 + 1024 * index.stride * 4 + 16 * 16;
+    const least = 512 * 8 * 8 + 1024 * index.stride * 4 + 16 * 16;
     assert.ok(index.bytes <= least, `${index.bytes} bytes left`);
   });
 }
@@ -89,9 +89,9 @@ Deno.test("block index: full-range u32 halves, growth, and the tier of a medium"
   assert.equal(index.size, n);
   for (let i = 0; i < n; i++) assert.ok(index.find(0xffffffff - i, (i * 2654435761) >>> 0) >= 0);
   assert.equal(index.find(0, 0), -1);
-  // Records of 24 bytes (two chunks, 3/4 used here: 31.5 B a block) and 12-byte slots (segments
-  // at least 3/8 full: at most 32 B a block).
-  assert.ok(index.bytes / n <= 63.5, `${index.bytes / n} bytes per block`);
+  // Records of 24 bytes (two chunks, 3/4 used here: 31.5 B a block) and 8-byte slots (segments
+  // at least 3/8 full: at most 21.4 B a block).
+  assert.ok(index.bytes / n <= 52.9, `${index.bytes / n} bytes per block`);
   assert.equal(tierOf(null), 0);
   assert.equal(tierOf("gpu"), 0);
   assert.equal(tierOf("CPU"), 1);
