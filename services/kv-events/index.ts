@@ -112,6 +112,9 @@ function mix(hi: number, lo: number): number {
   return (h ^ (h >>> 13)) >>> 0;
 }
 
+/** The mixed hash the hash table places block (hi, lo) by (this process's; for tests). */
+export const mixedHash: (hi: number, lo: number) => number = mix;
+
 function mixLink(parent: number, hi: number, lo: number): number {
   return mix(hi ^ Math.imul(parent, 0x27d4eb2f), lo);
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BlockIndex, SegmentFullError, type Tier, tierOf } from "./index.ts";
+import { BlockIndex, mixedHash, SegmentFullError, type Tier, tierOf } from "./index.ts";
 
 /** A model of the index: key -> pod -> set of tiers. */
 type Model = Map<string, Map<number, Set<Tier>>>;
@@ -150,4 +150,38 @@ Deno.test("block index: hashes made to mix alike under the old unseeded mix spre
     const hi = (i * 2654435761) >>> 0;
     assert.ok(index.find(hi, (v ^ Math.imul(hi, 0x85ebca6b)) >>> 0) > 0);
   }
+});
+
+Deno.test("block index: two blocks whose mixed hashes are equal are told apart by the hash in their records", () => {
+  // A slot holds the mixed hash (32 bits) and the record; the record holds the 64-bit hash. Find
+  // two blocks that mix alike under this process's seed (a birthday search).
+  let x = 99;
+  const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+  const seen = new Map<number, [number, number]>();
+  let a: [number, number] | null = null, b: [number, number] | null = null;
+  for (let i = 0; i < 2_000_000 && a === null; i++) {
+    const h: [number, number] = [next(), next()];
+    const m = mixedHash(h[0], h[1]);
+    const other = seen.get(m);
+    if (other !== undefined && (other[0] !== h[0] || other[1] !== h[1])) [a, b] = [other, h];
+    else seen.set(m, h);
+  }
+  assert.ok(a !== null && b !== null, "no two hashes mixed alike");
+  const index = new BlockIndex(4);
+  index.add(a[0], a[1], 0, 0);
+  index.add(b[0], b[1], 1, 1);
+  const ra = index.find(a[0], a[1]), rb = index.find(b[0], b[1]);
+  assert.ok(ra > 0 && rb > 0 && ra !== rb);
+  assert.deepEqual([index.gpuWord(ra, 0), index.offWord(ra, 0)], [1, 0]);
+  assert.deepEqual([index.gpuWord(rb, 0), index.offWord(rb, 0)], [0, 2]);
+  // Removing one leaves the other where the probe finds it, whichever came first.
+  assert.equal(index.remove(a[0], a[1], 0, null), true);
+  assert.equal(index.find(a[0], a[1]), -1);
+  assert.equal(index.find(b[0], b[1]), rb);
+  assert.equal(index.remove(a[0], a[1], 0, null), false);
+  index.add(a[0], a[1], 2, 0);
+  assert.notEqual(index.find(a[0], a[1]), rb);
+  assert.equal(index.remove(b[0], b[1], 1, null), true);
+  assert.equal(index.find(b[0], b[1]), -1);
+  assert.equal(index.gpuWord(index.find(a[0], a[1]), 0), 4);
 });
