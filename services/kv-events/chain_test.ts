@@ -288,8 +288,9 @@ Deno.test("chain: findAfter finds the next block of a run by its hash alone, and
   assert.equal(ix.findAfter(65_535, 4, 29), -1);
   // All 64 bits: hashes equal to the next block's in either half are not it.
   for (const [hi, lo] of [[3 ^ (1 << 31), 22], [3, 22 ^ (1 << 31)], [3 ^ 1, 22]]) {
-    ix.add(hi, lo >>> 0, 1, 0, -1);
-    assert.equal(ix.findAfter(a.recs[1], hi, lo >>> 0), -1);
+    ix.add(hi >>> 0, lo >>> 0, 1, 0, -1);
+    assert.ok(ix.find(hi >>> 0, lo >>> 0) > 0);
+    assert.equal(ix.findAfter(a.recs[1], hi >>> 0, lo >>> 0), -1);
   }
   assert.equal(ix.findAfter(a.recs[1], 3, 22), a.recs[2]);
   // A block no pod holds keeps its hash in its dead record: not found there, found where it is
@@ -348,6 +349,18 @@ Deno.test("chain: compaction keeps every live block, its pods and its chain, and
         assert.ok(ix.records <= records);
         assert.equal(ix.records, ix.size, "only live records are left");
         assert.deepEqual(prompts.map((q) => walk(q).length), before, `seed ${seed} step ${step}`);
+        // Found by hash along the runs as the hash table finds them (records keep their hash).
+        let along = 0;
+        for (const q of prompts) {
+          for (let k = 0; k + 1 < q.length; k++) {
+            const r0 = ix.find(q[k], q[k] * 7 + 1), r1 = ix.find(q[k + 1], q[k + 1] * 7 + 1);
+            if (r0 < 0) continue;
+            const next = r1 === r0 + 1 && ((r0 + 1) & 0xffff) !== 0;
+            assert.equal(ix.findAfter(r0, q[k + 1], q[k + 1] * 7 + 1), next ? r1 : -1);
+            if (next) along++;
+          }
+        }
+        assert.ok(along > 0);
       }
     }
     assert.equal(ix.size, held.size);

@@ -185,3 +185,21 @@ Deno.test("block index: two blocks whose mixed hashes are equal are told apart b
   assert.equal(index.find(b[0], b[1]), -1);
   assert.equal(index.gpuWord(index.find(a[0], a[1]), 0), 4);
 });
+
+Deno.test("block index: each process draws its own placement seed", async () => {
+  // The same hash mixes differently in two processes (equal once in 2^32 by chance).
+  const url = new URL("./index.ts", import.meta.url).href;
+  const mixed = async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", `import { mixedHash } from "${url}"; console.log(mixedHash(1, 2));`],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.ok(out.success);
+    return Number(new TextDecoder().decode(out.stdout).trim());
+  };
+  const [a, b] = [await mixed(), await mixed()];
+  assert.ok(Number.isInteger(a) && Number.isInteger(b));
+  assert.notEqual(a, b);
+  assert.notEqual(a, mixedHash(1, 2));
+});
