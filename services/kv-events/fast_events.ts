@@ -755,15 +755,41 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
   }
 }
 
+/** An event's tag as the reference decoder names it in a message (events.ts `describe`). */
 function tagText(r: Reader, at: number): string {
   if (at < 0) return '"undefined"';
   const h = r.h;
   head(r.buf, r.view, at, h);
-  const s = h.kind === K_STR
-    ? utf8.decode(r.buf.subarray(h.body, h.body + h.n))
-    : h.kind === K_NIL
-    ? "null"
-    : h.kind;
+  let s: string;
+  switch (h.kind) {
+    case K_STR:
+      s = utf8.decode(r.buf.subarray(h.body, h.body + h.n));
+      break;
+    case K_NIL:
+      s = "null";
+      break;
+    case K_BOOL:
+      s = String(r.buf[at] === 0xc3);
+      break;
+    case K_INT:
+    case K_FLOAT:
+      s = String(h.n);
+      break;
+    case K_U64:
+    case K_I64: {
+      const v = (BigInt(r.view.getUint32(at + 1)) << 32n) | BigInt(r.view.getUint32(at + 5));
+      s = String(h.kind === K_I64 ? BigInt.asIntN(64, v) : v);
+      break;
+    }
+    case K_ARRAY:
+      s = "an array";
+      break;
+    case K_BIN:
+      s = "bytes";
+      break;
+    default:
+      s = "a map";
+  }
   return JSON.stringify(s).slice(0, 40);
 }
 

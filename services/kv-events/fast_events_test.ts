@@ -540,3 +540,26 @@ Deno.test("fast events: a LoRA named by lora_name is learned; a lora_id alone or
   assert.equal(learned(ev(7, "sql", ["salt"])), 0, "extra keys");
   assert.equal(refused, 1, "the empty name is counted");
 });
+
+Deno.test("fast events: an unknown event tag is named as the reference decoder names it", () => {
+  const tags: MsgpackValue[] = [
+    "Nope",
+    "x".repeat(60),
+    null,
+    true,
+    false,
+    5,
+    -7,
+    1.5,
+    2n ** 63n,
+    -(2n ** 62n),
+    [1],
+    new Uint8Array(2),
+    { k: 1 },
+  ];
+  const payload = encodeMsgpack([1, [...tags.map((t) => [t]), [], [1, 2]]]);
+  const ref = decodeEventBatch(payload);
+  readEventBatch(payload, parsed);
+  assert.equal(ref.rejected.length, tags.length + 2);
+  assert.deepEqual(parsed.rejected, ref.rejected);
+});
