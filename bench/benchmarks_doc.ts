@@ -9,7 +9,7 @@
  */
 import { fmtFiles } from "./lib/process.ts";
 import { escapeHtml, PALETTE } from "./load/svg.ts";
-import { BATCH_MS } from "./gate.ts";
+import { BATCH_MS, WARMUP_BATCHES } from "./gate.ts";
 import { FLOOR_NS, GATE, MAX_SPREAD } from "./run.ts";
 
 const pctOf = (x: number) => `${Math.round(x * 100)}%`;
@@ -342,7 +342,11 @@ async function render(): Promise<void> {
     "commit's version of the file side by side in one process (`Deno.bench` replaced by a",
     "collector; each tree's workspace packages resolve inside that tree) and times each case in",
     `batches of about ${BATCH_MS} ms, the two trees alternating (A B, B A, ...), ${GATE.rounds} rounds, young`,
-    "garbage collected before each batch. Whatever disturbs the machine for a moment disturbs both",
+    "garbage collected before each batch, after",
+    `${WARMUP_BATCHES} warm-up batches of each tree's case, alternating (calibration runs only the`,
+    "accepted tree's version: with one warm-up batch each, a function slower to reach V8's",
+    "optimising tiers was still in them during the first rounds, and was judged slower in every",
+    "process). Whatever disturbs the machine for a moment disturbs both",
     "trees' adjacent batches alike, so their ratio cancels it.",
     `Each file gets ${GATE.processes} such processes, the tree imported first alternating (a process has biases of`,
     "its own: which copy's data was allocated first). A case regressed when the median ratio over",

@@ -146,7 +146,6 @@ async function calibrate(def: BenchDef, origin: string, targetMs: number): Promi
   }
 }
 
-/** One case measured in both trees: ns per iteration of each batch, in round order. */
 /**
  * Warm-up batches per tree before a case's rounds. Calibration runs only the accepted tree's
  * version; with one warm-up batch each, a function that takes longer to reach V8's optimising
@@ -156,6 +155,7 @@ async function calibrate(def: BenchDef, origin: string, targetMs: number): Promi
  */
 export const WARMUP_BATCHES = 15;
 
+/** One case measured in both trees: ns per iteration of each batch, in round order. */
 export interface Paired {
   group: string;
   name: string;
@@ -165,9 +165,9 @@ export interface Paired {
 
 /**
  * Measures every case both lists define (matched by group and name): calibrates on the
- * accepted tree's version, warms both up (`warmup` batches each, alternating: default
- * {@link WARMUP_BATCHES}), then `rounds` rounds of one batch each, the order alternating from
- * round to round.
+ * accepted tree's version, warms both up (`warmup` batches each, at least 1, alternating this
+ * tree's and the accepted one's: default {@link WARMUP_BATCHES}), then `rounds` rounds of one
+ * batch each, the order alternating from round to round.
  */
 export async function measurePaired(
   current: readonly BenchDef[],
