@@ -1,9 +1,10 @@
 /**
  * The ingest fast path: reads a msgpack event batch into reusable typed arrays, without building
  * a JS value per field. It accepts and refuses exactly what {@link decodeEventBatch} followed by
- * the cache map would (a differential test holds it to that): the whole payload is checked first
- * (the same msgpack rules and limits), then interpreted. Token ids are checked, not kept (the
- * index does not need them); hashes go straight to the index's (hi, lo) keys.
+ * the cache map would (a differential test holds it to that). A batch in the layout engines send
+ * is read in one pass ({@link readCommon}); any other is checked whole first (the same msgpack
+ * rules and limits), then interpreted. Token ids go to the chain tags; hashes straight to the
+ * index's (hi, lo) keys.
  *
  * @module
  */
@@ -639,6 +640,11 @@ const eventFields = [-1, -1, -1, -1, -1, -1, -1, -1, -1];
  */
 export function readEventBatch(payload: Uint8Array, out: ParsedBatch): void {
   out.reset();
+  if (readCommon(payload, out)) {
+    fastReads++;
+    return;
+  }
+  out.reset();
   batchReader.reset(payload);
   try {
     readBatch(batchReader, payload, out);
@@ -949,4 +955,212 @@ function tokens(r: Reader, at: number, out: ParsedBatch): boolean {
     p = r.next(p);
   }
   return u32;
+}
+
+// --- One pass for the layout engines send --------------------------------------------------------
+
+/**
+ * Batches read by {@link readCommon} (the rest went through the general reader): tests check that
+ * engines' batches take it.
+ */
+export let fastReads = 0;
+
+/** What the one-pass reader's helpers read: an unsigned integer (hi, lo) or a count. */
+const U = new Uint32Array(2);
+let count = 0;
+const STORED_TAG = enc.encode("BlockStored"), REMOVED_TAG = enc.encode("BlockRemoved");
+const CLEARED_TAG = enc.encode("AllBlocksCleared");
+
+/** An unsigned integer (fixint, uint8/16/32/64) at `p` into U; the position after it, or -1. */
+function uintAt(b: Uint8Array, p: number): number {
+  const x = b[p];
+  if (x <= 0x7f) {
+    U[0] = 0;
+    U[1] = x;
+    return p + 1;
+  }
+  const n = x === 0xcc ? 2 : x === 0xcd ? 3 : x === 0xce ? 5 : x === 0xcf ? 9 : 0;
+  if (n === 0 || p + n > b.length) return -1;
+  if (n === 9) {
+    U[0] = ((b[p + 1] << 24) | (b[p + 2] << 16) | (b[p + 3] << 8) | b[p + 4]) >>> 0;
+    U[1] = ((b[p + 5] << 24) | (b[p + 6] << 16) | (b[p + 7] << 8) | b[p + 8]) >>> 0;
+    return p + 9;
+  }
+  U[0] = 0;
+  U[1] = n === 2
+    ? b[p + 1]
+    : n === 3
+    ? (b[p + 1] << 8) | b[p + 2]
+    : ((b[p + 1] << 24) | (b[p + 2] << 16) | (b[p + 3] << 8) | b[p + 4]) >>> 0;
+  return p + n;
+}
+
+/** An array header (fixarray, array16, array32) at `p`: its count into `count`; the position after. */
+function arrayAt(b: Uint8Array, p: number): number {
+  const x = b[p];
+  if (x >= 0x90 && x <= 0x9f) {
+    count = x & 0x0f;
+    return p + 1;
+  }
+  if (x === 0xdc && p + 3 <= b.length) {
+    count = (b[p + 1] << 8) | b[p + 2];
+    return p + 3;
+  }
+  if (x === 0xdd && p + 5 <= b.length) {
+    count = ((b[p + 1] << 24) | (b[p + 2] << 16) | (b[p + 3] << 8) | b[p + 4]) >>> 0;
+    return p + 5;
+  }
+  return -1;
+}
+
+/**
+ * A medium (nil, or a fixstr of ASCII) at `p`: its tier into `count` (as {@link tierOf} decides:
+ * "GPU" in any case is 0); the position after it, or -1.
+ */
+function mediumAt(b: Uint8Array, p: number): number {
+  const m = b[p];
+  if (m === 0xc0) {
+    count = 0;
+    return p + 1;
+  }
+  if (!(m >= 0xa0 && m <= 0xbf)) return -1;
+  const sl = m & 0x1f;
+  if (p + 1 + sl > b.length) return -1;
+  for (let i = 1; i <= sl; i++) if (b[p + i] >= 0x80) return -1;
+  count = sl === 3 && (b[p + 1] | 0x20) === 0x67 && (b[p + 2] | 0x20) === 0x70 &&
+      (b[p + 3] | 0x20) === 0x75
+    ? 0
+    : 1;
+  return p + 1 + sl;
+}
+
+/** Whether the fixstr at `p` is `want` (ASCII). */
+function fixstrIs(b: Uint8Array, p: number, want: Uint8Array): boolean {
+  if (b[p] !== (0xa0 | want.length) || p + 1 + want.length > b.length) return false;
+  for (let i = 0; i < want.length; i++) if (b[p + 1 + i] !== want[i]) return false;
+  return true;
+}
+
+/** Hashes (an array of unsigned integers) at `p` pushed to `out`; the position after, or -1. */
+function hashesAt(b: Uint8Array, p: number, out: ParsedBatch): number {
+  p = arrayAt(b, p);
+  if (p < 0) return -1;
+  const n = count;
+  for (let i = 0; i < n && p >= 0; i++) {
+    p = uintAt(b, p);
+    if (p >= 0) out.pushHash(U[0], U[1]);
+  }
+  count = n;
+  return p;
+}
+
+/**
+ * The batch in one pass when it has the layout engines send: `[ts, events(, rank)]` with `ts` a
+ * float or an unsigned integer and `rank` nil or a fixint, events as arrays: `["BlockStored",
+ * hashes, parent or nil, token ids, block size, nil, medium(, nil, nil)]`, `["BlockRemoved",
+ * hashes(, medium)]`, `["AllBlocksCleared"]`; hashes and parents unsigned integers, token ids
+ * below 2^32, a positive block size, a medium nil or a short ASCII string. Anything else
+ * (another layout, another type, an event the general reader would skip, bytes left over): false,
+ * with `out` to be reset; the general reader decides. What it accepts it reads as that reader
+ * would (the differential tests hold both to the reference decoder).
+ */
+function readCommon(b: Uint8Array, out: ParsedBatch): boolean {
+  const len = b.length;
+  if (len < 3 || (b[0] !== 0x92 && b[0] !== 0x93)) return false;
+  let p = 1;
+  // ts
+  const t = b[p];
+  if (t === 0xcb) {
+    if (p + 9 > len) return false;
+    for (let i = 0; i < 8; i++) f64Bytes[HOST_LE ? 7 - i : i] = b[p + 1 + i];
+    out.ts = f64[0];
+    p += 9;
+  } else {
+    p = uintAt(b, p);
+    if (p < 0 || U[0] !== 0) return false;
+    out.ts = U[1];
+  }
+  if (p >= len) return false;
+  p = arrayAt(b, p);
+  if (p < 0) return false;
+  const events = count;
+  for (let e = 0; e < events; e++) {
+    if (p >= len) return false;
+    const x = b[p];
+    if (x < 0x91 || x > 0x99) return false;
+    const items = x & 0x0f;
+    p++;
+    if (fixstrIs(b, p, STORED_TAG)) {
+      if (items !== 7 && items !== 9) return false;
+      p += 1 + STORED_TAG.length;
+      const start = out.hashCount;
+      p = hashesAt(b, p, out);
+      if (p < 0 || p >= len) return false;
+      const n = count;
+      let parentHi = ROOT_HI, parentLo = ROOT_LO;
+      if (b[p] === 0xc0) p++;
+      else {
+        p = uintAt(b, p);
+        if (p < 0) return false;
+        parentHi = U[0];
+        parentLo = U[1];
+      }
+      if (p >= len) return false;
+      p = arrayAt(b, p);
+      if (p < 0) return false;
+      const tokens = count, tokenStart = out.tokenTotal;
+      for (let i = 0; i < tokens; i++) {
+        if (p >= len) return false;
+        const v = b[p];
+        if (v === 0xcf) return false; // maybe past 2^32: the general reader decides
+        p = uintAt(b, p);
+        if (p < 0) return false;
+        out.pushToken(U[1]);
+      }
+      if (p >= len) return false;
+      p = uintAt(b, p);
+      if (p < 0 || U[0] !== 0 || U[1] === 0) return false;
+      const size = U[1];
+      if (p + 2 > len || b[p] !== 0xc0) return false; // lora_id nil
+      p++;
+      p = mediumAt(b, p);
+      if (p < 0) return false;
+      const tier = count;
+      if (items === 9) {
+        // lora_name and extra_keys, both nil
+        if (p + 2 > len || b[p] !== 0xc0 || b[p + 1] !== 0xc0) return false;
+        p += 2;
+      }
+      out.pushEvent(STORED, tier, start, n);
+      out.setLearnable(size, parentHi, parentLo, tokenStart, tokens, null);
+    } else if (fixstrIs(b, p, REMOVED_TAG)) {
+      if (items !== 2 && items !== 3) return false;
+      p += 1 + REMOVED_TAG.length;
+      const start = out.hashCount;
+      p = hashesAt(b, p, out);
+      if (p < 0) return false;
+      const n = count;
+      let tier = 0;
+      if (items === 3) {
+        p = mediumAt(b, p);
+        if (p < 0) return false;
+        tier = count;
+      }
+      out.pushEvent(REMOVED, tier, start, n);
+    } else if (fixstrIs(b, p, CLEARED_TAG)) {
+      if (items !== 1) return false;
+      p += 1 + CLEARED_TAG.length;
+      out.pushEvent(CLEARED, 0, 0, 0);
+    } else return false;
+  }
+  if (b[0] === 0x93) {
+    if (p >= len) return false;
+    const r = b[p];
+    if (r === 0xc0) p++;
+    else if (r <= 0x7f) {
+      out.dataParallelRank = r;
+      p++;
+    } else return false;
+  }
+  return p === len;
 }

@@ -5,11 +5,11 @@
 import assert from "node:assert/strict";
 import { Prng } from "@deno-stores/shared/sim";
 import { decodeEventBatch, EventDecodeError, type KvEventBatch, learnable } from "./events.ts";
-import { ParsedBatch, readEventBatch } from "./fast_events.ts";
+import { fastReads, ParsedBatch, readEventBatch } from "./fast_events.ts";
 import { encodeMsgpack, type MsgpackValue } from "./msgpack.ts";
 import { CacheMap } from "./store.ts";
 import { hashKey } from "./events.ts";
-import { ChainTable } from "./chain.ts";
+import { ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 import { BlockHasher } from "./block_hash.ts";
 
 const fixtures: { cases: Record<string, string> } = JSON.parse(
@@ -44,7 +44,11 @@ function compare(payload: Uint8Array, what: string): "refused" | "accepted" {
     assert.equal(parsed.learnable[i], want ? 1 : 0, `${what}: event ${i} learnable`);
     if (!want) return;
     assert.equal(parsed.loraNames[i], e.loraName ?? null, `${what}: event ${i} LoRA`);
-    // The same token ids (the chain's tags are made of them).
+    // The same parent and block size, and token ids (the chain's tags are made of them).
+    const parent: [number, number] = [ROOT_HI, ROOT_LO];
+    if (e.type === "BlockStored" && e.parentBlockHash !== null) hashKey(e.parentBlockHash, parent);
+    assert.deepEqual([parsed.parents[i * 2], parsed.parents[i * 2 + 1]], parent, `${what}: parent`);
+    assert.equal(parsed.blockSizes[i], e.type === "BlockStored" ? e.blockSize >>> 0 : -1);
     const from = parsed.tokenStarts[i];
     assert.deepEqual(
       Array.from(parsed.tokens.subarray(from, from + parsed.tokenCounts[i])),
@@ -562,4 +566,101 @@ Deno.test("fast events: an unknown event tag is named as the reference decoder n
   readEventBatch(payload, parsed);
   assert.equal(ref.rejected.length, tags.length + 2);
   assert.deepEqual(parsed.rejected, ref.rejected);
+});
+
+Deno.test("fast events: batches in the engines' layout take the one pass and agree with the reference, mutated too", () => {
+  const rng = new Prng(23);
+  // An unsigned integer in a width that holds it, at random (Python's msgpack picks the smallest).
+  const uint = (v: number, hi = 0, widest = 5): number[] => {
+    const w = hi > 0 ? 8 : [0, 1, 2, 4, 8][rng.nextInt(widest)];
+    if (hi > 0 || w === 8) {
+      return [0xcf, hi >>> 24, (hi >>> 16) & 255, (hi >>> 8) & 255, hi & 255, ...be32(v)];
+    }
+    if (w === 0 && v <= 0x7f) return [v];
+    if (w <= 1 && v <= 0xff) return [0xcc, v];
+    if (w <= 2 && v <= 0xffff) return [0xcd, v >>> 8, v & 255];
+    return [0xce, ...be32(v)];
+  };
+  const be32 = (v: number) => [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255];
+  const str = (s: string) => [0xa0 | s.length, ...enc(s)];
+  const arr = (n: number) => n < 16 ? [0x90 | n] : [0xdc, n >>> 8, n & 255];
+  const hashList = (n: number) => {
+    const out = arr(n);
+    for (let i = 0; i < n; i++) {
+      out.push(
+        ...(rng.nextInt(4) === 0
+          ? uint(rng.nextInt(1000))
+          : uint(rng.nextU32(), 0x80000000 | rng.nextInt(1 << 20))),
+      );
+    }
+    return out;
+  };
+  const medium = () => [[0xc0], str("GPU"), str("cpu"), str("gPu"), str("DISK")][rng.nextInt(5)];
+  const event = (): number[] => {
+    const k = rng.nextInt(10);
+    if (k < 6) {
+      const blocks = rng.nextInt(5), bs = 1 + rng.nextInt(4);
+      const tokens = Array.from(
+        { length: blocks * bs },
+        () => rng.nextInt(4) === 0 ? rng.nextInt(128) : rng.nextU32() % 200_000,
+      );
+      const nine = rng.nextInt(3) === 0;
+      return [
+        nine ? 0x99 : 0x97,
+        ...str("BlockStored"),
+        ...hashList(blocks),
+        ...(rng.nextInt(2) === 0 ? [0xc0] : uint(rng.nextU32(), rng.nextInt(2) ? 0x80000001 : 0)),
+        ...arr(tokens.length),
+        ...tokens.flatMap((t) => uint(t, 0, 4)), // (token ids as uint64: the general reader's)
+        ...uint(bs),
+        0xc0,
+        ...medium(),
+        ...(nine ? [0xc0, 0xc0] : []),
+      ];
+    }
+    if (k < 9) {
+      const three = rng.nextInt(2) === 0;
+      return [
+        three ? 0x93 : 0x92,
+        ...str("BlockRemoved"),
+        ...hashList(1 + rng.nextInt(4)),
+        ...(three ? medium() : []),
+      ];
+    }
+    return [0x91, ...str("AllBlocksCleared")];
+  };
+  let fast = 0, accepted = 0;
+  for (let i = 0; i < 1000; i++) {
+    const n = rng.nextInt(20);
+    const events = Array.from({ length: n }, event);
+    const rank = rng.nextInt(3);
+    const ts = rng.nextInt(2) === 0
+      ? [0xcb, ...Array.from({ length: 8 }, (_, j) => j === 0 ? 0x41 : rng.nextInt(256))]
+      : uint(rng.nextInt(1 << 30));
+    const bytes = Uint8Array.from([
+      rank === 0 ? 0x92 : 0x93,
+      ...ts,
+      ...arr(n),
+      ...events.flat(),
+      ...(rank === 0 ? [] : rank === 1 ? [0xc0] : [rng.nextInt(8)]),
+    ]);
+    const before = fastReads;
+    assert.equal(compare(bytes, `batch ${i}`), "accepted");
+    if (fastReads > before) fast++;
+    // Mutated: both readers still agree (the one pass gives way to the general reader).
+    for (let j = 0; j < 4; j++) {
+      const m = bytes.slice();
+      const at = rng.nextInt(m.length);
+      if (j === 0) m[at] ^= 1 << rng.nextInt(8);
+      else if (j === 1) {
+        m[at] =
+          [0x00, 0x7f, 0x90, 0x9a, 0xa3, 0xc0, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xff][rng.nextInt(12)];
+      }
+      if (compare(j === 2 ? m.subarray(0, at) : m, `batch ${i} mutation ${j}`) === "accepted") {
+        accepted++;
+      }
+    }
+  }
+  assert.equal(fast, 1000, "every batch in the engines' layout took the one pass");
+  assert.ok(accepted > 300, `${accepted} mutations accepted`);
 });
