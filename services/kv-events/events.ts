@@ -128,11 +128,12 @@ function blockStored(f: (i: number, name: string) => MsgpackValue | undefined): 
 
 /**
  * Whether a stored event can teach chain links: its hashes depend on nothing but parent, tokens
- * (u32) and a LoRA named by `lora_name` (a `lora_id` alone does not name the LoRA the hashes used).
+ * (u32) and a LoRA named by `lora_name` (a `lora_id` alone does not name the LoRA the hashes used),
+ * and its block size is a u32 (the batches keep it in 32 bits: 2^32 + 16 would read as 16).
  */
 export function learnable(e: Extract<KvEvent, { type: "BlockStored" }>): boolean {
   return !e.keyed && (e.loraId === null || e.loraName !== undefined) &&
-    e.tokenIds.every((t) => t < 0x100000000);
+    e.blockSize <= 0xffffffff && e.tokenIds.every((t) => t < 0x100000000);
 }
 
 function event(v: MsgpackValue): KvEvent {

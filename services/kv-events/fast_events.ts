@@ -721,11 +721,12 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
   const tag = f[0];
   if (tag >= 0) head(r.buf, r.view, tag, h);
   if (tag >= 0 && strIs(r.buf, h, KEY.BlockStored)) {
-    // The order of the checks is decodeEventBatch's (block_size first).
+    // The order of the checks is decodeEventBatch's (block_size, block_hashes, parent, ...).
     const bs = f[4];
     const size = bs < 0 ? null : optInt(r, bs, "block_size");
     if (size === null || size <= 0) throw new Bad("block_size is missing or not positive");
     const start = out.hashCount;
+    const n = hashes(r, f[1], "block_hashes", out);
     let parentHi = ROOT_HI, parentLo = ROOT_LO;
     if (f[2] >= 0) {
       head(r.buf, r.view, f[2], h);
@@ -735,7 +736,6 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
         parentLo = lastHash[1];
       }
     }
-    const n = hashes(r, f[1], "block_hashes", out);
     const tokenStart = out.tokenTotal;
     const u32 = tokens(r, f[3], out);
     const lora = f[5] >= 0 ? optInt(r, f[5], "lora_id") : null;
@@ -744,7 +744,10 @@ function event(r: Reader, pos: number, f: number[], out: ParsedBatch): void {
     // Chain links: only from events whose hashes depend on nothing but parent, tokens and a LoRA
     // they name (as events.ts `learnable` decides).
     const loraName = optName(r, f[7]);
-    if (u32 && isNil(r, f[8]) && loraName !== undefined && (lora === null || loraName !== null)) {
+    if (
+      u32 && size <= 0xffffffff && isNil(r, f[8]) && loraName !== undefined &&
+      (lora === null || loraName !== null)
+    ) {
       out.setLearnable(size, parentHi, parentLo, tokenStart, out.tokenTotal - tokenStart, loraName);
     } else out.tokenTotal = tokenStart;
   } else if (tag >= 0 && strIs(r.buf, h, KEY.BlockRemoved)) {

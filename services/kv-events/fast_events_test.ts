@@ -664,3 +664,40 @@ Deno.test("fast events: batches in the engines' layout take the one pass and agr
   assert.equal(fast, 1000, "every batch in the engines' layout took the one pass");
   assert.ok(accepted > 300, `${accepted} mutations accepted`);
 });
+
+Deno.test("fast events: a block size past 32 bits teaches no link; an event bad in two fields is named as the reference names it", () => {
+  // 2^32 + 2 kept in 32 bits would be 2: the block size the chain table learns with.
+  const big = encodeMsgpack([1, [[
+    "BlockStored",
+    [1, 2],
+    null,
+    [1, 2, 3, 4],
+    2 ** 32 + 2,
+    null,
+    "GPU",
+  ]]]);
+  assert.equal(compare(big, "block size 2^32 + 2"), "accepted");
+  assert.equal(parsed.learnable[0], 0);
+  const ev = decodeEventBatch(big).events[0];
+  assert.ok(ev.type === "BlockStored" && !learnable(ev));
+  // Hashes [nil] and parent "x": both decoders name the hashes (checked first).
+  const bad = Uint8Array.from([
+    0x92,
+    0x01,
+    0x91,
+    0x97,
+    0xab,
+    ...enc("BlockStored"),
+    0x91,
+    0xc0,
+    0xa1,
+    0x78,
+    0x90,
+    0x01,
+    0xc0,
+    0xc0,
+  ]);
+  readEventBatch(bad, parsed);
+  assert.deepEqual(parsed.rejected, decodeEventBatch(bad).rejected);
+  assert.match(parsed.rejected[0], /block_hashes/);
+});
