@@ -131,6 +131,22 @@ const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 const f64 = new Float64Array(1), f64Bytes = new Uint8Array(f64.buffer);
 const f32 = new Float32Array(1), f32Bytes = new Uint8Array(f32.buffer);
 
+/** The big-endian u32 at `p` (in bounds). */
+function u32At(b: Uint8Array, p: number): number {
+  return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+}
+
+/** The big-endian float64 at `p` (in bounds). */
+function f64At(b: Uint8Array, p: number): number {
+  for (let i = 0; i < 8; i++) f64Bytes[HOST_LE ? 7 - i : i] = b[p + i];
+  return f64[0];
+}
+
+/** Whether the 3 bytes at `s` are "gpu" in any case (the medium that is tier 0). */
+function isGpu(b: Uint8Array, s: number): boolean {
+  return (b[s] | 0x20) === 0x67 && (b[s + 1] | 0x20) === 0x70 && (b[s + 2] | 0x20) === 0x75;
+}
+
 /**
  * Big-endian reads from a byte array, as a DataView's, for positions a check has put in bounds:
  * one reused from payload to payload (a DataView per payload was garbage on every message).
@@ -145,8 +161,7 @@ class BigEndian {
     return (b[p] << 8) | b[p + 1];
   }
   getUint32(p: number): number {
-    const b = this.buf;
-    return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+    return u32At(this.buf, p);
   }
   getInt8(p: number): number {
     return (this.buf[p] << 24) >> 24;
@@ -163,9 +178,7 @@ class BigEndian {
     return f32[0];
   }
   getFloat64(p: number): number {
-    const b = this.buf;
-    for (let i = 0; i < 8; i++) f64Bytes[HOST_LE ? 7 - i : i] = b[p + i];
-    return f64[0];
+    return f64At(this.buf, p);
   }
 }
 
@@ -818,11 +831,7 @@ function medium(r: Reader, at: number): number {
   if (h.kind === K_NIL) return 0;
   if (h.kind !== K_STR) throw new Bad("medium is not a string");
   const b = r.buf, s = h.body;
-  if (
-    h.n === 3 && (b[s] | 0x20) === 0x67 && (b[s + 1] | 0x20) === 0x70 && (b[s + 2] | 0x20) === 0x75
-  ) {
-    return 0;
-  }
+  if (h.n === 3 && isGpu(b, s)) return 0;
   // Anything else: as tierOf decides (non-ASCII case folding included).
   return tierOf(utf8.decode(b.subarray(s, s + h.n)));
 }
@@ -971,8 +980,6 @@ export let fastReads = 0;
 /** What the one-pass reader's helpers read: an unsigned integer (hi, lo) or a count. */
 const U = new Uint32Array(2);
 let count = 0;
-const STORED_TAG = enc.encode("BlockStored"), REMOVED_TAG = enc.encode("BlockRemoved");
-const CLEARED_TAG = enc.encode("AllBlocksCleared");
 
 /** An unsigned integer (fixint, uint8/16/32/64) at `p` into U; the position after it, or -1. */
 function uintAt(b: Uint8Array, p: number): number {
@@ -985,16 +992,12 @@ function uintAt(b: Uint8Array, p: number): number {
   const n = x === 0xcc ? 2 : x === 0xcd ? 3 : x === 0xce ? 5 : x === 0xcf ? 9 : 0;
   if (n === 0 || p + n > b.length) return -1;
   if (n === 9) {
-    U[0] = ((b[p + 1] << 24) | (b[p + 2] << 16) | (b[p + 3] << 8) | b[p + 4]) >>> 0;
-    U[1] = ((b[p + 5] << 24) | (b[p + 6] << 16) | (b[p + 7] << 8) | b[p + 8]) >>> 0;
+    U[0] = u32At(b, p + 1);
+    U[1] = u32At(b, p + 5);
     return p + 9;
   }
   U[0] = 0;
-  U[1] = n === 2
-    ? b[p + 1]
-    : n === 3
-    ? (b[p + 1] << 8) | b[p + 2]
-    : ((b[p + 1] << 24) | (b[p + 2] << 16) | (b[p + 3] << 8) | b[p + 4]) >>> 0;
+  U[1] = n === 2 ? b[p + 1] : n === 3 ? (b[p + 1] << 8) | b[p + 2] : u32At(b, p + 1);
   return p + n;
 }
 
@@ -1030,10 +1033,7 @@ function mediumAt(b: Uint8Array, p: number): number {
   const sl = m & 0x1f;
   if (p + 1 + sl > b.length) return -1;
   for (let i = 1; i <= sl; i++) if (b[p + i] >= 0x80) return -1;
-  count = sl === 3 && (b[p + 1] | 0x20) === 0x67 && (b[p + 2] | 0x20) === 0x70 &&
-      (b[p + 3] | 0x20) === 0x75
-    ? 0
-    : 1;
+  count = sl === 3 && isGpu(b, p + 1) ? 0 : 1;
   return p + 1 + sl;
 }
 
@@ -1075,8 +1075,7 @@ function readCommon(b: Uint8Array, out: ParsedBatch): boolean {
   const t = b[p];
   if (t === 0xcb) {
     if (p + 9 > len) return false;
-    for (let i = 0; i < 8; i++) f64Bytes[HOST_LE ? 7 - i : i] = b[p + 1 + i];
-    out.ts = f64[0];
+    out.ts = f64At(b, p + 1);
     p += 9;
   } else {
     p = uintAt(b, p);
@@ -1093,9 +1092,9 @@ function readCommon(b: Uint8Array, out: ParsedBatch): boolean {
     if (x < 0x91 || x > 0x99) return false;
     const items = x & 0x0f;
     p++;
-    if (fixstrIs(b, p, STORED_TAG)) {
+    if (fixstrIs(b, p, KEY.BlockStored)) {
       if (items !== 7 && items !== 9) return false;
-      p += 1 + STORED_TAG.length;
+      p += 1 + KEY.BlockStored.length;
       const start = out.hashCount;
       p = hashesAt(b, p, out);
       if (p < 0 || p >= len) return false;
@@ -1136,9 +1135,9 @@ function readCommon(b: Uint8Array, out: ParsedBatch): boolean {
       }
       out.pushEvent(STORED, tier, start, n);
       out.setLearnable(size, parentHi, parentLo, tokenStart, tokens, null);
-    } else if (fixstrIs(b, p, REMOVED_TAG)) {
+    } else if (fixstrIs(b, p, KEY.BlockRemoved)) {
       if (items !== 2 && items !== 3) return false;
-      p += 1 + REMOVED_TAG.length;
+      p += 1 + KEY.BlockRemoved.length;
       const start = out.hashCount;
       p = hashesAt(b, p, out);
       if (p < 0) return false;
@@ -1150,9 +1149,9 @@ function readCommon(b: Uint8Array, out: ParsedBatch): boolean {
         tier = count;
       }
       out.pushEvent(REMOVED, tier, start, n);
-    } else if (fixstrIs(b, p, CLEARED_TAG)) {
+    } else if (fixstrIs(b, p, KEY.AllBlocksCleared)) {
       if (items !== 1) return false;
-      p += 1 + CLEARED_TAG.length;
+      p += 1 + KEY.AllBlocksCleared.length;
       out.pushEvent(CLEARED, 0, 0, 0);
     } else return false;
   }

@@ -200,9 +200,8 @@ export class BlockIndex {
 
   /** Bytes of the tables. */
   get bytes(): number {
-    let n = this.#links.byteLength;
+    let n = this.#links.byteLength + this.recordBytes;
     for (const s of this.#segs) n += s.t.byteLength;
-    for (const c of this.#chunks) n += c.byteLength;
     return n;
   }
 

@@ -329,8 +329,7 @@ export class CacheMap {
         }
         const root = b.parents[e * 2] === ROOT_HI && b.parents[e * 2 + 1] === ROOT_LO;
         const parent = root ? 0 : ix.find(b.parents[e * 2], b.parents[e * 2 + 1]);
-        // The blocks' slots read back to back first: their memory misses overlap.
-        if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
+        touchAll(ix, hs, from, to);
         if (this.#recs.length < to - from) this.#recs = new Int32Array(to - from);
         // Each new block's record after its parent's (the event's blocks form a chain).
         let after = parent;
@@ -354,7 +353,7 @@ export class CacheMap {
       } else {
         if (ix === undefined) continue;
         const before = ix.size;
-        if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
+        touchAll(ix, hs, from, to);
         for (let i = from; i < to; i++) {
           if (ix.remove(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks--;
         }
@@ -372,4 +371,12 @@ export class CacheMap {
     eventsToBatch(events, this.#scratch);
     return this.applyParsed(id, model, this.#scratch);
   }
+}
+
+/**
+ * Reads the slots of blocks `hs[from, to)` back to back (before they are stored or removed one by
+ * one): their memory misses overlap.
+ */
+function touchAll(ix: BlockIndex, hs: Uint32Array, from: number, to: number): void {
+  if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
 }
