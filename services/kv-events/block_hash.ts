@@ -200,23 +200,30 @@ export class BlockHasher {
   readonly algo: HashAlgo;
   readonly blockSize: number;
   readonly noneHash: Uint8Array;
-  /** High 32 bits of the last block's int hash. */
-  hi = 0;
+  /**
+   * High 32 bits of the last block's int hash (read from the digest: a field would take a heap
+   * number at each block, for values of 2^30 and more).
+   */
+  get hi(): number {
+    return this.#buf.length === 0 ? 0 : this.#bufView.getUint32(this.#parentAt + 24);
+  }
   /** Low 32 bits of the last block's int hash. */
-  lo = 0;
+  get lo(): number {
+    return this.#buf.length === 0 ? 0 : this.#bufView.getUint32(this.#parentAt + 28);
+  }
   #buf: Uint8Array = new Uint8Array(0);
   /** A view of {@link #buf} for four-byte writes. */
   #bufView = new DataView(this.#buf.buffer);
   #parentAt = 0;
   #tokens: ArrayLike<number> = [];
+  /** Where the prompt starts in {@link #tokens}. */
+  #offset = 0;
   #block = 0;
   #blocks = 0;
   #extraFirst: Uint8Array = new Uint8Array(0);
   #extraRest: Uint8Array = new Uint8Array(0);
   /** The extra-keys item of a prompt with none (None). */
   #noKeys: Uint8Array;
-  #noneHi: number;
-  #noneLo: number;
   #sha: Sha256;
 
   constructor(options: HasherOptions) {
@@ -230,9 +237,6 @@ export class BlockHasher {
     this.#sha = options.sha256 ?? chooseSha256("auto");
     this.noneHash = noneHash(options.seed, options.algo);
     this.#noKeys = encodeExtra(options.algo, []);
-    const nv = new DataView(this.noneHash.buffer, this.noneHash.byteOffset);
-    this.#noneHi = nv.getUint32(24);
-    this.#noneLo = nv.getUint32(28);
   }
 
   /** The SHA-256 implementation in use: `native` (libcrypto) or `js`. */
@@ -240,13 +244,27 @@ export class BlockHasher {
     return this.#sha.name;
   }
 
-  /** Prepares the chain of `tokens`; returns how many full blocks it has. */
-  start(tokens: ArrayLike<number>, keys?: PromptKeys): number {
-    const lora = keys?.loraName ? [enc.encode(keys.loraName)] : [];
-    if (lora.length === 0 && !keys?.cacheSalt) {
+  /**
+   * Prepares the chain of `tokens` (of `tokens[offset, end)` when given: no copy); returns how
+   * many full blocks it has.
+   */
+  start(
+    tokens: ArrayLike<number>,
+    keys?: PromptKeys,
+    offset = 0,
+    end: number = tokens.length,
+  ): number {
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(end) && 0 <= offset)) {
+      throw new RangeError(`prompt range [${offset}, ${end}) is not integers from 0`);
+    }
+    if (end > tokens.length || end < offset) {
+      throw new RangeError(`prompt range [${offset}, ${end}) outside ${tokens.length} tokens`);
+    }
+    if (!keys?.loraName && !keys?.cacheSalt) {
       this.#extraFirst = this.#extraRest = this.#noKeys;
     } else {
-      const salt = keys?.cacheSalt ? [enc.encode(keys.cacheSalt)] : [];
+      const lora = keys.loraName ? [enc.encode(keys.loraName)] : [];
+      const salt = keys.cacheSalt ? [enc.encode(keys.cacheSalt)] : [];
       this.#extraFirst = encodeExtra(this.algo, [...lora, ...salt]);
       this.#extraRest = encodeExtra(this.algo, lora);
     }
@@ -272,11 +290,10 @@ export class BlockHasher {
       this.#parentAt = 13;
     }
     b.set(this.noneHash, this.#parentAt);
-    this.hi = this.#noneHi;
-    this.lo = this.#noneLo;
     this.#tokens = tokens;
+    this.#offset = offset;
     this.#block = 0;
-    this.#blocks = Math.floor(tokens.length / this.blockSize);
+    this.#blocks = Math.floor((end - offset) / this.blockSize);
     return this.#blocks;
   }
 
@@ -288,7 +305,7 @@ export class BlockHasher {
     const b = this.#buf, dv = this.#bufView;
     const bs = this.blockSize;
     const t = this.#tokens;
-    const from = i * bs;
+    const from = this.#offset + i * bs;
     const at = this.#parentAt;
     const extra = i === 0 ? this.#extraFirst : this.#extraRest;
     let p = at + 32;
@@ -343,8 +360,6 @@ export class BlockHasher {
     }
     // The digest lands in the parent slot: it is the next block's parent.
     this.#sha.digestInto(b, p, b, at);
-    this.hi = dv.getUint32(at + 24);
-    this.lo = dv.getUint32(at + 28);
   }
 
   /** The last block's 32-byte digest (a copy). */

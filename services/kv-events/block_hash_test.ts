@@ -118,3 +118,32 @@ Deno.test("sha256: the native one loads here, and says why when it cannot", () =
   assert.ok(!wrong.ok && /SHA256_/.test(wrong.reason), wrong.ok ? "" : wrong.reason);
   assert.throws(() => chooseSha256("native-please" as "native"));
 });
+
+Deno.test("block hashes: a range of a token array hashes as that slice, keys and all", () => {
+  for (const algo of ["sha256_cbor", "sha256"] as HashAlgo[]) {
+    const h = new BlockHasher({ algo, seed: "7", blockSize: 4 });
+    assert.deepEqual([h.hi, h.lo], [0, 0], "nothing hashed yet");
+    const tokens = Uint32Array.from({ length: 40 }, (_, i) => i * 7919 + 3);
+    for (const keys of [undefined, { loraName: "sql" }, { loraName: "sql", cacheSalt: "s" }]) {
+      for (const [from, to] of [[0, 40], [4, 12], [5, 19], [36, 40], [9, 9]]) {
+        const want = h.all(Array.from(tokens.subarray(from, to)), keys);
+        const n = h.start(tokens, keys, from, to);
+        assert.equal(n, want.length, `${algo} [${from}, ${to})`);
+        for (let i = 0; i < n; i++) {
+          h.next();
+          assert.deepEqual(h.digest(), want[i], `${algo} [${from}, ${to}) block ${i}`);
+          const v = new DataView(want[i].buffer);
+          assert.deepEqual([h.hi, h.lo], [v.getUint32(24), v.getUint32(28)]);
+        }
+        assert.throws(() => h.next(), RangeError, "past the range's last block");
+      }
+    }
+    // After start, before next: the parent of the first block (NONE_HASH's low words).
+    h.start(tokens, undefined, 4, 8);
+    const none = new DataView(h.noneHash.buffer, h.noneHash.byteOffset);
+    assert.deepEqual([h.hi, h.lo], [none.getUint32(24), none.getUint32(28)]);
+    for (const [from, to] of [[-1, 4], [0, 41], [8, 4], [0.5, 4], [0, NaN]]) {
+      assert.throws(() => h.start(tokens, undefined, from, to), RangeError, `[${from}, ${to})`);
+    }
+  }
+});

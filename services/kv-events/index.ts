@@ -59,6 +59,9 @@ const SLOT_BITS = 31 - SEGMENT_BITS;
  */
 const SLOT = 2;
 
+/** The bits of {@link BlockIndex}'s read sink (a V8 small integer holds 31 bits, signed). */
+const SMI_BITS = 0x3fffffff;
+
 const CHUNK_BITS = 16;
 const CHUNK_RECS = 1 << CHUNK_BITS;
 const CHUNK_MASK = CHUNK_RECS - 1;
@@ -267,15 +270,19 @@ export class BlockIndex {
   touch(hi: number, lo: number): void {
     const m = mix(hi, lo);
     const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
-    this.#sink ^= sg.t[(m & sg.mask) * SLOT];
+    this.#sink = (this.#sink ^ sg.t[(m & sg.mask) * SLOT]) & SMI_BITS;
   }
 
   /** Reads record `rec` (a prefetch before its masks are read). */
   touchRecord(rec: number): void {
-    this.#sink ^= this.#chunks[rec >>> CHUNK_BITS][(rec & CHUNK_MASK) * this.stride];
+    this.#sink = (this.#sink ^ this.#chunks[rec >>> CHUNK_BITS][(rec & CHUNK_MASK) * this.stride]) &
+      SMI_BITS;
   }
 
-  /** What {@link touch} and {@link touchRecord} read, kept so that the reads are not optimised away. */
+  /**
+   * What {@link touch} and {@link touchRecord} read, kept so that the reads are not optimised away:
+   * 30 bits, so that it stays a small integer (a wider one is a heap number made at each store).
+   */
   #sink = 0;
 
   /** GPU mask word `j` of record `rec` (from {@link find}). */
@@ -387,6 +394,18 @@ export class BlockIndex {
    * it; the block's record is in {@link rec}.
    */
   add(hi: number, lo: number, pod: number, tier: Tier, after = -1): boolean {
+    const k = this.#key;
+    k[0] = hi;
+    k[1] = lo;
+    return this.#addAt(k, 0, pod, tier, after);
+  }
+
+  /** A hash passed as one (see {@link addRun}). */
+  #key = new Uint32Array(2);
+
+  /** {@link add} of block `hs[2i, 2i + 2)`. */
+  #addAt(hs: Uint32Array, i: number, pod: number, tier: Tier, after: number): boolean {
+    const hi = hs[i * 2], lo = hs[i * 2 + 1];
     const m = mix(hi, lo);
     let sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
     if ((sg.size + 1) * 4 > sg.cap * 3) {
@@ -419,6 +438,73 @@ export class BlockIndex {
     return !had;
   }
 
+  /**
+   * {@link add} for each block of `hs[from, to)` (word pairs: hash hi, hash lo), in order: the first
+   * new block's record after record `after`, each next one's after the block before it (an event's
+   * blocks form a chain). A new block is refused while `room` new blocks have already been added
+   * by this call, and when its segment is at its largest ({@link SegmentFullError}). Writes each
+   * block's record to `recs[i - from]` (-1: refused), and {@link runStored}, {@link runRefused} and
+   * {@link runNewlyHeld}. Hashes stay in their array, never passed one by one: a hash word of 2^30
+   * or more passed to a call that is not inlined is a heap number made for it.
+   */
+  addRun(
+    hs: Uint32Array,
+    from: number,
+    to: number,
+    pod: number,
+    tier: Tier,
+    after: number,
+    room: number,
+    recs: Int32Array,
+  ): void {
+    const size0 = this.#size;
+    let stored = 0, refused = 0, newly = 0;
+    for (let i = from; i < to; i++) {
+      const hi = hs[i * 2], lo = hs[i * 2 + 1];
+      if (this.#size - size0 >= room && this.find(hi, lo) < 0) {
+        refused++;
+        recs[i - from] = after = -1;
+        continue;
+      }
+      try {
+        if (this.#addAt(hs, i, pod, tier, after)) newly++;
+      } catch (e) {
+        if (!(e instanceof SegmentFullError)) throw e;
+        refused++;
+        recs[i - from] = after = -1;
+        continue;
+      }
+      stored++;
+      recs[i - from] = after = this.rec;
+    }
+    this.runStored = stored;
+    this.runRefused = refused;
+    this.runNewlyHeld = newly;
+  }
+
+  /** Of the last {@link addRun}: blocks stored, refused, and newly held by the pod. */
+  runStored = 0;
+  runRefused = 0;
+  runNewlyHeld = 0;
+
+  /**
+   * {@link remove} for each block of `hs[from, to)` (word pairs, as in {@link addRun}); returns how
+   * many the pod held before and no longer holds.
+   */
+  removeRun(hs: Uint32Array, from: number, to: number, pod: number, tier: Tier | null): number {
+    let gone = 0;
+    for (let i = from; i < to; i++) if (this.#removeAt(hs, i, pod, tier)) gone++;
+    return gone;
+  }
+
+  /**
+   * Reads the home slots of blocks `hs[from, to)` back to back (before they are stored or removed
+   * one by one): their memory misses overlap.
+   */
+  touchRun(hs: Uint32Array, from: number, to: number): void {
+    if (to - from > 1) { for (let i = from; i < to; i++) this.touch(hs[i * 2], hs[i * 2 + 1]); }
+  }
+
   /** Record `rec` is held by no pod: it is dead until compaction or its chunk is recycled. */
   #kill(rec: number): void {
     const ci = rec >>> CHUNK_BITS;
@@ -434,6 +520,15 @@ export class BlockIndex {
    * it in any tier but did before.
    */
   remove(hi: number, lo: number, pod: number, tier: Tier | null): boolean {
+    const k = this.#key;
+    k[0] = hi;
+    k[1] = lo;
+    return this.#removeAt(k, 0, pod, tier);
+  }
+
+  /** {@link remove} of block `hs[2i, 2i + 2)`. */
+  #removeAt(hs: Uint32Array, i: number, pod: number, tier: Tier | null): boolean {
+    const hi = hs[i * 2], lo = hs[i * 2 + 1];
     const m = mix(hi, lo);
     const seg = m >>> (32 - SEGMENT_BITS);
     const sg = this.#segs[seg];

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { BlockIndex, SegmentFullError, type Tier } from "./index.ts";
+import { BlockIndex, type Tier } from "./index.ts";
 import { CLEARED, eventsToBatch, ParsedBatch, STORED } from "./fast_events.ts";
 import { type ChainTable, ROOT_HI, ROOT_LO } from "./chain.ts";
 import type { KvEvent } from "./events.ts";
@@ -73,6 +73,9 @@ export interface ApplyResult {
   /** New blocks not indexed: the index holds maxBlocks, or their segment is at its largest. */
   refused: number;
 }
+
+/** New blocks one event may add at most (a small integer, whatever MAX_INDEX_BLOCKS is). */
+const MAX_ROOM = 0x3fffffff;
 
 /**
  * Pods and per-model block indexes.
@@ -251,7 +254,8 @@ export class CacheMap {
     if (h === null) return true;
     let same = false;
     try {
-      h.start(tokens.subarray(tokenStart, tokenStart + h.blockSize), { loraName: lora });
+      const end = tokenStart + h.blockSize;
+      h.start(tokens, lora === null ? undefined : { loraName: lora }, tokenStart, end);
       h.next();
       same = h.hi === hs[at * 2] && h.lo === hs[at * 2 + 1];
     } catch (e) {
@@ -277,36 +281,6 @@ export class CacheMap {
     return unchecked;
   }
 
-  /**
-   * One stored block, unless it is new and the index is full; a new block's record goes after
-   * record `after` where it can. Returns its record (-1: refused).
-   */
-  #add(
-    ix: BlockIndex,
-    hi: number,
-    lo: number,
-    p: PodState,
-    tier: Tier,
-    r: ApplyResult,
-    after: number,
-  ): number {
-    if (this.#total >= this.maxBlocks && ix.find(hi, lo) < 0) {
-      r.refused++;
-      return -1;
-    }
-    const before = ix.size;
-    try {
-      if (ix.add(hi, lo, p.slot, tier, after)) p.blocks++;
-    } catch (e) {
-      if (!(e instanceof SegmentFullError)) throw e;
-      r.refused++; // counted as index full, as past MAX_INDEX_BLOCKS
-      return -1;
-    }
-    this.#total += ix.size - before;
-    r.stored++;
-    return ix.rec;
-  }
-
   /** Applies a batch (read by readEventBatch, or built by eventsToBatch). */
   applyParsed(id: string, model: string, b: ParsedBatch): ApplyResult {
     const p = this.touch(id, model);
@@ -329,14 +303,17 @@ export class CacheMap {
         }
         const root = b.parents[e * 2] === ROOT_HI && b.parents[e * 2 + 1] === ROOT_LO;
         const parent = root ? 0 : ix.find(b.parents[e * 2], b.parents[e * 2 + 1]);
-        touchAll(ix, hs, from, to);
+        ix.touchRun(hs, from, to);
         if (this.#recs.length < to - from) this.#recs = new Int32Array(to - from);
-        // Each new block's record after its parent's (the event's blocks form a chain).
-        let after = parent;
-        for (let i = from; i < to; i++) {
-          after = this.#add(ix, hs[i * 2], hs[i * 2 + 1], p, tier, r, after);
-          this.#recs[i - from] = after;
-        }
+        // Each new block's record after its parent's (the event's blocks form a chain); new blocks
+        // past MAX_INDEX_BLOCKS are refused.
+        const before = ix.size;
+        const room = Math.max(0, Math.min(this.maxBlocks - this.#total, MAX_ROOM));
+        ix.addRun(hs, from, to, p.slot, tier, parent, room, this.#recs);
+        p.blocks += ix.runNewlyHeld;
+        this.#total += ix.size - before;
+        r.stored += ix.runStored;
+        r.refused += ix.runRefused; // a full segment counts as index full too
         const bs = this.#chainBlockSize;
         if (
           this.chain !== null && b.learnable[e] === 1 && b.blockSizes[e] === bs && to > from &&
@@ -353,10 +330,8 @@ export class CacheMap {
       } else {
         if (ix === undefined) continue;
         const before = ix.size;
-        touchAll(ix, hs, from, to);
-        for (let i = from; i < to; i++) {
-          if (ix.remove(hs[i * 2], hs[i * 2 + 1], p.slot, tier)) p.blocks--;
-        }
+        ix.touchRun(hs, from, to);
+        p.blocks -= ix.removeRun(hs, from, to, p.slot, tier);
         this.#total += ix.size - before;
         r.removed += to - from;
       }
@@ -371,12 +346,4 @@ export class CacheMap {
     eventsToBatch(events, this.#scratch);
     return this.applyParsed(id, model, this.#scratch);
   }
-}
-
-/**
- * Reads the slots of blocks `hs[from, to)` back to back (before they are stored or removed one by
- * one): their memory misses overlap.
- */
-function touchAll(ix: BlockIndex, hs: Uint32Array, from: number, to: number): void {
-  if (to - from > 1) { for (let i = from; i < to; i++) ix.touch(hs[i * 2], hs[i * 2 + 1]); }
 }
