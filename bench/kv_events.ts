@@ -23,6 +23,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { denoOutput, fmtFiles, median, pct, startDeno, stealMs } from "./lib/process.ts";
+import { type Samples, slowShare } from "./lib/stalls.ts";
 import { Prng } from "../shared/sim/prng.ts";
 import { FakeEngine, hasPyzmq, PYTHON } from "../services/kv-events/_testing/fake_engine.ts";
 import { BlockHasher, intBlockHash } from "../services/kv-events/block_hash.ts";
@@ -105,22 +106,29 @@ function calibratedWork(us: number): () => number {
 // ---------------------------------------------------------------------------------------------
 // In process: index of 1,000,000 blocks over 32 pods, routing, event processing.
 
+/**
+ * A cache map as the service makes it by default (LEARN_CHAINS=on, HASH_ALGO=sha256_cbor, 16-token
+ * blocks): chains' first blocks checked with the service's hasher.
+ */
+function serviceMap(pods: number): CacheMap {
+  return new CacheMap({
+    maxPods: pods,
+    chain: {
+      table: new ChainTable(),
+      blockSize: 16,
+      hasher: new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: 16 }),
+    },
+  });
+}
+
 function inProcess() {
   const BS = 16;
   const PODS = 32;
   const TARGET = QUICK ? 200_000 : 1_000_000;
   const PROMPT = 2_000;
   const rnd = new Prng(7);
-  const chain = new ChainTable();
-  // As the service has it: chains' first blocks checked with the service's hasher.
-  const map = new CacheMap({
-    maxPods: PODS,
-    chain: {
-      table: chain,
-      blockSize: BS,
-      hasher: new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS }),
-    },
-  });
+  const map = serviceMap(PODS);
+  const chain = map.chain!;
   const hasher = new BlockHasher({ algo: "sha256_cbor", seed: "0", blockSize: BS });
   const prompts: number[][] = [];
   gc?.();
@@ -350,10 +358,15 @@ function inProcess() {
 // ---------------------------------------------------------------------------------------------
 // Over ZMQ from pyzmq publishers.
 
-interface Samples {
-  ts: Float64Array;
-  at: Float64Array;
-  n: number;
+/** Scheduler counters of this process's main thread (Linux; null elsewhere). */
+function mainThreadSched(): { ranMs: number; waitedMs: number } | null {
+  try {
+    const [ran, waited] = Deno.readTextFileSync(`/proc/self/task/${Deno.pid}/schedstat`)
+      .trim().split(" ").map(Number);
+    return { ranMs: ran / 1e6, waitedMs: waited / 1e6 };
+  } catch {
+    return null;
+  }
 }
 
 /** The percentiles the latency comparison reports, from sorted samples. */
@@ -379,22 +392,33 @@ async function zmqRun(
   beforeBlast?: (engines: FakeEngine[]) => Promise<void>,
   /** Blocks each engine's cache holds (0: no limit); past it each batch evicts its oldest. */
   capacity = 0,
-): Promise<{ ingest: Ingest; samples: Samples; first: number; last: number }> {
+): Promise<{
+  ingest: Ingest;
+  samples: Samples;
+  first: number;
+  last: number;
+  /** This thread's scheduler counters from the first batch sent to the last indexed (ms). */
+  sched: { ranMs: number; waitedMs: number } | null;
+}> {
   const engines = Array.from({ length: publishers }, (_, i) => new FakeEngine(`kv@pod-${i}@m`));
   for (const e of engines) await e.line(); // ready
-  const map = new CacheMap({ maxPods: 32 });
+  const map = serviceMap(32);
   // Preallocated: the bench's own bookkeeping must not make garbage the GC stalls on.
   const samples: Samples = {
     ts: new Float64Array(count * publishers),
     at: new Float64Array(count * publishers),
+    busy: new Float64Array(count * publishers),
     n: 0,
   };
+  let lastBusy = 0;
   const wall = () => performance.timeOrigin + performance.now();
   let first = 0, last = 0, seen = 0;
   const ingest = new Ingest(map, {
     defaultModel: "m",
     hooks: {
       warn: () => {},
+      // Called before observePublishToIndex, for the same batch.
+      observeApply: (s) => lastBusy = s,
       observePublishToIndex: (s) => {
         if (seen++ < warmup) return;
         const at = wall() / 1000;
@@ -402,6 +426,7 @@ async function zmqRun(
         last = at;
         if (samples.n < samples.ts.length) {
           samples.ts[samples.n] = at - s;
+          samples.busy[samples.n] = lastBusy;
           samples.at[samples.n++] = at;
         }
       },
@@ -420,6 +445,8 @@ async function zmqRun(
   });
   zmq.start();
   const tick = setInterval(() => zmq.tick(), 100);
+  let sched0: ReturnType<typeof mainThreadSched> = null;
+  let sched1: ReturnType<typeof mainThreadSched> = null;
   try {
     const connectBy = performance.now() + 10_000;
     while (zmq.statuses().some((s) => s.connected === 0)) {
@@ -428,6 +455,7 @@ async function zmqRun(
     }
     await sleep(300); // subscriptions reach the publishers
     await beforeBlast?.(engines);
+    sched0 = mainThreadSched();
     await Promise.all(
       engines.map((e) => e.send(`blast 0 ${count} ${blocksPerBatch} ${rate} ${capacity}`)),
     );
@@ -444,13 +472,17 @@ async function zmqRun(
     while (ingest.stats.batches < count * publishers && performance.now() < deadline) {
       await sleep(10);
     }
+    sched1 = mainThreadSched();
   } finally {
     // Whatever happened: no timer, socket or engine left behind to keep the bench running.
     clearInterval(tick);
     await zmq.close();
     await Promise.all(engines.map((e) => e.stop()));
   }
-  return { ingest, samples, first, last };
+  const sched = sched0 && sched1
+    ? { ranMs: sched1.ranMs - sched0.ranMs, waitedMs: sched1.waitedMs - sched0.waitedMs }
+    : null;
+  return { ingest, samples, first, last, sched };
 }
 
 /**
@@ -564,6 +596,17 @@ interface LatencyRound {
   stealMs: number;
   /** Absent in results written before it was recorded. */
   seconds?: number;
+  /** kv-events' rounds (absent before they were recorded): see {@link slowShare}. */
+  slow?: number;
+  busyShare?: number;
+  /** The bench's main thread (kv-events' ingest) while the engine sent: ran, waited runnable. */
+  ranMs?: number;
+  waitedMs?: number;
+}
+
+/** A round of kv-events': its percentiles, where its slow batches' time went, its scheduling. */
+function oursRound(run: Awaited<ReturnType<typeof zmqRun>>) {
+  return { ...tails(latencies(run.samples)), ...slowShare(run.samples), ...run.sched };
 }
 /** Each round's figures of that comparison, for the report. */
 let latencyRounds: Record<string, LatencyRound[]> = {};
@@ -592,7 +635,7 @@ async function zmqBenches() {
   const measure = {
     ours: async () => {
       gc?.();
-      return tails(latencies((await zmqRun(1, N, 8, 10_000, 10_000, undefined, CAPACITY)).samples));
+      return oursRound(await zmqRun(1, N, 8, 10_000, 10_000, undefined, CAPACITY));
     },
     // libzmq's own receive path, Python decoding the timestamp.
     pyzmq: async () => {
@@ -623,7 +666,7 @@ async function zmqBenches() {
         ref?.kill();
         throw e;
       }
-      return { ...tails(latencies(run.samples)), ref: await ref!.result() };
+      return { ...oursRound(run), ref: await ref!.result() };
     },
     // Frames larger than a batch at the same rate over plain TCP into a Deno reader that only
     // reads each frame's send time: what this machine's scheduling leaves any Deno subscriber.
@@ -641,6 +684,18 @@ async function zmqBenches() {
       r.stealMs = (await stealMs()) - steal0;
       const { ref, ...own } = r;
       runs[kind].push(own);
+      const us = (v: number) => v.toLocaleString("en-US", { maximumFractionDigits: 0 });
+      console.log(
+        `  round ${round + 1}, ${kind}: p99 ${us(r.p99)} µs, steal ${us(r.stealMs)} ms` +
+          (r.slow === undefined || r.busyShare === undefined
+            ? ""
+            : `; ${us(r.slow)} batches over 1 ms, ${
+              (r.busyShare * 100).toFixed(0)
+            }% of their time on batches`) +
+          (r.ranMs === undefined || r.waitedMs === undefined
+            ? ""
+            : `; thread ran ${us(r.ranMs)} ms, waited to run ${us(r.waitedMs)} ms`),
+      );
       if (ref) runs.joint_pyzmq.push({ ...ref, stealMs: r.stealMs, seconds: r.seconds });
     }
   }
@@ -822,7 +877,16 @@ async function render(file: URL): Promise<void> {
           r.stealMs.toLocaleString("en-US")
         } ms${r.seconds === undefined ? "" : ` in ${r.seconds.toFixed(1)} s`})`;
     };
-    return `| ${i + 1} | ${f("ours")} | ${f("pyzmq")} | ${f("tcp")} |`;
+    const o = data.latencyRounds?.ours?.[i];
+    const where = o?.slow === undefined || o.busyShare === undefined
+      ? "-"
+      : `${o.slow.toLocaleString("en-US")} (${(o.busyShare * 100).toFixed(0)}%)`;
+    const sched = o?.ranMs === undefined || o.waitedMs === undefined
+      ? "-"
+      : `${o.ranMs.toLocaleString("en-US", { maximumFractionDigits: 0 })} / ${
+        o.waitedMs.toLocaleString("en-US", { maximumFractionDigits: 0 })
+      } ms`;
+    return `| ${i + 1} | ${f("ours")} | ${where} | ${sched} | ${f("pyzmq")} | ${f("tcp")} |`;
   };
   const m = data.metrics;
   const runs = data.inProcessRuns ?? 1;
@@ -927,7 +991,9 @@ async function render(file: URL): Promise<void> {
     "the engine's cache holds 40,000 blocks (halfway through the 10,000 warm-up batches, which",
     "are not measured) each batch also evicts its 8 oldest (a BlockRemoved in the same batch), as",
     "a full vLLM cache does, so the measured batches meet a steady index rather than one growing",
-    "by 80,000 blocks a second. The same stream goes into a pyzmq SUB that decodes each batch and reads its timestamp",
+    "by 80,000 blocks a second. kv-events indexes them as the service does by default (learned",
+    "links on: each stored chain's first block is hashed to check it, and this engine's, whose",
+    "hashes are not vLLM's, are refused). The same stream goes into a pyzmq SUB that decodes each batch and reads its timestamp",
     "(`testdata/sub_latency.py`): libzmq's receive path. And 1,200-byte frames (more than a",
     "batch's ~350 bytes) at the same rate from a plain Python sender over TCP into a Deno reader that only reads each frame's",
     "send time (`testdata/tcp_send.py`): no libzmq on either side, no decoding, no index. Both ZMQ",
@@ -958,10 +1024,15 @@ async function render(file: URL): Promise<void> {
     ...(rounds.length > 0
       ? [
         "p99 of each round, with the CPU time the hypervisor took from this VM's two vCPUs while",
-        "it ran (`steal` in /proc/stat).",
+        "it ran (`steal` in /proc/stat). For kv-events also: its batches indexed more than 1 ms",
+        "after they were published, with the share of that time it spent decoding and indexing",
+        "batches (theirs and those queued before them; the rest it was working on none: its",
+        "thread not running, the message still on its way from the publisher, or the runtime",
+        "reading the socket or collecting garbage); and what its thread did while the engine sent",
+        "(the warm-up included): ran, and waited to run (runnable, the cores busy: /proc schedstat).",
         "",
-        "| round | kv-events | pyzmq SUB | plain TCP into Deno |",
-        "| --- | --- | --- | --- |",
+        "| round | kv-events | kv-events: batches over 1 ms (share busy on batches) | kv-events: thread ran / waited to run | pyzmq SUB | plain TCP into Deno |",
+        "| --- | --- | --- | --- | --- | --- |",
         ...rounds.map((_, i) => roundRow(i)),
         "",
       ]

@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { type Samples, slowShare } from "./stalls.ts";
+
+function samples(rows: [ts: number, at: number, busy: number][]): Samples {
+  const ms = (k: number) => Float64Array.from(rows, (r) => r[k] / 1000);
+  return { ts: ms(0), at: ms(1), busy: ms(2), n: rows.length };
+}
+
+Deno.test("slow batches: a stall with nothing indexed is time not spent on batches", () => {
+  // Three batches 0.1 ms apart, all indexed after 3 ms, each 0.05 ms of work.
+  const r = slowShare(samples([[0, 3, 0.05], [0.1, 3.05, 0.05], [0.2, 3.1, 0.05]]));
+  assert.equal(r.slow, 3);
+  // Busy 0.05, 0.10 and 0.15 ms of 3 + 2.95 + 2.9 ms.
+  assert.ok(Math.abs(r.busyShare - 0.3 / 8.85) < 1e-12, String(r.busyShare));
+});
+
+Deno.test("slow batches: one long batch is all the wait of those queued behind it", () => {
+  // Batch 0 takes 2 ms; batch 1, published 0.1 ms in, waits for it, then takes 0.05 ms.
+  const r = slowShare(samples([[0, 2, 2], [0.1, 2.05, 0.05], [2.2, 2.3, 0.05]]));
+  assert.equal(r.slow, 2);
+  assert.ok(Math.abs(r.busyShare - 1) < 1e-12, String(r.busyShare));
+  // Only the part of batch 0's work after batch 1 was published counts for batch 1.
+  const late = slowShare(samples([[0, 2, 2], [1.5, 2.6, 0.05]]), 500);
+  assert.equal(late.slow, 2);
+  assert.ok(Math.abs(late.busyShare - (2 + 0.5 + 0.05) / (2 + 1.1)) < 1e-12);
+});
+
+Deno.test("slow batches: at or under the bound none are slow", () => {
+  assert.deepEqual(slowShare(samples([[0, 1, 0.5], [1, 1.9, 0.1]])), { slow: 0, busyShare: 0 });
+  assert.deepEqual(slowShare(samples([])), { slow: 0, busyShare: 0 });
+});
