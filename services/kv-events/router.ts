@@ -291,6 +291,9 @@ export class Router {
    * Scores the candidates on what matching left in #matched and #offloaded, and picks one. (Apart
    * from the matching: V8 optimises a smaller function sooner, and the route is hot.)
    */
+  /** Each candidate's cache score in the route being scored. */
+  #cacheScores = new Float64Array(0);
+
   #score(
     cands: readonly Candidate[],
     slots: Int32Array,
@@ -306,7 +309,9 @@ export class Router {
     }
     const imbalanced = maxLoad - minLoad > wts.imbalanceAbs && maxLoad > wts.imbalanceRel * minLoad;
     const scores: PodScore[] = new Array(n);
-    const cacheScores = new Float64Array(n);
+    // Kept from route to route (a typed array is a buffer allocated outside the heap).
+    if (this.#cacheScores.length < n) this.#cacheScores = new Float64Array(n);
+    const cacheScores = this.#cacheScores;
     for (let c = 0; c < n; c++) {
       const s = slots[c];
       const m = s >= 0 ? this.#matched[s] : 0;
