@@ -353,6 +353,16 @@ function inProcess() {
     (i) => learned.route("m", salted[(i * 7) % salted.length], candidates),
   );
   putPercentiles("route.2k_salted", saltedT);
+
+  // A pod dropped (its heartbeat timed out): every record of its model read once, its blocks that
+  // no other pod holds deleted from the hash table. Event processing and routes wait that long.
+  const held = map.pod("pod-0")!.blocks;
+  const indexed = map.totals().blocks;
+  const dropAt = performance.now();
+  map.remove("pod-0");
+  put("index.drop_pod_ms", performance.now() - dropAt, "ms", false);
+  put("index.drop_pod_blocks", held, "blocks", false);
+  put("index.drop_pod_index_blocks", indexed, "blocks", false);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1088,7 +1098,7 @@ async function render(file: URL): Promise<void> {
     "(two SHA-256 blocks each, as these prompts' 16-token blocks are), the digest landing where",
     "the next message's parent goes, as the hasher chains them.",
     runs > 1
-      ? `The in-process figures (\`memory.*\`, \`route.*\`, \`hash.*\`, \`process.batch\`, ` +
+      ? `The in-process figures (\`memory.*\`, \`route.*\`, \`hash.*\`, \`index.*\`, \`process.batch\`, ` +
         `\`process.in_process_blocks_per_s\`) are each the median over ${runs} processes: one ` +
         "process's figures move with where the scheduler puts it."
       : "The in-process figures come from one process.",
@@ -1100,6 +1110,10 @@ async function render(file: URL): Promise<void> {
     "(in the bench process) against the service process. `memory.bytes_per_block` is the",
     "index's typed arrays per block (off the JS heap: records, hash table, links);",
     "`memory.heap_bytes_per_block` is the JS heap growth per block while filling the index.",
+    "`index.drop_pod_ms` is the pause when a pod is dropped (its heartbeat timed out): it holds",
+    "`index.drop_pod_blocks` blocks of the model's `index.drop_pod_index_blocks` (the salted",
+    "prompts included), every record of the model is read once and the blocks no other pod holds",
+    "leave the hash table; event processing and routes wait that long.",
     "",
   ];
   const doc = new URL("docs/kv-events-performance.md", root);
