@@ -29,3 +29,24 @@ Deno.test("slow batches: at or under the bound none are slow", () => {
   assert.deepEqual(slowShare(samples([[0, 1, 0.5], [1, 1.9, 0.1]])), { slow: 0, busyShare: 0 });
   assert.deepEqual(slowShare(samples([])), { slow: 0, busyShare: 0 });
 });
+
+Deno.test("slow batches: only batches indexed after a slow one was published count for it", () => {
+  // Batch 0 was indexed before batch 1 was published: none of its work is batch 1's wait.
+  const r = slowShare(samples([[0, 0.1, 0.1], [0.2, 3, 0.05], [0.3, 3.1, 0.05]]));
+  assert.equal(r.slow, 2);
+  // Batch 1: its own 0.05 ms; batch 2: batch 1's 0.05 (indexed after 0.3) and its own 0.05.
+  assert.ok(Math.abs(r.busyShare - 0.15 / (2.8 + 2.8)) < 1e-12, String(r.busyShare));
+});
+
+Deno.test("slow batches: publish times out of order (two publishers) move the window back", () => {
+  // Batch 2 was published before batch 1 (another publisher's clock): batch 1's work, indexed
+  // after batch 2 was published, is part of batch 2's wait.
+  const r = slowShare(samples([[0, 0.5, 0.5], [1, 3, 1.2], [0.1, 3.2, 0.2]]));
+  assert.equal(r.slow, 2);
+  // Batch 1: its work after 1 ms (1.2 of 2 ms); batch 2: batch 0 clipped to after 0.1 (0.4),
+  // batch 1's 1.2, its own 0.2.
+  assert.ok(
+    Math.abs(r.busyShare - (1.2 + 0.4 + 1.2 + 0.2) / (2 + 3.1)) < 1e-12,
+    String(r.busyShare),
+  );
+});
