@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BlockIndex, mixedHash, SegmentFullError, type Tier, tierOf } from "./index.ts";
+import { BlockIndex, CONT, mixedHash, SegmentFullError, type Tier, tierOf } from "./index.ts";
 
 /** A model of the index: key -> pod -> set of tiers. */
 type Model = Map<string, Map<number, Set<Tier>>>;
@@ -202,4 +202,52 @@ Deno.test("block index: each process draws its own placement seed", async () => 
   assert.ok(Number.isInteger(a) && Number.isInteger(b));
   assert.notEqual(a, b);
   assert.notEqual(a, mixedHash(1, 2));
+});
+
+Deno.test("block index: a run's refused blocks are -1 and the next new block starts a run of its own", () => {
+  // Segments of at most 16 slots (12 blocks); hashes made to land in chosen segments.
+  const index = new BlockIndex(4, 16);
+  const inSegment = (seg: number, n: number, from: number): number[] => {
+    const out: number[] = [];
+    for (let lo = from; out.length < n; lo++) if (mixedHash(7, lo) >>> 23 === seg) out.push(lo);
+    return out;
+  };
+  const full = inSegment(5, 13, 1); // 12 fill segment 5, the 13th finds it full
+  for (const lo of full.slice(0, 12)) index.add(7, lo, 0, 0);
+  assert.throws(() => index.add(7, full[12], 0, 0), SegmentFullError);
+  const [a, b] = inSegment(9, 2, 1), [c] = inSegment(11, 1, 1);
+  const hs = Uint32Array.of(7, a, 7, full[12], 7, c, 7, full[0]);
+  const recs = new Int32Array(4);
+  index.addRun(hs, 0, 4, 1, 0, -1, 1000, recs);
+  assert.deepEqual(
+    [index.runStored, index.runRefused, index.runNewlyHeld],
+    [3, 1, 3],
+    "a, c and the held block stored; the full segment's new block refused",
+  );
+  assert.equal(recs[1], -1);
+  assert.equal(recs[0], index.find(7, a));
+  assert.equal(recs[2], index.find(7, c));
+  assert.equal(recs[3], index.find(7, full[0]));
+  // c follows a refused block: it is not laid out as a's next block (no CONT flag: "my parent is
+  // the record before me").
+  const cont = (rec: number) => (index.chunk(rec)[index.at(rec)] & CONT) !== 0;
+  assert.equal(cont(recs[2]), false);
+  // Blocks the pod holds already are stored, not newly held.
+  index.addRun(hs, 0, 1, 1, 0, -1, 1000, recs);
+  assert.deepEqual([index.runStored, index.runRefused, index.runNewlyHeld], [1, 0, 0]);
+  // No room: a new block is refused (-1), a known one still gains the pod.
+  const known = Uint32Array.of(7, b, 7, a);
+  index.addRun(known, 0, 2, 2, 0, -1, 0, recs);
+  assert.deepEqual([...recs.subarray(0, 2)], [-1, index.find(7, a)]);
+  assert.deepEqual([index.runStored, index.runRefused, index.runNewlyHeld], [1, 1, 1]);
+  assert.equal(index.find(7, b), -1);
+  // A run: each block right after the one before it (the first goes elsewhere: the record after
+  // its parent, a's, is c's).
+  const run = inSegment(13, 3, 1).flatMap((lo) => [7, lo]);
+  index.addRun(Uint32Array.from(run), 0, 3, 3, 0, recs[1], 1000, recs);
+  assert.deepEqual([recs[1] - recs[0], recs[2] - recs[1]], [1, 1]);
+  assert.deepEqual([cont(recs[0]), cont(recs[1]), cont(recs[2])], [false, true, true]);
+  // removeRun: how many the pod held and no longer holds.
+  assert.equal(index.removeRun(hs, 0, 4, 1, null), 3);
+  assert.equal(index.removeRun(hs, 0, 4, 1, null), 0);
 });

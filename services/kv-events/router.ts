@@ -287,13 +287,13 @@ export class Router {
     return this.#score(cands, slots, total, visited);
   }
 
+  /** Each candidate's cache score in the route being scored. */
+  #cacheScores = new Float64Array(0);
+
   /**
    * Scores the candidates on what matching left in #matched and #offloaded, and picks one. (Apart
    * from the matching: V8 optimises a smaller function sooner, and the route is hot.)
    */
-  /** Each candidate's cache score in the route being scored. */
-  #cacheScores = new Float64Array(0);
-
   #score(
     cands: readonly Candidate[],
     slots: Int32Array,

@@ -154,6 +154,16 @@ Deno.test("cache map: MAX_INDEX_BLOCKS bounds the index; known blocks still gain
   assert.equal(r.refused, 0);
 });
 
+Deno.test("cache map: blocks stored again count once in the pod's blocks", () => {
+  const map = new CacheMap({ maxPods: 4 });
+  const p = prompt(4);
+  assert.deepEqual(map.apply("a", "m", [stored(p, 4)]).stored, 4);
+  assert.deepEqual(map.apply("a", "m", [stored(p, 4)]).stored, 4);
+  assert.equal(map.pod("a")!.blocks, 4);
+  map.apply("b", "m", [stored(p, 2)]);
+  assert.deepEqual([map.pod("a")!.blocks, map.pod("b")!.blocks, map.totals().blocks], [4, 2, 4]);
+});
+
 Deno.test("cache map: blocks a full index segment cannot take are counted as refused", () => {
   const map = new CacheMap({ maxPods: 4, maxSegmentSlots: 16 }); // 12 blocks a segment at most
   let refused = 0, kept = 0;
