@@ -1113,7 +1113,7 @@ async function render(file: URL): Promise<void> {
     "`index.drop_pod_ms` is the pause when a pod is dropped (its heartbeat timed out): it holds",
     "`index.drop_pod_blocks` blocks of the model's `index.drop_pod_index_blocks` (the large",
     "prefixes', event batches' and salted prompts' blocks included: those measurements come",
-    "first), every record of the model is read once and the blocks no other pod holds
+    "first), every record of the model is read once and the blocks no other pod holds",
     "leave the hash table; event processing and routes wait that long.",
     "",
   ];
