@@ -578,7 +578,8 @@ export class BlockIndex {
     if (died === null) return dropped;
     if (dead * 8 <= this.#size) {
       // Few died: each leaves its segment as a removed block does (a sweep of every slot and a
-      // rebuild of every segment cost ~10 times more at 1,000,000 blocks).
+      // rebuild of every segment cost more: 48-60 ms against 29-46 ms for the whole drop of
+      // 44,000 of 1,400,000 blocks).
       for (let k = 0; k < died.length; k++) {
         for (let bits = died[k]; bits !== 0; bits &= bits - 1) {
           this.#unslot((k << 5) | (31 - Math.clz32(bits & -bits)));
