@@ -70,6 +70,8 @@ const putPercentiles = (name: string, sorted: ArrayLike<number>) => {
   put(`${name}.p50`, pct(sorted, 50), "µs", false);
   put(`${name}.p99`, pct(sorted, 99), "µs", false);
 };
+/** A figure rounded to a whole number, with thousands separators (printed lines and report). */
+const whole = (v: number) => v.toLocaleString("en-US", { maximumFractionDigits: 0 });
 
 const sortNum = (a: number[]) => Float64Array.from(a).sort();
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -694,17 +696,16 @@ async function zmqBenches() {
       r.stealMs = (await stealMs()) - steal0;
       const { ref, ...own } = r;
       runs[kind].push(own);
-      const us = (v: number) => v.toLocaleString("en-US", { maximumFractionDigits: 0 });
       console.log(
-        `  round ${round + 1}, ${kind}: p99 ${us(r.p99)} µs, steal ${us(r.stealMs)} ms` +
+        `  round ${round + 1}, ${kind}: p99 ${whole(r.p99)} µs, steal ${whole(r.stealMs)} ms` +
           (r.slow === undefined || r.busyShare === undefined
             ? ""
-            : `; ${us(r.slow)} batches over 1 ms, ${
+            : `; ${whole(r.slow)} batches over 1 ms, ${
               (r.busyShare * 100).toFixed(0)
             }% of their time on batches`) +
           (r.ranMs === undefined || r.waitedMs === undefined
             ? ""
-            : `; thread ran ${us(r.ranMs)} ms, waited to run ${us(r.waitedMs)} ms`),
+            : `; thread ran ${whole(r.ranMs)} ms, waited to run ${whole(r.waitedMs)} ms`),
       );
       if (ref) runs.joint_pyzmq.push({ ...ref, stealMs: r.stealMs, seconds: r.seconds });
     }
@@ -883,9 +884,9 @@ async function render(file: URL): Promise<void> {
       const r = data.latencyRounds?.[kind]?.[i];
       return r === undefined
         ? "-"
-        : `${r.p99.toLocaleString("en-US", { maximumFractionDigits: 0 })} µs (steal ${
-          r.stealMs.toLocaleString("en-US")
-        } ms${r.seconds === undefined ? "" : ` in ${r.seconds.toFixed(1)} s`})`;
+        : `${whole(r.p99)} µs (steal ${r.stealMs.toLocaleString("en-US")} ms${
+          r.seconds === undefined ? "" : ` in ${r.seconds.toFixed(1)} s`
+        })`;
     };
     const o = data.latencyRounds?.ours?.[i];
     const where = o?.slow === undefined || o.busyShare === undefined
@@ -893,9 +894,7 @@ async function render(file: URL): Promise<void> {
       : `${o.slow.toLocaleString("en-US")} (${(o.busyShare * 100).toFixed(0)}%)`;
     const sched = o?.ranMs === undefined || o.waitedMs === undefined
       ? "-"
-      : `${o.ranMs.toLocaleString("en-US", { maximumFractionDigits: 0 })} / ${
-        o.waitedMs.toLocaleString("en-US", { maximumFractionDigits: 0 })
-      } ms`;
+      : `${whole(o.ranMs)} / ${whole(o.waitedMs)} ms`;
     return `| ${i + 1} | ${f("ours")} | ${where} | ${sched} | ${f("pyzmq")} | ${f("tcp")} |`;
   };
   const m = data.metrics;
@@ -1067,8 +1066,7 @@ async function render(file: URL): Promise<void> {
         "| --- | --- | --- | --- |",
         ...(data.latencyRounds?.joint ?? []).map((r: LatencyRound, i: number) => {
           const ref = data.latencyRounds?.joint_pyzmq?.[i];
-          const us = (v: number | undefined) =>
-            v === undefined ? "-" : `${v.toLocaleString("en-US", { maximumFractionDigits: 0 })} µs`;
+          const us = (v: number | undefined) => v === undefined ? "-" : `${whole(v)} µs`;
           return `| ${i + 1} | ${us(r.p99)} | ${us(ref?.p99)} | ${
             r.stealMs.toLocaleString("en-US")
           } ms in ${(r.seconds ?? 0).toFixed(1)} s |`;

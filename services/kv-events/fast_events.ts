@@ -1013,7 +1013,7 @@ function arrayAt(b: Uint8Array, p: number): number {
     return p + 3;
   }
   if (x === 0xdd && p + 5 <= b.length) {
-    count = ((b[p + 1] << 24) | (b[p + 2] << 16) | (b[p + 3] << 8) | b[p + 4]) >>> 0;
+    count = u32At(b, p + 1);
     return p + 5;
   }
   return -1;
@@ -1053,8 +1053,7 @@ function hashesAt(b: Uint8Array, p: number, out: ParsedBatch): number {
     p = uintAt(b, p);
     if (p >= 0) out.pushHash(U[0], U[1]);
   }
-  count = n;
-  return p;
+  return p; // (count is still n)
 }
 
 /**
