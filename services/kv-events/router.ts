@@ -191,14 +191,7 @@ export class Router {
             hi = given[i * 2];
             lo = given[i * 2 + 1];
           } else {
-            if (hashed < 0) {
-              hasher.start(tokens!, keys);
-              hashed = 0;
-            }
-            while (hashed <= i) {
-              hasher.next();
-              hashed++;
-            }
+            hashed = this.#hashTo(i, hashed, tokens!, keys);
             hi = hasher.hi;
             lo = hasher.lo;
           }
@@ -217,14 +210,7 @@ export class Router {
                 chunk[k * 2 + 1] = given[b * 2 + 1];
                 continue;
               }
-              if (hashed < 0) {
-                hasher.start(tokens!, keys);
-                hashed = 0;
-              }
-              while (hashed <= b) {
-                hasher.next();
-                hashed++;
-              }
+              hashed = this.#hashTo(b, hashed, tokens!, keys);
               chunk[k * 2] = hasher.hi;
               chunk[k * 2 + 1] = hasher.lo;
             }
@@ -285,6 +271,20 @@ export class Router {
     }
 
     return this.#score(cands, slots, total, visited);
+  }
+
+  /**
+   * Runs the hasher on to block `b` of the prompt (its hash is then the hasher's hi/lo), `hashed`
+   * blocks having been hashed (-1: not started); returns how many have been.
+   */
+  #hashTo(b: number, hashed: number, tokens: ArrayLike<number>, keys?: PromptKeys): number {
+    const hasher = this.#hasher;
+    if (hashed < 0) {
+      hasher.start(tokens, keys);
+      hashed = 0;
+    }
+    for (; hashed <= b; hashed++) hasher.next();
+    return hashed;
   }
 
   /** Each candidate's cache score in the route being scored. */
