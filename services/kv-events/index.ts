@@ -606,14 +606,86 @@ export class BlockIndex {
     return dropped;
   }
 
-  /** Deletes the slot of record `rec` (dead: its hash is still in it). */
-  #unslot(rec: number): void {
+  /**
+   * Pods being dropped a step at a time ({@link beginDrop}), oldest first: the record each drain
+   * visits next, and the blocks it has taken the pod from so far.
+   */
+  #drains: { pod: number; rec: number; dropped: number }[] = [];
+
+  /**
+   * Starts dropping `pod` from every block a step at a time ({@link drainStep}), so that a large
+   * index does not stop everything else for the whole sweep (38 ms at 1.4 M blocks). Until its
+   * drain ends the pod's bit stays in the records not yet visited: its slot must not be handed to
+   * another pod before then, and no route asks for it (routes ask for the slots of pods known).
+   * Blocks only it holds still count in {@link size} meanwhile.
+   */
+  beginDrop(pod: number): void {
+    if (!Number.isInteger(pod) || pod < 0 || pod >= this.words * 32) {
+      throw new RangeError(`pod slot ${pod}`);
+    }
+    this.#drains.push({ pod, rec: 1, dropped: 0 });
+  }
+
+  /** Drains begun and not ended. */
+  get draining(): number {
+    return this.#drains.length;
+  }
+
+  /**
+   * Visits up to `budget` records for the oldest drain (a record the pod holds costs as much as a
+   * removal). Returns the pod whose drain ended in this step, with its dropped blocks in
+   * {@link drained}, or -1.
+   */
+  drainStep(budget: number): number {
+    const d = this.#drains[0];
+    if (d === undefined) return -1;
+    const pod = d.pod, bit = 1 << (pod & 31), w = this.words, st = this.stride;
+    let rec = d.rec, left = budget;
+    while (left > 0) {
+      const ci = rec >>> CHUNK_BITS;
+      if (ci >= this.#chunks.length) break;
+      if ((rec & CHUNK_MASK) >= this.#chunkTop[ci]) {
+        rec = (ci + 1) << CHUNK_BITS;
+        continue;
+      }
+      const c = this.#chunks[ci], end = Math.min(this.#chunkTop[ci], (rec & CHUNK_MASK) + left);
+      left -= end - (rec & CHUNK_MASK);
+      for (let o = (rec & CHUNK_MASK) * st; o < end * st; o += st) {
+        const gi = o + MASKS + (pod >>> 5);
+        if (((c[gi] | c[gi + w]) & bit) === 0) continue;
+        c[gi] &= ~bit;
+        c[gi + w] &= ~bit;
+        d.dropped++;
+        if (!this.#live(c, o)) {
+          const r = (ci << CHUNK_BITS) | (o / st);
+          this.#kill(r);
+          this.#unslot(r, true);
+        }
+      }
+      rec = (ci << CHUNK_BITS) + end; // (end may be CHUNK_RECS: the next chunk)
+    }
+    d.rec = rec;
+    if ((rec >>> CHUNK_BITS) < this.#chunks.length) return -1;
+    this.#drains.shift();
+    this.drained = d.dropped;
+    return pod;
+  }
+
+  /** Blocks the drain {@link drainStep} last ended took its pod from. */
+  drained = 0;
+
+  /** Deletes the slot of record `rec` (dead: its hash is still in it); `shrink`: as a removal. */
+  #unslot(rec: number, shrink = false): void {
     const c = this.#chunks[rec >>> CHUNK_BITS], o = (rec & CHUNK_MASK) * this.stride;
     const hi = c[o + HASH], lo = c[o + HASH + 1];
     const m = mix(hi, lo);
     const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
     const so = this.#probe(sg, m, hi, lo);
-    if (sg.t[so + 1] === rec) this.#deleteAt(sg, so / SLOT);
+    if (sg.t[so + 1] !== rec) return;
+    this.#deleteAt(sg, so / SLOT);
+    if (shrink && sg.cap > MIN_CAPACITY && sg.size * 8 < sg.cap) {
+      this.#resize(m >>> (32 - SEGMENT_BITS), sg.cap / 2);
+    }
   }
 
   /** Backward-shift deletion of slot `s` (linear probing without tombstones). */
@@ -858,10 +930,12 @@ export class BlockIndex {
   /**
    * Between events (records handed out before may be renumbered): chunks whose records all died
    * are zeroed for new runs (and the links to or from them dropped), and when dead and free records
-   * still outnumber the live, past 4 chunks' worth, the records are compacted. Returns whether
-   * anything was freed.
+   * still outnumber the live, past 4 chunks' worth, the records are compacted. Nothing while a
+   * pod drains ({@link beginDrop}). Returns whether anything was freed.
    */
   maintain(): boolean {
+    // Not while a pod drains: its records die as it goes, and this waits for its end to do it once.
+    if (this.#drains.length > 0) return false;
     let freed = false;
     if (this.#emptied) {
       this.#emptied = false;
@@ -941,6 +1015,8 @@ export class BlockIndex {
       for (let o = 1; o < t.length; o += SLOT) if (t[o] !== 0) t[o] = remap[t[o]];
     }
     this.#rebuildLinks(this.#linkEntries(), remap);
+    // Records were renumbered: drains visit them all again (those visited hold none of their bits).
+    for (const d of this.#drains) d.rec = 1;
     this.compactions++;
   }
 }

@@ -82,6 +82,140 @@ for (const pods of [32, 70]) {
   });
 }
 
+for (const pods of [32, 70]) {
+  Deno.test(`block index: pods dropped a step at a time agree with a Map (${pods} pods)`, () => {
+    let seed = 777 + pods;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return Math.floor((seed / 2 ** 32) * n);
+    };
+    const index = new BlockIndex(pods);
+    const model: Model = new Map();
+    // Slots being drained, oldest first, with the blocks each held when its drain began.
+    const draining: { pod: number; held: number }[] = [];
+    const busy = (pod: number) => draining.some((d) => d.pod === pod);
+    const key = () => [rnd(60), rnd(3000)] as const;
+    // Fills before the first drop, then adds, removes, drops and steps at random.
+    for (let step = 0; step < 80000; step++) {
+      const op = step < 20000 ? rnd(60) : rnd(100);
+      let pod = rnd(pods);
+      if (busy(pod) && op < 97) continue; // a draining slot is no pod's
+      if (op < 60) {
+        const [hi, lo] = key();
+        const tier = rnd(2) as Tier;
+        const k = `${hi}:${lo}`;
+        const holders = model.get(k) ?? new Map<number, Set<Tier>>();
+        const tiers = holders.get(pod) ?? new Set<Tier>();
+        tiers.add(tier);
+        holders.set(pod, tiers);
+        model.set(k, holders);
+        index.add(hi, lo, pod, tier);
+      } else if (op < 90) {
+        const [hi, lo] = key();
+        const k = `${hi}:${lo}`;
+        const holders = model.get(k);
+        if (holders?.delete(pod) && holders.size === 0) model.delete(k);
+        index.remove(hi, lo, pod, null);
+      } else if (op < 92) {
+        if (draining.length >= 3) continue;
+        while (busy(pod)) pod = (pod + 1) % pods;
+        let held = 0;
+        for (const [k, holders] of model) {
+          if (!holders.delete(pod)) continue;
+          held++;
+          if (holders.size === 0) model.delete(k);
+        }
+        index.beginDrop(pod);
+        draining.push({ pod, held });
+      } else if (op < 93) {
+        index.maintain();
+      } else if (op < 94 && rnd(20) === 0) {
+        index.compact(); // renumbers the records under the drains
+      } else {
+        const ended = index.drainStep(1 + rnd(5000));
+        if (ended >= 0) {
+          const d = draining.shift()!;
+          assert.equal(ended, d.pod);
+          assert.equal(index.drained, d.held, `pod ${d.pod}'s drain`);
+        } else assert.ok(draining.length > 0 || index.draining === 0);
+      }
+      assert.equal(index.draining, draining.length);
+      if (step % 4000 === 0) {
+        // While drains run: every pod not draining reads as the model says (blocks only draining
+        // pods still hold count in the size until their records are visited).
+        assert.ok(index.size >= model.size);
+        if (draining.length === 0) assert.equal(index.size, model.size);
+        const gpu = new Uint32Array(index.words), off = new Uint32Array(index.words);
+        for (const [k, holders] of model) {
+          const [hi, lo] = k.split(":").map(Number);
+          const r = index.find(hi, lo);
+          assert.ok(r >= 0, `block ${k} missing`);
+          index.masks(r, gpu, off);
+          for (let p = 0; p < pods; p++) {
+            if (busy(p)) continue;
+            const bit = 1 << (p & 31);
+            const tiers = holders.get(p);
+            assert.equal((gpu[p >>> 5] & bit) !== 0, tiers?.has(0) ?? false, `${k} pod ${p}`);
+            assert.equal((off[p >>> 5] & bit) !== 0, tiers?.has(1) ?? false, `${k} pod ${p}`);
+          }
+        }
+      }
+    }
+    while (index.draining > 0) {
+      const ended = index.drainStep(1000);
+      if (ended >= 0) assert.equal(index.drained, draining.shift()!.held);
+    }
+    assert.equal(draining.length, 0);
+    check(index, model, pods);
+    assert.throws(() => index.beginDrop(pods + 40), RangeError);
+    assert.throws(() => index.beginDrop(-1), RangeError);
+  });
+}
+
+Deno.test("block index: a drain step visits at most its budget, and a drop with none to visit ends", () => {
+  const index = new BlockIndex(32);
+  for (let i = 1; i <= 3000; i++) index.add(i, i * 7, i % 2, i % 3 === 0 ? 1 : 0);
+  const records = index.records; // runs leave free records after them: more than 3,000
+  index.beginDrop(0);
+  let steps = 1, size = index.size;
+  while (index.drainStep(1000) < 0) {
+    steps++;
+    assert.ok(index.size <= size && index.size >= 1500);
+    size = index.size;
+  }
+  // Every record visited once, 1,000 a step (the step after the last one ends the drain).
+  assert.equal(steps, Math.floor(records / 1000) + 1);
+  assert.equal(index.drained, 1500);
+  assert.equal(index.size, 1500);
+  for (let i = 1; i <= 3000; i++) {
+    assert.equal(index.find(i, i * 7) >= 0, i % 2 === 1, `block ${i}`);
+  }
+  assert.equal(index.drainStep(1000), -1); // none left
+  const empty = new BlockIndex(32);
+  empty.beginDrop(5);
+  assert.equal(empty.drainStep(1), 5);
+  assert.equal(empty.drained, 0);
+});
+
+Deno.test("block index: nothing recycled or compacted while a pod drains; after, at once", () => {
+  const index = new BlockIndex(32);
+  const n = 400_000; // past 4 chunks of records
+  for (let i = 1; i <= n; i++) index.add(i, i, i % 100 === 0 ? 1 : 0, 0);
+  index.beginDrop(0);
+  let steps = 0;
+  while (index.drainStep(20_000) < 0) {
+    index.maintain(); // dead records outnumber the live past 4 chunks' worth long before the end
+    steps++;
+  }
+  assert.ok(steps > 10);
+  assert.equal(index.compactions, 0);
+  assert.equal(index.size, n / 100);
+  index.maintain();
+  assert.equal(index.compactions, 1);
+  for (let i = 100; i <= n; i += 100) assert.ok(index.find(i, i) >= 0);
+  assert.equal(index.find(1, 1), -1);
+});
+
 Deno.test("block index: full-range u32 halves, growth, and the tier of a medium", () => {
   const index = new BlockIndex(32);
   const n = 100_000;

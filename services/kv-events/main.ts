@@ -11,7 +11,7 @@ import { BlockHasher } from "./block_hash.ts";
 import { type KvEventsConfig, loadKvEventsConfig } from "./config.ts";
 import { Ingest } from "./ingest.ts";
 import { Router } from "./router.ts";
-import { CacheMap } from "./store.ts";
+import { CacheMap, DRAIN_STEP_RECORDS } from "./store.ts";
 import { ChainTable } from "./chain.ts";
 import { chooseSha256 } from "./sha256.ts";
 import { ZmqSources } from "./zmq_source.ts";
@@ -47,8 +47,18 @@ function run(config: KvEventsConfig): void {
     if (++warned <= 20) logger.warn(message, fields);
     else suppressed++;
   };
+  // A removed or reset pod's blocks leave the index a step at a time between other work (0.04-0.2
+  // ms a step at 1.4 M blocks), not in one sweep that would hold events and routes up (34-42 ms).
+  let drainTimer: ReturnType<typeof setTimeout> | undefined;
+  const drainSoon = () => {
+    drainTimer ??= setTimeout(() => {
+      drainTimer = undefined;
+      if (map.drain(DRAIN_STEP_RECORDS)) drainSoon();
+    }, 1);
+  };
   const map = new CacheMap({
     warn,
+    onDrain: drainSoon,
     maxPods: config.MAX_PODS,
     maxBlocks: config.MAX_INDEX_BLOCKS,
     chain: config.LEARN_CHAINS === "on"
@@ -110,6 +120,7 @@ function run(config: KvEventsConfig): void {
         sha256: hasher.sha256Impl,
         learned_chains: map.chain?.stats() ?? null,
       },
+      draining_pods: map.draining,
       zmq: zmq.transport(),
     }),
   });
@@ -149,6 +160,7 @@ function run(config: KvEventsConfig): void {
     timeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     onShutdown: [() => {
       for (const t of timers) clearInterval(t);
+      clearTimeout(drainTimer);
       return zmq.close();
     }],
     flush,

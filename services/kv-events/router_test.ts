@@ -727,3 +727,55 @@ Deno.test("router: a block hash sent is matched on all 64 bits, whatever a hosti
   const want = prefixes(map, flat, ["a", "evil"]);
   assert.deepEqual([want.get("a"), want.get("evil")], [9, 8]);
 });
+
+Deno.test("cache map: pods dropped a step at a time: routes never see them, slots come back", () => {
+  let kicks = 0;
+  const map = new CacheMap({ maxPods: 3, onDrain: () => kicks++ });
+  const router = new Router(map, hasher());
+  const p = prompt(10), q = prompt(10, 1);
+  map.apply("a", "m", [stored(p, 10)]);
+  map.apply("b", "m", [stored(p, 6), stored(q, 10)]);
+  const matched = (id: string, t = p) =>
+    router.route("m", { tokens: t }, [{ id, load: 0 }])!.scores[0].matched_blocks;
+  assert.equal(map.totals().blocks, 20);
+
+  // AllBlocksCleared: b goes on under another slot at once; its old one drains.
+  const slotB = map.pod("b")!.slot;
+  assert.equal(map.apply("b", "m", [{ type: "AllBlocksCleared" }]).cleared, 1);
+  assert.notEqual(map.pod("b")!.slot, slotB);
+  assert.equal(kicks, 1);
+  assert.equal(map.draining, 1);
+  assert.equal(map.pod("b")!.blocks, 0);
+  assert.equal(matched("b"), 0); // before a single step: none of its old blocks
+  assert.equal(matched("b", q), 0);
+  assert.equal(matched("a"), 10);
+  map.apply("b", "m", [stored(p, 3)]);
+  assert.equal(matched("b"), 3);
+  assert.equal(map.totals().blocks, 20); // q's 10 blocks still counted until visited
+
+  // The third slot is b's old one, held until its drain ends: a new pod ends it and takes it.
+  map.apply("c", "m", [stored(q, 2)]);
+  assert.equal(map.draining, 0);
+  assert.equal(map.pod("c")!.slot, slotB);
+  assert.equal(matched("c", q), 2); // not 10: b's old bits went before c got the slot
+  assert.equal(map.totals().blocks, 12);
+
+  // A removed pod's slot is held until the drain ends, then handed out again.
+  const slotA = map.pod("a")!.slot;
+  assert.ok(map.remove("a"));
+  assert.equal(map.draining, 1);
+  assert.equal(map.pod("a"), undefined);
+  while (map.drain(4)); // steps of 4 records
+  assert.equal(map.draining, 0);
+  assert.equal(map.totals().blocks, 3 + 2); // b's 3 (p's first, a shared none) and c's 2 (of q)
+  map.apply("d", "m", []);
+  assert.equal(map.pod("d")!.slot, slotA);
+  assert.equal(matched("d"), 0);
+
+  // No free slot: a reset drops the pod's blocks at once, as without steps.
+  assert.equal(map.reset("b"), 3);
+  assert.equal(map.draining, 0);
+  assert.equal(matched("b"), 0);
+  assert.equal(map.totals().blocks, 2);
+  assert.throws(() => map.apply("e", "m", []), PodLimitError);
+});

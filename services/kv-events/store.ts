@@ -18,8 +18,11 @@ import type { BlockHasher } from "./block_hash.ts";
 export interface PodState {
   readonly id: string;
   model: string;
-  /** Bit of the pod in the index masks. */
-  readonly slot: number;
+  /**
+   * Bit of the pod in the index masks (a reset may give it another while the old one drains: see
+   * {@link CacheMapOptions.onDrain}).
+   */
+  slot: number;
   /** Blocks the pod holds (any tier). */
   blocks: number;
   /** Last event or heartbeat (ms since the epoch). */
@@ -63,6 +66,12 @@ export interface CacheMapOptions {
   now?: () => number;
   /** Slots of an index segment at most (tests: see BlockIndex). */
   maxSegmentSlots?: number;
+  /**
+   * Drop a removed or reset pod's blocks a step at a time ({@link CacheMap.drain}) rather than in
+   * one sweep of the whole index; `onDrain` is told when there is draining to do (the service
+   * schedules steps between its other work). Default: one sweep, at once.
+   */
+  onDrain?: () => void;
 }
 
 /** Counts of one applied batch. */
@@ -73,6 +82,9 @@ export interface ApplyResult {
   /** New blocks not indexed: the index holds maxBlocks, or their segment is at its largest. */
   refused: number;
 }
+
+/** Records a step of a pod's drain visits in the service (see {@link CacheMap.drain}). */
+export const DRAIN_STEP_RECORDS = 8192;
 
 /** New blocks one event may add at most (a small integer, whatever MAX_INDEX_BLOCKS is). */
 const MAX_ROOM = 0x3fffffff;
@@ -106,6 +118,10 @@ export class CacheMap {
   #pods = new Map<string, PodState>();
   #free: number[] = [];
   #models = new Map<string, BlockIndex>();
+  /** See {@link CacheMapOptions.onDrain} (null: pods are dropped in one sweep). */
+  #onDrain: (() => void) | null;
+  /** Indexes with drains not ended, and the slot each drain frees when it ends, in order. */
+  #drainSlots = new Map<BlockIndex, number[]>();
   /** Where {@link apply} puts its events. */
   #scratch = new ParsedBatch();
 
@@ -122,6 +138,7 @@ export class CacheMap {
     }
     this.#now = options.now ?? Date.now;
     this.#maxSegmentSlots = options.maxSegmentSlots;
+    this.#onDrain = options.onDrain ?? null;
     for (let s = options.maxPods - 1; s >= 0; s--) this.#free.push(s);
   }
 
@@ -153,6 +170,8 @@ export class CacheMap {
   touch(id: string, model: string): PodState {
     let p = this.#pods.get(id);
     if (p === undefined) {
+      // Slots of pods being dropped come back when their drains end: end them now if need be.
+      if (this.#free.length === 0) this.drain(Infinity);
       const slot = this.#free.pop();
       if (slot === undefined) throw new PodLimitError(this.maxPods);
       p = {
@@ -183,24 +202,82 @@ export class CacheMap {
     const p = this.#pods.get(id);
     if (p === undefined) return 0;
     const ix = this.#models.get(p.model);
+    if (ix !== undefined && this.#onDrain !== null && this.#free.length > 0) {
+      // The pod goes on under a new slot; its old one is drained, and freed after.
+      const dropped = p.blocks;
+      this.#beginDrop(ix, p.slot);
+      p.slot = this.#free.pop()!;
+      this.#zero(p, restarted);
+      return dropped;
+    }
     const before = ix?.size ?? 0;
     const dropped = ix ? ix.dropPod(p.slot) : 0;
     this.#total += (ix?.size ?? 0) - before;
     ix?.maintain();
+    this.#zero(p, restarted);
+    return dropped;
+  }
+
+  #zero(p: PodState, restarted: boolean): void {
     p.blocks = 0;
     p.resets++;
     if (restarted) p.rootsReproduced = p.rootsMismatched = 0;
-    return dropped;
   }
 
   /** Forgets a pod (gone, or silent past the heartbeat timeout); its slot is reused. */
   remove(id: string): boolean {
     const p = this.#pods.get(id);
     if (p === undefined) return false;
-    this.reset(id);
     this.#pods.delete(id);
+    const ix = this.#models.get(p.model);
+    if (ix !== undefined && this.#onDrain !== null) {
+      this.#beginDrop(ix, p.slot); // the slot is freed when the drain ends
+      return true;
+    }
+    const before = ix?.size ?? 0;
+    ix?.dropPod(p.slot);
+    this.#total += (ix?.size ?? 0) - before;
+    ix?.maintain();
     this.#free.push(p.slot);
     return true;
+  }
+
+  #beginDrop(ix: BlockIndex, slot: number): void {
+    ix.beginDrop(slot);
+    const slots = this.#drainSlots.get(ix);
+    if (slots === undefined) this.#drainSlots.set(ix, [slot]);
+    else slots.push(slot);
+    this.#onDrain!();
+  }
+
+  /** Pods being dropped (see {@link CacheMapOptions.onDrain}). */
+  get draining(): number {
+    let n = 0;
+    for (const slots of this.#drainSlots.values()) n += slots.length;
+    return n;
+  }
+
+  /**
+   * Visits up to `budget` records of pods being dropped; a drain that ends frees its slot.
+   * Returns whether drains are left.
+   */
+  drain(budget: number): boolean {
+    for (const [ix, slots] of this.#drainSlots) {
+      while (budget > 0 && slots.length > 0) {
+        const step = Math.min(budget, 1 << 16);
+        budget -= step;
+        const before = ix.size;
+        const ended = ix.drainStep(step);
+        this.#total += ix.size - before;
+        if (ended >= 0) this.#free.push(slots.shift()!);
+      }
+      if (slots.length === 0) {
+        this.#drainSlots.delete(ix);
+        ix.maintain(); // what waited for the drains (chunks to recycle, a compaction)
+      }
+      if (budget <= 0) break;
+    }
+    return this.#drainSlots.size > 0;
   }
 
   /** Removes pods not seen for `timeoutMs`; returns their ids. */
