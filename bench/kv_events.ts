@@ -23,7 +23,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { denoOutput, fmtFiles, median, pct, startDeno, stealMs } from "./lib/process.ts";
-import { type Samples, slowShare } from "./lib/stalls.ts";
+import { cpuGaps, type Samples, slowShare } from "./lib/stalls.ts";
 import { Prng } from "../shared/sim/prng.ts";
 import { FakeEngine, hasPyzmq, PYTHON } from "../services/kv-events/_testing/fake_engine.ts";
 import { BlockHasher, intBlockHash } from "../services/kv-events/block_hash.ts";
@@ -629,6 +629,12 @@ interface LatencyRound {
   /** The bench's main thread (kv-events' ingest) while the engine sent: ran, waited runnable. */
   ranMs?: number;
   waitedMs?: number;
+  /**
+   * A busy loop of 0.5 s just before the run (absent in older results): the share of its time it
+   * was off its CPU, in gaps of more than 5 µs, and how many a millisecond.
+   */
+  lostShare?: number;
+  gapsPerMs?: number;
 }
 
 /** A round of kv-events': its percentiles, where its slow batches' time went, its scheduling. */
@@ -713,14 +719,21 @@ async function zmqBenches() {
   for (let round = 0; round < LATENCY_ROUNDS; round++) {
     for (let k = 0; k < kinds.length; k++) {
       const kind = kinds[(k + round) % kinds.length];
+      // How much of a CPU this VM's host leaves a spinning thread just now (steal shows none).
+      const gaps = cpuGaps(500);
       const steal0 = await stealMs(), t0 = performance.now();
       const r: LatencyRound & { ref?: LatencyRound } = { ...await measure[kind](), stealMs: 0 };
       r.seconds = (performance.now() - t0) / 1000;
       r.stealMs = (await stealMs()) - steal0;
+      r.lostShare = gaps.lostShare;
+      r.gapsPerMs = gaps.perMs;
       const { ref, ...own } = r;
       runs[kind].push(own);
       console.log(
-        `  round ${round + 1}, ${kind}: p99 ${whole(r.p99)} µs, steal ${whole(r.stealMs)} ms` +
+        `  round ${round + 1}, ${kind}: p99 ${whole(r.p99)} µs, steal ${whole(r.stealMs)} ms, ` +
+          `CPU lost before ${(gaps.lostShare * 100).toFixed(1)}% (${
+            gaps.perMs.toFixed(1)
+          } gaps/ms)` +
           (r.slow === undefined || r.busyShare === undefined
             ? ""
             : `; ${whole(r.slow)} batches over 1 ms, ${
@@ -730,7 +743,15 @@ async function zmqBenches() {
             ? ""
             : `; thread ran ${whole(r.ranMs)} ms, waited to run ${whole(r.waitedMs)} ms`),
       );
-      if (ref) runs.joint_pyzmq.push({ ...ref, stealMs: r.stealMs, seconds: r.seconds });
+      if (ref) {
+        runs.joint_pyzmq.push({
+          ...ref,
+          stealMs: r.stealMs,
+          seconds: r.seconds,
+          lostShare: r.lostShare,
+          gapsPerMs: r.gapsPerMs,
+        });
+      }
     }
   }
   const names = {
@@ -747,6 +768,12 @@ async function zmqBenches() {
     put(`${names[kind]}.p99`, median(rs.map((r) => r.p99)), "µs", false);
     put(`${names[kind]}.p99_9`, median(rs.map((r) => r.p99_9)), "µs", false);
     put(`${names[kind]}.steal_ms`, median(rs.map((r) => r.stealMs)), "ms", false);
+  }
+  // The busy loops before each run (the joint rounds' pyzmq figures share theirs).
+  const loops = kinds.flatMap((k) => runs[k]).filter((r) => r.lostShare !== undefined);
+  if (loops.length > 0) {
+    put("reference.cpu_lost_share", median(loops.map((r) => r.lostShare!)), "", false);
+    put("reference.cpu_gaps_per_ms", median(loops.map((r) => r.gapsPerMs!)), "", false);
   }
   latencyRounds = runs;
 
@@ -909,6 +936,8 @@ async function render(file: URL): Promise<void> {
         ? "-"
         : `${whole(r.p99)} µs (steal ${r.stealMs.toLocaleString("en-US")} ms${
           r.seconds === undefined ? "" : ` in ${r.seconds.toFixed(1)} s`
+        }${
+          r.lostShare === undefined ? "" : `; CPU lost before ${(r.lostShare * 100).toFixed(1)}%`
         })`;
     };
     const o = data.latencyRounds?.ours?.[i];
@@ -1059,7 +1088,9 @@ async function render(file: URL): Promise<void> {
     ...(rounds.length > 0
       ? [
         "p99 of each round, with the CPU time the hypervisor took from this VM's two vCPUs while",
-        "it ran (`steal` in /proc/stat). For kv-events also: its batches indexed more than 1 ms",
+        "it ran (`steal` in /proc/stat), and the share of a 0.5 s busy loop's time just before the",
+        "run that it was off its CPU in gaps over 5 µs (`CPU lost before`: the host takes this VM's",
+        "vCPUs without it showing in steal). For kv-events also: its batches indexed more than 1 ms",
         "after they were published, with the share of that time it spent decoding and indexing",
         "batches (theirs and those queued before them; the rest it was working on none: its",
         "thread not running, the message still on its way from the publisher, or the runtime",

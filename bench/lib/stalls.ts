@@ -39,3 +39,48 @@ export function slowShare(s: Samples, overUs = 1000): { slow: number; busyShare:
   }
   return { slow, busyShare: slow === 0 ? 0 : busy / waited };
 }
+
+/** How a busy loop lost its CPU: see {@link cpuGaps}. */
+export interface CpuGaps {
+  /** Gaps a millisecond. */
+  perMs: number;
+  /** Their median and longest (µs). */
+  p50Us: number;
+  maxUs: number;
+  /** The share of the loop's time the gaps took. */
+  lostShare: number;
+}
+
+/** {@link CpuGaps} of `gaps` (µs, unsorted) seen over `ms` milliseconds. */
+export function gapStats(gaps: ArrayLike<number>, ms: number): CpuGaps {
+  const sorted = Float64Array.from(gaps).sort();
+  let lost = 0;
+  for (const g of sorted) lost += g;
+  const n = sorted.length;
+  return {
+    perMs: ms > 0 ? n / ms : 0,
+    p50Us: n === 0 ? 0 : sorted[(n - 1) >> 1],
+    maxUs: n === 0 ? 0 : sorted[n - 1],
+    lostShare: ms > 0 ? Math.min(1, lost / 1000 / ms) : 0,
+  };
+}
+
+/**
+ * Spins for `ms` milliseconds reading the clock: a step between two reads longer than `overUs` is
+ * time this thread was off its CPU (an interrupt, another thread, or the host taking the vCPU,
+ * which this VM's steal time does not show). Allocates nothing while it spins.
+ */
+export function cpuGaps(ms = 500, overUs = 5): CpuGaps {
+  const gaps = new Float64Array(1 << 16);
+  let n = 0;
+  const start = performance.now(), end = start + ms;
+  let prev = start;
+  for (;;) {
+    const t = performance.now();
+    const step = (t - prev) * 1000;
+    if (step > overUs && n < gaps.length) gaps[n++] = step;
+    prev = t;
+    if (t >= end) break;
+  }
+  return gapStats(gaps.subarray(0, n), prev - start);
+}

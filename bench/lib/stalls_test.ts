@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Samples, slowShare } from "./stalls.ts";
+import { cpuGaps, gapStats, type Samples, slowShare } from "./stalls.ts";
 
 function samples(rows: [ts: number, at: number, busy: number][]): Samples {
   const ms = (k: number) => Float64Array.from(rows, (r) => r[k] / 1000);
@@ -49,4 +49,20 @@ Deno.test("slow batches: publish times out of order (two publishers) move the wi
     Math.abs(r.busyShare - (1.2 + 0.4 + 1.2 + 0.2) / (2 + 3.1)) < 1e-12,
     String(r.busyShare),
   );
+});
+
+Deno.test("cpu gaps: rate, median, longest and the share of time they took", () => {
+  const g = gapStats([40, 10, 30, 2000], 100);
+  assert.equal(g.perMs, 0.04);
+  assert.equal(g.p50Us, 30); // the lower middle of 10, 30, 40, 2000
+  assert.equal(g.maxUs, 2000);
+  assert.ok(Math.abs(g.lostShare - 2080 / 100_000) < 1e-12, String(g.lostShare));
+  assert.deepEqual(gapStats([], 100), { perMs: 0, p50Us: 0, maxUs: 0, lostShare: 0 });
+  assert.equal(gapStats([5000], 1).lostShare, 1); // never more than all of it
+  assert.equal(gapStats([7], 0).perMs, 0);
+});
+
+Deno.test("cpu gaps: a loop of a few milliseconds gives figures in range", () => {
+  const g = cpuGaps(5);
+  assert.ok(g.perMs >= 0 && g.lostShare >= 0 && g.lostShare <= 1 && g.maxUs >= g.p50Us);
 });
