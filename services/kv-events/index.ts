@@ -179,6 +179,7 @@ export class BlockIndex {
     );
     this.words = Math.ceil(maxPods / 32);
     this.stride = MASKS + 2 * this.words;
+    this.#drainMask = new Uint32Array(this.words);
     for (let i = 0; i < SEGMENTS; i++) this.#segs.push(new Segment(MIN_CAPACITY));
     this.#chunks = [new Uint32Array(FIRST_CHUNK * this.stride)];
     this.#links = new Uint32Array(16 * LINK);
@@ -230,7 +231,12 @@ export class BlockIndex {
     const m = mix(hi, lo);
     const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
     const r = sg.t[this.#probe(sg, m, hi, lo) + 1];
-    return r === 0 ? -1 : r;
+    if (r === 0) return -1;
+    // Held by draining pods alone: gone, though its drain has not reached it yet.
+    if (this.#drains.length > 0 && !this.#live(this.#chunks[r >>> CHUNK_BITS], this.at(r))) {
+      return -1;
+    }
+    return r;
   }
 
   /**
@@ -305,7 +311,18 @@ export class BlockIndex {
     }
   }
 
+  /** A pod not being dropped holds the record's block ({@link beginDrop}). */
   #live(c: Uint32Array, o: number): boolean {
+    if (this.#drains.length === 0) return this.#held(c, o);
+    const w = this.words, dm = this.#drainMask;
+    for (let j = 0; j < w; j++) {
+      if (((c[o + MASKS + j] | c[o + MASKS + w + j]) & ~dm[j]) !== 0) return true;
+    }
+    return false;
+  }
+
+  /** Any pod's bit is in the record (draining ones too). */
+  #held(c: Uint32Array, o: number): boolean {
     for (let i = o + MASKS; i < o + this.stride; i++) if (c[i] !== 0) return true;
     return false;
   }
@@ -314,7 +331,7 @@ export class BlockIndex {
   #free(rec: number): boolean {
     const c = this.#chunks[rec >>> CHUNK_BITS];
     const o = (rec & CHUNK_MASK) * this.stride;
-    return o + this.stride <= c.length && c[o] === 0 && c[o + 1] === 0 && !this.#live(c, o);
+    return o + this.stride <= c.length && c[o] === 0 && c[o + 1] === 0 && !this.#held(c, o);
   }
 
   /** Grows `rec`'s chunk to hold it (only a model's first chunk is made short). */
@@ -512,6 +529,8 @@ export class BlockIndex {
     const o = (rec & CHUNK_MASK) * this.stride;
     c[o] = STOP;
     c[o + 1] = 0;
+    // Draining pods' bits too: the sweep passes a dead record by.
+    for (let i = o + MASKS; i < o + this.stride; i++) c[i] = 0;
     if (--this.#chunkLive[ci] === 0) this.#emptied = true;
   }
 
@@ -607,23 +626,35 @@ export class BlockIndex {
   }
 
   /**
-   * Pods being dropped a step at a time ({@link beginDrop}), oldest first: the record each drain
-   * visits next, and the blocks it has taken the pod from so far.
+   * Pods being dropped a step at a time ({@link beginDrop}): the record the sweep was at when each
+   * began, and whether the sweep has since wrapped around (its drain ends once the sweep is back
+   * there). One sweep serves them all: the bits of every draining pod, in {@link #drainMask}, are
+   * cleared from each record it visits.
    */
-  #drains: { pod: number; rec: number; dropped: number }[] = [];
+  #drains: { pod: number; start: number; wrapped: boolean }[] = [];
+  #drainMask: Uint32Array;
+  /** The record the sweep visits next. */
+  #cursor = 1;
+  /** What {@link drainStep} returns (reused). */
+  #ended: number[] = [];
 
   /**
    * Starts dropping `pod` from every block a step at a time ({@link drainStep}), so that a large
-   * index does not stop everything else for the whole sweep (38 ms at 1.4 M blocks). Until its
-   * drain ends the pod's bit stays in the records not yet visited: its slot must not be handed to
-   * another pod before then, and no route asks for it (routes ask for the slots of pods known).
-   * Blocks only it holds still count in {@link size} meanwhile.
+   * index does not stop everything else for a whole sweep (34-42 ms at 1.4 M blocks). Until its
+   * drain ends, blocks only draining pods hold read as held by none (lookups, links), but the
+   * pod's bit stays in the records not yet visited: its slot must not be handed to another pod
+   * before then (no route asks for it: routes ask for the slots of pods known), and such blocks
+   * still count in {@link size}.
    */
   beginDrop(pod: number): void {
     if (!Number.isInteger(pod) || pod < 0 || pod >= this.words * 32) {
       throw new RangeError(`pod slot ${pod}`);
     }
-    this.#drains.push({ pod, rec: 1, dropped: 0 });
+    if ((this.#drainMask[pod >>> 5] & (1 << (pod & 31))) !== 0) {
+      throw new RangeError(`pod slot ${pod} is draining already`);
+    }
+    this.#drainMask[pod >>> 5] |= 1 << (pod & 31);
+    this.#drains.push({ pod, start: this.#cursor, wrapped: false });
   }
 
   /** Drains begun and not ended. */
@@ -632,18 +663,27 @@ export class BlockIndex {
   }
 
   /**
-   * Visits up to `budget` records for the oldest drain (a record the pod holds costs as much as a
-   * removal). Returns the pod whose drain ended in this step, with its dropped blocks in
-   * {@link drained}, or -1.
+   * Visits up to `budget` records for the drains under way (a record a draining pod holds costs
+   * as much as a removal). Returns the pods whose drains ended in this step (an array reused by
+   * the next call).
    */
-  drainStep(budget: number): number {
-    const d = this.#drains[0];
-    if (d === undefined) return -1;
-    const pod = d.pod, bit = 1 << (pod & 31), w = this.words, st = this.stride;
-    let rec = d.rec, left = budget;
-    while (left > 0) {
+  drainStep(budget: number): readonly number[] {
+    const out = this.#ended;
+    out.length = 0;
+    const w = this.words, st = this.stride, dm = this.#drainMask;
+    let rec = this.#cursor, left = budget;
+    while (left > 0 && this.#drains.length > 0) {
       const ci = rec >>> CHUNK_BITS;
-      if (ci >= this.#chunks.length) break;
+      if (ci >= this.#chunks.length) {
+        // A pass ends: drains that wrapped before have seen every record; the others now have.
+        for (const d of this.#drains) {
+          if (d.wrapped) d.start = 0;
+          else d.wrapped = true;
+        }
+        rec = 1;
+        this.#endDrains(rec, out);
+        continue;
+      }
       if ((rec & CHUNK_MASK) >= this.#chunkTop[ci]) {
         rec = (ci + 1) << CHUNK_BITS;
         continue;
@@ -651,28 +691,38 @@ export class BlockIndex {
       const c = this.#chunks[ci], end = Math.min(this.#chunkTop[ci], (rec & CHUNK_MASK) + left);
       left -= end - (rec & CHUNK_MASK);
       for (let o = (rec & CHUNK_MASK) * st; o < end * st; o += st) {
-        const gi = o + MASKS + (pod >>> 5);
-        if (((c[gi] | c[gi + w]) & bit) === 0) continue;
-        c[gi] &= ~bit;
-        c[gi + w] &= ~bit;
-        d.dropped++;
-        if (!this.#live(c, o)) {
+        let cleared = false;
+        for (let j = 0; j < w; j++) {
+          const gi = o + MASKS + j;
+          const x = (c[gi] | c[gi + w]) & dm[j];
+          if (x === 0) continue;
+          c[gi] &= ~x;
+          c[gi + w] &= ~x;
+          cleared = true;
+        }
+        if (cleared && !this.#held(c, o)) {
           const r = (ci << CHUNK_BITS) | (o / st);
           this.#kill(r);
           this.#unslot(r, true);
         }
       }
       rec = (ci << CHUNK_BITS) + end; // (end may be CHUNK_RECS: the next chunk)
+      this.#endDrains(rec, out);
     }
-    d.rec = rec;
-    if ((rec >>> CHUNK_BITS) < this.#chunks.length) return -1;
-    this.#drains.shift();
-    this.drained = d.dropped;
-    return pod;
+    this.#cursor = rec;
+    return out;
   }
 
-  /** Blocks the drain {@link drainStep} last ended took its pod from. */
-  drained = 0;
+  /** Ends the drains whose records the sweep has all visited, now that it is at `rec`. */
+  #endDrains(rec: number, out: number[]): void {
+    for (let i = 0; i < this.#drains.length; i++) {
+      const d = this.#drains[i];
+      if (!d.wrapped || d.start > rec) continue;
+      this.#drains.splice(i--, 1);
+      this.#drainMask[d.pod >>> 5] &= ~(1 << (d.pod & 31));
+      out.push(d.pod);
+    }
+  }
 
   /** Deletes the slot of record `rec` (dead: its hash is still in it); `shrink`: as a removal. */
   #unslot(rec: number, shrink = false): void {
@@ -930,12 +980,10 @@ export class BlockIndex {
   /**
    * Between events (records handed out before may be renumbered): chunks whose records all died
    * are zeroed for new runs (and the links to or from them dropped), and when dead and free records
-   * still outnumber the live, past 4 chunks' worth, the records are compacted. Nothing while a
-   * pod drains ({@link beginDrop}). Returns whether anything was freed.
+   * still outnumber the live, past 4 chunks' worth, the records are compacted. Returns whether
+   * anything was freed.
    */
   maintain(): boolean {
-    // Not while a pod drains: its records die as it goes, and this waits for its end to do it once.
-    if (this.#drains.length > 0) return false;
     let freed = false;
     if (this.#emptied) {
       this.#emptied = false;
@@ -983,7 +1031,7 @@ export class BlockIndex {
       const c = old[ci], end = oldTop[ci] * st;
       let prevCopied = false; // runs never cross chunks
       for (let o = ci === 0 ? st : 0; o < end; o += st) {
-        if (!this.#live(c, o)) {
+        if (!this.#held(c, o)) {
           prevCopied = false;
           continue;
         }
@@ -1015,8 +1063,15 @@ export class BlockIndex {
       for (let o = 1; o < t.length; o += SLOT) if (t[o] !== 0) t[o] = remap[t[o]];
     }
     this.#rebuildLinks(this.#linkEntries(), remap);
-    // Records were renumbered: drains visit them all again (those visited hold none of their bits).
-    for (const d of this.#drains) d.rec = 1;
+    // Records were renumbered in order: the sweep and where each drain began move with them (to
+    // the first record kept at or after them).
+    const moved = (p: number) => {
+      let q = p;
+      while (q < remap.length && remap[q] === 0) q++;
+      return q < remap.length ? remap[q] : n;
+    };
+    this.#cursor = moved(this.#cursor);
+    for (const d of this.#drains) d.start = moved(d.start);
     this.compactions++;
   }
 }

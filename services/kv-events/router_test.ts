@@ -779,3 +779,65 @@ Deno.test("cache map: pods dropped a step at a time: routes never see them, slot
   assert.equal(map.totals().blocks, 2);
   assert.throws(() => map.apply("e", "m", []), PodLimitError);
 });
+
+Deno.test("cache map: an engine restarted with another hash seed takes its learned links over at once", () => {
+  // Roots learned unchecked (no hasher), as for a pod past CHAIN_UNCHECKED_AFTER.
+  const table = new ChainTable(Uint32Array.of(1, 2));
+  const map = new CacheMap({ maxPods: 4, chain: { table, blockSize: BS }, onDrain: () => {} });
+  const router = new Router(map, hasher());
+  const t = prompt(6);
+  const seeded = (seed: string) => ({
+    ...stored(t, 6),
+    blockHashes: new BlockHasher({ algo: "sha256_cbor", seed, blockSize: BS }).all(t),
+  });
+  const matched = () => router.route("m", { tokens: t }, [{ id: "a", load: 0 }])!.scores[0];
+  map.apply("a", "m", [seeded("11")]);
+  assert.equal(matched().matched_blocks, 6);
+  map.reset("a", true); // its old blocks drain; the restarted engine stores them under new hashes
+  map.apply("a", "m", [seeded("22")]);
+  assert.equal(matched().matched_blocks, 6); // not ambiguous: the old records are gone already
+  while (map.drain(3));
+  assert.equal(matched().matched_blocks, 6);
+  assert.equal(map.totals().blocks, 6);
+});
+
+Deno.test("cache map: pods cleared faster than a sweep takes do not pile up or stop compaction", () => {
+  const map = new CacheMap({ maxPods: 64, onDrain: () => {} });
+  const h = (i: number) => BigInt(i);
+  const block = (hashes: bigint[]) => ({
+    type: "BlockStored" as const,
+    blockHashes: hashes,
+    parentBlockHash: null,
+    tokenIds: [],
+    blockSize: BS,
+    loraId: null,
+    medium: null,
+  });
+  let next = 1, oldest = 1, most = 0, records = 0;
+  for (let tick = 1; tick <= 400; tick++) {
+    // Pod a keeps 20,000 blocks, evicting its oldest; pod b clears its cache every 4 ticks, and
+    // one step of 4,096 records runs a tick: far less than a sweep of the ~20,000 records.
+    map.apply("a", "m", [block(Array.from({ length: 1000 }, () => h(next++)))]);
+    if (next - oldest > 20_000) {
+      map.apply("a", "m", [{
+        type: "BlockRemoved",
+        blockHashes: Array.from({ length: 1000 }, () => h(oldest++)),
+        medium: null,
+      }]);
+    }
+    map.apply("b", "m", [block([h(1e9 + tick)])]);
+    if (tick % 4 === 0) map.apply("b", "m", [{ type: "AllBlocksCleared" }]);
+    map.drain(4096);
+    most = Math.max(most, map.draining);
+    if (tick > 200) records = Math.max(records, map.index("m")!.records);
+  }
+  // One sweep serves every drain: each ends one sweep after it began (not one sweep after those
+  // before it), and records stay bounded as eviction recycles their chunks.
+  // (Drains queued one after another would grow by one every 5 ticks here, to 63.)
+  assert.ok(
+    most <= Math.ceil(records / 4096 / 4) + 1,
+    `${most} drains at once, ${records} records`,
+  );
+  assert.ok(records < 5 * 65_536 + 40_000, `${records} records`);
+  assert.ok(map.index("m")!.compactions + map.index("m")!.recycled > 0);
+});

@@ -84,7 +84,7 @@ export interface ApplyResult {
 }
 
 /** Records a step of a pod's drain visits in the service (see {@link CacheMap.drain}). */
-export const DRAIN_STEP_RECORDS = 8192;
+export const DRAIN_STEP_RECORDS = 4096;
 
 /** New blocks one event may add at most (a small integer, whatever MAX_INDEX_BLOCKS is). */
 const MAX_ROOM = 0x3fffffff;
@@ -120,8 +120,8 @@ export class CacheMap {
   #models = new Map<string, BlockIndex>();
   /** See {@link CacheMapOptions.onDrain} (null: pods are dropped in one sweep). */
   #onDrain: (() => void) | null;
-  /** Indexes with drains not ended, and the slot each drain frees when it ends, in order. */
-  #drainSlots = new Map<BlockIndex, number[]>();
+  /** Indexes with drains not ended (each drain frees its slot when it ends). */
+  #drainIndexes = new Set<BlockIndex>();
   /** Where {@link apply} puts its events. */
   #scratch = new ParsedBatch();
 
@@ -170,8 +170,8 @@ export class CacheMap {
   touch(id: string, model: string): PodState {
     let p = this.#pods.get(id);
     if (p === undefined) {
-      // Slots of pods being dropped come back when their drains end: end them now if need be.
-      if (this.#free.length === 0) this.drain(Infinity);
+      // Slots of pods being dropped come back when their drains end: sweep on until one does.
+      while (this.#free.length === 0 && this.#drainIndexes.size > 0) this.drain(1 << 16);
       const slot = this.#free.pop();
       if (slot === undefined) throw new PodLimitError(this.maxPods);
       p = {
@@ -202,7 +202,11 @@ export class CacheMap {
     const p = this.#pods.get(id);
     if (p === undefined) return 0;
     const ix = this.#models.get(p.model);
-    if (ix !== undefined && this.#onDrain !== null && this.#free.length > 0) {
+    if (ix === undefined || p.blocks === 0) {
+      this.#zero(p, restarted); // no block of its to drop
+      return 0;
+    }
+    if (this.#onDrain !== null && this.#free.length > 0) {
       // The pod goes on under a new slot; its old one is drained, and freed after.
       const dropped = p.blocks;
       this.#beginDrop(ix, p.slot);
@@ -210,10 +214,10 @@ export class CacheMap {
       this.#zero(p, restarted);
       return dropped;
     }
-    const before = ix?.size ?? 0;
-    const dropped = ix ? ix.dropPod(p.slot) : 0;
-    this.#total += (ix?.size ?? 0) - before;
-    ix?.maintain();
+    const before = ix.size;
+    const dropped = ix.dropPod(p.slot);
+    this.#total += ix.size - before;
+    ix.maintain();
     this.#zero(p, restarted);
     return dropped;
   }
@@ -230,54 +234,47 @@ export class CacheMap {
     if (p === undefined) return false;
     this.#pods.delete(id);
     const ix = this.#models.get(p.model);
-    if (ix !== undefined && this.#onDrain !== null) {
-      this.#beginDrop(ix, p.slot); // the slot is freed when the drain ends
-      return true;
+    if (ix !== undefined && p.blocks > 0) {
+      if (this.#onDrain !== null) {
+        this.#beginDrop(ix, p.slot); // the slot is freed when the drain ends
+        return true;
+      }
+      const before = ix.size;
+      ix.dropPod(p.slot);
+      this.#total += ix.size - before;
+      ix.maintain();
     }
-    const before = ix?.size ?? 0;
-    ix?.dropPod(p.slot);
-    this.#total += (ix?.size ?? 0) - before;
-    ix?.maintain();
     this.#free.push(p.slot);
     return true;
   }
 
   #beginDrop(ix: BlockIndex, slot: number): void {
     ix.beginDrop(slot);
-    const slots = this.#drainSlots.get(ix);
-    if (slots === undefined) this.#drainSlots.set(ix, [slot]);
-    else slots.push(slot);
+    this.#drainIndexes.add(ix);
     this.#onDrain!();
   }
 
   /** Pods being dropped (see {@link CacheMapOptions.onDrain}). */
   get draining(): number {
     let n = 0;
-    for (const slots of this.#drainSlots.values()) n += slots.length;
+    for (const ix of this.#drainIndexes) n += ix.draining;
     return n;
   }
 
   /**
-   * Visits up to `budget` records of pods being dropped; a drain that ends frees its slot.
-   * Returns whether drains are left.
+   * Visits up to `budget` records of pods being dropped, shared between the models that have
+   * some; a drain that ends frees its slot. Returns whether drains are left.
    */
   drain(budget: number): boolean {
-    for (const [ix, slots] of this.#drainSlots) {
-      while (budget > 0 && slots.length > 0) {
-        const step = Math.min(budget, 1 << 16);
-        budget -= step;
-        const before = ix.size;
-        const ended = ix.drainStep(step);
-        this.#total += ix.size - before;
-        if (ended >= 0) this.#free.push(slots.shift()!);
-      }
-      if (slots.length === 0) {
-        this.#drainSlots.delete(ix);
-        ix.maintain(); // what waited for the drains (chunks to recycle, a compaction)
-      }
-      if (budget <= 0) break;
+    const share = Math.max(1024, Math.ceil(budget / Math.max(1, this.#drainIndexes.size)));
+    for (const ix of this.#drainIndexes) {
+      const before = ix.size;
+      for (const slot of ix.drainStep(share)) this.#free.push(slot);
+      this.#total += ix.size - before;
+      ix.maintain();
+      if (ix.draining === 0) this.#drainIndexes.delete(ix);
     }
-    return this.#drainSlots.size > 0;
+    return this.#drainIndexes.size > 0;
   }
 
   /** Removes pods not seen for `timeoutMs`; returns their ids. */
