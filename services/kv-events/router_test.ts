@@ -841,3 +841,16 @@ Deno.test("cache map: pods cleared faster than a sweep takes do not pile up or s
   assert.ok(records < 5 * 65_536 + 40_000, `${records} records`);
   assert.ok(map.index("m")!.compactions + map.index("m")!.recycled > 0);
 });
+
+Deno.test("cache map: a drain step stops at the first slice once told it has run long enough", () => {
+  const map = new CacheMap({ maxPods: 4, onDrain: () => {} });
+  const hashes = Array.from({ length: 5000 }, (_, i) => BigInt(i + 1));
+  map.apply("a", "m", [{ ...stored(prompt(1), 1), blockHashes: hashes, tokenIds: [] }]);
+  map.remove("a");
+  let asked = 0;
+  assert.equal(map.drain(1 << 20, () => ++asked > 0), true); // one slice of 1,024 records
+  assert.equal(asked, 1);
+  assert.equal(map.totals().blocks, 5000 - 1024); // records 1-1,024
+  assert.equal(map.drain(1 << 20), false);
+  assert.equal(map.totals().blocks, 0);
+});
