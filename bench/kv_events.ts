@@ -1176,8 +1176,9 @@ async function render(file: URL): Promise<void> {
     "leave the hash table. The service drops pods a step at a time instead, between its other",
     "work, as the bench then drops another pod: `index.drain_step_p99_ms` and",
     "`index.drain_step_max_ms` are of its `index.drain_steps` steps (4,096 records, fewer once a",
-    "step has run 0.2 ms), what event processing and routes wait for; `index.drain_ms` is all its",
-    "steps together.",
+    "step has run 0.2 ms), what event processing and routes wait for (the longest is the first:",
+    "the first call of the drain's code in a process takes about 0.6 ms); `index.drain_ms` is all",
+    "its steps together.",
     "",
   ];
   const doc = new URL("docs/kv-events-performance.md", root);
@@ -1269,10 +1270,10 @@ if (args.values.check) {
     if (m === undefined || b.value === 0) continue;
     // The machine, not kv-events: the reference subscribers and the hypervisor's steal time.
     if (name.startsWith("reference.") || name.endsWith(".steal_ms")) continue;
-    // What the drop was measured at, not how well it went.
+    // What the drop was measured at, not how well it went; and one step's worst moment.
     if (
       name === "index.drop_pod_blocks" || name === "index.drop_pod_index_blocks" ||
-      name === "index.drain_steps"
+      name === "index.drain_steps" || name === "index.drain_step_max_ms"
     ) continue;
     const change = m.higherIsBetter ? (b.value - m.value) / b.value : (m.value - b.value) / b.value;
     const bad = change > threshold;
