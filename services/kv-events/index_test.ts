@@ -21,13 +21,29 @@ function check(index: BlockIndex, model: Model, pods: number): void {
   }
 }
 
+/** A seeded generator of integers below `n`. */
+function lcg(seed: number): (n: number) => number {
+  return (n) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return Math.floor((seed / 2 ** 32) * n);
+  };
+}
+
+/** Adds block (hi, lo) for `pod` in `tier` to the index and the model; checks "newly held". */
+function addBoth(index: BlockIndex, model: Model, hi: number, lo: number, pod: number, tier: Tier) {
+  const k = `${hi}:${lo}`;
+  const holders = model.get(k) ?? new Map<number, Set<Tier>>();
+  const had = holders.has(pod);
+  const tiers = holders.get(pod) ?? new Set<Tier>();
+  tiers.add(tier);
+  holders.set(pod, tiers);
+  model.set(k, holders);
+  assert.equal(index.add(hi, lo, pod, tier), !had);
+}
+
 for (const pods of [32, 70]) {
   Deno.test(`block index: random adds, removes and pod drops agree with a Map (${pods} pods)`, () => {
-    let seed = 12345 + pods;
-    const rnd = (n: number) => {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      return Math.floor((seed / 2 ** 32) * n);
-    };
+    const rnd = lcg(12345 + pods);
     const index = new BlockIndex(pods);
     const model: Model = new Map();
     // Few distinct keys, many collisions on purpose: hi varies, lo repeats.
@@ -37,15 +53,7 @@ for (const pods of [32, 70]) {
       const pod = rnd(pods);
       if (op < 60) {
         const [hi, lo] = key();
-        const tier = rnd(2) as Tier;
-        const k = `${hi}:${lo}`;
-        const holders = model.get(k) ?? new Map<number, Set<Tier>>();
-        const had = holders.has(pod);
-        const tiers = holders.get(pod) ?? new Set<Tier>();
-        tiers.add(tier);
-        holders.set(pod, tiers);
-        model.set(k, holders);
-        assert.equal(index.add(hi, lo, pod, tier), !had);
+        addBoth(index, model, hi, lo, pod, rnd(2) as Tier);
       } else if (op < 97) {
         const [hi, lo] = key();
         const tier = [0, 1, null][rnd(3)] as Tier | null;
@@ -84,11 +92,7 @@ for (const pods of [32, 70]) {
 
 for (const pods of [32, 70]) {
   Deno.test(`block index: pods dropped a step at a time agree with a Map (${pods} pods)`, () => {
-    let seed = 777 + pods;
-    const rnd = (n: number) => {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      return Math.floor((seed / 2 ** 32) * n);
-    };
+    const rnd = lcg(777 + pods);
     const index = new BlockIndex(pods);
     const model: Model = new Map();
     const draining = new Set<number>(); // slots no pod has until their drains end
@@ -126,16 +130,8 @@ for (const pods of [32, 70]) {
       if (draining.has(pod) && op < 90) continue; // a draining slot is no pod's
       if (op < 60) {
         const [hi, lo] = key();
-        const tier = rnd(2) as Tier;
-        const k = `${hi}:${lo}`;
-        ever.add(k);
-        const holders = model.get(k) ?? new Map<number, Set<Tier>>();
-        const had = holders.has(pod);
-        const tiers = holders.get(pod) ?? new Set<Tier>();
-        tiers.add(tier);
-        holders.set(pod, tiers);
-        model.set(k, holders);
-        assert.equal(index.add(hi, lo, pod, tier), !had);
+        ever.add(`${hi}:${lo}`);
+        addBoth(index, model, hi, lo, pod, rnd(2) as Tier);
       } else if (op < 90) {
         const [hi, lo] = key();
         const k = `${hi}:${lo}`;
