@@ -329,6 +329,7 @@ export function createKvEventsApp(options: KvEventsAppOptions): ServiceApp {
       max_blocks: Number.isFinite(map.maxBlocks) ? map.maxBlocks : null,
       index_bytes: totals.bytes,
       bytes_per_block: totals.blocks > 0 ? Math.round(totals.bytes / totals.blocks * 10) / 10 : 0,
+      draining_pods: map.draining,
       ingest: { ...ingest.stats },
       publishers: options.publishers?.() ?? [],
       route: { decisions: routeSeconds.count(), weights: router.weights },
@@ -448,6 +449,12 @@ function registerIngestMetrics(registry: Registry, options: KvEventsAppOptions):
     g.set(map.totals().bytes);
   });
   registry.gauge("kv_events_pods", "Pods known.", [], (g) => g.set(map.pods().length));
+  registry.gauge(
+    "kv_events_draining_pods",
+    "Pods whose blocks are still being dropped a step at a time (their slots held until done).",
+    [],
+    (g) => g.set(map.draining),
+  );
   registry.gauge("kv_events_held_messages", "Live messages held during replays.", [], (g) => {
     g.set(s.held);
   });

@@ -15,6 +15,7 @@ function setup(maxPods = 8, chain?: ChainTable) {
   const map = new CacheMap({
     maxPods,
     chain: chain && { table: chain, blockSize: 4, hasher: newHasher() },
+    onDrain: () => {}, // as the service: removed pods drain (map.drain here)
   });
   const hasher = newHasher();
   const router = new Router(map, hasher);
@@ -36,7 +37,7 @@ const tokens = Array.from({ length: 40 }, (_, i) => 100 + i);
 const toDec = (d: Uint8Array) => new DataView(d.buffer).getBigUint64(24).toString();
 
 Deno.test("http: events as JSON and msgpack, then /route picks the pod with the prefix", async () => {
-  const { post, hasher, service } = setup();
+  const { post, hasher, service, map } = setup();
   const digests = hasher.all(tokens);
   let r = await post("/events", {
     pod: "a",
@@ -92,8 +93,15 @@ Deno.test("http: events as JSON and msgpack, then /route picks the pod with the 
   assert.match(metrics, /kv_events_blocks_stored_total 13/);
   assert.match(metrics, /kv_events_route_seconds_count 2/);
   assert.match(metrics, /kv_events_index_blocks 10/);
+  assert.match(metrics, /kv_events_draining_pods 0/);
   assert.equal((await service.request("/pods/a", { method: "DELETE" })).status, 200);
   assert.equal((await service.request("/pods/a", { method: "DELETE" })).status, 404);
+  const after = await (await service.request("/metrics")).text();
+  assert.match(after, /kv_events_draining_pods 1/);
+  assert.equal((await (await service.request("/stats")).json()).draining_pods, 1);
+  while (map.drain(4));
+  assert.match(await (await service.request("/metrics")).text(), /kv_events_draining_pods 0/);
+  assert.equal(map.totals().blocks, 3); // b's
 });
 
 Deno.test("http: learned chain links are counted in /metrics", async () => {

@@ -122,7 +122,6 @@ function run(config: KvEventsConfig): void {
         sha256: hasher.sha256Impl,
         learned_chains: map.chain?.stats() ?? null,
       },
-      draining_pods: map.draining,
       zmq: zmq.transport(),
     }),
   });
