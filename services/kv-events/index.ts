@@ -637,6 +637,8 @@ export class BlockIndex {
   #cursor = 1;
   /** What {@link drainStep} returns (reused). */
   #ended: number[] = [];
+  /** The sweep has come round since {@link maintain} last recycled chunks. */
+  #passEnded = false;
 
   /**
    * Starts dropping `pod` from every block a step at a time ({@link drainStep}), so that a large
@@ -680,6 +682,7 @@ export class BlockIndex {
           if (d.wrapped) d.start = 0;
           else d.wrapped = true;
         }
+        this.#passEnded = true;
         rec = 1;
         this.#endDrains(rec, out);
         continue;
@@ -808,8 +811,11 @@ export class BlockIndex {
       if ((n & CHUNK_MASK) !== 0) {
         const c = this.#chunks[n >>> CHUNK_BITS];
         const o = (n & CHUNK_MASK) * this.stride;
-        // (past a short chunk's end, c[o] is undefined: no match)
-        if (c[o] === (CONT | hi) && c[o + 1] === lo) return n;
+        // (past a short chunk's end, c[o] is undefined: no match; a record only draining pods
+        // hold keeps its tag until the sweep reaches it, and is no block any more)
+        if (
+          c[o] === (CONT | hi) && c[o + 1] === lo && (this.#drains.length === 0 || this.#live(c, o))
+        ) return n;
       }
     }
     const r = this.#linkGet(parent, hi, lo);
@@ -882,7 +888,10 @@ export class BlockIndex {
     if (parent > 0 && n !== rec && (n & CHUNK_MASK) !== 0) {
       const nc = this.#chunks[n >>> CHUNK_BITS];
       const no = (n & CHUNK_MASK) * this.stride;
-      if (nc[no] === (CONT | hi) && nc[no + 1] === lo) {
+      if (
+        nc[no] === (CONT | hi) && nc[no + 1] === lo &&
+        (this.#drains.length === 0 || this.#live(nc, no))
+      ) {
         nc[no] |= STOP;
         this.#linkSet(parent, hi, lo, AMBIGUOUS);
         return LINK_CONFLICT;
@@ -985,8 +994,11 @@ export class BlockIndex {
    */
   maintain(): boolean {
     let freed = false;
-    if (this.#emptied) {
+    // While pods drain, the sweep empties chunk after chunk: they are recycled together (one
+    // rebuild of the links) once it has come round, not one at a time.
+    if (this.#emptied && (this.#drains.length === 0 || this.#passEnded)) {
       this.#emptied = false;
+      this.#passEnded = false;
       const cur = this.#top >>> CHUNK_BITS;
       let gone: Uint8Array | null = null;
       for (let ci = 0; ci < this.#chunks.length; ci++) {

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { BlockIndex, CONT, mixedHash, SegmentFullError, type Tier, tierOf } from "./index.ts";
+import {
+  BlockIndex,
+  CONT,
+  LINK_NEW,
+  mixedHash,
+  SegmentFullError,
+  type Tier,
+  tierOf,
+} from "./index.ts";
 
 /** A model of the index: key -> pod -> set of tiers. */
 type Model = Map<string, Map<number, Set<Tier>>>;
@@ -244,6 +252,47 @@ Deno.test("block index: a block its other pods left before the sweep reached it 
   assert.ok(r > 0);
   assert.equal(index.gpuWord(r, 0), 1 << 1);
   assert.equal(index.size, 2);
+});
+
+Deno.test("block index: a block only draining pods hold right after a parent is no block there", () => {
+  for (const stepped of [false, true]) {
+    const ix = new BlockIndex(8);
+    ix.add(1, 1, 0, 0);
+    const x = ix.rec;
+    ix.add(2, 2, 0, 0, x); // y, right after x, tokens (5, 6)
+    const y = ix.rec;
+    assert.equal(ix.link(0, 9, 9, x), LINK_NEW);
+    assert.equal(ix.link(x, 5, 6, y), LINK_NEW);
+    ix.add(1, 1, 1, 0); // pod 1 holds x too
+    if (stepped) ix.beginDrop(0);
+    else ix.dropPod(0);
+    assert.equal(ix.follow(x, 5, 6), -1, `${stepped}: y followed`);
+    // Pod 1 stores the same tokens after x under another hash: a new block, not a conflict.
+    ix.add(3, 3, 1, 0, x);
+    const y2 = ix.rec;
+    assert.equal(ix.link(x, 5, 6, y2), LINK_NEW, `${stepped}`);
+    while (ix.draining > 0) ix.drainStep(1000);
+    assert.equal(ix.follow(x, 5, 6), y2, `${stepped}`);
+  }
+});
+
+Deno.test("block index: chunks a drain empties are recycled together once the sweep comes round", () => {
+  const index = new BlockIndex(32);
+  for (let i = 1; i < 5 * 65_536; i++) index.add(i, 1, 0, 0); // chunks 0-4: pod 0's
+  // Chunks 5-10, pod 1's: more live records than dead, so no compaction comes first.
+  for (let i = 0; i < 6 * 65_536; i++) index.add(i, 2, 1, 0);
+  index.beginDrop(0);
+  let steps = 0;
+  while (index.drainStep(65_536).length === 0) {
+    index.maintain();
+    assert.equal(index.recycled, 0, `recycled before the sweep came round (step ${steps})`);
+    steps++;
+  }
+  assert.ok(steps >= 4);
+  index.maintain();
+  assert.equal(index.recycled, 5); // chunks 0-4 at once
+  assert.equal(index.compactions, 0);
+  assert.equal(index.size, 6 * 65_536);
 });
 
 Deno.test("block index: full-range u32 halves, growth, and the tier of a medium", () => {

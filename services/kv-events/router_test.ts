@@ -854,3 +854,24 @@ Deno.test("cache map: a drain step stops at the first slice once told it has run
   assert.equal(map.drain(1 << 20), false);
   assert.equal(map.totals().blocks, 0);
 });
+
+Deno.test("cache map: a step that has run long enough stops for every model; models take turns", () => {
+  const map = new CacheMap({ maxPods: 4, onDrain: () => {} });
+  const block = (n: number, base: number) => ({
+    ...stored(prompt(1), 1),
+    blockHashes: Array.from({ length: n }, (_, i) => BigInt(base + i)),
+    tokenIds: [],
+  });
+  map.apply("a", "m1", [block(5000, 1)]);
+  map.apply("b", "m2", [block(5000, 100_000)]);
+  map.remove("a");
+  map.remove("b");
+  const size = () => [map.index("m1")!.size, map.index("m2")!.size];
+  assert.equal(map.drain(1 << 20, () => true), true);
+  assert.deepEqual(size(), [5000 - 1024, 5000]); // one slice, one model
+  assert.equal(map.drain(1 << 20, () => true), true);
+  assert.deepEqual(size(), [5000 - 1024, 5000 - 1024]); // the other model's turn
+  while (map.drain(1 << 20));
+  assert.deepEqual(size(), [0, 0]);
+  assert.equal(map.draining, 0);
+});

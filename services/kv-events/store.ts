@@ -273,15 +273,19 @@ export class CacheMap {
    */
   drain(budget: number, enough: () => boolean = () => false): boolean {
     const share = Math.max(1024, Math.ceil(budget / Math.max(1, this.#drainIndexes.size)));
-    for (const ix of this.#drainIndexes) {
+    let stop = false;
+    // Models take turns to go first: one whose turn ended early goes to the back.
+    for (const ix of [...this.#drainIndexes]) {
       const before = ix.size;
-      for (let left = share; left > 0 && ix.draining > 0; left -= DRAIN_SLICE) {
+      for (let left = share; left > 0 && ix.draining > 0 && !stop; left -= DRAIN_SLICE) {
         for (const slot of ix.drainStep(Math.min(left, DRAIN_SLICE))) this.#free.push(slot);
-        if (enough()) break;
+        stop = enough();
       }
       this.#total += ix.size - before;
       ix.maintain();
-      if (ix.draining === 0) this.#drainIndexes.delete(ix);
+      this.#drainIndexes.delete(ix);
+      if (ix.draining > 0) this.#drainIndexes.add(ix);
+      if (stop) break;
     }
     return this.#drainIndexes.size > 0;
   }
