@@ -382,8 +382,7 @@ function inProcess() {
   put("index.drain_step_p99_ms", pct(stepsSorted, 99), "ms", false);
   put("index.drain_step_max_ms", stepsSorted[stepsSorted.length - 1], "ms", false);
   put("index.drain_ms", stepMs.reduce((a, b) => a + b, 0), "ms", false);
-  const steps = stepMs.length;
-  put("index.drain_steps", steps, "", false);
+  put("index.drain_steps", stepMs.length, "", false);
 }
 
 // ---------------------------------------------------------------------------------------------

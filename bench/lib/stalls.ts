@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { pct } from "./process.ts";
 
 /** Batches of one publisher, in the order they were indexed. */
 export interface Samples {
@@ -59,7 +60,7 @@ export function gapStats(gaps: ArrayLike<number>, ms: number): CpuGaps {
   const n = sorted.length;
   return {
     perMs: ms > 0 ? n / ms : 0,
-    p50Us: n === 0 ? 0 : sorted[(n - 1) >> 1],
+    p50Us: n === 0 ? 0 : pct(sorted, 50),
     maxUs: n === 0 ? 0 : sorted[n - 1],
     lostShare: ms > 0 ? Math.min(1, lost / 1000 / ms) : 0,
   };

@@ -231,12 +231,7 @@ export class BlockIndex {
     const m = mix(hi, lo);
     const sg = this.#segs[m >>> (32 - SEGMENT_BITS)];
     const r = sg.t[this.#probe(sg, m, hi, lo) + 1];
-    if (r === 0) return -1;
-    // Held by draining pods alone: gone, though its drain has not reached it yet.
-    if (this.#drains.length > 0 && !this.#live(this.#chunks[r >>> CHUNK_BITS], this.at(r))) {
-      return -1;
-    }
-    return r;
+    return r === 0 || this.#drainedAway(this.#chunks[r >>> CHUNK_BITS], this.at(r)) ? -1 : r;
   }
 
   /**
@@ -319,6 +314,14 @@ export class BlockIndex {
       if (((c[o + MASKS + j] | c[o + MASKS + w + j]) & ~dm[j]) !== 0) return true;
     }
     return false;
+  }
+
+  /**
+   * Only draining pods hold the record's block: it is no block any more (found by no lookup,
+   * followed by no route), though it keeps its hash and tag until the sweep reaches it.
+   */
+  #drainedAway(c: Uint32Array, o: number): boolean {
+    return this.#drains.length > 0 && !this.#live(c, o);
   }
 
   /** Any pod's bit is in the record (draining ones too). */
@@ -811,11 +814,8 @@ export class BlockIndex {
       if ((n & CHUNK_MASK) !== 0) {
         const c = this.#chunks[n >>> CHUNK_BITS];
         const o = (n & CHUNK_MASK) * this.stride;
-        // (past a short chunk's end, c[o] is undefined: no match; a record only draining pods
-        // hold keeps its tag until the sweep reaches it, and is no block any more)
-        if (
-          c[o] === (CONT | hi) && c[o + 1] === lo && (this.#drains.length === 0 || this.#live(c, o))
-        ) return n;
+        // (past a short chunk's end, c[o] is undefined: no match)
+        if (c[o] === (CONT | hi) && c[o + 1] === lo && !this.#drainedAway(c, o)) return n;
       }
     }
     const r = this.#linkGet(parent, hi, lo);
@@ -888,10 +888,7 @@ export class BlockIndex {
     if (parent > 0 && n !== rec && (n & CHUNK_MASK) !== 0) {
       const nc = this.#chunks[n >>> CHUNK_BITS];
       const no = (n & CHUNK_MASK) * this.stride;
-      if (
-        nc[no] === (CONT | hi) && nc[no + 1] === lo &&
-        (this.#drains.length === 0 || this.#live(nc, no))
-      ) {
+      if (nc[no] === (CONT | hi) && nc[no + 1] === lo && !this.#drainedAway(nc, no)) {
         nc[no] |= STOP;
         this.#linkSet(parent, hi, lo, AMBIGUOUS);
         return LINK_CONFLICT;

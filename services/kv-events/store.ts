@@ -218,11 +218,17 @@ export class CacheMap {
       this.#zero(p, restarted);
       return dropped;
     }
+    const dropped = this.#dropNow(ix, p.slot);
+    this.#zero(p, restarted);
+    return dropped;
+  }
+
+  /** Drops pod `slot` from `ix` in one sweep; returns the blocks it held. */
+  #dropNow(ix: BlockIndex, slot: number): number {
     const before = ix.size;
-    const dropped = ix.dropPod(p.slot);
+    const dropped = ix.dropPod(slot);
     this.#total += ix.size - before;
     ix.maintain();
-    this.#zero(p, restarted);
     return dropped;
   }
 
@@ -243,10 +249,7 @@ export class CacheMap {
         this.#beginDrop(ix, p.slot); // the slot is freed when the drain ends
         return true;
       }
-      const before = ix.size;
-      ix.dropPod(p.slot);
-      this.#total += ix.size - before;
-      ix.maintain();
+      this.#dropNow(ix, p.slot);
     }
     this.#free.push(p.slot);
     return true;
@@ -272,7 +275,7 @@ export class CacheMap {
    * its slot. Returns whether drains are left.
    */
   drain(budget: number, enough: () => boolean = () => false): boolean {
-    const share = Math.max(1024, Math.ceil(budget / Math.max(1, this.#drainIndexes.size)));
+    const share = Math.max(DRAIN_SLICE, Math.ceil(budget / Math.max(1, this.#drainIndexes.size)));
     let stop = false;
     // Models take turns to go first: one whose turn ended early goes to the back.
     for (const ix of [...this.#drainIndexes]) {
