@@ -645,7 +645,7 @@ export class BlockIndex {
 
   /**
    * Starts dropping `pod` from every block a step at a time ({@link drainStep}), so that a large
-   * index does not stop everything else for a whole sweep (34-42 ms at 1.4 M blocks). Until its
+   * index does not stop everything else for a whole sweep (27-55 ms at 1.4 M blocks). Until its
    * drain ends, blocks only draining pods hold read as held by none (lookups, links), but the
    * pod's bit stays in the records not yet visited: its slot must not be handed to another pod
    * before then (no route asks for it: routes ask for the slots of pods known), and such blocks
