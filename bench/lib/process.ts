@@ -227,3 +227,62 @@ export async function denoOutput(args: string[], cwd?: URL): Promise<string> {
 export async function fmtFiles(...paths: string[]): Promise<void> {
   await denoOutput(["fmt", ...paths], new URL("../../", import.meta.url));
 }
+
+/**
+ * CPU numbers from a Linux CPU list such as /proc's `Cpus_allowed_list` or taskset's `-c`
+ * argument ("0-3,6" is 0, 1, 2, 3, 6), ascending and without repeats; throws on anything else.
+ */
+export function parseCpuList(text: string): number[] {
+  const cpus = new Set<number>();
+  for (const part of text.trim().split(",")) {
+    const m = /^(\d{1,4})(?:-(\d{1,4}))?$/.exec(part);
+    if (!m) throw new Error(`bad CPU list ${JSON.stringify(text)}`);
+    const lo = Number(m[1]), hi = Number(m[2] ?? m[1]);
+    if (hi < lo) throw new Error(`bad CPU range ${part} in ${JSON.stringify(text)}`);
+    for (let c = lo; c <= hi; c++) cpus.add(c);
+  }
+  return [...cpus].sort((a, b) => a - b);
+}
+
+/** The CPUs process `pid` may run on (its main thread's, from /proc); null where /proc has none. */
+export function allowedCpus(pid = Deno.pid): number[] | null {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const line = status.split("\n").find((l) => l.startsWith("Cpus_allowed_list:"));
+    return line === undefined ? null : parseCpuList(line.slice(line.indexOf(":") + 1));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Lets every thread of process `pid` run only on `cpus` (`taskset -a -p -c`; threads it starts
+ * later inherit it, as do processes it spawns). False where taskset is missing or refuses.
+ */
+export async function setCpus(pid: number, cpus: readonly number[]): Promise<boolean> {
+  if (cpus.length === 0) return false;
+  try {
+    const out = await new Deno.Command("taskset", {
+      args: ["-a", "-p", "-c", cpus.join(","), String(pid)],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false; // no taskset
+  }
+}
+
+/**
+ * The command and arguments that run `cmd args` on `cpus` only (through taskset); `cmd args`
+ * themselves when `cpus` is undefined.
+ */
+export function onCpus(
+  cpus: readonly number[] | undefined,
+  cmd: string,
+  args: string[],
+): { cmd: string; args: string[] } {
+  return cpus === undefined
+    ? { cmd, args }
+    : { cmd: "taskset", args: ["-c", cpus.join(","), cmd, ...args] };
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { median, parseWrk } from "./process.ts";
+import { allowedCpus, have, median, onCpus, parseCpuList, parseWrk, setCpus } from "./process.ts";
 
 const SAMPLE = `Running 5s test @ http://127.0.0.1:9000/
   1 threads and 50 connections
@@ -36,4 +36,51 @@ Deno.test("parseWrk refuses output without a rate", () => {
 Deno.test("median handles odd and even counts", () => {
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 2, 3]), 2.5);
+});
+
+Deno.test("parseCpuList reads lists and ranges and refuses anything else", () => {
+  assert.deepEqual(parseCpuList("0"), [0]);
+  assert.deepEqual(parseCpuList("0-3,6\n"), [0, 1, 2, 3, 6]);
+  assert.deepEqual(parseCpuList("5,1-2,2"), [1, 2, 5]);
+  for (const bad of ["", "a", "1-", "-1", "3-1", "1,,2", "0x1", "1 - 2", "99999"]) {
+    assert.throws(() => parseCpuList(bad), /bad CPU/, bad);
+  }
+});
+
+Deno.test("onCpus wraps a command in taskset only when given CPUs", () => {
+  assert.deepEqual(onCpus(undefined, "python3", ["a.py"]), { cmd: "python3", args: ["a.py"] });
+  assert.deepEqual(onCpus([1, 3], "python3", ["a.py", "x"]), {
+    cmd: "taskset",
+    args: ["-c", "1,3", "python3", "a.py", "x"],
+  });
+});
+
+Deno.test("setCpus moves every thread of a process to the CPUs given", async () => {
+  const all = allowedCpus();
+  if (all === null || all.length < 2 || !(await have("taskset"))) {
+    return; // not Linux with two CPUs and taskset: nothing to move between
+  }
+  // A child with threads of its own: another Deno, idle until killed.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "console.log('up'); setInterval(() => {}, 1000)"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  try {
+    await reader.read(); // "up": its runtime's threads are running
+    const last = all[all.length - 1];
+    assert.equal(await setCpus(child.pid, [last]), true);
+    assert.deepEqual(allowedCpus(child.pid), [last]);
+    const tasks = [...Deno.readDirSync(`/proc/${child.pid}/task`)].map((e) => e.name);
+    assert.ok(tasks.length > 1, "a Deno process has more than one thread");
+    for (const tid of tasks) assert.deepEqual(allowedCpus(Number(tid)), [last], `thread ${tid}`);
+    assert.equal(await setCpus(child.pid, all), true);
+    assert.deepEqual(allowedCpus(child.pid), all);
+    assert.equal(await setCpus(child.pid, []), false);
+  } finally {
+    child.kill();
+    await reader.cancel();
+    await child.status;
+  }
 });

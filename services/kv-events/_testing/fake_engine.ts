@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { freePort } from "../../../bench/lib/process.ts";
+import { freePort, onCpus } from "../../../bench/lib/process.ts";
 
 /** Debian's python3, which has pyzmq and msgpack (the one on PATH may not). */
 export const PYTHON = "/usr/bin/python3";
@@ -24,16 +24,21 @@ export class FakeEngine {
   #reader: ReadableStreamDefaultReader<string>;
   #buf = "";
 
-  constructor(topic: string, ports?: { pub: number; replay: number }) {
+  /**
+   * `ports`: where it binds (free ports when absent); `cpus`: the CPUs it may run on (taskset),
+   * all of this process's when absent.
+   */
+  constructor(topic: string, ports?: { pub: number; replay: number }, cpus?: readonly number[]) {
     this.pubPort = ports?.pub ?? freePort();
     this.replayPort = ports?.replay ?? freePort();
-    this.#child = new Deno.Command(PYTHON, {
-      args: [
-        new URL("../testdata/fake_vllm.py", import.meta.url).pathname,
-        String(this.pubPort),
-        String(this.replayPort),
-        topic,
-      ],
+    const { cmd, args } = onCpus(cpus, PYTHON, [
+      new URL("../testdata/fake_vllm.py", import.meta.url).pathname,
+      String(this.pubPort),
+      String(this.replayPort),
+      topic,
+    ]);
+    this.#child = new Deno.Command(cmd, {
+      args,
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
