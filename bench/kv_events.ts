@@ -1165,10 +1165,11 @@ async function render(file: URL): Promise<void> {
       : "") +
     " The ratio is kv-events against pyzmq." +
     (rounds.length > 1
-      ? ` The three run in ${rounds.length} rounds, taking turns to go first; each figure ` +
-        "is the median over rounds (the table after this one has every round's p99)."
+      ? ` These and the runs below take turns to go first in ${rounds.length} rounds; each ` +
+        "figure is the median over rounds (the table after this one has every round's p99)."
       : rounds.length === 1
-      ? " The three run one after the other, once (the table after this one has their steal)."
+      ? " These and the runs below go one after the other, once (the table after this one has " +
+        "their steal)."
       : ""),
     "",
     "| percentile | kv-events (received, decoded, indexed) | pyzmq SUB (received, decoded) | plain TCP into Deno (read) | ratio |",
