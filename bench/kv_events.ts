@@ -683,9 +683,10 @@ async function zmqBenches() {
     return;
   }
   // The engine on CPUs of its own, as on its own machine (a vLLM engine runs beside its GPUs, not
-  // on the router's node): on shared cores the kernel wakes this process on the core the engine
-  // just sent from (the loopback's wake-up pulls it there), where it waits behind the engine's
-  // threads while another core idles. One round a kind lets them share every core, as a measure.
+  // on the router's node). On shared cores this process's thread waited to run 150-210 ms of each
+  // 4.4 s run (/proc schedstat; pinned, 50-104 ms), and perf sched showed its wake-ups landing on the
+  // core the engine's threads were on while the other idled. One run a round lets them share every
+  // core, as a measure of that.
   const all = allowedCpus();
   placement = null;
   if (all !== null && all.length >= 2) {
@@ -787,7 +788,7 @@ async function latencyComparison(engineCpus: readonly number[] | undefined, all:
     },
     // kv-events and the engine on every core, the scheduler placing them.
     shared: async () => {
-      await setCpus(Deno.pid, all!);
+      if (!(await setCpus(Deno.pid, all!))) throw new Error("taskset could not widen the CPUs");
       try {
         gc?.();
         return oursRound(await zmqRun(1, N, 8, 10_000, { warmup: 10_000, capacity: CAPACITY }));
