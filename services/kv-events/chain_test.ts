@@ -407,6 +407,65 @@ Deno.test("chain: maintain() recycles a chunk whose blocks all died, and its lin
   assert.equal(ix.compactions, 0);
 });
 
+Deno.test("chain: recycling a chunk deletes its links in place and keeps every other (random, crowded tables)", () => {
+  for (const seed of [1, 2, 3, 4]) {
+    const { ix, store, walk } = setup();
+    const rnd = new Prng(seed);
+    // Chains of 40-300 blocks (one link each: its first block's) fill chunk 0 and part of chunk
+    // 1: a few hundred links, so the table is small and its runs of entries wrap past its end.
+    let next = 1;
+    const chains: { tokens: number[]; ids: number[]; recs: number[] }[] = [];
+    while (ix.records < 65_536 + 3_000) {
+      const ids = Array.from({ length: 40 + rnd.nextInt(261) }, () => next++);
+      chains.push({ tokens: ids, ids, recs: store(-1, ids).recs });
+    }
+    // Blocks stored later after a block inside a chain: links from a parent to a record further
+    // on (a chain's next block is right after its parent: these cannot be).
+    const branches: { chain: number; at: number; id: number }[] = [];
+    for (let k = 0; k < 150; k++) {
+      const chain = rnd.nextInt(chains.length);
+      const c = chains[chain];
+      const at = rnd.nextInt(c.ids.length - 1);
+      const id = next++;
+      const r = store(c.recs[at], [id], 0, [1_000_000 + id]);
+      assert.equal(r.results[0], LINK_NEW);
+      branches.push({ chain, at, id });
+    }
+    // A chain's links: its first block's, and one where its records jump or start a chunk (of
+    // 65,536 records: a chunk's first record is reached by a link).
+    const links = (c: { recs: number[] }) =>
+      1 + c.recs.filter((r, k) => k > 0 && (r !== c.recs[k - 1] + 1 || r % 65_536 === 0)).length;
+    const sum = (cs: { recs: number[] }[]) => cs.reduce((n, c) => n + links(c), 0);
+    assert.equal(ix.links, sum(chains) + branches.length);
+    // Every chain with a block in chunk 0 leaves, with the branches after its blocks.
+    const dead = (c: { recs: number[] }) => c.recs[0] < 65_536;
+    for (const c of chains.filter(dead)) for (const id of c.ids) ix.remove(id, id * 7 + 1, 0, null);
+    for (const b of branches) {
+      if (dead(chains[b.chain])) ix.remove(b.id, b.id * 7 + 1, 0, null);
+    }
+    assert.equal(ix.maintain(), true);
+    assert.equal(ix.recycled, 1, `seed ${seed}`);
+    const live = chains.filter((c) => !dead(c));
+    const liveBranches = branches.filter((b) => !dead(chains[b.chain]));
+    assert.equal(ix.links, sum(live) + liveBranches.length, `seed ${seed}: links kept`);
+    // New chains fill chunk 0 again, at the records the dead ones had: a link left to one of
+    // those records would lead a walk of a dead chain, or of a dead branch, into them.
+    const fresh: number[][] = [];
+    while (ix.records < 2 * 65_536 - 100) {
+      const ids = Array.from({ length: 40 + rnd.nextInt(261) }, () => next++);
+      store(-1, ids);
+      fresh.push(ids);
+    }
+    for (const c of live) assert.equal(walk(c.tokens).length, c.ids.length, `seed ${seed}`);
+    for (const b of liveBranches) {
+      const path = [...chains[b.chain].tokens.slice(0, b.at + 1), 1_000_000 + b.id];
+      assert.equal(walk(path).length, b.at + 2, `seed ${seed}: branch`);
+    }
+    for (const c of chains.filter(dead)) assert.deepEqual(walk(c.tokens), [], `seed ${seed}`);
+    for (const ids of fresh) assert.equal(walk(ids).length, ids.length, `seed ${seed}: fresh`);
+  }
+});
+
 Deno.test("chain: maintain() compacts when dead and free records outnumber the live past 4 chunks", () => {
   const { ix, store, walk } = setup();
   const n = 5 * 65_536;

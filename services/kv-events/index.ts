@@ -941,9 +941,9 @@ export class BlockIndex {
 
   /**
    * Rebuilds the links at `entries` slots (a power of two), records renumbered through `remap`
-   * (0: gone) when given, and without links to or from records of the chunks `gone` marks.
+   * (0: gone) when given.
    */
-  #rebuildLinks(entries: number, remap: Int32Array | null, gone: Uint8Array | null = null): void {
+  #rebuildLinks(entries: number, remap: Int32Array | null): void {
     const old = this.#links;
     // Entries hold every link kept: at most as many as before, under 3/4 full.
     const l = new Uint32Array(entries * LINK);
@@ -954,10 +954,6 @@ export class BlockIndex {
       if (r === 0) continue;
       let p = old[o];
       const hi = old[o + 1], lo = old[o + 2];
-      if (gone !== null) {
-        if (gone[p >>> CHUNK_BITS] === 1 && p !== 0) continue;
-        if (r !== AMBIGUOUS && gone[r >>> CHUNK_BITS] === 1) continue;
-      }
       if (remap !== null) {
         if (p !== 0) p = remap[p];
         if (r !== AMBIGUOUS) r = remap[r];
@@ -976,6 +972,48 @@ export class BlockIndex {
     this.#linkCount = count;
   }
 
+  /**
+   * Deletes the links to or from records of the chunks `gone` marks, in place: one pass over the
+   * table, each deletion closing its gap by moving later entries of its run back (linear probing
+   * needs no tombstones). A rebuild would re-insert every link kept, in random order (about 30 ms
+   * at 262,000 links here); this reads the table once and writes near the links it deletes.
+   */
+  #dropLinks(gone: Uint8Array): void {
+    const l = this.#links, entries = l.length / LINK;
+    // A deletion moves entries back from later in their run only: one the pass has not reached
+    // lands on the slot just emptied (looked at again) or on one still ahead; entries of a run
+    // that wrapped round to slot 0 were looked at first, and the dead among them deleted then.
+    for (let s = 0; s < entries; s++) {
+      for (;;) {
+        const o = s * LINK, r = l[o + 3];
+        if (r === 0) break;
+        const p = l[o];
+        const dead = (p !== 0 && gone[p >>> CHUNK_BITS] === 1) ||
+          (r !== AMBIGUOUS && gone[r >>> CHUNK_BITS] === 1);
+        if (!dead) break;
+        this.#deleteLinkAt(s);
+      }
+    }
+  }
+
+  /** Empties link slot `s`, moving back the entries after it in its run that may go there. */
+  #deleteLinkAt(s: number): void {
+    const l = this.#links, mask = (l.length / LINK) - 1;
+    let hole = s;
+    for (let j = (s + 1) & mask;; j = (j + 1) & mask) {
+      const o = j * LINK;
+      if (l[o + 3] === 0) break;
+      const home = mixLink(l[o], l[o + 1], l[o + 2]) & mask;
+      // The entry may fill the hole when its home is not after the hole (within its probe run).
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        l.copyWithin(hole * LINK, o, o + LINK);
+        hole = j;
+      }
+    }
+    l.fill(0, hole * LINK, hole * LINK + LINK);
+    this.#linkCount--;
+  }
+
   /** Links slots for the links there are: a power of two, at most 3/4 full. */
   #linkEntries(): number {
     let entries = 16;
@@ -992,7 +1030,7 @@ export class BlockIndex {
   maintain(): boolean {
     let freed = false;
     // While pods drain, the sweep empties chunk after chunk: they are recycled together (one
-    // rebuild of the links) once it has come round, not one at a time.
+    // pass over the links) once it has come round, not one at a time.
     if (this.#emptied && (this.#drains.length === 0 || this.#passEnded)) {
       this.#emptied = false;
       this.#passEnded = false;
@@ -1004,7 +1042,7 @@ export class BlockIndex {
         gone[ci] = 1;
       }
       if (gone !== null) {
-        if (this.#linkCount > 0) this.#rebuildLinks(this.#links.length / LINK, null, gone);
+        if (this.#linkCount > 0) this.#dropLinks(gone);
         for (let ci = 0; ci < gone.length; ci++) {
           if (gone[ci] === 0) continue;
           // Spare chunks beyond one give their memory back.
