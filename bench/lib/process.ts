@@ -257,20 +257,25 @@ export function allowedCpus(pid = Deno.pid): number[] | null {
 
 /**
  * Lets every thread of process `pid` run only on `cpus` (`taskset -a -p -c`; threads it starts
- * later inherit it, as do processes it spawns). False where taskset is missing or refuses.
+ * later inherit it, as do processes it spawns). taskset sets the threads one by one and fails when
+ * one has ended meanwhile, having moved the others: it is run again, up to 5 times, until one run
+ * sets them all. False where taskset is missing or never gets through.
  */
 export async function setCpus(pid: number, cpus: readonly number[]): Promise<boolean> {
   if (cpus.length === 0) return false;
-  try {
-    const out = await new Deno.Command("taskset", {
-      args: ["-a", "-p", "-c", cpus.join(","), String(pid)],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch {
-    return false; // no taskset
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const out = await new Deno.Command("taskset", {
+        args: ["-a", "-p", "-c", cpus.join(","), String(pid)],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (out.success) return true;
+    } catch {
+      return false; // no taskset
+    }
   }
+  return false;
 }
 
 /**
