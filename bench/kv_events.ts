@@ -792,14 +792,14 @@ async function latencyComparison(engineCpus: readonly number[] | undefined, all:
     // kv-events and the engine on every core, the scheduler placing them.
     shared: async () => {
       if (!(await setCpus(Deno.pid, all!))) throw new Error("taskset could not widen the CPUs");
-      try {
-        gc?.();
-        return oursRound(await zmqRun(1, N, 8, 10_000, { warmup: 10_000, capacity: CAPACITY }));
-      } finally {
-        if (!(await setCpus(Deno.pid, placement!.service))) {
-          throw new Error("taskset could not put this process back on its own CPUs");
-        }
-      }
+      gc?.();
+      // Back on its own CPU whether the run succeeded or not; a run's failure comes first.
+      const run = await zmqRun(1, N, 8, 10_000, { warmup: 10_000, capacity: CAPACITY })
+        .then((r) => ({ r }), (error) => ({ error }));
+      const back = await setCpus(Deno.pid, placement!.service);
+      if ("error" in run) throw run.error;
+      if (!back) throw new Error("taskset could not put this process back on its own CPUs");
+      return oursRound(run.r);
     },
   };
   // V8 goes on optimizing the ingest path for the first 30,000-40,000 batches at this rate
