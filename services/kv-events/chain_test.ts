@@ -466,6 +466,44 @@ Deno.test("chain: recycling a chunk deletes its links in place and keeps every o
   }
 });
 
+Deno.test("chain: a compaction that reaches a recycled chunk which gave its memory back keeps every chain", () => {
+  const { ix, store, walk } = setup();
+  // 10 chunks of chains of 1,000 blocks.
+  let next = 1;
+  const chains: { ids: number[]; recs: number[] }[] = [];
+  while (ix.records < 10 * 65_536 - 1_000) {
+    const ids = Array.from({ length: 1_000 }, () => next++);
+    chains.push({ ids, recs: store(-1, ids).recs });
+  }
+  const chunkOf = (r: number) => r >>> 16;
+  const kill = (c: { ids: number[] }) => {
+    for (const id of c.ids) ix.remove(id, id * 7 + 1, 0, null);
+  };
+  // Chunks 1 and 2 empty and are recycled: the second spare gives its memory back.
+  const inSpare = (c: { recs: number[] }) =>
+    c.recs.some((r) => chunkOf(r) === 1 || chunkOf(r) === 2);
+  chains.filter(inSpare).forEach(kill);
+  assert.equal(ix.maintain(), true);
+  assert.equal(ix.recycled, 2);
+  assert.equal(ix.compactions, 0);
+  // Two chains in three leave the other chunks: no chunk empties, and the third left is more
+  // than two chunks' worth, so the compaction copies records into chunks 1 and 2 again.
+  const others = chains.filter((c) => !inSpare(c));
+  others.filter((_, i) => i % 3 !== 0).forEach(kill);
+  const kept = others.filter((_, i) => i % 3 === 0);
+  assert.ok(kept.length * 1_000 > 2 * 65_536);
+  assert.equal(ix.maintain(), true);
+  assert.equal(ix.compactions, 1);
+  assert.equal(ix.records, ix.size);
+  for (const c of kept) assert.equal(walk(c.ids).length, c.ids.length);
+  for (const c of chains.filter(inSpare)) assert.deepEqual(walk(c.ids), []);
+  // New chains go after the last record kept, into places the compaction left free.
+  const fresh = Array.from({ length: 50 }, () => Array.from({ length: 1_000 }, () => next++));
+  for (const ids of fresh) store(-1, ids);
+  for (const ids of fresh) assert.equal(walk(ids).length, ids.length);
+  for (const c of kept) assert.equal(walk(c.ids).length, c.ids.length);
+});
+
 Deno.test("chain: maintain() compacts when dead and free records outnumber the live past 4 chunks", () => {
   const { ix, store, walk } = setup();
   const n = 5 * 65_536;

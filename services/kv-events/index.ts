@@ -26,7 +26,8 @@
  * is never followed. Between events, {@link BlockIndex.maintain} zeroes a chunk whose records
  * all died for new runs (the links to and from it dropped first), and when dead and free records
  * still outnumber the live ones past 4 chunks' worth, compacts: live records are copied together in
- * order (runs stay runs) and the hash table and links are rewritten.
+ * order, in place (runs stay runs; where a chunk's start now cuts one, its next block is linked)
+ * and the hash table and links are rewritten.
  *
  * Ambiguity (engines hashing with different seeds, or hostile input): two blocks with the same tag
  * after one parent, a block given two different tags, or a block that lies right after its parent
@@ -1066,28 +1067,35 @@ export class BlockIndex {
   /** Chunks zeroed for reuse by {@link maintain}. */
   recycled = 0;
 
-  /** Copies the live records together, in order (see {@link maintain}). */
+  /**
+   * Copies the live records together, in order (see {@link maintain}), in place: a record only
+   * moves to a lower number, a place the pass has read already, so no chunk is made but where a
+   * released spare is reached again; the chunks past the last record's are let go.
+   */
   compact(): void {
-    const st = this.stride, old = this.#chunks, oldTop = this.#chunkTop;
-    const remap = new Int32Array(old.length << CHUNK_BITS);
-    const chunks = this.#chunks = [
-      new Uint32Array(Math.min(CHUNK_RECS, Math.max(FIRST_CHUNK, this.#size + 1)) * st),
-    ];
+    const st = this.stride, chunks = this.#chunks, tops = this.#chunkTop, count = chunks.length;
+    const remap = new Int32Array(count << CHUNK_BITS);
+    const full = CHUNK_RECS * st;
+    // Runs a chunk's start now cuts: the record there is reached by a link (parent, tag hi, tag
+    // lo, record: new numbers), made once the links are renumbered.
+    const cut: number[] = [];
     let n = 1;
-    for (let ci = 0; ci < old.length; ci++) {
-      const c = old[ci], end = oldTop[ci] * st;
+    for (let ci = 0; ci < count; ci++) {
+      const c = chunks[ci], end = tops[ci] * st;
       let prevCopied = false; // runs never cross chunks
       for (let o = ci === 0 ? st : 0; o < end; o += st) {
         if (!this.#held(c, o)) {
           prevCopied = false;
           continue;
         }
-        if ((n & CHUNK_MASK) === 0) {
-          chunks.push(new Uint32Array(CHUNK_RECS * st));
+        const dci = n >>> CHUNK_BITS, d = (n & CHUNK_MASK) * st;
+        if (d === 0) {
+          if (prevCopied && (c[o] & CONT) !== 0) cut.push(n - 1, c[o] & TAG_HI_MASK, c[o + 1], n);
           prevCopied = false;
-        }
-        this.#room(n);
-        const cur = chunks[n >>> CHUNK_BITS], d = (n & CHUNK_MASK) * st;
+          // A spare chunk gave its memory back (see maintain): records reach it again.
+          if (chunks[dci].length < full) chunks[dci] = new Uint32Array(full);
+        } else if (dci === 0) this.#room(n); // only the first chunk is made short
+        const cur = chunks[dci];
         for (let k = 0; k < st; k++) cur[d + k] = c[o + k];
         // Its parent was the record before it: still so only if that one came along.
         if (!prevCopied) cur[d] &= ~CONT;
@@ -1095,6 +1103,13 @@ export class BlockIndex {
         prevCopied = true;
       }
     }
+    // The places past the last record copied are free again, and the chunks past its let go; a
+    // first chunk left alone gives back what its records do not need.
+    const last = (n - 1) >>> CHUNK_BITS;
+    chunks[last].fill(0, (((n - 1) & CHUNK_MASK) + 1) * st);
+    chunks.length = last + 1;
+    const first = Math.min(CHUNK_RECS, Math.max(FIRST_CHUNK, n)) * st;
+    if (last === 0 && chunks[0].length > first) chunks[0] = chunks[0].slice(0, first);
     // Every chunk full but the last, which holds records up to n - 1.
     this.#chunkTop = chunks.map((_, i) =>
       i < chunks.length - 1 ? CHUNK_RECS : ((n - 1) & CHUNK_MASK) + 1
@@ -1110,6 +1125,9 @@ export class BlockIndex {
       for (let o = 1; o < t.length; o += SLOT) if (t[o] !== 0) t[o] = remap[t[o]];
     }
     this.#rebuildLinks(this.#linkEntries(), remap);
+    for (let i = 0; i < cut.length; i += 4) {
+      this.#linkSet(cut[i], cut[i + 1], cut[i + 2], cut[i + 3]);
+    }
     // Records were renumbered in order: the sweep and where each drain began move with them (to
     // the first record kept at or after them).
     const moved = (p: number) => {
