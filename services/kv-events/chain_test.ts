@@ -504,6 +504,97 @@ Deno.test("chain: a compaction that reaches a recycled chunk which gave its memo
   for (const c of kept) assert.equal(walk(c.ids).length, c.ids.length);
 });
 
+Deno.test("chain: compaction after the first chunk was recycled as a spare that gave its memory back", () => {
+  const ix = new BlockIndex(8);
+  const n = 3 * 65_536 + 100; // lone blocks, one record each: chunks 0 to 3
+  for (let id = 1; id <= n; id++) ix.add(id, id, 0, 0);
+  const inChunk = (c: number) => {
+    const ids: number[] = [];
+    for (let id = 1; id <= n; id++) {
+      if (ix.find(id, id) >>> 16 === c && ix.find(id, id) >= 0) ids.push(id);
+    }
+    return ids;
+  };
+  for (const id of inChunk(1)) ix.remove(id, id, 0, null);
+  assert.equal(ix.maintain(), true); // chunk 1: the spare kept
+  const gone = inChunk(0);
+  for (const id of gone) ix.remove(id, id, 0, null);
+  assert.equal(ix.maintain(), true); // chunk 0: a second spare, its memory given back
+  assert.equal(ix.recycled, 2);
+  ix.compact(); // copies records into chunk 0 again
+  assert.equal(ix.records, ix.size);
+  for (const id of gone) assert.equal(ix.find(id, id), -1);
+  let found = 0;
+  for (let id = 1; id <= n; id++) if (ix.find(id, id) >= 0) found++;
+  assert.equal(found, ix.size);
+});
+
+/**
+ * Puts a lone block P at chunk 1's start (record 65,536), a block X right after it linked with
+ * tokens (5, 6), and one dead record before P: compaction then moves P to chunk 0's end and X to
+ * chunk 1's start, where a route reaches X only by a link.
+ */
+function cutAfterCompaction() {
+  const ix = new BlockIndex(8);
+  for (let id = 1; id <= 65_535; id++) ix.add(id, id, 1, 0);
+  ix.add(100_000, 1, 1, 0);
+  const p = ix.rec;
+  assert.equal(p, 65_536);
+  ix.add(100_001, 1, 0, 0, p);
+  const x = ix.rec;
+  assert.equal(x, p + 1);
+  assert.equal(ix.link(p, 5, 6, x), LINK_NEW);
+  const compact = () => {
+    ix.remove(10, 10, 1, null);
+    ix.compact();
+    return { p: ix.find(100_000, 1), x: ix.find(100_001, 1), y: ix.find(100_002, 1) };
+  };
+  return { ix, p, x, compact };
+}
+
+Deno.test("chain: compaction links a block a chunk's start cuts from its parent", () => {
+  const { ix, compact } = cutAfterCompaction();
+  const links = ix.links;
+  const after = compact();
+  assert.equal(after.x, 65_536);
+  assert.equal(ix.follow(after.p, 5, 6), after.x);
+  assert.equal(ix.links, links + 1);
+});
+
+Deno.test("chain: compaction links no cut block that is ambiguous or leaving, and keeps a link there", () => {
+  for (const why of ["ambiguous", "draining"]) {
+    for (const other of [false, true]) {
+      const what = `${why}${other ? ", another block linked after its parent" : ""}`;
+      const { ix, p, x, compact } = cutAfterCompaction();
+      if (why === "ambiguous") assert.equal(ix.link(p, 7, 8, x), LINK_CONFLICT); // X gets STOP
+      else ix.beginDrop(0); // only X's pod leaves: X is no block any more
+      // Another block after P with X's tokens, elsewhere: linked, and followed.
+      if (other) {
+        ix.add(100_002, 1, 1, 0);
+        assert.equal(ix.link(p, 5, 6, ix.rec), LINK_NEW, what);
+      }
+      const links = ix.links;
+      const after = compact();
+      assert.equal(ix.follow(after.p, 5, 6), other ? after.y : -1, what);
+      assert.equal(ix.links, links, what);
+    }
+  }
+});
+
+Deno.test("chain: compaction makes no link for a cut run stored without tokens", () => {
+  const ix = new BlockIndex(8);
+  for (let id = 1; id <= 65_535; id++) ix.add(id, id, 1, 0);
+  let after = -1;
+  for (let id = 100_000; id < 100_010; id++) {
+    ix.add(id, 1, 1, 0, after);
+    after = ix.rec;
+  }
+  ix.remove(10, 10, 1, null);
+  ix.compact();
+  assert.equal(ix.links, 0);
+  for (let id = 100_000; id < 100_010; id++) assert.ok(ix.find(id, 1) > 0);
+});
+
 Deno.test("chain: maintain() compacts when dead and free records outnumber the live past 4 chunks", () => {
   const { ix, store, walk } = setup();
   const n = 5 * 65_536;

@@ -344,7 +344,8 @@ export class BlockIndex {
     const c = this.#chunks[ci];
     const need = ((rec & CHUNK_MASK) + 1) * this.stride;
     if (c.length < need) {
-      let n = c.length * 2;
+      // (a first chunk that gave its memory back as a spare has none: it starts again small)
+      let n = Math.max(c.length * 2, FIRST_CHUNK * this.stride);
       while (n < need) n *= 2;
       const g = new Uint32Array(Math.min(n, CHUNK_RECS * this.stride));
       g.set(c);
@@ -1090,7 +1091,12 @@ export class BlockIndex {
         }
         const dci = n >>> CHUNK_BITS, d = (n & CHUNK_MASK) * st;
         if (d === 0) {
-          if (prevCopied && (c[o] & CONT) !== 0) cut.push(n - 1, c[o] & TAG_HI_MASK, c[o + 1], n);
+          const w0 = c[o];
+          // Only a block a route could walk to: tagged, not ambiguous, held by a pod not leaving.
+          if (
+            prevCopied && (w0 & (CONT | STOP)) === CONT && ((w0 & TAG_HI_MASK) | c[o + 1]) !== 0 &&
+            this.#live(c, o)
+          ) cut.push(n - 1, w0 & TAG_HI_MASK, c[o + 1], n);
           prevCopied = false;
           // A spare chunk gave its memory back (see maintain): records reach it again.
           if (chunks[dci].length < full) chunks[dci] = new Uint32Array(full);
@@ -1126,7 +1132,9 @@ export class BlockIndex {
     }
     this.#rebuildLinks(this.#linkEntries(), remap);
     for (let i = 0; i < cut.length; i += 4) {
-      this.#linkSet(cut[i], cut[i + 1], cut[i + 2], cut[i + 3]);
+      // A link there already (made while this record was drained away or ambiguous) stays.
+      const p = cut[i], hi = cut[i + 1], lo = cut[i + 2];
+      if (this.#linkGet(p, hi, lo) === 0) this.#linkSet(p, hi, lo, cut[i + 3]);
     }
     // Records were renumbered in order: the sweep and where each drain began move with them (to
     // the first record kept at or after them).
