@@ -683,7 +683,7 @@ async function zmqBenches() {
     return;
   }
   // The engine on CPUs of its own, as on its own machine (a vLLM engine runs beside its GPUs, not
-  // on the router's node). On shared cores this process's thread waited to run 145-207 ms of each
+  // on the router's node). On shared cores this process's thread waited to run 139-207 ms of each
   // 4.4 s run (/proc schedstat; pinned, 50-104 ms), and perf sched showed its wake-ups landing on the
   // core the engine's threads were on while the other idled. One run a round lets them share every
   // core, as a measure of that.
