@@ -55,11 +55,15 @@ Deno.test("onCpus wraps a command in taskset only when given CPUs", () => {
   });
 });
 
-Deno.test("setCpus moves every thread of a process to the CPUs given", async () => {
-  const all = allowedCpus();
-  if (all === null || all.length < 2 || !(await have("taskset"))) {
-    return; // not Linux with two CPUs and taskset: nothing to move between
-  }
+// Only on Linux with two CPUs or more and taskset: elsewhere there is nothing to move between.
+const cpusNow = allowedCpus();
+const canPin = cpusNow !== null && cpusNow.length >= 2 && await have("taskset");
+
+Deno.test({
+  name: "setCpus moves every thread of a process to the CPUs given",
+  ignore: !canPin,
+}, async () => {
+  const all = cpusNow!;
   // A child with threads of its own: another Deno, idle until killed.
   const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", "console.log('up'); setInterval(() => {}, 1000)"],

@@ -11,7 +11,7 @@ import { BlockHasher } from "./block_hash.ts";
 import { type KvEventsConfig, loadKvEventsConfig } from "./config.ts";
 import { Ingest } from "./ingest.ts";
 import { Router } from "./router.ts";
-import { CacheMap, DRAIN_STEP_MS, DRAIN_STEP_RECORDS } from "./store.ts";
+import { CacheMap } from "./store.ts";
 import { ChainTable } from "./chain.ts";
 import { chooseSha256 } from "./sha256.ts";
 import { ZmqSources } from "./zmq_source.ts";
@@ -54,8 +54,7 @@ function run(config: KvEventsConfig): void {
   const drainSoon = () => {
     drainTimer ??= setTimeout(() => {
       drainTimer = undefined;
-      const until = performance.now() + DRAIN_STEP_MS;
-      if (map.drain(DRAIN_STEP_RECORDS, () => performance.now() > until)) drainSoon();
+      if (map.serviceStep()) drainSoon();
     }, 1);
   };
   const map = new CacheMap({

@@ -83,7 +83,7 @@ export interface ApplyResult {
   refused: number;
 }
 
-/** Records a step of a pod's drain visits in the service (see {@link CacheMap.drain}). */
+/** Records a step of a pod's drain visits in the service (see {@link CacheMap.serviceStep}). */
 export const DRAIN_STEP_RECORDS = 4096;
 /** A drain step in the service stops at its first slice past this (ms). */
 export const DRAIN_STEP_MS = 0.2;
@@ -291,6 +291,16 @@ export class CacheMap {
       if (stop) break;
     }
     return this.#drainIndexes.size > 0;
+  }
+
+  /**
+   * One drain step as the service runs it between its other work: up to
+   * {@link DRAIN_STEP_RECORDS} records, stopping at the first slice past {@link DRAIN_STEP_MS}.
+   * Returns whether drains are left.
+   */
+  serviceStep(): boolean {
+    const until = performance.now() + DRAIN_STEP_MS;
+    return this.drain(DRAIN_STEP_RECORDS, () => performance.now() > until);
   }
 
   /** Removes pods not seen for `timeoutMs`; returns their ids. */
